@@ -1,0 +1,5 @@
+"""`python -m cfl_graph` runs the CLI."""
+
+from cfl_graph.cli import main
+
+main()

@@ -1,0 +1,85 @@
+"""The composition root: settings -> database -> schema -> routes. Nothing else builds engines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+
+from cfl_graph import migrate
+from cfl_graph.database import Database
+from cfl_graph.scheduler import run_scheduled_sync
+from cfl_graph.settings import Settings
+from loaders import Loaders
+from schema import build_schema
+from schema.context import Context
+
+log = logging.getLogger(__name__)
+
+
+class SchemaNotCurrent(RuntimeError):
+    def __init__(self, pending: list[str]) -> None:
+        super().__init__(
+            f"the database lacks migrations {', '.join(pending)}; run `cfl-graph db upgrade` first"
+        )
+        self.pending = pending
+
+
+class _GraphQL(GraphQL[Context, None]):
+    def __init__(self, db: Database) -> None:
+        super().__init__(build_schema(), graphql_ide="graphiql")
+        self._db = db
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        return Context(loaders=Loaders.for_request(self._db.sessions))
+
+
+def create_app(settings: Settings, *, demo: bool = False, db: Database | None = None) -> Starlette:
+    database = db or Database.connect(settings.database_url)
+
+    async def healthz(request: Request) -> Response:
+        try:
+            async with database.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("health check: database unavailable: %s", type(exc).__name__)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if demo:
+            from cfl_graph.demo import prepare_demo
+
+            await migrate.upgrade(database.engine)
+            await prepare_demo(settings, database)
+        elif pending := await migrate.pending(database.engine):
+            raise SchemaNotCurrent(pending)
+        settings.blob_dir.mkdir(parents=True, exist_ok=True)
+        scheduler: asyncio.Task[None] | None = None
+        if settings.cpl_source and settings.cpl_sync_interval > 0:
+            scheduler = asyncio.create_task(run_scheduled_sync(settings, database), name="cpl-sync")
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scheduler
+            if db is None:
+                await database.dispose()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/graphql", _GraphQL(database), methods=["GET", "POST"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

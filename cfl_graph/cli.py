@@ -1,0 +1,281 @@
+"""The `cfl-graph` command: serve, migrate, synchronise and inspect the CPL copy.
+
+Exit codes of `sync-cpl`: 0 applied, unchanged or not modified; 1 rejected (each problem printed as
+`row N, column C: reason`); 2 could not fetch, or another sync holds the lock; 3 internal failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import select
+
+from cfl_graph import migrate
+from cfl_graph.database import Database
+from cfl_graph.scheduler import sync_limits
+from cfl_graph.settings import Settings, SettingsError, from_env
+from cfl_graph.tables import CplSnapshot, CplSyncRun, SyncOutcome
+from cpl_sync.diff import SnapshotDiff, diff_snapshots
+from cpl_sync.lock import SyncLockBusy
+from cpl_sync.snapshot import current_snapshot
+from cpl_sync.sync import SyncResult, sync_cpl
+
+app = typer.Typer(
+    help="cfl-graph: the Centralised Firmware Library for GB smart meters.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+cpl_app = typer.Typer(help="The library's copy of the Certified Products List.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(cpl_app, name="cpl")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+EXIT_REJECTED = 1
+EXIT_FETCH = 2
+EXIT_FAILED = 3
+
+
+def _settings(default_log_level: str = "WARNING") -> Settings:
+    try:
+        settings = from_env()
+    except SettingsError as exc:
+        err.print(f"configuration error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    logging.basicConfig(
+        level=settings.log_level or default_log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return settings
+
+
+def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def run() -> T:
+        db = Database.connect(settings.database_url)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[bool, typer.Option(help="Apply migrations and load demo data first.")] = False,
+) -> None:
+    """Serve the catalogue (and sync the CPL every CFL_CPL_SYNC_INTERVAL seconds when a source is set)."""
+    import uvicorn
+
+    from cfl_graph.app import create_app
+
+    settings = _settings(default_log_level="INFO")
+    if demo:
+        out.print(f"demo: database {settings.database_url}, blobs in {settings.blob_dir}")
+    out.print(f"serving on http://{host}:{port}/ (GraphQL at /graphql)")
+    uvicorn.run(
+        create_app(settings, demo=demo),
+        host=host,
+        port=port,
+        log_level=(settings.log_level or "INFO").lower(),
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    settings = _settings()
+
+    async def work(db: Database) -> list[str]:
+        pending = await migrate.pending(db.engine)
+        await migrate.upgrade(db.engine)
+        return pending
+
+    applied = _with_db(settings, work)
+    out.print(f"applied {', '.join(applied)}" if applied else "database is up to date")
+
+
+class _RichProgress:
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)
+
+
+def _print_result(result: SyncResult) -> None:
+    if result.outcome in (SyncOutcome.APPLIED, SyncOutcome.UNCHANGED, SyncOutcome.NOT_MODIFIED):
+        out.print(f"{result.outcome.value}: snapshot {result.snapshot_id}", end="")
+        if result.row_count is not None:
+            out.print(
+                f", {result.row_count:,} certified versions of {result.device_model_count:,} device models",
+                end="",
+            )
+        out.print()
+        if result.changes is not None:
+            c = result.changes
+            out.print(
+                f"changes from the previous snapshot: {c.added:,} added, {c.removed:,} removed, "
+                f"{c.changed:,} changed"
+            )
+        for warning in result.warnings:
+            out.print(f"warning: {warning}", markup=False, highlight=False)
+        return
+    if result.outcome is SyncOutcome.REJECTED:
+        err.print(f"rejected: {result.error_count:,} error(s); the current snapshot stays current")
+        for problem in result.errors:
+            err.print(str(problem), markup=False, highlight=False)
+        if result.error_count > len(result.errors):
+            err.print(f"... and {result.error_count - len(result.errors):,} more", highlight=False)
+        return
+    err.print(f"{result.outcome.value}: {result.message}", markup=False, highlight=False)
+
+
+@app.command("sync-cpl")
+def sync_cpl_command(
+    source: Annotated[str | None, typer.Argument(help="Path or http(s) URL; default CFL_CPL_SOURCE.")] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for another running sync.")] = 600.0,
+) -> None:
+    """Fetch, validate and store the CPL as a new snapshot if it changed."""
+    settings = _settings()
+    chosen = source or settings.cpl_source
+    if not chosen:
+        err.print("no CPL source: give one or set CFL_CPL_SOURCE")
+        raise typer.Exit(EXIT_FETCH)
+
+    async def work(db: Database) -> SyncResult:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+            return await sync_cpl(
+                db,
+                chosen,
+                work_dir=settings.work_dir,
+                limits=sync_limits(settings, lock_wait=wait),
+                trigger="cli",
+                progress=_RichProgress(progress),
+            )
+
+    try:
+        result = _with_db(settings, work)
+    except SyncLockBusy as exc:
+        err.print(str(exc))
+        raise typer.Exit(EXIT_FETCH) from None
+    except Exception as exc:
+        err.print(f"failed: {type(exc).__name__}: {exc}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    _print_result(result)
+    codes = {SyncOutcome.REJECTED: EXIT_REJECTED, SyncOutcome.FETCH_FAILED: EXIT_FETCH}
+    raise typer.Exit(codes.get(result.outcome, 0))
+
+
+@cpl_app.command("snapshots")
+def cpl_snapshots(limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20) -> None:
+    """List CPL snapshots, newest first, marking the current one."""
+    settings = _settings()
+
+    async def work(db: Database) -> tuple[list[CplSnapshot], int | None]:
+        async with db.sessions() as session:
+            current = await current_snapshot(session)
+            rows = (
+                await session.execute(select(CplSnapshot).order_by(CplSnapshot.id.desc()).limit(limit))
+            ).scalars()
+            return list(rows), current.id if current else None
+
+    rows, current_id = _with_db(settings, work)
+    table = Table(
+        "id", "current", "created (UTC)", "rows", "models", "+", "-", "~", "content SHA-256", "source"
+    )
+    for s in rows:
+        table.add_row(
+            str(s.id),
+            "*" if s.id == current_id else "",
+            s.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{s.row_count:,}",
+            f"{s.device_model_count:,}",
+            f"{s.added_count:,}",
+            f"{s.removed_count:,}",
+            f"{s.changed_count:,}",
+            s.content_sha256[:16] + "…",
+            s.source,
+        )
+    out.print(table)
+
+
+@cpl_app.command("runs")
+def cpl_runs(limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20) -> None:
+    """List sync runs with their outcomes, newest first."""
+    settings = _settings()
+
+    async def work(db: Database) -> list[CplSyncRun]:
+        async with db.sessions() as session:
+            return list(
+                (
+                    await session.execute(select(CplSyncRun).order_by(CplSyncRun.id.desc()).limit(limit))
+                ).scalars()
+            )
+
+    table = Table("run", "started (UTC)", "trigger", "outcome", "snapshot", "rows", "errors", "message")
+    for r in _with_db(settings, work):
+        table.add_row(
+            str(r.id),
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.trigger,
+            r.outcome,
+            str(r.snapshot_id or ""),
+            "" if r.row_count is None else f"{r.row_count:,}",
+            str(r.error_count),
+            r.message or "",
+        )
+    out.print(table)
+
+
+@cpl_app.command("diff")
+def cpl_diff(
+    old: Annotated[int, typer.Argument(help="Older snapshot id.")],
+    new: Annotated[int, typer.Argument(help="Newer snapshot id.")],
+    limit: Annotated[int, typer.Option(help="Rows shown per kind of change.")] = 50,
+) -> None:
+    """Rows added, removed and changed between two snapshots."""
+    settings = _settings()
+
+    async def work(db: Database) -> SnapshotDiff:
+        async with db.sessions() as session:
+            for snapshot_id in (old, new):
+                if await session.get(CplSnapshot, snapshot_id) is None:
+                    err.print(f"no snapshot {snapshot_id}")
+                    raise typer.Exit(EXIT_REJECTED)
+            return await diff_snapshots(session, old, new, limit=limit)
+
+    diff = _with_db(settings, work)
+    c = diff.counts
+    out.print(f"snapshot {old} -> {new}: {c.added:,} added, {c.removed:,} removed, {c.changed:,} changed")
+    for row in diff.added:
+        out.print(
+            f"+ {'/'.join(row.key)} {row.model_name} hash {row.image_hash} {row.status}", highlight=False
+        )
+    for row in diff.removed:
+        out.print(
+            f"- {'/'.join(row.key)} {row.model_name} hash {row.image_hash} {row.status}", highlight=False
+        )
+    for change in diff.changed:
+        fields = ", ".join(f"{f.field}: {f.old} -> {f.new}" for f in change.fields)
+        out.print(f"~ {'/'.join(change.key)} {fields}", highlight=False)
+    if diff.truncated:
+        out.print(f"(showing at most {limit} of each; use --limit for more)")
+
+
+def main() -> None:
+    app()

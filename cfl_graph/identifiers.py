@@ -1,0 +1,252 @@
+"""CPL identifiers and values, normalised once at the edge and typed from there on.
+
+Hex identifiers are upper-case and fixed width (manufacturer, model and hardware ids 4 digits,
+firmware versions 8); SHA-256 digests are 64 lower-case hex digits, the form `sha256sum` prints.
+Every normaliser raises `InvalidValue` with a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from enum import StrEnum
+from typing import NewType
+
+ManufacturerId = NewType("ManufacturerId", str)
+ModelId = NewType("ModelId", str)
+HardwareVersion = NewType("HardwareVersion", str)
+FirmwareVersion = NewType("FirmwareVersion", str)
+Sha256Hex = NewType("Sha256Hex", str)
+
+Cell = str | int | float | bool | dt.date | dt.datetime | dt.timedelta | dt.time | None
+
+
+class InvalidValue(ValueError):
+    """A cell or argument that cannot be read as the value it should hold; `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DeviceType(StrEnum):
+    ESME = "ESME"
+    GSME = "GSME"
+    PPMID = "PPMID"
+    HCALCS = "HCALCS"
+    CHF = "CHF"
+    GPF = "GPF"
+
+    @property
+    def in_library_scope(self) -> bool:
+        """R1: the library covers the CPL devices other than the Type 2 comms hub and gas proxy."""
+        return self in LIBRARY_DEVICE_TYPES
+
+
+LIBRARY_DEVICE_TYPES = frozenset({DeviceType.ESME, DeviceType.GSME, DeviceType.PPMID, DeviceType.HCALCS})
+
+
+class SmetsVersion(StrEnum):
+    SMETS1 = "SMETS1"
+    SMETS2 = "SMETS2"
+
+
+class CplStatus(StrEnum):
+    ACTIVE = "active"
+    WITHDRAWN = "withdrawn"
+    SUSPENDED = "suspended"
+    EXPIRED = "expired"
+
+
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+_NON_ALNUM = re.compile(r"[^0-9a-z]+")
+
+
+def _cell_text(value: Cell, what: str) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InvalidValue(f"{what} is empty")
+    if isinstance(value, bool | dt.date | dt.time | dt.timedelta):
+        raise InvalidValue(f"{what} is a {type(value).__name__}, not text")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise InvalidValue(f"{what} {value!r} is a number with a fraction; format the column as text")
+        value = int(value)
+    return str(value).strip()
+
+
+def _hex_id(value: Cell, width: int, what: str) -> str:
+    """Hex of at most `width` digits, zero-padded: Excel drops leading zeros from all-digit ids."""
+    text = _cell_text(value, what)
+    if text[:2] in ("0x", "0X"):
+        text = text[2:]
+    if not _HEX.fullmatch(text):
+        raise InvalidValue(f"{what} {text!r} is not hexadecimal")
+    if len(text) > width:
+        raise InvalidValue(f"{what} {text!r} has {len(text)} hex digits, at most {width} allowed")
+    return text.upper().zfill(width)
+
+
+def manufacturer_id(value: Cell) -> ManufacturerId:
+    return ManufacturerId(_hex_id(value, 4, "manufacturer id"))
+
+
+def model_id(value: Cell) -> ModelId:
+    return ModelId(_hex_id(value, 4, "model id"))
+
+
+def hardware_version(value: Cell) -> HardwareVersion:
+    return HardwareVersion(_hex_id(value, 4, "hardware version"))
+
+
+_DOTTED = re.compile(r"\d{1,2}(\.\d{1,2}){3}")
+
+
+def firmware_version(value: Cell) -> FirmwareVersion:
+    """8 hex digits; also accepts 0x-prefixed, lower-case and BCD-style dotted forms (1.2.10.4)."""
+    text = _cell_text(value, "firmware version")
+    if "." in text:
+        if not _DOTTED.fullmatch(text):
+            raise InvalidValue(
+                f"firmware version {text!r}: a dotted version needs four decimal parts of 0-99, like 1.2.10.4"
+            )
+        return FirmwareVersion("".join(part.zfill(2) for part in text.split(".")))
+    return FirmwareVersion(_hex_id(text, 8, "firmware version"))
+
+
+_HASH_SEPARATORS = re.compile(r"[\s:]+")
+
+
+def sha256_hex(value: Cell, what: str = "image hash") -> Sha256Hex:
+    text = _cell_text(value, what)
+    if text[:2] in ("0x", "0X"):
+        text = text[2:]
+    text = _HASH_SEPARATORS.sub("", text)
+    if not _HEX.fullmatch(text):
+        raise InvalidValue(f"{what} is not hexadecimal")
+    if len(text) != 64:
+        raise InvalidValue(f"{what} has {len(text)} hex digits; a SHA-256 has 64")
+    return Sha256Hex(text.lower())
+
+
+_DEVICE_TYPE_NAMES: dict[str, DeviceType] = {
+    **{t.value.lower(): t for t in DeviceType},
+    "electricitysmartmeteringequipment": DeviceType.ESME,
+    "gassmartmeteringequipment": DeviceType.GSME,
+    "prepaymentinterfacedevice": DeviceType.PPMID,
+    "prepaymentmeterinterfacedevice": DeviceType.PPMID,
+    "hanconnectedauxiliaryloadcontrolswitch": DeviceType.HCALCS,
+    "communicationshubfunction": DeviceType.CHF,
+    "gasproxyfunction": DeviceType.GPF,
+}
+
+
+def device_type(value: Cell) -> DeviceType:
+    text = _cell_text(value, "device type")
+    found = _DEVICE_TYPE_NAMES.get(_NON_ALNUM.sub("", text.lower()))
+    if found is None:
+        allowed = ", ".join(t.value for t in DeviceType)
+        raise InvalidValue(f"device type {text!r} is not one of {allowed}")
+    return found
+
+
+def smets_version(value: Cell) -> SmetsVersion:
+    text = _cell_text(value, "SMETS version")
+    folded = _NON_ALNUM.sub("", text.lower())
+    if folded in ("smets1", "1"):
+        return SmetsVersion.SMETS1
+    if folded in ("smets2", "2"):
+        return SmetsVersion.SMETS2
+    raise InvalidValue(f"SMETS version {text!r} is not SMETS1 or SMETS2")
+
+
+_STATUS_NAMES: dict[str, CplStatus] = {
+    **{s.value: s for s in CplStatus},
+    "certified": CplStatus.ACTIVE,
+    "current": CplStatus.ACTIVE,
+    "removed": CplStatus.WITHDRAWN,
+    "revoked": CplStatus.WITHDRAWN,
+}
+
+
+def cpl_status(value: Cell) -> CplStatus:
+    text = _cell_text(value, "status")
+    found = _STATUS_NAMES.get(_NON_ALNUM.sub("", text.lower()))
+    if found is None:
+        allowed = ", ".join(s.value for s in CplStatus)
+        raise InvalidValue(f"status {text!r} is not one of {allowed}")
+    return found
+
+
+_GBCS = re.compile(r"(?:gbcs)?\s*v?\s*(\d{1,2}(?:\.\d{1,2}){0,2})", re.IGNORECASE)
+
+
+def gbcs_version(value: Cell) -> str:
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        value = f"{value:g}" if isinstance(value, float) else str(value)
+    text = _cell_text(value, "GBCS version")
+    match = _GBCS.fullmatch(text)
+    if match is None:
+        raise InvalidValue(f"GBCS version {text!r} is not a version like v3.2")
+    return "v" + match.group(1)
+
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def name(value: Cell, what: str, max_length: int = 200) -> str:
+    text = _WHITESPACE.sub(" ", _cell_text(value, what))
+    if len(text) > max_length:
+        raise InvalidValue(f"{what} is {len(text)} characters long, at most {max_length} allowed")
+    if any(ord(ch) < 32 for ch in text):
+        raise InvalidValue(f"{what} contains control characters")
+    return text
+
+
+_EXCEL_EPOCH = dt.date(1899, 12, 30)
+_EARLIEST = dt.date(1990, 1, 1)
+_LATEST = dt.date(2100, 12, 31)
+_TEXT_DATE_FORMATS = (
+    "%Y-%m-%d",
+    "%Y/%m/%d",
+    "%d/%m/%Y",
+    "%d-%m-%Y",
+    "%d.%m.%Y",
+    "%d %b %Y",
+    "%d %B %Y",
+    "%d-%b-%Y",
+    "%d-%B-%Y",
+    "%d-%b-%y",
+    "%b %d %Y",
+    "%B %d %Y",
+)
+
+
+def _plausible(day: dt.date, what: str, text: str) -> dt.date:
+    if not _EARLIEST <= day <= _LATEST:
+        raise InvalidValue(f"{what} {text} is outside {_EARLIEST.year}-{_LATEST.year}")
+    return day
+
+
+def date(value: Cell, what: str) -> dt.date:
+    """A date from a date cell, an Excel serial number, or text (ISO, or day first as GB writes it)."""
+    if isinstance(value, dt.datetime):
+        return _plausible(value.date(), what, value.date().isoformat())
+    if isinstance(value, dt.date):
+        return _plausible(value, what, value.isoformat())
+    text = _cell_text(value, what)
+    if text.isdigit() and len(text) <= 6:
+        return _plausible(_EXCEL_EPOCH + dt.timedelta(days=int(text)), what, f"(Excel serial {text})")
+    candidate = text.split("T")[0] if "T" in text else text.split(" 00:00")[0]
+    candidate = _WHITESPACE.sub(" ", candidate.replace(",", ""))
+    for fmt in _TEXT_DATE_FORMATS:
+        try:
+            return _plausible(dt.datetime.strptime(candidate, fmt).date(), what, repr(text))
+        except ValueError:
+            continue
+    raise InvalidValue(f"{what} {text!r} is not a date (use 2024-03-31, 31/03/2024 or 31 Mar 2024)")
+
+
+def optional_text(value: Cell, what: str, max_length: int = 64) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return name(value, what, max_length)

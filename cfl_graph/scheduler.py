@@ -1,0 +1,47 @@
+"""The background CPL sync that `serve` runs every CFL_CPL_SYNC_INTERVAL seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from cfl_graph.database import Database
+from cfl_graph.settings import Settings
+from cpl_sync.fetch import FetchLimits
+from cpl_sync.lock import SyncLockBusy
+from cpl_sync.sync import SyncLimits, sync_cpl
+
+log = logging.getLogger(__name__)
+
+
+def sync_limits(settings: Settings, *, lock_wait: float = 0.0) -> SyncLimits:
+    return SyncLimits(
+        fetch=FetchLimits(
+            max_bytes=settings.cpl_max_bytes,
+            attempts=settings.cpl_fetch_attempts,
+            total_timeout=settings.cpl_fetch_timeout,
+        ),
+        max_rows=settings.cpl_max_rows,
+        lock_wait=lock_wait,
+    )
+
+
+async def run_scheduled_sync(settings: Settings, db: Database) -> None:
+    """Sync now and then every interval; a sync already running elsewhere makes this one skip a turn."""
+    assert settings.cpl_source is not None and settings.cpl_sync_interval > 0
+    while True:
+        try:
+            result = await sync_cpl(
+                db,
+                settings.cpl_source,
+                work_dir=settings.work_dir,
+                limits=sync_limits(settings),
+                trigger="schedule",
+            )
+            log.info("scheduled CPL sync: %s (%s)", result.outcome.value, result.message)
+        except SyncLockBusy:
+            log.info("scheduled CPL sync skipped: another sync is running")
+        except Exception:
+            # Already recorded as a failed sync run and logged with context; keep the schedule alive.
+            log.warning("scheduled CPL sync failed; retrying at the next interval")
+        await asyncio.sleep(settings.cpl_sync_interval)

@@ -1,0 +1,116 @@
+"""Service settings, read from the environment in exactly one place.
+
+Nothing else in the code base reads `os.environ`; the composition root (`cfl_graph.app`) and the
+CLI build a `Settings` and pass it down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+    def __init__(self, name: str, value: str, reason: str) -> None:
+        super().__init__(f"{name}={value!r}: {reason}")
+        self.name = name
+        self.value = value
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite+aiosqlite:///./var/cfl.sqlite3"
+    blob_dir: Path = Path("./var/blobs")
+    work_dir: Path = Path("./var/work")
+    cpl_source: str | None = None
+    cpl_sync_interval: int = 0
+    cpl_max_bytes: int = 200 * 1024 * 1024
+    cpl_max_rows: int = 2_000_000
+    cpl_fetch_attempts: int = 4
+    cpl_fetch_timeout: float = 300.0
+    # None: INFO for `serve`, WARNING for one-shot commands, whose own output says what happened.
+    log_level: str | None = None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _positive_int(name: str, raw: str, *, allow_zero: bool = False) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, raw, "not a whole number") from None
+    if value < 0 or (value == 0 and not allow_zero):
+        raise SettingsError(name, raw, "must be positive" if not allow_zero else "must be 0 or more")
+    return value
+
+
+def _positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, raw, "not a number") from None
+    if value <= 0:
+        raise SettingsError(name, raw, "must be positive")
+    return value
+
+
+def _database_url(name: str, raw: str) -> str:
+    if raw.startswith("sqlite://") and not raw.startswith("sqlite+aiosqlite://"):
+        return "sqlite+aiosqlite://" + raw.removeprefix("sqlite://")
+    if raw.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + raw.split("://", 1)[1]
+    if raw.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        return raw
+    raise SettingsError(name, raw, "expected a sqlite:// or postgresql:// URL")
+
+
+def _interval(name: str, raw: str) -> int:
+    """Seconds, or a number with an s/m/h/d suffix; 0 turns the scheduled sync off."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = raw.strip().lower()
+    factor = 1
+    if text and text[-1] in units:
+        factor = units[text[-1]]
+        text = text[:-1]
+    return _positive_int(name, text, allow_zero=True) * factor
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise SettingsError(name, raw, "expected DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from `CFL_*` variables; unset variables keep the documented defaults."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    if (raw := env.get("CFL_DATABASE_URL")) is not None:
+        values["database_url"] = _database_url("CFL_DATABASE_URL", raw)
+    if (raw := env.get("CFL_BLOB_DIR")) is not None:
+        values["blob_dir"] = Path(raw)
+    if (raw := env.get("CFL_WORK_DIR")) is not None:
+        values["work_dir"] = Path(raw)
+    if (raw := env.get("CFL_CPL_SOURCE")) is not None and raw.strip():
+        values["cpl_source"] = raw.strip()
+    if (raw := env.get("CFL_CPL_SYNC_INTERVAL")) is not None:
+        values["cpl_sync_interval"] = _interval("CFL_CPL_SYNC_INTERVAL", raw)
+    if (raw := env.get("CFL_CPL_MAX_BYTES")) is not None:
+        values["cpl_max_bytes"] = _positive_int("CFL_CPL_MAX_BYTES", raw)
+    if (raw := env.get("CFL_CPL_MAX_ROWS")) is not None:
+        values["cpl_max_rows"] = _positive_int("CFL_CPL_MAX_ROWS", raw)
+    if (raw := env.get("CFL_CPL_FETCH_ATTEMPTS")) is not None:
+        values["cpl_fetch_attempts"] = _positive_int("CFL_CPL_FETCH_ATTEMPTS", raw)
+    if (raw := env.get("CFL_CPL_FETCH_TIMEOUT")) is not None:
+        values["cpl_fetch_timeout"] = _positive_float("CFL_CPL_FETCH_TIMEOUT", raw)
+    if (raw := env.get("CFL_LOG_LEVEL")) is not None:
+        values["log_level"] = _log_level("CFL_LOG_LEVEL", raw)
+    return Settings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,175 @@
+"""Differences between two CPL snapshots, by key (manufacturer, model, hardware and firmware version)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from cfl_graph.tables import CplCertifiedFirmware, CplDeviceModel
+
+KEY_FIELDS = ("manufacturer_id", "model_id", "hardware_version", "firmware_version")
+# What a row says, as opposed to where it sat in the file (sheet_row is not compared).
+FIRMWARE_FIELDS = ("image_hash", "status", "gbcs_version", "cpa_reference", "cpa_expiry", "date_added")
+MODEL_FIELDS = ("manufacturer_name", "model_name", "device_type", "smets_version")
+
+
+@dataclass(frozen=True)
+class CplRow:
+    manufacturer_id: str
+    model_id: str
+    hardware_version: str
+    firmware_version: str
+    manufacturer_name: str
+    model_name: str
+    device_type: str
+    smets_version: str
+    image_hash: str
+    status: str
+    gbcs_version: str | None
+    cpa_reference: str | None
+    cpa_expiry: dt.date | None
+    date_added: dt.date
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.manufacturer_id, self.model_id, self.hardware_version, self.firmware_version)
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class RowChange:
+    old: CplRow
+    new: CplRow
+    fields: tuple[FieldChange, ...]
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return self.new.key
+
+
+@dataclass(frozen=True)
+class DiffCounts:
+    added: int
+    removed: int
+    changed: int
+
+
+@dataclass(frozen=True)
+class SnapshotDiff:
+    old_id: int
+    new_id: int
+    counts: DiffCounts
+    added: list[CplRow]  # each list holds at most `limit` rows, in key order
+    removed: list[CplRow]
+    changed: list[RowChange]
+
+    @property
+    def truncated(self) -> bool:
+        c = self.counts
+        return (len(self.added), len(self.removed), len(self.changed)) != (c.added, c.removed, c.changed)
+
+
+class _Side:
+    """One snapshot's certified firmware joined to its device model."""
+
+    def __init__(self, snapshot_id: int) -> None:
+        self.fw = aliased(CplCertifiedFirmware)
+        self.dm = aliased(CplDeviceModel)
+        self.snapshot_id = snapshot_id
+
+    def columns(self) -> list[Any]:
+        return [
+            *(getattr(self.fw, f) for f in KEY_FIELDS),
+            *(getattr(self.dm, f) for f in MODEL_FIELDS),
+            *(getattr(self.fw, f) for f in FIRMWARE_FIELDS),
+        ]
+
+    def join_condition(self) -> ColumnElement[bool]:
+        return and_(
+            self.dm.snapshot_id == self.fw.snapshot_id,
+            self.dm.manufacturer_id == self.fw.manufacturer_id,
+            self.dm.model_id == self.fw.model_id,
+            self.dm.hardware_version == self.fw.hardware_version,
+        )
+
+    def same_key(self, other: _Side) -> ColumnElement[bool]:
+        return and_(*(getattr(self.fw, f) == getattr(other.fw, f) for f in KEY_FIELDS))
+
+    def select_rows(self) -> Select[Any]:
+        return (
+            select(*self.columns())
+            .join_from(self.fw, self.dm, self.join_condition())
+            .where(self.fw.snapshot_id == self.snapshot_id)
+        )
+
+    def order(self) -> list[Any]:
+        return [getattr(self.fw, f) for f in KEY_FIELDS]
+
+
+def _only_in(this: _Side, other: _Side) -> Select[Any]:
+    missing = ~exists().where(other.fw.snapshot_id == other.snapshot_id, this.same_key(other))
+    return this.select_rows().where(missing)
+
+
+def _changed(old: _Side, new: _Side) -> Select[Any]:
+    differs = or_(
+        *(getattr(old.fw, f).is_distinct_from(getattr(new.fw, f)) for f in FIRMWARE_FIELDS),
+        *(getattr(old.dm, f).is_distinct_from(getattr(new.dm, f)) for f in MODEL_FIELDS),
+    )
+    return (
+        select(*old.columns(), *new.columns())
+        .select_from(old.fw)
+        .join(old.dm, old.join_condition())
+        .join(new.fw, and_(new.fw.snapshot_id == new.snapshot_id, old.same_key(new)))
+        .join(new.dm, new.join_condition())
+        .where(old.fw.snapshot_id == old.snapshot_id, differs)
+    )
+
+
+async def _count(session: AsyncSession, query: Select[Any]) -> int:
+    return int((await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one())
+
+
+async def diff_counts(session: AsyncSession, old_id: int, new_id: int) -> DiffCounts:
+    old, new = _Side(old_id), _Side(new_id)
+    return DiffCounts(
+        added=await _count(session, _only_in(new, old)),
+        removed=await _count(session, _only_in(old, new)),
+        changed=await _count(session, _changed(old, new)),
+    )
+
+
+async def diff_snapshots(
+    session: AsyncSession, old_id: int, new_id: int, *, limit: int = 1000
+) -> SnapshotDiff:
+    """Rows added, removed and changed from snapshot `old_id` to `new_id`, at most `limit` of each."""
+    old, new = _Side(old_id), _Side(new_id)
+    counts = await diff_counts(session, old_id, new_id)
+    added = [
+        CplRow(*r) for r in await session.execute(_only_in(new, old).order_by(*new.order()).limit(limit))
+    ]
+    removed = [
+        CplRow(*r) for r in await session.execute(_only_in(old, new).order_by(*old.order()).limit(limit))
+    ]
+    width = len(old.columns())
+    changed: list[RowChange] = []
+    for row in await session.execute(_changed(old, new).order_by(*old.order()).limit(limit)):
+        before, after = CplRow(*row[:width]), CplRow(*row[width:])
+        fields = tuple(
+            FieldChange(f, getattr(before, f), getattr(after, f))
+            for f in (*MODEL_FIELDS, *FIRMWARE_FIELDS)
+            if getattr(before, f) != getattr(after, f)
+        )
+        changed.append(RowChange(before, after, fields))
+    return SnapshotDiff(old_id, new_id, counts, added, removed, changed)

@@ -1,0 +1,123 @@
+"""Store a validated CPL as a new immutable snapshot and move `current` to it, in one transaction.
+
+Either the whole snapshot is written and becomes current, or nothing of it is visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot
+from cfl_graph.tables.base import utc_now
+from cpl_sync.diff import diff_counts
+from cpl_sync.validate import ValidCpl
+
+BATCH_ROWS = 20_000
+ProgressCallback = Callable[[str, int, int | None], None]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Stored:
+    snapshot: CplSnapshot
+    created: bool  # False: the content equals the current snapshot's, and nothing was written
+
+
+async def current_snapshot(session: AsyncSession) -> CplSnapshot | None:
+    query = select(CplSnapshot).join(CplCurrent, CplCurrent.snapshot_id == CplSnapshot.id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _model_params(snapshot_id: int, valid: ValidCpl) -> Iterator[dict[str, Any]]:
+    for model in valid.device_models:
+        yield {
+            "snapshot_id": snapshot_id,
+            "manufacturer_id": model.manufacturer_id,
+            "model_id": model.model_id,
+            "hardware_version": model.hardware_version,
+            "manufacturer_name": model.manufacturer_name,
+            "model_name": model.model_name,
+            "device_type": model.device_type.value,
+            "smets_version": model.smets_version.value,
+            "firmware_count": model.firmware_count,
+        }
+
+
+def _firmware_params(snapshot_id: int, valid: ValidCpl) -> Iterator[dict[str, Any]]:
+    for fw in valid.firmware:
+        params = asdict(fw)
+        params["snapshot_id"] = snapshot_id
+        params["status"] = fw.status.value
+        yield params
+
+
+async def store_snapshot(
+    sessions: async_sessionmaker[AsyncSession],
+    valid: ValidCpl,
+    *,
+    source: str,
+    content_sha256: str,
+    progress: ProgressCallback | None = None,
+) -> Stored:
+    """Write `valid` as a new snapshot and make it current, unless it says what the current one says."""
+    async with sessions() as session, session.begin():
+        previous = await current_snapshot(session)
+        if previous is not None and (
+            previous.content_sha256 == content_sha256 or previous.rows_sha256 == valid.rows_sha256
+        ):
+            return Stored(previous, created=False)
+
+        snapshot = CplSnapshot(
+            source=source,
+            content_sha256=content_sha256,
+            rows_sha256=valid.rows_sha256,
+            row_count=len(valid.firmware),
+            device_model_count=len(valid.device_models),
+            previous_id=previous.id if previous else None,
+            added_count=len(valid.firmware),
+            removed_count=0,
+            changed_count=0,
+        )
+        session.add(snapshot)
+        await session.flush()
+
+        for batch in _batches(_model_params(snapshot.id, valid), BATCH_ROWS):
+            await session.execute(insert(CplDeviceModel), batch)
+        written = 0
+        total = len(valid.firmware)
+        for batch in _batches(_firmware_params(snapshot.id, valid), BATCH_ROWS):
+            await session.execute(insert(CplCertifiedFirmware), batch)
+            written += len(batch)
+            if progress is not None:
+                progress("store", written, total)
+
+        if previous is not None:
+            counts = await diff_counts(session, previous.id, snapshot.id)
+            snapshot.added_count, snapshot.removed_count, snapshot.changed_count = (
+                counts.added,
+                counts.removed,
+                counts.changed,
+            )
+        now = utc_now()
+        moved = await session.execute(
+            update(CplCurrent).where(CplCurrent.id == 1).values(snapshot_id=snapshot.id, since=now)
+        )
+        if moved.rowcount == 0:  # type: ignore[attr-defined]
+            session.add(CplCurrent(id=1, snapshot_id=snapshot.id, since=now))
+        return Stored(snapshot, created=True)

@@ -1,0 +1,208 @@
+"""One CPL synchronisation: fetch -> parse -> validate -> snapshot, recorded as a sync run.
+
+Whatever happens, a `cpl_sync_runs` row says when, from where, what content, and with what outcome;
+only an `applied` run changes which snapshot is current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+
+from cfl_graph.database import Database
+from cfl_graph.tables import CplCurrent, CplSyncRun, SyncOutcome
+from cfl_graph.tables.base import utc_now
+from cpl_sync.diff import DiffCounts
+from cpl_sync.fetch import Fetched, FetchError, FetchLimits, NotModified, Validators, fetch_cpl
+from cpl_sync.lock import sync_lock
+from cpl_sync.parse import read_table
+from cpl_sync.problems import CplFileRejected, Problem
+from cpl_sync.snapshot import store_snapshot
+from cpl_sync.validate import MAX_REPORTED_PROBLEMS, ValidCpl, validate
+
+log = logging.getLogger(__name__)
+ProgressCallback = Callable[[str, int, int | None], None]
+
+
+@dataclass(frozen=True)
+class SyncLimits:
+    fetch: FetchLimits = field(default_factory=FetchLimits)
+    max_rows: int = 2_000_000
+    lock_wait: float = 0.0
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    run_id: int
+    outcome: SyncOutcome
+    source: str
+    snapshot_id: int | None = None
+    row_count: int | None = None
+    device_model_count: int | None = None
+    changes: DiffCounts | None = None
+    errors: list[Problem] = field(default_factory=list)
+    error_count: int = 0
+    warnings: list[Problem] = field(default_factory=list)
+    message: str | None = None
+
+
+def _read(path: Path, max_rows: int, progress: ProgressCallback | None) -> ValidCpl:
+    return validate(read_table(path), max_rows=max_rows, progress=progress)
+
+
+async def _previous_validators(db: Database, source: str) -> Validators | None:
+    """ETag / Last-Modified of the last good fetch of this source, if its content is still current."""
+    async with db.sessions() as session:
+        current = (await session.execute(select(CplCurrent.snapshot_id))).scalar_one_or_none()
+        if current is None:
+            return None
+        run = (
+            await session.execute(
+                select(CplSyncRun)
+                .where(
+                    CplSyncRun.source == source,
+                    CplSyncRun.outcome.in_([SyncOutcome.APPLIED.value, SyncOutcome.UNCHANGED.value]),
+                    CplSyncRun.snapshot_id == current,
+                )
+                .order_by(CplSyncRun.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+    if run is None or (run.etag is None and run.last_modified is None):
+        return None
+    return Validators(run.etag, run.last_modified)
+
+
+async def _start_run(db: Database, source: str, trigger: str) -> int:
+    async with db.sessions() as session, session.begin():
+        run = CplSyncRun(source=source, trigger=trigger, outcome=SyncOutcome.RUNNING.value, problems=[])
+        session.add(run)
+        await session.flush()
+        return run.id
+
+
+async def _finish_run(db: Database, result: SyncResult, fetched: Fetched | NotModified | None) -> None:
+    problems = [p.as_dict() for p in (*result.errors, *result.warnings)][: MAX_REPORTED_PROBLEMS * 2]
+    async with db.sessions() as session, session.begin():
+        run = await session.get_one(CplSyncRun, result.run_id)
+        run.finished_at = utc_now()
+        run.outcome = result.outcome.value
+        run.snapshot_id = result.snapshot_id
+        run.row_count = result.row_count
+        run.error_count = result.error_count
+        run.warning_count = len(result.warnings)
+        run.problems = problems
+        run.message = result.message
+        if fetched is not None:
+            run.etag = fetched.validators.etag
+            run.last_modified = fetched.validators.last_modified
+        if isinstance(fetched, Fetched):
+            run.content_sha256 = fetched.sha256
+            run.content_size = fetched.size
+
+
+async def sync_cpl(
+    db: Database,
+    source: str,
+    *,
+    work_dir: Path,
+    limits: SyncLimits | None = None,
+    trigger: str = "cli",
+    progress: ProgressCallback | None = None,
+) -> SyncResult:
+    """Synchronise from `source` (a path or URL). Raises `SyncLockBusy` if another sync holds the lock."""
+    limits = limits or SyncLimits()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    async with sync_lock(db.engine, wait=limits.lock_wait):
+        run_id = await _start_run(db, source, trigger)
+        fetched: Fetched | NotModified | None = None
+        try:
+            try:
+                previous = await _previous_validators(db, source)
+                fetched = await fetch_cpl(source, work_dir, previous=previous, limits=limits.fetch)
+            except FetchError as exc:
+                result = SyncResult(run_id, SyncOutcome.FETCH_FAILED, source, message=str(exc))
+            else:
+                result = await _apply(db, run_id, source, fetched, limits, progress)
+        except Exception as exc:
+            log.exception("CPL sync run %s from %s failed", run_id, source)
+            failed = SyncResult(
+                run_id,
+                SyncOutcome.FAILED,
+                source,
+                message=f"internal error: {type(exc).__name__}; see the service log",
+            )
+            await _finish_run(db, failed, fetched)
+            raise
+        finally:
+            if isinstance(fetched, Fetched):
+                with contextlib.suppress(FileNotFoundError):
+                    fetched.path.unlink()
+        await _finish_run(db, result, fetched)
+        log.info("CPL sync run %s from %s: %s", run_id, source, result.outcome.value)
+        return result
+
+
+async def _apply(
+    db: Database,
+    run_id: int,
+    source: str,
+    fetched: Fetched | NotModified,
+    limits: SyncLimits,
+    progress: ProgressCallback | None,
+) -> SyncResult:
+    if isinstance(fetched, NotModified):
+        async with db.sessions() as session:
+            current = (await session.execute(select(CplCurrent.snapshot_id))).scalar_one_or_none()
+        return SyncResult(
+            run_id,
+            SyncOutcome.NOT_MODIFIED,
+            source,
+            snapshot_id=current,
+            message="the source has not changed since the last sync",
+        )
+    try:
+        # Parsing and validating are CPU work: keep them off the event loop that serves requests.
+        valid = await asyncio.to_thread(_read, fetched.path, limits.max_rows, progress)
+    except CplFileRejected as rejected:
+        return SyncResult(
+            run_id,
+            SyncOutcome.REJECTED,
+            source,
+            errors=rejected.problems,
+            error_count=rejected.error_count,
+            warnings=rejected.warnings,
+            message=str(rejected),
+        )
+    stored = await store_snapshot(
+        db.sessions, valid, source=source, content_sha256=fetched.sha256, progress=progress
+    )
+    snapshot = stored.snapshot
+    if not stored.created:
+        return SyncResult(
+            run_id,
+            SyncOutcome.UNCHANGED,
+            source,
+            snapshot_id=snapshot.id,
+            row_count=snapshot.row_count,
+            device_model_count=snapshot.device_model_count,
+            warnings=valid.warnings,
+            message=f"same content as current snapshot {snapshot.id}; nothing written",
+        )
+    return SyncResult(
+        run_id,
+        SyncOutcome.APPLIED,
+        source,
+        snapshot_id=snapshot.id,
+        row_count=snapshot.row_count,
+        device_model_count=snapshot.device_model_count,
+        changes=DiffCounts(snapshot.added_count, snapshot.removed_count, snapshot.changed_count),
+        warnings=valid.warnings,
+        message=f"snapshot {snapshot.id} is now current",
+    )

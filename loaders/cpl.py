@@ -1,0 +1,36 @@
+"""Batched reads of the CPL side: snapshots and the current pointer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from strawberry.dataloader import DataLoader
+
+from cfl_graph.tables import CplCurrent, CplSnapshot
+
+
+class CplLoaders:
+    """Per-request loaders; each kind of entity costs one statement per request, however many asked."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self.snapshot = DataLoader[int, CplSnapshot | None](self._load_snapshots)
+        self._current_id: int | None = None
+        self._current_known = False
+
+    async def _load_snapshots(self, ids: Sequence[int]) -> list[CplSnapshot | None]:
+        async with self._sessions() as session:
+            rows = (await session.execute(select(CplSnapshot).where(CplSnapshot.id.in_(ids)))).scalars()
+            found = {row.id: row for row in rows}
+        return [found.get(i) for i in ids]
+
+    async def current_snapshot_id(self) -> int | None:
+        if not self._current_known:
+            async with self._sessions() as session:
+                self._current_id = (
+                    await session.execute(select(CplCurrent.snapshot_id))
+                ).scalar_one_or_none()
+            self._current_known = True
+        return self._current_id

@@ -1,0 +1,17 @@
+"""What every resolver receives: the request's loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from strawberry.types import Info as StrawberryInfo
+
+from loaders import Loaders
+
+
+@dataclass
+class Context:
+    loaders: Loaders
+
+
+Info = StrawberryInfo[Context, None]

@@ -1,0 +1,140 @@
+"""Snapshots (R6): written whole in one transaction, immutable, `current` moved only when complete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from cfl_graph.database import Database
+from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot, CplSyncRun
+from cpl_sync import snapshot as snapshot_module
+from cpl_sync.columns import Column
+from cpl_sync.parse import read_table
+from cpl_sync.snapshot import current_snapshot, store_snapshot
+from cpl_sync.sync import sync_cpl
+from cpl_sync.validate import validate
+from tests.fixtures.cpl_files import row, versions, write_csv, write_xlsx
+
+
+async def count(db: Database, table: type[object], **where: object) -> int:
+    async with db.sessions() as session:
+        query = select(func.count()).select_from(table)
+        for name, value in where.items():
+            query = query.where(getattr(table, name) == value)
+        return int((await session.execute(query)).scalar_one())
+
+
+async def current_id(db: Database) -> int | None:
+    async with db.sessions() as session:
+        found = await current_snapshot(session)
+        return found.id if found else None
+
+
+async def test_a_valid_file_becomes_the_current_snapshot(db: Database, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "cpl.csv", versions(3) + versions(2, model_id="0002"))
+    result = await sync_cpl(db, str(path), work_dir=tmp_path / "work")
+    assert result.outcome == "applied"
+    assert await current_id(db) == result.snapshot_id
+    assert (result.row_count, result.device_model_count) == (5, 2)
+    assert await count(db, CplCertifiedFirmware, snapshot_id=result.snapshot_id) == 5
+    assert await count(db, CplDeviceModel, snapshot_id=result.snapshot_id) == 2
+
+
+async def test_the_same_content_again_makes_no_new_snapshot(db: Database, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "cpl.csv", versions(3))
+    first = await sync_cpl(db, str(path), work_dir=tmp_path)
+    again = await sync_cpl(db, str(path), work_dir=tmp_path)
+    assert (again.outcome, again.snapshot_id) == ("unchanged", first.snapshot_id)
+    assert await count(db, CplSnapshot) == 1
+    assert await count(db, CplSyncRun) == 2
+
+
+async def test_the_same_rows_in_a_resaved_file_make_no_new_snapshot(db: Database, tmp_path: Path) -> None:
+    first = await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(3))), work_dir=tmp_path)
+    resaved = write_xlsx(
+        tmp_path / "b.xlsx", list(reversed(versions(3))), title_rows=["Certified Products List"]
+    )
+    again = await sync_cpl(db, str(resaved), work_dir=tmp_path)
+    assert (again.outcome, again.snapshot_id) == ("unchanged", first.snapshot_id)
+
+
+async def test_a_changed_list_becomes_a_new_snapshot_and_history_is_kept(
+    db: Database, tmp_path: Path
+) -> None:
+    first = await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(3))), work_dir=tmp_path)
+    changed = versions(4)
+    changed[0][Column.STATUS] = "Withdrawn"
+    second = await sync_cpl(
+        db, str(write_csv(tmp_path / "b.csv", [*changed[1:], changed[0]])), work_dir=tmp_path
+    )
+    assert second.outcome == "applied"
+    assert second.changes is not None
+    assert (second.changes.added, second.changes.removed, second.changes.changed) == (1, 0, 1)
+    assert await current_id(db) == second.snapshot_id
+    assert await count(db, CplCertifiedFirmware, snapshot_id=first.snapshot_id) == 3  # immutable history
+
+
+async def test_a_rejected_file_leaves_the_current_snapshot_and_records_why(
+    db: Database, tmp_path: Path
+) -> None:
+    good = await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(3))), work_dir=tmp_path)
+    bad = write_csv(tmp_path / "b.csv", [*versions(3), row(firmware_version="zz")])
+    result = await sync_cpl(db, str(bad), work_dir=tmp_path)
+    assert result.outcome == "rejected"
+    assert [str(p) for p in result.errors] == [
+        "row 5, column F \"Firmware Version\": firmware version 'zz' is not hexadecimal"
+    ]
+    assert await current_id(db) == good.snapshot_id
+    assert await count(db, CplSnapshot) == 1
+    async with db.sessions() as session:
+        run = (await session.execute(select(CplSyncRun).order_by(CplSyncRun.id.desc()))).scalars().first()
+    assert run is not None
+    assert (run.outcome, run.error_count, run.problems[0]["row"], run.problems[0]["column"]) == (
+        "rejected",
+        1,
+        5,
+        "Firmware Version",
+    )
+    assert run.content_sha256 is not None and len(run.content_sha256) == 64
+
+
+async def test_a_failure_while_writing_leaves_no_rows_and_the_old_snapshot_current(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(3))), work_dir=tmp_path)
+    monkeypatch.setattr(snapshot_module, "BATCH_ROWS", 10)
+    big = write_csv(tmp_path / "b.csv", versions(50))
+    valid = validate(read_table(big))
+
+    def fail_after_first_batch(stage: str, done: int, total: int | None) -> None:
+        if stage == "store" and done >= 20:
+            raise OSError("disk full (injected)")
+
+    with pytest.raises(OSError, match="injected"):
+        await store_snapshot(
+            db.sessions, valid, source="b.csv", content_sha256="0" * 64, progress=fail_after_first_batch
+        )
+    assert await current_id(db) == good.snapshot_id
+    assert await count(db, CplSnapshot) == 1
+    assert await count(db, CplCertifiedFirmware) == 3
+    assert await count(db, CplDeviceModel) == 1
+
+
+async def test_a_failed_sync_is_recorded_as_failed(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("database went away (injected)")
+
+    monkeypatch.setattr("cpl_sync.sync.store_snapshot", broken)
+    with pytest.raises(RuntimeError):
+        await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(2))), work_dir=tmp_path)
+    async with db.sessions() as session:
+        run = (await session.execute(select(CplSyncRun))).scalar_one()
+        current = (await session.execute(select(CplCurrent))).scalar_one_or_none()
+    assert run.outcome == "failed"
+    assert run.message is not None and "RuntimeError" in run.message
+    assert current is None
+    assert list((tmp_path).glob("cpl-*")) == []  # the fetched copy is cleaned up

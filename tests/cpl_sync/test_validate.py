@@ -1,0 +1,174 @@
+"""Validation (R6): every problem reported as sheet row + column + reason, and any error rejects the file."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cfl_graph.identifiers import CplStatus, DeviceType
+from cpl_sync.columns import Column
+from cpl_sync.parse import read_table
+from cpl_sync.problems import CplFileRejected
+from cpl_sync.validate import ValidCpl, validate
+from tests.fixtures.cpl_files import row, versions, write_csv, write_xlsx
+
+
+def valid(path: Path) -> ValidCpl:
+    return validate(read_table(path))
+
+
+def errors(path: Path, **kwargs: Any) -> list[str]:
+    with pytest.raises(CplFileRejected) as caught:
+        validate(read_table(path), **kwargs)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_values_are_normalised_once_at_the_edge(tmp_path: Path) -> None:
+    path = write_xlsx(
+        tmp_path / "cpl.xlsx",
+        [
+            row(
+                manufacturer_id="10b2",
+                model_id="1",
+                hardware_version="0x100",
+                firmware_version="1.2.10.4",
+                image_hash="AB" * 32,
+                device_type="esme",
+                smets_version="SMETS 2",
+                status="Active",
+                gbcs_version="3.2",
+            )
+        ],
+    )
+    fw = valid(path).firmware[0]
+    assert fw.key == ("10B2", "0001", "0100", "01021004")
+    assert fw.image_hash == "ab" * 32
+    assert fw.status is CplStatus.ACTIVE
+    assert fw.gbcs_version == "v3.2"
+
+
+@pytest.mark.parametrize(
+    "cell", [dt.date(2024, 3, 1), 45352, "2024-03-01", "01/03/2024", "1 Mar 2024", "01-Mar-2024"]
+)
+def test_dates_as_excel_dates_serials_or_text(tmp_path: Path, cell: object) -> None:
+    path = write_xlsx(tmp_path / "cpl.xlsx", [row(date_added=cell)])
+    assert valid(path).firmware[0].date_added == dt.date(2024, 3, 1)
+
+
+def test_numeric_ids_that_lost_leading_zeros_in_excel_are_padded(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "cpl.xlsx", [row(model_id=12, firmware_version=10203)])
+    fw = valid(path).firmware[0]
+    assert (fw.model_id, fw.firmware_version) == ("0012", "00010203")
+
+
+def test_malformed_hex_names_row_column_and_reason(tmp_path: Path) -> None:
+    rows = [row(), row(firmware_version="02000000", image_hash="ab" * 31 + "a")]
+    path = write_xlsx(tmp_path / "cpl.xlsx", rows, title_rows=["Certified Products List"])
+    assert errors(path) == [
+        'row 5, column J "Manufacturer Image Hash": image hash has 63 hex digits; a SHA-256 has 64'
+    ]
+
+
+def test_every_bad_cell_of_a_row_is_reported(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "cpl.csv", [row(manufacturer_id="XYZ1", device_type="Toaster", status="maybe")]
+    )
+    found = errors(path)
+    assert found == [
+        "row 2, column B \"Manufacturer ID\": manufacturer id 'XYZ1' is not hexadecimal",
+        "row 2, column G \"Device Type\": device type 'Toaster' is not one of ESME, GSME, PPMID, HCALCS, CHF, GPF",
+        "row 2, column M \"Status\": status 'maybe' is not one of active, withdrawn, suspended, expired",
+    ]
+
+
+def test_duplicate_keys_are_errors(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "cpl.csv", [row(), row()])
+    assert errors(path) == [
+        'row 3, column F "Firmware Version": duplicate of row 2 (same manufacturer, model, hardware and '
+        "firmware version)"
+    ]
+
+
+def test_duplicate_keys_with_conflicting_hashes_point_at_the_hash(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "cpl.csv", [row(), row(image_hash="cd" * 32)])
+    assert errors(path) == [
+        'row 3, column J "Manufacturer Image Hash": duplicate of row 2 (same manufacturer, model, hardware and '
+        "firmware version) with a different image hash"
+    ]
+
+
+def test_a_device_model_cannot_change_device_type_between_rows(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "cpl.csv", [row(), row(firmware_version="02000000", device_type="GSME")])
+    assert errors(path) == [
+        'row 3, column G "Device Type": GSME differs from ESME on row 2 for the same device model 10B2/0001/0100'
+    ]
+
+
+def test_empty_required_cells_are_errors_and_optional_ones_are_not(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "cpl.csv", [row(model_name="", gbcs_version="", cpa_reference="", cpa_expiry="")]
+    )
+    assert errors(path) == ['row 2, column C "Model Name": model name is empty']
+    path = write_csv(tmp_path / "ok.csv", [row(gbcs_version="", cpa_reference="", cpa_expiry="")])
+    fw = valid(path).firmware[0]
+    assert (fw.gbcs_version, fw.cpa_reference, fw.cpa_expiry) == (None, None, None)
+
+
+def test_blank_rows_are_skipped(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "cpl.csv", [row(), {}, row(firmware_version="02000000")])
+    assert [fw.sheet_row for fw in valid(path).firmware] == [2, 4]
+
+
+def test_a_header_without_rows_is_rejected(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "cpl.csv", [])
+    assert errors(path) == ["row 1: the file has a header row but no data rows"]
+
+
+def test_errors_are_capped_but_counted_exactly(tmp_path: Path) -> None:
+    rows = versions(500, device_type="Kettle")
+    path = write_csv(tmp_path / "cpl.csv", rows)
+    with pytest.raises(CplFileRejected) as caught:
+        validate(read_table(path), max_problems=20)
+    assert len(caught.value.problems) == 20
+    assert caught.value.error_count == 500
+    assert "(and 497 more)" in str(caught.value)
+
+
+def test_too_many_rows_is_an_error(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "cpl.csv", versions(11))
+    assert errors(path, max_rows=10) == ["row 12: the file has more than 10 rows, the most accepted"]
+
+
+def test_names_spelt_differently_are_warnings_keeping_the_latest(tmp_path: Path) -> None:
+    rows = versions(2)
+    rows[1][Column.MANUFACTURER_NAME] = "Northfield Metering Limited"
+    result = valid(write_csv(tmp_path / "cpl.csv", rows))
+    assert result.device_models[0].manufacturer_name == "Northfield Metering Limited"
+    assert len(result.warnings) == 1
+    assert "the most recently listed name is kept" in str(result.warnings[0])
+
+
+def test_device_models_are_derived_with_firmware_counts(tmp_path: Path) -> None:
+    rows = versions(3) + versions(2, model_id="0002", device_type="GSME")
+    result = valid(write_csv(tmp_path / "cpl.csv", rows))
+    assert [(m.model_id, m.device_type, m.firmware_count) for m in result.device_models] == [
+        ("0001", DeviceType.ESME, 3),
+        ("0002", DeviceType.GSME, 2),
+    ]
+
+
+def test_the_rows_digest_ignores_order_and_file_format(tmp_path: Path) -> None:
+    rows = versions(5)
+    a = valid(write_csv(tmp_path / "a.csv", rows))
+    b = valid(write_xlsx(tmp_path / "b.xlsx", list(reversed(rows)), title_rows=["CPL"]))
+    assert a.rows_sha256 == b.rows_sha256
+    c = valid(
+        write_csv(
+            tmp_path / "c.csv",
+            [*rows[:4], row(**{**{k.value: v for k, v in rows[4].items()}, "status": "Withdrawn"})],
+        )
+    )
+    assert c.rows_sha256 != a.rows_sha256

@@ -1,0 +1,127 @@
+"""The `cfl-graph` command as an operator runs it: a real process, real files, exit codes that scripts rely on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cfl_graph.database import Database
+from cpl_sync.lock import sync_lock
+from tests.fixtures.cpl_files import row, versions, write_csv
+
+
+def cfl(
+    database_url: str, tmp_path: Path, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "CFL_DATABASE_URL": database_url,
+        "CFL_WORK_DIR": str(tmp_path / "work"),
+        "CFL_BLOB_DIR": str(tmp_path / "blobs"),
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "cfl_graph", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_db_upgrade_applies_migrations_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/fresh.sqlite3"
+    first = cfl(url, tmp_path, "db", "upgrade")
+    assert (first.returncode, first.stdout.strip()) == (0, "applied 0001")
+    again = cfl(url, tmp_path, "db", "upgrade")
+    assert (again.returncode, again.stdout.strip()) == (0, "database is up to date")
+
+
+async def test_sync_cpl_exit_codes_and_messages(db: Database, database_url: str, tmp_path: Path) -> None:
+    good = write_csv(tmp_path / "good.csv", versions(3))
+    applied = cfl(database_url, tmp_path, "sync-cpl", str(good))
+    assert applied.returncode == 0, applied.stderr
+    assert "applied: snapshot 1, 3 certified versions of 1 device models" in applied.stdout
+
+    unchanged = cfl(database_url, tmp_path, "sync-cpl", str(good))
+    assert unchanged.returncode == 0
+    assert "unchanged: snapshot 1" in unchanged.stdout
+
+    bad = write_csv(tmp_path / "bad.csv", [*versions(3), row(firmware_version="zz", image_hash="12")])
+    rejected = cfl(database_url, tmp_path, "sync-cpl", str(bad))
+    assert rejected.returncode == 1
+    assert rejected.stderr.splitlines() == [
+        "rejected: 2 error(s); the current snapshot stays current",
+        "row 5, column F \"Firmware Version\": firmware version 'zz' is not hexadecimal",
+        'row 5, column J "Manufacturer Image Hash": image hash has 2 hex digits; a SHA-256 has 64',
+    ]
+
+    missing = cfl(database_url, tmp_path, "sync-cpl", str(tmp_path / "nowhere.xlsx"))
+    assert missing.returncode == 2
+    assert "nowhere.xlsx" in missing.stderr
+
+    changed = write_csv(tmp_path / "changed.csv", versions(5))
+    second = cfl(database_url, tmp_path, "sync-cpl", str(changed))
+    assert second.returncode == 0
+    assert "changes from the previous snapshot: 2 added, 0 removed, 0 changed" in second.stdout
+
+    snapshots = cfl(database_url, tmp_path, "cpl", "snapshots")
+    assert snapshots.returncode == 0
+    lines = [line for line in snapshots.stdout.splitlines() if "changed.csv" in line or "good.csv" in line]
+    assert len(lines) == 2 and "*" in lines[0]  # newest first, marked current
+
+    diff = cfl(database_url, tmp_path, "cpl", "diff", "1", "2")
+    assert diff.returncode == 0
+    assert "snapshot 1 -> 2: 2 added, 0 removed, 0 changed" in diff.stdout
+    assert "+ 10B2/0001/0100/00040000" in diff.stdout
+
+    runs = cfl(database_url, tmp_path, "cpl", "runs")
+    assert [o for o in ("applied", "unchanged", "rejected", "fetch_failed") if o in runs.stdout] == [
+        "applied",
+        "unchanged",
+        "rejected",
+        "fetch_failed",
+    ]
+
+
+async def test_sync_cpl_waits_for_a_running_sync_then_gives_up_with_exit_2(
+    db: Database, database_url: str, tmp_path: Path
+) -> None:
+    good = write_csv(tmp_path / "good.csv", versions(3))
+    async with sync_lock(db.engine):
+        busy = cfl(database_url, tmp_path, "sync-cpl", str(good), "--wait", "0.5")
+    assert busy.returncode == 2
+    assert "another CPL sync is running" in busy.stderr
+    after = cfl(database_url, tmp_path, "sync-cpl", str(good))
+    assert after.returncode == 0
+
+
+def test_sync_cpl_without_a_source_says_how_to_give_one(tmp_path: Path) -> None:
+    result = cfl(f"sqlite:///{tmp_path}/x.sqlite3", tmp_path, "sync-cpl")
+    assert result.returncode == 2
+    assert "CFL_CPL_SOURCE" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "variable,value", [("CFL_DATABASE_URL", "mysql://x"), ("CFL_CPL_SYNC_INTERVAL", "soon")]
+)
+def test_bad_configuration_is_named(tmp_path: Path, variable: str, value: str) -> None:
+    env_url = value if variable == "CFL_DATABASE_URL" else f"sqlite:///{tmp_path}/x.sqlite3"
+    env = {**os.environ, "CFL_DATABASE_URL": env_url}
+    if variable != "CFL_DATABASE_URL":
+        env[variable] = value
+    result = subprocess.run(
+        [sys.executable, "-m", "cfl_graph", "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 3
+    assert f"configuration error: {variable}=" in result.stderr
