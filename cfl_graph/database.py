@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,3 +56,40 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def bulk_insert(
+    session: AsyncSession,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    date_columns: Sequence[int] = (),
+) -> None:
+    """Insert many rows inside the session's transaction by the fastest path each driver has.
+
+    PostgreSQL gets COPY (asyncpg's `copy_records_to_table`), SQLite the driver's own `executemany`;
+    both are several times faster than per-row parameter binding through the ORM. Values must be
+    plain: str, int, None, and `datetime.date` in `date_columns`.
+    """
+    conn = await session.connection()
+    if conn.dialect.name == "postgresql":
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.copy_records_to_table(table, records=rows, columns=list(columns))
+        return
+    if date_columns:
+        # SQLAlchemy's SQLite Date type stores ISO text; write exactly what it reads back.
+        converted: list[Sequence[Any]] = []
+        for row in rows:
+            values = list(row)
+            for index in date_columns:
+                value = values[index]
+                if value is not None:
+                    values[index] = value.isoformat()
+            converted.append(values)
+        rows = converted
+    placeholders = ", ".join("?" for _ in columns)
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"  # names are ours, not input
+    await conn.exec_driver_sql(sql, [tuple(r) for r in rows])

@@ -191,13 +191,14 @@ def gbcs_version(value: Cell) -> str:
 
 
 _WHITESPACE = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def name(value: Cell, what: str, max_length: int = 200) -> str:
     text = _WHITESPACE.sub(" ", _cell_text(value, what))
     if len(text) > max_length:
         raise InvalidValue(f"{what} is {len(text)} characters long, at most {max_length} allowed")
-    if any(ord(ch) < 32 for ch in text):
+    if _CONTROL.search(text):
         raise InvalidValue(f"{what} contains control characters")
     return text
 
@@ -240,9 +241,10 @@ def date(value: Cell, what: str) -> dt.date:
     candidate = _WHITESPACE.sub(" ", candidate.replace(",", ""))
     for fmt in _TEXT_DATE_FORMATS:
         try:
-            return _plausible(dt.datetime.strptime(candidate, fmt).date(), what, repr(text))
+            parsed = dt.datetime.strptime(candidate, fmt).date()
         except ValueError:
             continue
+        return _plausible(parsed, what, repr(text))
     raise InvalidValue(f"{what} {text!r} is not a date (use 2024-03-31, 31/03/2024 or 31 Mar 2024)")
 
 

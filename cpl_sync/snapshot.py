@@ -6,12 +6,13 @@ Either the whole snapshot is written and becomes current, or nothing of it is vi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cfl_graph.database import bulk_insert
 from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot
 from cfl_graph.tables.base import utc_now
 from cpl_sync.diff import diff_counts
@@ -44,27 +45,65 @@ def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
-def _model_params(snapshot_id: int, valid: ValidCpl) -> Iterator[dict[str, Any]]:
-    for model in valid.device_models:
-        yield {
-            "snapshot_id": snapshot_id,
-            "manufacturer_id": model.manufacturer_id,
-            "model_id": model.model_id,
-            "hardware_version": model.hardware_version,
-            "manufacturer_name": model.manufacturer_name,
-            "model_name": model.model_name,
-            "device_type": model.device_type.value,
-            "smets_version": model.smets_version.value,
-            "firmware_count": model.firmware_count,
-        }
+MODEL_COLUMNS = (
+    "snapshot_id",
+    "manufacturer_id",
+    "model_id",
+    "hardware_version",
+    "manufacturer_name",
+    "model_name",
+    "device_type",
+    "smets_version",
+    "firmware_count",
+)
+FIRMWARE_COLUMNS = (
+    "snapshot_id",
+    "manufacturer_id",
+    "model_id",
+    "hardware_version",
+    "firmware_version",
+    "image_hash",
+    "status",
+    "gbcs_version",
+    "cpa_reference",
+    "cpa_expiry",
+    "date_added",
+    "sheet_row",
+)
+FIRMWARE_DATES = (FIRMWARE_COLUMNS.index("cpa_expiry"), FIRMWARE_COLUMNS.index("date_added"))
 
 
-def _firmware_params(snapshot_id: int, valid: ValidCpl) -> Iterator[dict[str, Any]]:
+def _model_rows(snapshot_id: int, valid: ValidCpl) -> Iterator[tuple[Any, ...]]:
+    for m in valid.device_models:
+        yield (
+            snapshot_id,
+            m.manufacturer_id,
+            m.model_id,
+            m.hardware_version,
+            m.manufacturer_name,
+            m.model_name,
+            m.device_type.value,
+            m.smets_version.value,
+            m.firmware_count,
+        )
+
+
+def _firmware_rows(snapshot_id: int, valid: ValidCpl) -> Iterator[tuple[Any, ...]]:
     for fw in valid.firmware:
-        params = asdict(fw)
-        params["snapshot_id"] = snapshot_id
-        params["status"] = fw.status.value
-        yield params
+        yield (
+            snapshot_id,
+            fw.manufacturer_id,
+            fw.model_id,
+            fw.hardware_version,
+            fw.firmware_version,
+            fw.image_hash,
+            fw.status.value,
+            fw.gbcs_version,
+            fw.cpa_reference,
+            fw.cpa_expiry,
+            fw.date_added,
+            fw.sheet_row,
+        )
 
 
 async def store_snapshot(
@@ -97,12 +136,18 @@ async def store_snapshot(
         session.add(snapshot)
         await session.flush()
 
-        for batch in _batches(_model_params(snapshot.id, valid), BATCH_ROWS):
-            await session.execute(insert(CplDeviceModel), batch)
+        for batch in _batches(_model_rows(snapshot.id, valid), BATCH_ROWS):
+            await bulk_insert(session, CplDeviceModel.__tablename__, MODEL_COLUMNS, batch)
         written = 0
         total = len(valid.firmware)
-        for batch in _batches(_firmware_params(snapshot.id, valid), BATCH_ROWS):
-            await session.execute(insert(CplCertifiedFirmware), batch)
+        for batch in _batches(_firmware_rows(snapshot.id, valid), BATCH_ROWS):
+            await bulk_insert(
+                session,
+                CplCertifiedFirmware.__tablename__,
+                FIRMWARE_COLUMNS,
+                batch,
+                date_columns=FIRMWARE_DATES,
+            )
             written += len(batch)
             if progress is not None:
                 progress("store", written, total)

@@ -87,6 +87,11 @@ _NORMALISERS: dict[Column, Callable[[Cell], Any]] = {
 }
 
 
+_MOSTLY_UNIQUE = frozenset({Column.IMAGE_HASH, Column.FIRMWARE_VERSION})
+_CACHE_LIMIT = 200_000
+_UNSEEN = object()
+
+
 def _blank(value: Cell) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
@@ -130,7 +135,11 @@ def validate(
     problems = _Problems(max_problems)
     for note in table.notes:
         (problems.warn if note.severity is Severity.WARNING else problems.error)(note)
-    columns = list(header.columns.items())
+    # CPL values repeat (names, ids, types, dates): normalise each distinct cell once per column.
+    plan = [
+        (column, position, _NORMALISERS[column], None if column in _MOSTLY_UNIQUE else {})
+        for column, position in header.columns.items()
+    ]
     models: dict[ModelKey, _ModelSeen] = {}
     manufacturer_names: dict[str, tuple[str, dt.date, int]] = {}
     seen: dict[FirmwareKey, tuple[int, str]] = {}
@@ -141,7 +150,7 @@ def validate(
         return Problem(reason, row, header.heading(column), header.columns[column], severity)
 
     for sheet_row, cells in table.rows:
-        if all(_blank(c) for c in cells):
+        if cells.count("") + cells.count(None) == len(cells):
             continue
         data_rows += 1
         if data_rows > max_rows:
@@ -153,13 +162,22 @@ def validate(
             progress("validate", data_rows, None)
         values: dict[Column, Any] = {}
         row_ok = True
-        for column, position in columns:
-            cell = cells[position] if position < len(cells) else None
-            try:
-                values[column] = _NORMALISERS[column](cell)
-            except InvalidValue as exc:
-                problems.error(problem(sheet_row, column, exc.reason))
+        width = len(cells)
+        for column, position, normalise, cache in plan:
+            cell = cells[position] if position < width else None
+            value = _UNSEEN if cache is None or type(cell) is bool else cache.get(cell, _UNSEEN)
+            if value is _UNSEEN:
+                try:
+                    value = normalise(cell)
+                except InvalidValue as exc:
+                    value = exc
+                if cache is not None and type(cell) is not bool and len(cache) < _CACHE_LIMIT:
+                    cache[cell] = value
+            if isinstance(value, InvalidValue):
+                problems.error(problem(sheet_row, column, value.reason))
                 row_ok = False
+            else:
+                values[column] = value
         if not row_ok:
             continue
         row = FirmwareRow(

@@ -1,0 +1,184 @@
+"""Benchmark P1: a full CPL sync against a bare python-calamine read of the same XLSX file.
+
+    python -m bench.cpl_sync --rows 1000 10000 100000 [--database-url URL]
+
+Each side runs in its own child process, so the peak memory printed is that side's alone. The
+sync is the real pipeline (copy + hash, parse, validate, one-transaction snapshot) into a fresh,
+migrated database; the bare read opens the workbook and walks every row, doing nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.datagen import SHEET_NAME, generate, write_xlsx
+
+RESULTS = Path(__file__).parent / "results"
+AIM_RATIO = 2.0
+AIM_PEAK_MB = 300.0
+
+
+@dataclass(frozen=True)
+class Measurement:
+    rows: int
+    file_mb: float
+    bare_read_s: float
+    bare_peak_mb: float
+    sync_s: float
+    sync_peak_mb: float
+
+    @property
+    def ratio(self) -> float:
+        return self.sync_s / self.bare_read_s
+
+
+def _bare_read(path: str) -> float:
+    from python_calamine import CalamineWorkbook
+
+    start = time.perf_counter()
+    sheet = CalamineWorkbook.from_path(path).get_sheet_by_name(SHEET_NAME)
+    for _ in sheet.iter_rows():
+        pass
+    return time.perf_counter() - start
+
+
+def _sync(path: str, database_url: str, work_dir: str) -> float:
+    from cfl_graph import migrate
+    from cfl_graph.database import Database
+    from cpl_sync.sync import sync_cpl
+
+    async def run() -> float:
+        db = Database.connect(database_url)
+        await migrate.upgrade(db.engine)
+        start = time.perf_counter()
+        result = await sync_cpl(db, path, work_dir=Path(work_dir), trigger="bench")
+        elapsed = time.perf_counter() - start
+        await db.dispose()
+        if result.outcome != "applied":
+            raise SystemExit(f"sync did not apply: {result.outcome} {result.message}")
+        return elapsed
+
+    return asyncio.run(run())
+
+
+def _child(args: list[str]) -> tuple[float, float]:
+    """Run one side in a fresh interpreter; return (seconds it reports, its peak RSS in MB)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.cpl_sync", "--child", *args], stdout=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"benchmark child {args[0]} failed")
+    return float(json.loads(output)["seconds"]), usage.ru_maxrss / 1024
+
+
+def _fresh_database(url: str | None, folder: Path) -> str:
+    if url is None:
+        return f"sqlite+aiosqlite:///{folder}/bench.sqlite3"
+    from cfl_graph.settings import from_env
+
+    # A throwaway PostgreSQL database beside the one named, so the measured sync writes into empty tables.
+    import asyncpg
+
+    name = f"cfl_bench_{os.getpid()}_{int(time.time())}"
+    admin = url.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin)
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+
+    asyncio.run(create())
+    _ = from_env  # settings parse the URL form the service accepts
+    return url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def measure(rows: int, database_url: str | None, seed: int = 1, repeats: int = 3) -> Measurement:
+    with tempfile.TemporaryDirectory(prefix="cfl-bench-") as tmp:
+        folder = Path(tmp)
+        path = folder / f"cpl-{rows}.xlsx"
+        write_xlsx(path, generate(rows, seed=seed))
+        bare = [_child(["bare", str(path)]) for _ in range(repeats)]
+        syncs = []
+        for attempt in range(repeats):
+            work = folder / f"work-{attempt}"
+            work.mkdir()
+            url = _fresh_database(database_url, work)
+            syncs.append(_child(["sync", str(path), url, str(work)]))
+        best_bare = min(bare)
+        best_sync = min(syncs)
+        return Measurement(
+            rows,
+            path.stat().st_size / 1e6,
+            best_bare[0],
+            max(m for _, m in bare),
+            best_sync[0],
+            max(m for _, m in syncs),
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--child":
+        kind, *rest = argv[1:]
+        seconds = _bare_read(rest[0]) if kind == "bare" else _sync(rest[0], rest[1], rest[2])
+        print(json.dumps({"seconds": seconds}))
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m bench.cpl_sync", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--database-url", help="postgresql+asyncpg://... (default: a fresh SQLite file)")
+    parser.add_argument("--repeats", type=int, default=3, help="best of N for each side")
+    args = parser.parse_args(argv)
+
+    print(
+        f"{'rows':>9} {'file MB':>8} {'bare read s':>12} {'sync s':>8} {'ratio':>6} {'sync peak MB':>13} "
+        f"{'bare peak MB':>13}"
+    )
+    results = []
+    for rows in args.rows:
+        m = measure(rows, args.database_url, repeats=args.repeats)
+        results.append(m)
+        print(
+            f"{m.rows:>9,} {m.file_mb:>8.1f} {m.bare_read_s:>12.3f} {m.sync_s:>8.3f} {m.ratio:>5.2f}x "
+            f"{m.sync_peak_mb:>13.0f} {m.bare_peak_mb:>13.0f}",
+            flush=True,
+        )
+    print(f"aim: ratio <= {AIM_RATIO}x, sync peak <= {AIM_PEAK_MB:.0f} MB at 100,000 rows")
+
+    RESULTS.mkdir(exist_ok=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    stamp = time.strftime("%Y-%m-%dT%H%M%S")
+    record = {
+        "benchmark": "P1 cpl_sync",
+        "date": stamp,
+        "commit": commit,
+        "machine": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "database": "sqlite" if args.database_url is None else "postgresql",
+        "results": [{**asdict(m), "ratio": round(m.ratio, 3)} for m in results],
+    }
+    out = RESULTS / f"cpl_sync-{record['database']}-{stamp}.json"
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"written {out}")
+    _ = resource  # ru_maxrss comes from os.wait4 above
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""Settings come from the environment in one place, with documented defaults and named errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cfl_graph.settings import Settings, SettingsError, from_env
+
+
+def test_defaults_need_no_environment() -> None:
+    settings = from_env({})
+    assert settings == Settings()
+    assert settings.database_url == "sqlite+aiosqlite:///./var/cfl.sqlite3"
+    assert settings.blob_dir == Path("var/blobs")
+    assert settings.cpl_sync_interval == 0
+
+
+def test_every_variable_is_read() -> None:
+    settings = from_env(
+        {
+            "CFL_DATABASE_URL": "postgresql://postgres@db:5432/cfl",
+            "CFL_BLOB_DIR": "/srv/blobs",
+            "CFL_WORK_DIR": "/srv/work",
+            "CFL_CPL_SOURCE": "https://example.invalid/cpl.xlsx",
+            "CFL_CPL_SYNC_INTERVAL": "6h",
+            "CFL_CPL_MAX_BYTES": "1000",
+            "CFL_CPL_MAX_ROWS": "10",
+            "CFL_CPL_FETCH_ATTEMPTS": "2",
+            "CFL_CPL_FETCH_TIMEOUT": "12.5",
+            "CFL_LOG_LEVEL": "debug",
+        }
+    )
+    assert settings.database_url == "postgresql+asyncpg://postgres@db:5432/cfl"
+    assert (settings.blob_dir, settings.work_dir) == (Path("/srv/blobs"), Path("/srv/work"))
+    assert settings.cpl_source == "https://example.invalid/cpl.xlsx"
+    assert settings.cpl_sync_interval == 6 * 3600
+    assert (settings.cpl_max_bytes, settings.cpl_max_rows, settings.cpl_fetch_attempts) == (1000, 10, 2)
+    assert (settings.cpl_fetch_timeout, settings.log_level) == (12.5, "DEBUG")
+
+
+@pytest.mark.parametrize(
+    "variable,value,reason",
+    [
+        ("CFL_DATABASE_URL", "mysql://root@localhost/cfl", "expected a sqlite:// or postgresql:// URL"),
+        ("CFL_CPL_SYNC_INTERVAL", "-5", "must be 0 or more"),
+        ("CFL_CPL_SYNC_INTERVAL", "often", "not a whole number"),
+        ("CFL_CPL_MAX_ROWS", "0", "must be positive"),
+        ("CFL_CPL_FETCH_TIMEOUT", "fast", "not a number"),
+        ("CFL_LOG_LEVEL", "LOUD", "expected DEBUG, INFO, WARNING or ERROR"),
+    ],
+)
+def test_bad_values_name_the_variable_and_why(variable: str, value: str, reason: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        from_env({variable: value})
+    assert str(caught.value) == f"{variable}={value!r}: {reason}"
