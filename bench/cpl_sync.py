@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -86,23 +85,21 @@ def _child(args: list[str]) -> tuple[float, float]:
 
 
 def _fresh_database(url: str | None, folder: Path) -> str:
+    """An empty database for one measured sync: a new SQLite file, or a new database beside `url`."""
     if url is None:
         return f"sqlite+aiosqlite:///{folder}/bench.sqlite3"
-    from cfl_graph.settings import from_env
-
-    # A throwaway PostgreSQL database beside the one named, so the measured sync writes into empty tables.
     import asyncpg
 
-    name = f"cfl_bench_{os.getpid()}_{int(time.time())}"
-    admin = url.replace("postgresql+asyncpg://", "postgresql://")
+    name = f"cfl_bench_{os.getpid()}_{folder.name}_{int(time.time())}"
 
     async def create() -> None:
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
 
     asyncio.run(create())
-    _ = from_env  # settings parse the URL form the service accepts
     return url.rsplit("/", 1)[0] + f"/{name}"
 
 
@@ -176,7 +173,6 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS / f"cpl_sync-{record['database']}-{stamp}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"written {out}")
-    _ = resource  # ru_maxrss comes from os.wait4 above
     return 0
 
 

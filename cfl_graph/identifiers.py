@@ -101,8 +101,14 @@ def hardware_version(value: Cell) -> HardwareVersion:
 _DOTTED = re.compile(r"\d{1,2}(\.\d{1,2}){3}")
 
 
+_CANONICAL_FIRMWARE = re.compile(r"[0-9A-F]{8}")
+_CANONICAL_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 def firmware_version(value: Cell) -> FirmwareVersion:
     """8 hex digits; also accepts 0x-prefixed, lower-case and BCD-style dotted forms (1.2.10.4)."""
+    if type(value) is str and len(value) == 8 and _CANONICAL_FIRMWARE.fullmatch(value):
+        return FirmwareVersion(value)
     text = _cell_text(value, "firmware version")
     if "." in text:
         if not _DOTTED.fullmatch(text):
@@ -117,6 +123,8 @@ _HASH_SEPARATORS = re.compile(r"[\s:]+")
 
 
 def sha256_hex(value: Cell, what: str = "image hash") -> Sha256Hex:
+    if type(value) is str and len(value) == 64 and _CANONICAL_SHA256.fullmatch(value):
+        return Sha256Hex(value)
     text = _cell_text(value, what)
     if text[:2] in ("0x", "0X"):
         text = text[2:]

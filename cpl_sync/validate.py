@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from cfl_graph import identifiers as ids
@@ -19,6 +20,7 @@ from cpl_sync.parse import Header, Table
 from cpl_sync.problems import CplFileRejected, Problem, Severity
 
 MAX_REPORTED_PROBLEMS = 200
+CHUNK_ROWS = 10_000
 
 ModelKey = tuple[ids.ManufacturerId, ids.ModelId, ids.HardwareVersion]
 FirmwareKey = tuple[ids.ManufacturerId, ids.ModelId, ids.HardwareVersion, ids.FirmwareVersion]
@@ -89,7 +91,6 @@ _NORMALISERS: dict[Column, Callable[[Cell], Any]] = {
 
 _MOSTLY_UNIQUE = frozenset({Column.IMAGE_HASH, Column.FIRMWARE_VERSION})
 _CACHE_LIMIT = 200_000
-_UNSEEN = object()
 
 
 def _blank(value: Cell) -> bool:
@@ -124,6 +125,64 @@ class _Problems:
             self.warnings.append(problem)
 
 
+def _rows_in_chunks(
+    table: Table, max_rows: int, problems: _Problems, progress: ProgressCallback | None
+) -> Iterator[list[tuple[int, list[Cell]]]]:
+    """Non-blank rows in chunks: big enough for column-wise work, small enough for flat memory."""
+    chunk: list[tuple[int, list[Cell]]] = []
+    count = 0
+    for sheet_row, cells in table.rows:
+        if cells.count("") + cells.count(None) == len(cells):
+            continue
+        count += 1
+        if count > max_rows:
+            raise CplFileRejected(
+                [Problem(f"the file has more than {max_rows:,} rows, the most accepted", sheet_row)],
+                problems.error_count + 1,
+            )
+        chunk.append((sheet_row, cells))
+        if len(chunk) == CHUNK_ROWS:
+            yield chunk
+            chunk = []
+            if progress is not None:
+                progress("validate", count, None)
+    if chunk:
+        yield chunk
+
+
+def _normalise_column(
+    column: Column, normalise: Callable[[Cell], Any], cache: dict[Cell, Any] | None, cells: Sequence[Cell]
+) -> tuple[list[Any], dict[int, str]]:
+    """Normalise one column of a chunk; return the values and {row index: reason} for the bad cells."""
+    bad: dict[int, str] = {}
+    distinct = set(cells) if cache is not None else None
+    # True == 1 and False == 0 share a hash: a column holding booleans is normalised cell by cell.
+    if cache is None or distinct is None or True in distinct or False in distinct:
+        values: list[Any] = []
+        for index, cell in enumerate(cells):
+            try:
+                values.append(normalise(cell))
+            except InvalidValue as exc:
+                values.append(None)
+                bad[index] = exc.reason
+        return values, bad
+    if len(cache) > _CACHE_LIMIT:
+        cache.clear()
+    for cell in distinct.difference(cache.keys()):
+        try:
+            cache[cell] = normalise(cell)
+        except InvalidValue as exc:
+            cache[cell] = exc
+    values = list(map(cache.__getitem__, cells))
+    invalid = {cell for cell in distinct if isinstance(cache[cell], InvalidValue)}
+    if invalid:
+        for index, cell in enumerate(cells):
+            if cell in invalid:
+                bad[index] = cache[cell].reason
+                values[index] = None
+    return values, bad
+
+
 def validate(
     table: Table,
     *,
@@ -135,11 +194,12 @@ def validate(
     problems = _Problems(max_problems)
     for note in table.notes:
         (problems.warn if note.severity is Severity.WARNING else problems.error)(note)
-    # CPL values repeat (names, ids, types, dates): normalise each distinct cell once per column.
-    plan = [
+    plan: list[tuple[Column, int, Callable[[Cell], Any], dict[Cell, Any] | None]] = [
         (column, position, _NORMALISERS[column], None if column in _MOSTLY_UNIQUE else {})
         for column, position in header.columns.items()
     ]
+    pick = itemgetter(*(position for _, position, _, _ in plan))
+    width = max(position for _, position, _, _ in plan) + 1
     models: dict[ModelKey, _ModelSeen] = {}
     manufacturer_names: dict[str, tuple[str, dt.date, int]] = {}
     seen: dict[FirmwareKey, tuple[int, str]] = {}
@@ -149,64 +209,88 @@ def validate(
     def problem(row: int, column: Column, reason: str, severity: Severity = Severity.ERROR) -> Problem:
         return Problem(reason, row, header.heading(column), header.columns[column], severity)
 
-    for sheet_row, cells in table.rows:
-        if cells.count("") + cells.count(None) == len(cells):
-            continue
-        data_rows += 1
-        if data_rows > max_rows:
-            raise CplFileRejected(
-                [Problem(f"the file has more than {max_rows:,} rows, the most accepted", sheet_row)],
-                problems.error_count + 1,
-            )
-        if progress is not None and data_rows % 10_000 == 0:
-            progress("validate", data_rows, None)
-        values: dict[Column, Any] = {}
-        row_ok = True
-        width = len(cells)
-        for column, position, normalise, cache in plan:
-            cell = cells[position] if position < width else None
-            value = _UNSEEN if cache is None or type(cell) is bool else cache.get(cell, _UNSEEN)
-            if value is _UNSEEN:
-                try:
-                    value = normalise(cell)
-                except InvalidValue as exc:
-                    value = exc
-                if cache is not None and type(cell) is not bool and len(cache) < _CACHE_LIMIT:
-                    cache[cell] = value
-            if isinstance(value, InvalidValue):
-                problems.error(problem(sheet_row, column, value.reason))
-                row_ok = False
-            else:
-                values[column] = value
-        if not row_ok:
-            continue
-        row = FirmwareRow(
-            values[Column.MANUFACTURER_ID],
-            values[Column.MODEL_ID],
-            values[Column.HARDWARE_VERSION],
-            values[Column.FIRMWARE_VERSION],
-            values[Column.IMAGE_HASH],
-            values[Column.STATUS],
-            values.get(Column.GBCS_VERSION),
-            values.get(Column.CPA_REFERENCE),
-            values.get(Column.CPA_EXPIRY),
-            values[Column.DATE_ADDED],
-            sheet_row,
+    for chunk in _rows_in_chunks(table, max_rows, problems, progress):
+        data_rows += len(chunk)
+        rows = [
+            cells if len(cells) >= width else [*cells, *[None] * (width - len(cells))] for _, cells in chunk
+        ]
+        # CPL values repeat (names, ids, types, dates): each distinct cell is normalised once per column.
+        columns: dict[Column, list[Any]] = {}
+        bad_cells: dict[int, list[tuple[Column, str]]] = {}
+        for (column, _, normalise, cache), cells in zip(
+            plan, zip(*map(pick, rows), strict=True), strict=True
+        ):
+            values, bad = _normalise_column(column, normalise, cache, cells)
+            columns[column] = values
+            for index, reason in bad.items():
+                bad_cells.setdefault(index, []).append((column, reason))
+        none = [None] * len(chunk)
+        manufacturer_ids, model_ids = columns[Column.MANUFACTURER_ID], columns[Column.MODEL_ID]
+        hardware, versions = columns[Column.HARDWARE_VERSION], columns[Column.FIRMWARE_VERSION]
+        hashes, statuses, added = (
+            columns[Column.IMAGE_HASH],
+            columns[Column.STATUS],
+            columns[Column.DATE_ADDED],
         )
-        if (earlier := seen.get(row.key)) is not None:
-            first_row, first_hash = earlier
-            reason = f"duplicate of row {first_row} (same manufacturer, model, hardware and firmware version)"
-            if first_hash != row.image_hash:
-                reason += " with a different image hash"
-                problems.error(problem(sheet_row, Column.IMAGE_HASH, reason))
-            else:
-                problems.error(problem(sheet_row, Column.FIRMWARE_VERSION, reason))
-            continue
-        seen[row.key] = (sheet_row, row.image_hash)
-        if not _check_model(row, values, models, problems, problem):
-            continue
-        _note_manufacturer_name(row, values[Column.MANUFACTURER_NAME], manufacturer_names, problems, problem)
-        firmware.append(row)
+        gbcs = columns.get(Column.GBCS_VERSION, none)
+        cpa = columns.get(Column.CPA_REFERENCE, none)
+        expiry = columns.get(Column.CPA_EXPIRY, none)
+        described = list(
+            zip(
+                columns[Column.MANUFACTURER_NAME],
+                columns[Column.MODEL_NAME],
+                columns[Column.DEVICE_TYPE],
+                columns[Column.SMETS_VERSION],
+                strict=True,
+            )
+        )
+        last_model: tuple[ModelKey, tuple[Any, ...]] | None = None
+        for index, (sheet_row, _) in enumerate(chunk):
+            if (cell_errors := bad_cells.get(index)) is not None:
+                for column, reason in cell_errors:
+                    problems.error(problem(sheet_row, column, reason))
+                continue
+            key = (manufacturer_ids[index], model_ids[index], hardware[index], versions[index])
+            image_hash = hashes[index]
+            if (earlier := seen.get(key)) is not None:
+                first_row, first_hash = earlier
+                reason = (
+                    f"duplicate of row {first_row} (same manufacturer, model, hardware and firmware version)"
+                )
+                if first_hash != image_hash:
+                    reason += " with a different image hash"
+                    problems.error(problem(sheet_row, Column.IMAGE_HASH, reason))
+                else:
+                    problems.error(problem(sheet_row, Column.FIRMWARE_VERSION, reason))
+                continue
+            seen[key] = (sheet_row, image_hash)
+            row = FirmwareRow(
+                key[0],
+                key[1],
+                key[2],
+                key[3],
+                image_hash,
+                statuses[index],
+                gbcs[index],
+                cpa[index],
+                expiry[index],
+                added[index],
+                sheet_row,
+            )
+            model_key = (key[0], key[1], key[2])
+            said = described[index]
+            # Rows of one device model usually sit together and agree: then only the counts move.
+            if last_model == (model_key, said):
+                seen_model = models[model_key]
+                seen_model.firmware_count += 1
+                seen_model.newest = max(seen_model.newest, row.date_added)
+                firmware.append(row)
+                continue
+            if not _check_model(row, _Described(*said), models, problems, problem):
+                continue
+            _note_manufacturer_name(row, said[0], manufacturer_names, problems, problem)
+            last_model = (model_key, said)
+            firmware.append(row)
 
     if data_rows == 0:
         problems.error(Problem("the file has a header row but no data rows", header.row))
@@ -233,22 +317,32 @@ def validate(
     return ValidCpl(header, device_models, firmware, problems.warnings, rows_digest(device_models, firmware))
 
 
+@dataclass(frozen=True, slots=True)
+class _Described:
+    """What a row says about its device model, checked against the model's other rows."""
+
+    manufacturer_name: str
+    model_name: str
+    device_type: ids.DeviceType
+    smets_version: ids.SmetsVersion
+
+
 def _check_model(
     row: FirmwareRow,
-    values: dict[Column, Any],
+    described: _Described,
     models: dict[ModelKey, _ModelSeen],
     problems: _Problems,
     problem: Callable[..., Problem],
 ) -> bool:
-    key = row.key[:3]
+    key = (row.manufacturer_id, row.model_id, row.hardware_version)
     seen = models.get(key)
     if seen is None:
         models[key] = _ModelSeen(
             row.sheet_row,
-            values[Column.MANUFACTURER_NAME],
-            values[Column.MODEL_NAME],
-            values[Column.DEVICE_TYPE],
-            values[Column.SMETS_VERSION],
+            described.manufacturer_name,
+            described.model_name,
+            described.device_type,
+            described.smets_version,
             row.date_added,
             1,
         )
@@ -256,31 +350,31 @@ def _check_model(
     label = "/".join(key)
     ok = True
     for column, attr in ((Column.DEVICE_TYPE, "device_type"), (Column.SMETS_VERSION, "smets_version")):
-        if values[column] != getattr(seen, attr):
+        given, first = getattr(described, attr), getattr(seen, attr)
+        if given != first:
             problems.error(
                 problem(
                     row.sheet_row,
                     column,
-                    f"{values[column]} differs from {getattr(seen, attr)} on row {seen.row} "
-                    f"for the same device model {label}",
+                    f"{given} differs from {first} on row {seen.row} for the same device model {label}",
                 )
             )
             ok = False
     if not ok:
         return False
     seen.firmware_count += 1
-    if values[Column.MODEL_NAME] != seen.model_name:
+    if described.model_name != seen.model_name:
         problems.warn(
             problem(
                 row.sheet_row,
                 Column.MODEL_NAME,
-                f'model name "{values[Column.MODEL_NAME]}" differs from "{seen.model_name}" on row '
+                f'model name "{described.model_name}" differs from "{seen.model_name}" on row '
                 f"{seen.row} for device model {label}; the most recently listed name is kept",
                 Severity.WARNING,
             )
         )
         if row.date_added > seen.newest:
-            seen.model_name = values[Column.MODEL_NAME]
+            seen.model_name = described.model_name
     seen.newest = max(seen.newest, row.date_added)
     return True
 
@@ -316,38 +410,39 @@ def rows_digest(device_models: list[DeviceModelRow], firmware: list[FirmwareRow]
     digest = hashlib.sha256()
     for model in device_models:
         digest.update(
-            (
-                "M|"
-                + "|".join(
-                    str(v)
-                    for v in (
-                        *model.key,
-                        model.manufacturer_name,
-                        model.model_name,
-                        model.device_type.value,
-                        model.smets_version.value,
-                    )
+            "\x1f".join(
+                (
+                    "M",
+                    *model.key,
+                    model.manufacturer_name,
+                    model.model_name,
+                    model.device_type,
+                    model.smets_version,
                 )
-                + "\n"
             ).encode()
+            + b"\n"
         )
-    for fw in firmware:
-        digest.update(
-            (
-                "F|"
-                + "|".join(
-                    "" if v is None else str(v)
-                    for v in (
-                        *fw.key,
+    for start in range(0, len(firmware), 10_000):
+        lines = [
+            "\x1f".join(
+                map(
+                    str,
+                    (
+                        "F",
+                        fw.manufacturer_id,
+                        fw.model_id,
+                        fw.hardware_version,
+                        fw.firmware_version,
                         fw.image_hash,
-                        fw.status.value,
+                        fw.status,
                         fw.gbcs_version,
                         fw.cpa_reference,
                         fw.cpa_expiry,
                         fw.date_added,
-                    )
+                    ),
                 )
-                + "\n"
-            ).encode()
-        )
+            )
+            for fw in firmware[start : start + 10_000]
+        ]
+        digest.update(("\n".join(lines) + "\n").encode())
     return digest.hexdigest()

@@ -110,11 +110,7 @@ async def test_two_processes_syncing_at_once_make_one_snapshot(
 async def test_a_sync_waits_for_the_lock_held_by_another_process(
     db: Database, database_url: str, tmp_path: Path
 ) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, database_url],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = _lock_holder(database_url)
     try:
         assert holder.stdout is not None
         assert await asyncio.to_thread(holder.stdout.readline) == "locked\n"
@@ -128,6 +124,12 @@ async def test_a_sync_waits_for_the_lock_held_by_another_process(
     # The holder was killed with the lock held: the lock died with it.
     result = await sync_cpl(db, str(source), work_dir=tmp_path, limits=SyncLimits(lock_wait=5))
     assert result.outcome == "applied"
+
+
+def _lock_holder(database_url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, database_url], stdout=subprocess.PIPE, text=True
+    )
 
 
 HOLD_LOCK = """
