@@ -86,6 +86,36 @@ def generate(rows: int, seed: int = 1) -> Iterator[CplRecord]:
     return _generate(rows, seed)
 
 
+# --- writing ------------------------------------------------------------------------------------
+
+_HEADER: tuple[str, ...] = tuple(HEADINGS[column] for column in Column)
+_values = attrgetter(*(column.value for column in Column))
+_DATE_COLUMNS = frozenset({Column.CPA_EXPIRY, Column.DATE_ADDED})
+_TEXT_INDEXES = tuple(index for index, column in enumerate(Column) if column not in _DATE_COLUMNS)
+_DATE_INDEXES = tuple(index for index, column in enumerate(Column) if column in _DATE_COLUMNS)
+_EXCEL_EPOCH = datetime.date(1899, 12, 30).toordinal()
+_COLUMN_WIDTHS: dict[Column, int] = {
+    Column.MANUFACTURER_NAME: 30,
+    Column.MODEL_NAME: 44,
+    Column.IMAGE_HASH: 68,
+    Column.CPA_REFERENCE: 26,
+}
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
 def write_csv(path: Path, records: Iterable[CplRecord]) -> int:
     """Write a header row then one row per record (UTF-8, ISO dates); return the number of records."""
     count = 0
@@ -122,7 +152,8 @@ def write_xlsx(
         header_row = 0
         if title_rows:
             sheet.write_string(0, 0, "Certified Products List", title_format)
-            sheet.write_string(1, 0, f"Published {published.day} {_MONTHS[published.month - 1]} {published.year}")
+            month = _MONTHS[published.month - 1]
+            sheet.write_string(1, 0, f"Published {published.day} {month} {published.year}")
             header_row = 3
         for index, heading in enumerate(_HEADER):
             sheet.write_string(header_row, index, heading, header_format)
@@ -174,39 +205,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-# --- writing ------------------------------------------------------------------------------------
-
-_HEADER: tuple[str, ...] = tuple(HEADINGS[column] for column in Column)
-_values = attrgetter(*(column.value for column in Column))
-_DATE_COLUMNS = frozenset({Column.CPA_EXPIRY, Column.DATE_ADDED})
-_TEXT_INDEXES = tuple(index for index, column in enumerate(Column) if column not in _DATE_COLUMNS)
-_DATE_INDEXES = tuple(index for index, column in enumerate(Column) if column in _DATE_COLUMNS)
-_EXCEL_EPOCH = datetime.date(1899, 12, 30).toordinal()
-_COLUMN_WIDTHS: dict[Column, int] = {
-    Column.MANUFACTURER_NAME: 30,
-    Column.MODEL_NAME: 44,
-    Column.IMAGE_HASH: 68,
-    Column.CPA_REFERENCE: 26,
-}
-_MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)
-
 # --- what the generated list looks like -----------------------------------------------------------
 
 # Fictional place and landscape names: none of these, with the trades below, is a real meter maker.
 _NAME_STEMS = (
-    "Northfield", "Calder", "Pennine", "Severnside", "Brackley", "Ashdown", "Harwood", "Tamarside",
-    "Wensley", "Lindum", "Quantock", "Mendip", "Cheviot", "Fenland", "Ribblesdale", "Hallamshire",
-    "Solway", "Torridge", "Wyvern", "Langdale", "Medway", "Eskdale", "Thornbury", "Brindley",
-    "Larkspur", "Axmouth", "Blackdown", "Coquetdale", "Elmbridge", "Fairlight", "Glenmore", "Holloway",
-    "Ivelbrook", "Kennetside", "Lomondvale", "Marchwood", "Nethercott", "Orwell Vale", "Purbeck",
-    "Redesdale", "Stourhead", "Tweedmouth", "Ullesthorpe", "Wharfedale", "Yarrowford", "Amberley",
+    "Northfield",
+    "Calder",
+    "Pennine",
+    "Severnside",
+    "Brackley",
+    "Ashdown",
+    "Harwood",
+    "Tamarside",
+    "Wensley",
+    "Lindum",
+    "Quantock",
+    "Mendip",
+    "Cheviot",
+    "Fenland",
+    "Ribblesdale",
+    "Hallamshire",
+    "Solway",
+    "Torridge",
+    "Wyvern",
+    "Langdale",
+    "Medway",
+    "Eskdale",
+    "Thornbury",
+    "Brindley",
+    "Larkspur",
+    "Axmouth",
+    "Blackdown",
+    "Coquetdale",
+    "Elmbridge",
+    "Fairlight",
+    "Glenmore",
+    "Holloway",
+    "Ivelbrook",
+    "Kennetside",
+    "Lomondvale",
+    "Marchwood",
+    "Nethercott",
+    "Orwell",
+    "Purbeck",
+    "Redesdale",
+    "Stourhead",
+    "Tweedmouth",
+    "Ullesthorpe",
+    "Wharfedale",
+    "Yarrowford",
+    "Amberley",
 )
 _TRADES = (
-    "Metering", "Smart Energy", "Meter Systems", "Energy Devices", "Instruments", "Controls",
-    "Technologies", "Electronics", "Measurement", "Utility Devices",
+    "Metering",
+    "Smart Energy",
+    "Meter Systems",
+    "Energy Devices",
+    "Instruments",
+    "Controls",
+    "Technologies",
+    "Electronics",
+    "Measurement",
+    "Utility Devices",
 )
 _LEGAL_FORMS = ("Ltd", "Ltd", "Ltd", "plc")
 
@@ -222,10 +282,19 @@ _PROFILE_WEIGHTS = (4, 3, 2, 2)
 _MODEL_LETTERS = {"ESME": "E", "GSME": "G", "PPMID": "D", "HCALCS": "L", "CHF": "C", "GPF": "P"}
 _MODEL_DESCRIPTIONS: dict[str, tuple[str, ...]] = {
     "ESME": (
-        "Single Phase Credit/Prepay", "Single Phase Dual Element", "Polyphase Credit/Prepay",
-        "Twin Element Variable Tariff", "Polyphase CT Operated", "Single Phase ALCS",
+        "Single Phase Credit/Prepay",
+        "Single Phase Dual Element",
+        "Polyphase Credit/Prepay",
+        "Twin Element Variable Tariff",
+        "Polyphase CT Operated",
+        "Single Phase ALCS",
     ),
-    "GSME": ("U6 Credit/Prepay Gas Meter", "U6 Ultrasonic Gas Meter", "G4 Diaphragm Gas Meter", "U16 Gas Meter"),
+    "GSME": (
+        "U6 Credit/Prepay Gas Meter",
+        "U6 Ultrasonic Gas Meter",
+        "G4 Diaphragm Gas Meter",
+        "U16 Gas Meter",
+    ),
     "PPMID": ("In-Home Display", "Prepayment In-Home Display", "Colour In-Home Display", "Compact Display"),
     "HCALCS": ("HAN Connected Load Switch", "Auxiliary Load Control Switch", "Boost Controller"),
     "CHF": ("Communications Hub Function", "Dual Band Communications Hub Function"),
@@ -234,7 +303,7 @@ _MODEL_DESCRIPTIONS: dict[str, tuple[str, ...]] = {
 _SMETS1_TYPES = frozenset({"ESME", "GSME", "PPMID"})
 _SMETS1_SHARE = 0.12
 
-_SMETS1_FIRST = datetime.date(2014, 1, 6).toordinal()
+_SMETS1_FIRST = FIRST_LISTED.toordinal()
 _SMETS1_LAST = datetime.date(2018, 12, 31).toordinal()
 _SMETS2_FIRST = datetime.date(2016, 3, 1).toordinal()
 _SMETS2_LAST = datetime.date(2025, 12, 31).toordinal()
