@@ -84,23 +84,29 @@ def _child(args: list[str]) -> tuple[float, float]:
     return float(json.loads(output)["seconds"]), usage.ru_maxrss / 1024
 
 
+async def _postgres_admin(url: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
 def _fresh_database(url: str | None, folder: Path) -> str:
     """An empty database for one measured sync: a new SQLite file, or a new database beside `url`."""
     if url is None:
         return f"sqlite+aiosqlite:///{folder}/bench.sqlite3"
-    import asyncpg
-
-    name = f"cfl_bench_{os.getpid()}_{folder.name}_{int(time.time())}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
+    name = f"cfl_bench_{os.getpid()}_{folder.name.replace('-', '_')}"
+    asyncio.run(_postgres_admin(url, f'CREATE DATABASE "{name}"'))
     return url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _drop_database(admin_url: str | None, url: str) -> None:
+    if admin_url is not None:
+        name = url.rsplit("/", 1)[1]
+        asyncio.run(_postgres_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def measure(rows: int, database_url: str | None, seed: int = 1, repeats: int = 3) -> Measurement:
@@ -114,7 +120,10 @@ def measure(rows: int, database_url: str | None, seed: int = 1, repeats: int = 3
             work = folder / f"work-{attempt}"
             work.mkdir()
             url = _fresh_database(database_url, work)
-            syncs.append(_child(["sync", str(path), url, str(work)]))
+            try:
+                syncs.append(_child(["sync", str(path), url, str(work)]))
+            finally:
+                _drop_database(database_url, url)
         best_bare = min(bare)
         best_sync = min(syncs)
         return Measurement(

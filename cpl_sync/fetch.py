@@ -94,7 +94,7 @@ class NotModified:
 # --- errors ---------------------------------------------------------------------------------------
 
 
-def _shown(source: str) -> str:
+def shown_source(source: str) -> str:
     """The source as messages and logs may show it: a password in the URL is masked."""
     try:
         parts = urlsplit(source)
@@ -131,7 +131,7 @@ class UnsupportedSource(FetchError):
     def __init__(self, source: str, reason: str) -> None:
         super().__init__(
             source,
-            f"Cannot fetch the CPL from {_shown(source)}: {reason}; "
+            f"Cannot fetch the CPL from {shown_source(source)}: {reason}; "
             "give an http(s) URL, a file:// URL or a local path.",
         )
         self.reason = reason
@@ -142,7 +142,9 @@ class SourceNotFound(FetchError):
 
     def __init__(self, source: str, status: int | None = None) -> None:
         where = "file" if status is None else f"URL ({_status(status)})"
-        super().__init__(source, f"The CPL source {_shown(source)} does not exist as a {where}; check it.")
+        super().__init__(
+            source, f"The CPL source {shown_source(source)} does not exist as a {where}; check it."
+        )
         self.status = status
 
 
@@ -152,7 +154,7 @@ class SourceUnreadable(FetchError):
     def __init__(self, source: str, error: OSError) -> None:
         super().__init__(
             source,
-            f"Cannot read the CPL file {_shown(source)} ({error.strerror or error}); "
+            f"Cannot read the CPL file {shown_source(source)} ({error.strerror or error}); "
             "check that it is a readable file.",
         )
         self.error = error
@@ -164,12 +166,12 @@ class SourceUnreachable(FetchError):
     def __init__(self, source: str, attempts: int, last_error: BaseException) -> None:
         if isinstance(last_error, TimeoutError):
             message = (
-                f"Timed out fetching the CPL from {_shown(source)} ({_attempts(attempts)}): the server "
+                f"Timed out fetching the CPL from {shown_source(source)} ({_attempts(attempts)}): the server "
                 "did not connect, answer or keep sending within the time limits; try again later."
             )
         else:
             message = (
-                f"Could not reach {_shown(source)} to fetch the CPL ({_attempts(attempts)}; last error "
+                f"Could not reach {shown_source(source)} to fetch the CPL ({_attempts(attempts)}; last error "
                 f"{type(last_error).__name__}: {last_error}); check the URL and network access."
             )
         super().__init__(source, message)
@@ -187,12 +189,12 @@ class HttpStatusError(FetchError):
     def __init__(self, source: str, status: int, attempts: int) -> None:
         if status >= 500:
             message = (
-                f"The server at {_shown(source)} kept failing with {_status(status)} "
+                f"The server at {shown_source(source)} kept failing with {_status(status)} "
                 f"({_attempts(attempts)}) while fetching the CPL; try again later."
             )
         else:
             message = (
-                f"{_shown(source)} refused the CPL download with {_status(status)}; "
+                f"{shown_source(source)} refused the CPL download with {_status(status)}; "
                 "check the URL and whether the server needs credentials."
             )
         super().__init__(source, message)
@@ -204,7 +206,7 @@ class ResponseTooLarge(FetchError):
     def __init__(self, source: str, limit: int) -> None:
         super().__init__(
             source,
-            f"The CPL from {_shown(source)} is larger than the {limit:,}-byte limit; if the list "
+            f"The CPL from {shown_source(source)} is larger than the {limit:,}-byte limit; if the list "
             "really has grown that much, raise FetchLimits.max_bytes.",
         )
         self.limit = limit
@@ -217,7 +219,7 @@ class TruncatedResponse(FetchError):
         of = "" if expected is None else f" of {expected:,}"
         super().__init__(
             source,
-            f"The download of the CPL from {_shown(source)} was cut short ({received:,}{of} bytes "
+            f"The download of the CPL from {shown_source(source)} was cut short ({received:,}{of} bytes "
             "arrived before the connection closed), even after retrying; try again later.",
         )
         self.expected = expected
@@ -230,7 +232,7 @@ class HtmlInsteadOfData(FetchError):
     def __init__(self, source: str, content_type: str | None) -> None:
         super().__init__(
             source,
-            f"{_shown(source)} returned an HTML page (Content-Type: {content_type or 'none'}) instead "
+            f"{shown_source(source)} returned an HTML page (Content-Type: {content_type or 'none'}) instead "
             "of the CPL as CSV or XLSX, probably a login or error page; check that the URL points "
             "at the file itself.",
         )
@@ -454,7 +456,11 @@ async def _fetch_http(
                 delay = limits.backoff_base * 2 ** (attempt - 1)
                 logger.warning(
                     "Fetching the CPL from %s failed on attempt %d of %d (%s); retrying in %.2fs",
-                    _shown(source), attempt, limits.attempts, failure.reason, delay,
+                    shown_source(source),
+                    attempt,
+                    limits.attempts,
+                    failure.reason,
+                    delay,
                 )
                 await asyncio.sleep(delay)
                 attempt += 1

@@ -20,7 +20,7 @@ from cfl_graph.database import Database
 from cfl_graph.tables import CplCurrent, CplSyncRun, SyncOutcome
 from cfl_graph.tables.base import utc_now
 from cpl_sync.diff import DiffCounts
-from cpl_sync.fetch import Fetched, FetchError, FetchLimits, NotModified, Validators, fetch_cpl
+from cpl_sync.fetch import Fetched, FetchError, FetchLimits, NotModified, Validators, fetch_cpl, shown_source
 from cpl_sync.lock import sync_lock
 from cpl_sync.parse import read_table
 from cpl_sync.problems import CplFileRejected, Problem
@@ -135,23 +135,25 @@ async def sync_cpl(
     """Synchronise from `source` (a path or URL). Raises `SyncLockBusy` if another sync holds the lock."""
     limits = limits or SyncLimits()
     work_dir.mkdir(parents=True, exist_ok=True)
+    # What is stored and logged never carries a password from the URL; only the fetch sees it.
+    shown = shown_source(source)
     async with sync_lock(db.engine, wait=limits.lock_wait):
-        run_id = await _start_run(db, source, trigger)
+        run_id = await _start_run(db, shown, trigger)
         fetched: Fetched | NotModified | None = None
         try:
             try:
-                previous = await _previous_validators(db, source)
+                previous = await _previous_validators(db, shown)
                 fetched = await fetch_cpl(source, work_dir, previous=previous, limits=limits.fetch)
             except FetchError as exc:
-                result = SyncResult(run_id, SyncOutcome.FETCH_FAILED, source, message=str(exc))
+                result = SyncResult(run_id, SyncOutcome.FETCH_FAILED, shown, message=str(exc))
             else:
-                result = await _apply(db, run_id, source, fetched, limits, progress)
+                result = await _apply(db, run_id, shown, fetched, limits, progress)
         except Exception as exc:
-            log.exception("CPL sync run %s from %s failed", run_id, source)
+            log.exception("CPL sync run %s from %s failed", run_id, shown)
             failed = SyncResult(
                 run_id,
                 SyncOutcome.FAILED,
-                source,
+                shown,
                 message=f"internal error: {type(exc).__name__}; see the service log",
             )
             await _finish_run(db, failed, fetched)
@@ -161,7 +163,7 @@ async def sync_cpl(
                 with contextlib.suppress(FileNotFoundError):
                     fetched.path.unlink()
         await _finish_run(db, result, fetched)
-        log.info("CPL sync run %s from %s: %s", run_id, source, result.outcome.value)
+        log.info("CPL sync run %s from %s: %s", run_id, shown, result.outcome.value)
         return result
 
 

@@ -145,3 +145,23 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+async def test_a_password_in_the_source_url_is_never_stored_or_logged(
+    db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher = Publisher(body=csv_bytes(tmp_path, 3))
+    caplog.set_level("DEBUG")
+    async with serve_cpl(publisher) as url:
+        secret_url = url.replace("http://", "http://cpl-reader:s3cret-Pa55@")
+        applied = await sync_cpl(db, secret_url, work_dir=tmp_path, limits=QUICK)
+        publisher.status = 503
+        failed = await sync_cpl(db, secret_url, work_dir=tmp_path, limits=QUICK)
+    assert publisher.requests[0]["Authorization"].startswith("Basic ")  # the fetch itself did use it
+    assert (applied.outcome, failed.outcome) == ("applied", "fetch_failed")
+    stored = [(r.source, r.message or "") for r in await runs(db)]
+    async with db.sessions() as session:
+        stored.append(((await session.execute(select(CplSnapshot.source))).scalar_one(), ""))
+    assert all("s3cret" not in text for pair in stored for text in pair)
+    assert all(source.startswith("http://cpl-reader:***@") for source, _ in stored)
+    assert "s3cret" not in caplog.text
