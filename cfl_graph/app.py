@@ -10,12 +10,14 @@ from typing import Any
 
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
 from cfl_graph import migrate
+from cfl_graph.access.middleware import AuthenticationMiddleware, SecurityHeadersMiddleware, principal_of
 from cfl_graph.database import Database
 from cfl_graph.scheduler import run_scheduled_sync
 from cfl_graph.settings import Settings
@@ -36,11 +38,12 @@ class SchemaNotCurrent(RuntimeError):
 
 class _GraphQL(GraphQL[Context, None]):
     def __init__(self, db: Database) -> None:
-        super().__init__(build_schema(), graphql_ide="graphiql")
+        # No GraphiQL: it loads its scripts from a CDN and runs inline script, both barred by the CSP.
+        super().__init__(build_schema(), graphql_ide=None)
         self._db = db
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        return Context(loaders=Loaders.for_request(self._db.sessions))
+        return Context(principal=principal_of(request.scope), loaders=Loaders.for_request(self._db.sessions))
 
 
 def create_app(settings: Settings, *, demo: bool = False, db: Database | None = None) -> Starlette:
@@ -82,4 +85,8 @@ def create_app(settings: Settings, *, demo: bool = False, db: Database | None = 
         Route("/healthz", healthz, methods=["GET"]),
         Route("/graphql", _GraphQL(database), methods=["GET", "POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    middleware = [
+        Middleware(SecurityHeadersMiddleware),
+        Middleware(AuthenticationMiddleware, sessions=database.sessions),
+    ]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -7,6 +7,7 @@ Exit codes of `sync-cpl`: 0 applied, unchanged or not modified; 1 rejected (each
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -18,10 +19,14 @@ from rich.table import Table
 from sqlalchemy import select
 
 from cfl_graph import migrate
+from cfl_graph.access.parties import PartyError, add_party, find_party, manufacturer_ids_of
+from cfl_graph.access.tokens import IssuedToken, issue_token, revoke_token
 from cfl_graph.database import Database
+from cfl_graph.identifiers import InvalidValue
 from cfl_graph.scheduler import sync_limits
 from cfl_graph.settings import Settings, SettingsError, from_env
-from cfl_graph.tables import CplSnapshot, CplSyncRun, SyncOutcome
+from cfl_graph.tables import ApiToken, CplSnapshot, CplSyncRun, Party, Role, SyncOutcome
+from cfl_graph.tables.base import utc_now
 from cpl_sync.diff import SnapshotDiff, diff_snapshots
 from cpl_sync.lock import SyncLockBusy
 from cpl_sync.snapshot import current_snapshot
@@ -32,8 +37,12 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 cpl_app = typer.Typer(help="The library's copy of the Certified Products List.", no_args_is_help=True)
+party_app = typer.Typer(help="Parties (organisations) and their roles.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens: shown once, stored hashed.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(cpl_app, name="cpl")
+app.add_typer(party_app, name="party")
+app.add_typer(token_app, name="token")
 
 out = Console()
 err = Console(stderr=True)
@@ -275,6 +284,141 @@ def cpl_diff(
         out.print(f"~ {'/'.join(change.key)} {fields}", highlight=False)
     if diff.truncated:
         out.print(f"(showing at most {limit} of each; use --limit for more)")
+
+
+@party_app.command("add")
+def party_add(
+    name: Annotated[str, typer.Argument(help="The organisation's name, unique.")],
+    role: Annotated[Role, typer.Option(help="supplier, manufacturer, panel or admin.")],
+    manufacturer_id: Annotated[
+        list[str] | None, typer.Option(help="A manufacturer id (4 hex) it writes for; repeatable.")
+    ] = None,
+    grant_downloads: Annotated[bool, typer.Option(help="Let a panel party download image bytes.")] = False,
+) -> None:
+    """Register a party."""
+    settings = _settings()
+
+    async def work(db: Database) -> list[str]:
+        async with db.sessions() as session, session.begin():
+            party = await add_party(
+                session, name, role, manufacturer_ids=manufacturer_id or (), download_granted=grant_downloads
+            )
+            return await manufacturer_ids_of(session, party)
+
+    try:
+        ids = _with_db(settings, work)
+    except (PartyError, InvalidValue) as exc:
+        err.print(f"party not added: {exc}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_REJECTED) from None
+    suffix = f" for manufacturer ids {', '.join(ids)}" if ids else ""
+    out.print(f"added {role.value} party {name}{suffix}", markup=False, highlight=False)
+
+
+@party_app.command("list")
+def party_list() -> None:
+    """List parties with their roles and manufacturer ids."""
+    settings = _settings()
+
+    async def work(db: Database) -> list[tuple[Party, list[str]]]:
+        async with db.sessions() as session:
+            parties = (await session.execute(select(Party).order_by(Party.name))).scalars()
+            return [(p, await manufacturer_ids_of(session, p)) for p in parties]
+
+    table = Table("party", "role", "manufacturer ids", "downloads", "created (UTC)", "disabled")
+    for party, ids in _with_db(settings, work):
+        downloads = "yes" if party.role != Role.PANEL.value or party.download_granted else "no"
+        table.add_row(
+            party.name,
+            party.role,
+            ", ".join(ids),
+            downloads,
+            party.created_at.strftime("%Y-%m-%d"),
+            "yes" if party.disabled_at else "",
+        )
+    out.print(table)
+
+
+@token_app.command("create")
+def token_create(
+    party: Annotated[str, typer.Argument(help="The party's name.")],
+    expires_in: Annotated[int, typer.Option(help="Days until the token expires (1-366).")] = 90,
+    read_only: Annotated[bool, typer.Option(help="Refuse every write with this token.")] = False,
+    description: Annotated[str | None, typer.Option(help="What the token is for.")] = None,
+) -> None:
+    """Create a token and print it once; only its hash is kept."""
+    settings = _settings()
+
+    async def work(db: Database) -> IssuedToken:
+        async with db.sessions() as session, session.begin():
+            found = await find_party(session, party)
+            return await issue_token(
+                session,
+                found,
+                lifetime=dt.timedelta(days=expires_in),
+                read_only=read_only,
+                description=description,
+            )
+
+    if not 1 <= expires_in <= 366:
+        err.print("--expires-in must be between 1 and 366 days")
+        raise typer.Exit(EXIT_REJECTED)
+    try:
+        issued = _with_db(settings, work)
+    except PartyError as exc:
+        err.print(f"no token created: {exc}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_REJECTED) from None
+    err.print(
+        f"token {issued.public_id} for {party}, expires {issued.expires_at:%Y-%m-%d %H:%M} UTC"
+        f"{', read-only' if read_only else ''}. It is shown once; store it now:",
+        markup=False,
+        highlight=False,
+    )
+    print(issued.text)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    public_id: Annotated[str, typer.Argument(help="The token's public id (after cflg_).")],
+) -> None:
+    """Revoke a token at once."""
+    settings = _settings()
+
+    async def work(db: Database) -> bool:
+        async with db.sessions() as session, session.begin():
+            return await revoke_token(session, public_id) is not None
+
+    if not _with_db(settings, work):
+        err.print(f"no token {public_id}")
+        raise typer.Exit(EXIT_REJECTED)
+    out.print(f"revoked token {public_id}")
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (public ids only) with their parties and states."""
+    settings = _settings()
+
+    async def work(db: Database) -> list[tuple[ApiToken, str]]:
+        async with db.sessions() as session:
+            query = (
+                select(ApiToken, Party.name).join(Party, Party.id == ApiToken.party_id).order_by(ApiToken.id)
+            )
+            return [(t, n) for t, n in (await session.execute(query)).all()]
+
+    now = utc_now()
+    table = Table("token", "party", "scope", "created (UTC)", "expires (UTC)", "state", "description")
+    for token, party_name in _with_db(settings, work):
+        state = "revoked" if token.revoked_at else "expired" if token.expires_at <= now else "active"
+        table.add_row(
+            token.public_id,
+            party_name,
+            "read-only" if token.read_only else "read-write",
+            token.created_at.strftime("%Y-%m-%d"),
+            token.expires_at.strftime("%Y-%m-%d"),
+            state,
+            token.description or "",
+        )
+    out.print(table)
 
 
 def main() -> None:

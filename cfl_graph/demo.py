@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from pathlib import Path
+
+from sqlalchemy import func, select
 
 from bench.datagen import generate, write_xlsx
+from cfl_graph.access.parties import UnknownParty, add_party, find_party
+from cfl_graph.access.tokens import issue_token
 from cfl_graph.database import Database
 from cfl_graph.scheduler import sync_limits
 from cfl_graph.settings import Settings
+from cfl_graph.tables import CplCurrent, CplDeviceModel, Role
 from cpl_sync.snapshot import current_snapshot
 from cpl_sync.sync import sync_cpl
 
@@ -22,11 +28,16 @@ DEMO_ROWS = 3000
 DEMO_SEED = 2016  # the year SECMP0009 asked for a central firmware library
 
 
-async def prepare_demo(settings: Settings, db: Database) -> None:
-    """Load the demo CPL unless a snapshot is already current (restarting the demo keeps its data)."""
+async def prepare_demo(settings: Settings, db: Database) -> Path:
+    """Load the demo CPL (once) and issue fresh tokens for the demo parties; returns the tokens file."""
     async with db.sessions() as session:
-        if await current_snapshot(session) is not None:
-            return
+        loaded = await current_snapshot(session) is not None
+    if not loaded:
+        await _load_cpl(settings, db)
+    return await _issue_demo_tokens(settings, db)
+
+
+async def _load_cpl(settings: Settings, db: Database) -> None:
     folder = settings.work_dir / "demo"
     folder.mkdir(parents=True, exist_ok=True)
     records = list(generate(DEMO_ROWS, seed=DEMO_SEED))
@@ -42,3 +53,45 @@ async def prepare_demo(settings: Settings, db: Database) -> None:
             db, str(path), work_dir=settings.work_dir, limits=sync_limits(settings), trigger="demo"
         )
         log.info("demo CPL %s: %s, %s rows", path.name, result.outcome.value, result.row_count)
+
+
+async def _issue_demo_tokens(settings: Settings, db: Database) -> Path:
+    """One party per role (the manufacturer owns the two biggest manufacturer ids of the demo CPL).
+
+    Tokens go to a file readable by its owner only, never to the log: a token in a log is a leak.
+    """
+    async with db.sessions() as session, session.begin():
+        biggest = (
+            await session.execute(
+                select(CplDeviceModel.manufacturer_id, CplDeviceModel.manufacturer_name)
+                .join(CplCurrent, CplCurrent.snapshot_id == CplDeviceModel.snapshot_id)
+                .group_by(CplDeviceModel.manufacturer_id, CplDeviceModel.manufacturer_name)
+                .order_by(func.count().desc(), CplDeviceModel.manufacturer_id)
+                .limit(1)
+            )
+        ).one()
+        parties = [
+            ("Demo Supplier Energy Ltd", Role.SUPPLIER, ()),
+            (f"{biggest[1]} (demo)", Role.MANUFACTURER, (biggest[0],)),
+            ("SEC Panel (demo)", Role.PANEL, ()),
+            ("Library Operator (demo)", Role.ADMIN, ()),
+        ]
+        lines = []
+        for name, role, manufacturer_ids in parties:
+            try:
+                party = await find_party(session, name)
+            except UnknownParty:
+                party = await add_party(session, name, role, manufacturer_ids=manufacturer_ids)
+            issued = await issue_token(session, party, lifetime=dt.timedelta(days=30), description="demo")
+            lines.append(f"{role.value:<13} {name}\n              {issued.text}")
+    path = settings.work_dir / "demo" / "tokens.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(
+        "Demo API tokens (valid 30 days). Send one as `Authorization: Bearer <token>`.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    log.info("demo tokens for a supplier, a manufacturer, the panel and an admin are in %s", path)
+    return path

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 from strawberry.types import Info as StrawberryInfo
 
+from cfl_graph.access.principal import Principal
 from loaders import Loaders
 
 
 @dataclass
 class Context:
+    principal: Principal | None
     loaders: Loaders
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 
 import strawberry
 
+from cfl_graph.access.policy import Action, authorise
 from cfl_graph.tables import CplSnapshot as CplSnapshotRow
 from schema.context import Info
 
@@ -41,6 +42,7 @@ def _snapshot_id(raw: strawberry.ID) -> int | None:
 class CplQuery:
     @strawberry.field(description="A CPL snapshot by id; the current one when no id is given.")
     async def cpl_snapshot(self, info: Info, id: strawberry.ID | None = None) -> CplSnapshot | None:
+        authorise(info.context.principal, Action.READ_CATALOGUE)
         loaders = info.context.loaders.cpl
         current = await loaders.current_snapshot_id()
         wanted = current if id is None else _snapshot_id(id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,9 +15,12 @@ import httpx2
 import pytest
 from starlette.testclient import TestClient
 
+from cfl_graph.access.parties import add_party
+from cfl_graph.access.tokens import issue_token
 from cfl_graph.app import SchemaNotCurrent, create_app
 from cfl_graph.database import Database
 from cfl_graph.settings import Settings
+from cfl_graph.tables import Role
 from cpl_sync.sync import sync_cpl
 from tests.fixtures.cpl_files import versions, write_csv
 
@@ -25,32 +29,47 @@ SNAPSHOT_QUERY = (
 )
 
 
-async def graphql(db: Database, tmp_path: Path, query: str, variables: dict[str, Any] | None = None) -> Any:
+async def graphql(
+    db: Database, token: str, tmp_path: Path, query: str, variables: dict[str, Any] | None = None
+) -> Any:
     app = create_app(Settings(database_url=db.url, work_dir=tmp_path), db=db)
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://test") as client:
-        response = await client.post("/graphql", json={"query": query, "variables": variables or {}})
+        response = await client.post(
+            "/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers={"Authorization": f"Bearer {token}"},
+        )
     assert response.status_code == 200, response.text
     body = response.json()
     assert "errors" not in body, body
     return body["data"]
 
 
-async def test_cpl_snapshot_is_null_before_the_first_sync(db: Database, tmp_path: Path) -> None:
-    assert await graphql(db, tmp_path, SNAPSHOT_QUERY) == {"cplSnapshot": None}
+@pytest.fixture
+async def token(db: Database) -> str:
+    async with db.sessions() as session, session.begin():
+        party = await add_party(session, "Calder Supply Ltd", Role.SUPPLIER)
+        return (await issue_token(session, party)).text
+
+
+async def test_cpl_snapshot_is_null_before_the_first_sync(db: Database, token: str, tmp_path: Path) -> None:
+    assert await graphql(db, token, tmp_path, SNAPSHOT_QUERY) == {"cplSnapshot": None}
 
 
 async def test_cpl_snapshot_answers_the_current_and_any_earlier_snapshot(
-    db: Database, tmp_path: Path
+    db: Database, token: str, tmp_path: Path
 ) -> None:
     first = await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(3))), work_dir=tmp_path)
     second = await sync_cpl(db, str(write_csv(tmp_path / "b.csv", versions(5))), work_dir=tmp_path)
-    current = (await graphql(db, tmp_path, SNAPSHOT_QUERY))["cplSnapshot"]
+    current = (await graphql(db, token, tmp_path, SNAPSHOT_QUERY))["cplSnapshot"]
     assert current["id"] == str(second.snapshot_id)
     assert (current["rowCount"], current["deviceModelCount"], current["isCurrent"]) == (5, 1, True)
-    earlier = (await graphql(db, tmp_path, SNAPSHOT_QUERY, {"id": str(first.snapshot_id)}))["cplSnapshot"]
+    earlier = (await graphql(db, token, tmp_path, SNAPSHOT_QUERY, {"id": str(first.snapshot_id)}))[
+        "cplSnapshot"
+    ]
     assert (earlier["rowCount"], earlier["isCurrent"]) == (3, False)
-    assert (await graphql(db, tmp_path, SNAPSHOT_QUERY, {"id": "999"}))["cplSnapshot"] is None
-    assert (await graphql(db, tmp_path, SNAPSHOT_QUERY, {"id": "not-a-number"}))["cplSnapshot"] is None
+    assert (await graphql(db, token, tmp_path, SNAPSHOT_QUERY, {"id": "999"}))["cplSnapshot"] is None
+    assert (await graphql(db, token, tmp_path, SNAPSHOT_QUERY, {"id": "not-a-number"}))["cplSnapshot"] is None
 
 
 async def test_healthz_reports_the_database(db: Database, tmp_path: Path) -> None:
@@ -88,17 +107,24 @@ def test_serve_syncs_the_cpl_on_its_interval(tmp_path: Path) -> None:
         cpl_source=str(source),
         cpl_sync_interval=1,
     )
-    subprocess.run(
-        [sys.executable, "-m", "cfl_graph", "db", "upgrade"],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "CFL_DATABASE_URL": url},
-    )
+
+    def cfl(*args: str) -> str:
+        env = {**os.environ, "CFL_DATABASE_URL": url}
+        done = subprocess.run(
+            [sys.executable, "-m", "cfl_graph", *args], check=True, capture_output=True, text=True, env=env
+        )
+        return done.stdout.strip()
+
+    cfl("db", "upgrade")
+    cfl("party", "add", "Calder Supply Ltd", "--role", "supplier")
+    token = cfl("token", "create", "Calder Supply Ltd")
     with TestClient(create_app(settings)) as client:
         deadline = time.monotonic() + 20
         data: Any = None
         while time.monotonic() < deadline:
-            data = client.post("/graphql", json={"query": SNAPSHOT_QUERY}).json()["data"]
+            data = client.post(
+                "/graphql", json={"query": SNAPSHOT_QUERY}, headers={"Authorization": f"Bearer {token}"}
+            ).json()["data"]
             if data["cplSnapshot"] is not None:
                 break
             time.sleep(0.2)
@@ -140,12 +166,21 @@ def test_the_demo_command_serves_realistic_data_from_nothing(tmp_path: Path) -> 
                 pass
             assert time.monotonic() < deadline, "demo server did not come up in 90 s"
             time.sleep(0.3)
-        body = httpx2.post(f"{base}/graphql", json={"query": SNAPSHOT_QUERY}, timeout=10).json()
+        tokens_file = tmp_path / "var" / "work" / "demo" / "tokens.txt"
+        assert tokens_file.stat().st_mode & 0o077 == 0  # readable by its owner only
+        tokens = re.findall(r"^(\w+) .*\n\s+(cflg_\S+)$", tokens_file.read_text(), re.MULTILINE)
+        assert [role for role, _ in tokens] == ["supplier", "manufacturer", "panel", "admin"]
+        auth = {"Authorization": f"Bearer {tokens[0][1]}"}
+        assert httpx2.post(f"{base}/graphql", json={"query": SNAPSHOT_QUERY}, timeout=10).status_code == 401
+        body = httpx2.post(f"{base}/graphql", json={"query": SNAPSHOT_QUERY}, headers=auth, timeout=10).json()
         current = body["data"]["cplSnapshot"]
         assert current["rowCount"] == 3000
         assert current["id"] == "2"  # last quarter's list, then the current one
         earlier = httpx2.post(
-            f"{base}/graphql", json={"query": SNAPSHOT_QUERY, "variables": {"id": "1"}}, timeout=10
+            f"{base}/graphql",
+            json={"query": SNAPSHOT_QUERY, "variables": {"id": "1"}},
+            headers=auth,
+            timeout=10,
         ).json()["data"]["cplSnapshot"]
         assert 0 < earlier["rowCount"] < 3000
         assert (tmp_path / "var" / "blobs").is_dir()

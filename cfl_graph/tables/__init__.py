@@ -1,5 +1,6 @@
 """The database tables, one module per domain; `Base.metadata` is what Alembic compares against."""
 
+from cfl_graph.tables.access import ApiToken, Party, PartyManufacturer, Role
 from cfl_graph.tables.base import Base
 from cfl_graph.tables.cpl import (
     CplCertifiedFirmware,
@@ -11,11 +12,15 @@ from cfl_graph.tables.cpl import (
 )
 
 __all__ = [
+    "ApiToken",
     "Base",
     "CplCertifiedFirmware",
     "CplCurrent",
     "CplDeviceModel",
     "CplSnapshot",
     "CplSyncRun",
+    "Party",
+    "PartyManufacturer",
+    "Role",
     "SyncOutcome",
 ]

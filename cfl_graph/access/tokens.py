@@ -1,0 +1,159 @@
+"""API tokens: random, shown once, stored only as a SHA-256 of the secret, expiring and revocable.
+
+Text form: `cflg_<public id>_<secret>`. The `cflg_` prefix lets secret scanners recognise a leaked
+token (as PyPI's `pypi-` prefix does); the public id finds the row; the secret is 256 random bits,
+so a plain SHA-256 of it is as good as a slow password hash and keeps each check to microseconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cfl_graph.access.principal import Principal
+from cfl_graph.tables.access import ApiToken, Party, PartyManufacturer, Role
+from cfl_graph.tables.base import utc_now
+
+PREFIX = "cflg_"
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+TOKEN_PATTERN = re.compile(r"cflg_([a-z2-7]{12})_([A-Za-z0-9_-]{43})")
+DEFAULT_LIFETIME = dt.timedelta(days=90)
+MAX_LIFETIME = dt.timedelta(days=366)
+
+
+class TokenError(Exception):
+    """A presented token cannot be used; `str()` is safe to show to the presenter."""
+
+
+class MalformedToken(TokenError):
+    def __init__(self) -> None:
+        super().__init__("the token is not a cfl-graph API token (expected cflg_<id>_<secret>)")
+
+
+class UnknownToken(TokenError):
+    def __init__(self) -> None:
+        super().__init__("the token is not valid")
+
+
+class ExpiredToken(TokenError):
+    def __init__(self, expired_at: dt.datetime) -> None:
+        super().__init__(f"the token expired on {expired_at:%Y-%m-%d %H:%M} UTC; ask for a new one")
+        self.expired_at = expired_at
+
+
+class RevokedToken(TokenError):
+    def __init__(self) -> None:
+        super().__init__("the token has been revoked; ask for a new one")
+
+
+class PartyDisabled(TokenError):
+    def __init__(self) -> None:
+        super().__init__("the party this token belongs to is disabled")
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    text: str  # shown once, never stored
+    public_id: str
+    expires_at: dt.datetime
+
+
+def secret_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_token_text() -> tuple[str, str, str]:
+    """(text, public id, secret) for a fresh token."""
+    public_id = "".join(secrets.choice(_BASE32) for _ in range(12))
+    secret = secrets.token_urlsafe(32)
+    return f"{PREFIX}{public_id}_{secret}", public_id, secret
+
+
+def redact(text: str) -> str:
+    """Any token in `text` with its secret replaced: safe to log."""
+    return TOKEN_PATTERN.sub(lambda m: f"{PREFIX}{m.group(1)}_[redacted]", text)
+
+
+async def issue_token(
+    session: AsyncSession,
+    party: Party,
+    *,
+    lifetime: dt.timedelta = DEFAULT_LIFETIME,
+    read_only: bool = False,
+    description: str | None = None,
+) -> IssuedToken:
+    if not dt.timedelta(0) < lifetime <= MAX_LIFETIME:
+        raise ValueError(f"a token lives between 1 second and {MAX_LIFETIME.days} days")
+    text, public_id, secret = new_token_text()
+    expires_at = utc_now() + lifetime
+    session.add(
+        ApiToken(
+            party_id=party.id,
+            public_id=public_id,
+            secret_sha256=secret_digest(secret),
+            read_only=read_only,
+            description=description,
+            expires_at=expires_at,
+        )
+    )
+    await session.flush()
+    return IssuedToken(text, public_id, expires_at)
+
+
+async def authenticate(session: AsyncSession, presented: str, *, now: dt.datetime | None = None) -> Principal:
+    """The principal behind a presented token, or a `TokenError` saying why not."""
+    match = TOKEN_PATTERN.fullmatch(presented.strip())
+    if match is None:
+        raise MalformedToken()
+    public_id, secret = match.groups()
+    row = (
+        await session.execute(
+            select(ApiToken, Party)
+            .join(Party, Party.id == ApiToken.party_id)
+            .where(ApiToken.public_id == public_id)
+        )
+    ).one_or_none()
+    # Compare even when the id is unknown, so timing does not tell which ids exist.
+    stored = row[0].secret_sha256 if row is not None else "0" * 64
+    if not hmac.compare_digest(stored, secret_digest(secret)) or row is None:
+        raise UnknownToken()
+    token, party = row
+    # Only a presenter who holds the secret learns why a real token no longer works.
+    if token.revoked_at is not None:
+        raise RevokedToken()
+    if token.expires_at <= (now or utc_now()):
+        raise ExpiredToken(token.expires_at)
+    if party.disabled_at is not None:
+        raise PartyDisabled()
+    manufacturer_ids = frozenset(
+        (
+            await session.execute(
+                select(PartyManufacturer.manufacturer_id).where(PartyManufacturer.party_id == party.id)
+            )
+        ).scalars()
+    )
+    return Principal(
+        party_id=party.id,
+        party_name=party.name,
+        role=Role(party.role),
+        manufacturer_ids=manufacturer_ids,
+        read_only=token.read_only,
+        download_granted=party.download_granted,
+        token_public_id=token.public_id,
+    )
+
+
+async def revoke_token(session: AsyncSession, public_id: str) -> ApiToken | None:
+    token = (
+        await session.execute(select(ApiToken).where(ApiToken.public_id == public_id))
+    ).scalar_one_or_none()
+    if token is not None and token.revoked_at is None:
+        token.revoked_at = utc_now()
+    return token

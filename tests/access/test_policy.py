@@ -1,0 +1,102 @@
+"""The authorisation matrix (R4, R8): every action as every kind of principal, each cell written out.
+
+The expected table below is written by hand from DESIGN.md's access rules, not derived from the code.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cfl_graph.access.policy import Action, Forbidden, NotAuthenticated, allowed, authorise
+from cfl_graph.access.principal import Principal
+from cfl_graph.tables import Role
+
+OWN, OTHER = "10B2", "2C4F"
+
+
+def principal(
+    role: Role, *, ids: frozenset[str] = frozenset(), read_only: bool = False, downloads: bool = False
+) -> Principal:
+    return Principal(1, f"a {role.value}", role, ids, read_only, downloads)
+
+
+PRINCIPALS: dict[str, Principal | None] = {
+    "nobody": None,
+    "supplier": principal(Role.SUPPLIER),
+    "manufacturer": principal(Role.MANUFACTURER, ids=frozenset({OWN})),
+    "manufacturer read-only": principal(Role.MANUFACTURER, ids=frozenset({OWN}), read_only=True),
+    "panel": principal(Role.PANEL),
+    "panel granted downloads": principal(Role.PANEL, downloads=True),
+    "admin": principal(Role.ADMIN),
+    "admin read-only": principal(Role.ADMIN, read_only=True),
+}
+COLUMNS = list(PRINCIPALS)
+
+# Y allowed, N forbidden (403), A not authenticated (401); for own-manufacturer actions the
+# cell is "own/other": the outcome on the principal's own manufacturer id and on another's.
+MATRIX: dict[Action, list[str]] = {
+    #                            nobody supplier manuf  m-ro   panel  p+dl   admin  a-ro
+    Action.READ_CATALOGUE:      ["A",   "Y",     "Y",   "Y",   "Y",   "Y",   "Y",   "Y"],
+    Action.READ_REPORTS:        ["A",   "Y",     "Y",   "Y",   "Y",   "Y",   "Y",   "Y"],
+    Action.DOWNLOAD_IMAGE:      ["A",   "Y",     "Y",   "Y",   "N",   "Y",   "N",   "N"],
+    Action.READ_AUDIT:          ["A",   "N",     "N",   "N",   "Y",   "Y",   "Y",   "Y"],
+    Action.READ_DRAFTS:         ["A",   "N/N",   "Y/N", "Y/N", "N/N", "N/N", "N/N", "N/N"],
+    Action.UPLOAD_IMAGE:        ["A",   "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
+    Action.PUBLISH_IMAGE:       ["A",   "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
+    Action.WITHDRAW_IMAGE:      ["A",   "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
+    Action.DECLARE_COMMERCIAL:  ["A",   "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
+    Action.EDIT_RELEASE_NOTES:  ["A",   "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
+    Action.MANAGE_PARTIES:      ["A",   "N",     "N",   "N",   "N",   "N",   "Y",   "N"],
+    Action.MANAGE_KEYS:         ["A",   "N",     "N",   "N",   "N",   "N",   "Y",   "N"],
+    Action.MANAGE_TOKENS:       ["A",   "N",     "N",   "N",   "N",   "N",   "Y",   "N"],
+    Action.RUN_SYNC:            ["A",   "N",     "N",   "N",   "N",   "N",   "Y",   "N"],
+}  # fmt: skip
+
+
+def cells() -> list[tuple[Action, str, str | None, str]]:
+    out: list[tuple[Action, str, str | None, str]] = []
+    for action, row in MATRIX.items():
+        for who, cell in zip(COLUMNS, row, strict=True):
+            if "/" in cell:
+                own, other = cell.split("/")
+                out += [(action, who, OWN, own), (action, who, OTHER, other)]
+            elif cell == "A" and action in {
+                Action.READ_DRAFTS,
+                Action.UPLOAD_IMAGE,
+                Action.PUBLISH_IMAGE,
+                Action.WITHDRAW_IMAGE,
+                Action.DECLARE_COMMERCIAL,
+                Action.EDIT_RELEASE_NOTES,
+            }:
+                out.append((action, who, OWN, cell))
+            else:
+                out.append((action, who, None, cell))
+    return out
+
+
+def test_the_matrix_covers_every_action() -> None:
+    assert set(MATRIX) == set(Action)
+
+
+@pytest.mark.parametrize(
+    "action,who,manufacturer_id,expected", cells(), ids=lambda v: v.name if isinstance(v, Action) else str(v)
+)
+def test_authorisation_cell(action: Action, who: str, manufacturer_id: str | None, expected: str) -> None:
+    asking = PRINCIPALS[who]
+    if expected == "Y":
+        assert authorise(asking, action, manufacturer_id=manufacturer_id) is asking
+        assert allowed(asking, action, manufacturer_id=manufacturer_id)
+    else:
+        error = NotAuthenticated if expected == "A" else Forbidden
+        with pytest.raises(error):
+            authorise(asking, action, manufacturer_id=manufacturer_id)
+        assert not allowed(asking, action, manufacturer_id=manufacturer_id)
+
+
+def test_refusals_say_why() -> None:
+    with pytest.raises(Forbidden, match="manufacturer id 2C4F is not registered to a manufacturer"):
+        authorise(PRINCIPALS["manufacturer"], Action.PUBLISH_IMAGE, manufacturer_id=OTHER)
+    with pytest.raises(Forbidden, match="this token is read-only"):
+        authorise(PRINCIPALS["manufacturer read-only"], Action.UPLOAD_IMAGE, manufacturer_id=OWN)
+    with pytest.raises(Forbidden, match="the supplier role does not include it"):
+        authorise(PRINCIPALS["supplier"], Action.READ_AUDIT)
