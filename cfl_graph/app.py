@@ -21,6 +21,7 @@ from cfl_graph.access.middleware import AuthenticationMiddleware, SecurityHeader
 from cfl_graph.database import Database
 from cfl_graph.scheduler import run_scheduled_sync
 from cfl_graph.settings import Settings
+from cfl_graph.views.audit import audit_events
 from loaders import Loaders
 from schema import build_schema
 from schema.context import Context
@@ -84,6 +85,7 @@ def create_app(settings: Settings, *, demo: bool = False, db: Database | None = 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/graphql", _GraphQL(database), methods=["GET", "POST"]),
+        Route("/api/v1/audit/events", audit_events(database.sessions), methods=["GET"]),
     ]
     middleware = [
         Middleware(SecurityHeadersMiddleware),

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,6 +22,7 @@ from sqlalchemy import select
 from cfl_graph import migrate
 from cfl_graph.access.parties import PartyError, add_party, find_party, manufacturer_ids_of
 from cfl_graph.access.tokens import IssuedToken, issue_token, revoke_token
+from cfl_graph.audit import Actor, ChainReport, export_range, verify_chain
 from cfl_graph.database import Database
 from cfl_graph.identifiers import InvalidValue
 from cfl_graph.scheduler import sync_limits
@@ -39,10 +41,12 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 cpl_app = typer.Typer(help="The library's copy of the Certified Products List.", no_args_is_help=True)
 party_app = typer.Typer(help="Parties (organisations) and their roles.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens: shown once, stored hashed.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(cpl_app, name="cpl")
 app.add_typer(party_app, name="party")
 app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
 
 out = Console()
 err = Console(stderr=True)
@@ -301,7 +305,12 @@ def party_add(
     async def work(db: Database) -> list[str]:
         async with db.sessions() as session, session.begin():
             party = await add_party(
-                session, name, role, manufacturer_ids=manufacturer_id or (), download_granted=grant_downloads
+                session,
+                name,
+                role,
+                actor=Actor.cli(),
+                manufacturer_ids=manufacturer_id or (),
+                download_granted=grant_downloads,
             )
             return await manufacturer_ids_of(session, party)
 
@@ -354,6 +363,7 @@ def token_create(
             return await issue_token(
                 session,
                 found,
+                actor=Actor.cli(),
                 lifetime=dt.timedelta(days=expires_in),
                 read_only=read_only,
                 description=description,
@@ -385,7 +395,7 @@ def token_revoke(
 
     async def work(db: Database) -> bool:
         async with db.sessions() as session, session.begin():
-            return await revoke_token(session, public_id) is not None
+            return await revoke_token(session, public_id, actor=Actor.cli()) is not None
 
     if not _with_db(settings, work):
         err.print(f"no token {public_id}")
@@ -419,6 +429,41 @@ def token_list() -> None:
             token.description or "",
         )
     out.print(table)
+
+
+@app.command()
+def verify() -> None:
+    """Check the audit trail's chain end to end; exit 1 naming every break found."""
+    settings = _settings()
+
+    async def work(db: Database) -> ChainReport:
+        async with db.sessions() as session:
+            return await verify_chain(session)
+
+    report = _with_db(settings, work)
+    if report.intact:
+        out.print(f"audit trail intact: {report.events:,} events, head {report.head_id} {report.head_hash}")
+        return
+    err.print(f"audit trail BROKEN: {len(report.problems)} problem(s) in {report.events:,} events")
+    for problem in report.problems:
+        err.print(f"  {problem}", markup=False, highlight=False)
+    raise typer.Exit(EXIT_REJECTED)
+
+
+@audit_app.command("export")
+def audit_export(
+    first: Annotated[int, typer.Option("--from", help="First event id.")] = 1,
+    last: Annotated[int | None, typer.Option("--to", help="Last event id (default: the newest).")] = None,
+) -> None:
+    """Write a range of the audit trail as JSON lines, ending with the chain head."""
+    settings = _settings()
+
+    async def work(db: Database) -> list[dict[str, Any]]:
+        async with db.sessions() as session:
+            return [item async for item in export_range(session, first, last)]
+
+    for item in _with_db(settings, work):
+        print(json.dumps(item, ensure_ascii=False))
 
 
 def main() -> None:

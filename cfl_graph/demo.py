@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from bench.datagen import generate, write_xlsx
 from cfl_graph.access.parties import UnknownParty, add_party, find_party
 from cfl_graph.access.tokens import issue_token
+from cfl_graph.audit import Actor
 from cfl_graph.database import Database
 from cfl_graph.scheduler import sync_limits
 from cfl_graph.settings import Settings
@@ -24,6 +25,7 @@ from cpl_sync.sync import sync_cpl
 
 log = logging.getLogger(__name__)
 
+DEMO = Actor("demo")
 DEMO_ROWS = 3000
 DEMO_SEED = 2016  # the year SECMP0009 asked for a central firmware library
 
@@ -81,8 +83,10 @@ async def _issue_demo_tokens(settings: Settings, db: Database) -> Path:
             try:
                 party = await find_party(session, name)
             except UnknownParty:
-                party = await add_party(session, name, role, manufacturer_ids=manufacturer_ids)
-            issued = await issue_token(session, party, lifetime=dt.timedelta(days=30), description="demo")
+                party = await add_party(session, name, role, actor=DEMO, manufacturer_ids=manufacturer_ids)
+            issued = await issue_token(
+                session, party, actor=DEMO, lifetime=dt.timedelta(days=30), description="demo"
+            )
             lines.append(f"{role.value:<13} {name}\n              {issued.text}")
     path = settings.work_dir / "demo" / "tokens.txt"
     path.parent.mkdir(parents=True, exist_ok=True)

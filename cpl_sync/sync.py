@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from cfl_graph.audit import Actor, record
 from cfl_graph.database import Database
 from cfl_graph.tables import CplCurrent, CplSyncRun, SyncOutcome
 from cfl_graph.tables.base import utc_now
@@ -103,7 +104,9 @@ async def _start_run(db: Database, source: str, trigger: str) -> int:
         return run.id
 
 
-async def _finish_run(db: Database, result: SyncResult, fetched: Fetched | NotModified | None) -> None:
+async def _finish_run(
+    db: Database, result: SyncResult, fetched: Fetched | NotModified | None, actor: Actor
+) -> None:
     problems = [p.as_dict() for p in (*result.errors, *result.warnings)][: MAX_REPORTED_PROBLEMS * 2]
     async with db.sessions() as session, session.begin():
         run = await session.get_one(CplSyncRun, result.run_id)
@@ -121,6 +124,21 @@ async def _finish_run(db: Database, result: SyncResult, fetched: Fetched | NotMo
         if isinstance(fetched, Fetched):
             run.content_sha256 = fetched.sha256
             run.content_size = fetched.size
+        # The run's record and its audit event commit together, or neither does.
+        await record(
+            session,
+            actor,
+            f"cpl.sync.{result.outcome.value}",
+            f"sync run {result.run_id}",
+            {
+                "source": result.source,
+                "snapshot_id": result.snapshot_id,
+                "row_count": result.row_count,
+                "error_count": result.error_count,
+                "content_sha256": run.content_sha256,
+                "changes": None if result.changes is None else vars(result.changes),
+            },
+        )
 
 
 async def sync_cpl(
@@ -137,6 +155,7 @@ async def sync_cpl(
     work_dir.mkdir(parents=True, exist_ok=True)
     # What is stored and logged never carries a password from the URL; only the fetch sees it.
     shown = shown_source(source)
+    actor = Actor.cli() if trigger == "cli" else Actor(trigger)
     async with sync_lock(db.engine, wait=limits.lock_wait):
         run_id = await _start_run(db, shown, trigger)
         fetched: Fetched | NotModified | None = None
@@ -156,13 +175,13 @@ async def sync_cpl(
                 shown,
                 message=f"internal error: {type(exc).__name__}; see the service log",
             )
-            await _finish_run(db, failed, fetched)
+            await _finish_run(db, failed, fetched, actor)
             raise
         finally:
             if isinstance(fetched, Fetched):
                 with contextlib.suppress(FileNotFoundError):
                     fetched.path.unlink()
-        await _finish_run(db, result, fetched)
+        await _finish_run(db, result, fetched, actor)
         log.info("CPL sync run %s from %s: %s", run_id, shown, result.outcome.value)
         return result
 

@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from cfl_graph import migrate
 from cfl_graph.database import Database
-from cfl_graph.tables import Base
+from cfl_graph.tables import GENESIS_HASH, Base
 
 POSTGRES_ADMIN_DSN = os.environ.get("CFL_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("CFL_TEST_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
@@ -84,6 +84,10 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     if database.engine.dialect.name == "postgresql":
         async with database.engine.begin() as conn:
             await conn.execute(text(_truncate_all()))
+            # The migration seeds the audit head row; put it back as a fresh database has it.
+            await conn.execute(
+                text(f"INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, 0, '{GENESIS_HASH}')")
+            )
     else:
         await migrate.upgrade(database.engine)
     try:

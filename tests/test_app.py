@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from cfl_graph.access.parties import add_party
 from cfl_graph.access.tokens import issue_token
 from cfl_graph.app import SchemaNotCurrent, create_app
+from cfl_graph.audit import SYSTEM
 from cfl_graph.database import Database
 from cfl_graph.settings import Settings
 from cfl_graph.tables import Role
@@ -48,8 +49,8 @@ async def graphql(
 @pytest.fixture
 async def token(db: Database) -> str:
     async with db.sessions() as session, session.begin():
-        party = await add_party(session, "Calder Supply Ltd", Role.SUPPLIER)
-        return (await issue_token(session, party)).text
+        party = await add_party(session, "Calder Supply Ltd", Role.SUPPLIER, actor=SYSTEM)
+        return (await issue_token(session, party, actor=SYSTEM)).text
 
 
 async def test_cpl_snapshot_is_null_before_the_first_sync(db: Database, token: str, tmp_path: Path) -> None:

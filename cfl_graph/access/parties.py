@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph import identifiers as ids
+from cfl_graph.audit import Actor, record
 from cfl_graph.tables.access import Party, PartyManufacturer, Role
 
 
@@ -39,6 +40,7 @@ async def add_party(
     name: str,
     role: Role,
     *,
+    actor: Actor,
     manufacturer_ids: Iterable[str] = (),
     download_granted: bool = False,
 ) -> Party:
@@ -66,6 +68,18 @@ async def add_party(
     await session.flush()
     session.add_all(PartyManufacturer(party_id=party.id, manufacturer_id=m) for m in wanted)
     await session.flush()
+    await record(
+        session,
+        actor,
+        "party.added",
+        f"party {clean}",
+        {
+            "party_id": party.id,
+            "role": role.value,
+            "manufacturer_ids": wanted,
+            "download_granted": download_granted,
+        },
+    )
     return party
 
 

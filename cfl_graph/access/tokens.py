@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph.access.principal import Principal
+from cfl_graph.audit import Actor, record
 from cfl_graph.tables.access import ApiToken, Party, PartyManufacturer, Role
 from cfl_graph.tables.base import utc_now
 
@@ -85,6 +86,7 @@ async def issue_token(
     session: AsyncSession,
     party: Party,
     *,
+    actor: Actor,
     lifetime: dt.timedelta = DEFAULT_LIFETIME,
     read_only: bool = False,
     description: str | None = None,
@@ -104,6 +106,18 @@ async def issue_token(
         )
     )
     await session.flush()
+    await record(
+        session,
+        actor,
+        "token.issued",
+        f"token {public_id}",
+        {
+            "party": party.name,
+            "party_id": party.id,
+            "read_only": read_only,
+            "expires_at": expires_at.isoformat(),
+        },
+    )
     return IssuedToken(text, public_id, expires_at)
 
 
@@ -150,10 +164,11 @@ async def authenticate(session: AsyncSession, presented: str, *, now: dt.datetim
     )
 
 
-async def revoke_token(session: AsyncSession, public_id: str) -> ApiToken | None:
+async def revoke_token(session: AsyncSession, public_id: str, *, actor: Actor) -> ApiToken | None:
     token = (
         await session.execute(select(ApiToken).where(ApiToken.public_id == public_id))
     ).scalar_one_or_none()
     if token is not None and token.revoked_at is None:
         token.revoked_at = utc_now()
+        await record(session, actor, "token.revoked", f"token {public_id}", {"party_id": token.party_id})
     return token

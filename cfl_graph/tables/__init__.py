@@ -1,6 +1,7 @@
 """The database tables, one module per domain; `Base.metadata` is what Alembic compares against."""
 
 from cfl_graph.tables.access import ApiToken, Party, PartyManufacturer, Role
+from cfl_graph.tables.audit import GENESIS_HASH, AuditEvent, AuditHead
 from cfl_graph.tables.base import Base
 from cfl_graph.tables.cpl import (
     CplCertifiedFirmware,
@@ -12,7 +13,10 @@ from cfl_graph.tables.cpl import (
 )
 
 __all__ = [
+    "GENESIS_HASH",
     "ApiToken",
+    "AuditEvent",
+    "AuditHead",
     "Base",
     "CplCertifiedFirmware",
     "CplCurrent",

@@ -1,0 +1,52 @@
+"""`GET /api/v1/audit/events`: a range of the audit trail as JSON lines, ending with the chain head."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from cfl_graph.access.middleware import principal_of
+from cfl_graph.access.policy import AccessDenied, Action, authorise
+from cfl_graph.audit import export_range
+
+
+def _bound(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"`{name}` must be an event id (a whole number from 1), not {raw!r}")
+    return int(raw)
+
+
+def audit_events(sessions: async_sessionmaker[AsyncSession]) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            authorise(principal_of(request.scope), Action.READ_AUDIT)
+        except AccessDenied as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        try:
+            first, last = _bound(request, "from") or 1, _bound(request, "to")
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        if last is not None and last < first:
+            return JSONResponse({"error": "`to` must not be before `from`"}, status_code=400)
+
+        async def lines() -> AsyncIterator[bytes]:
+            async with sessions() as session:
+                async for item in export_range(session, first, last):
+                    yield (json.dumps(item, ensure_ascii=False) + "\n").encode()
+
+        return StreamingResponse(
+            lines(),
+            media_type="application/x-ndjson",
+            headers={
+                "Content-Disposition": f'attachment; filename="cfl-audit-{first}-{last or "head"}.jsonl"'
+            },
+        )
+
+    return endpoint
