@@ -19,6 +19,7 @@ from strawberry.asgi import GraphQL
 from cfl_graph import migrate
 from cfl_graph.access.middleware import AuthenticationMiddleware, SecurityHeadersMiddleware, principal_of
 from cfl_graph.database import Database
+from cfl_graph.limits import BodySizeLimitMiddleware, RateLimitMiddleware
 from cfl_graph.scheduler import run_scheduled_sync
 from cfl_graph.settings import Settings
 from cfl_graph.views.audit import audit_events
@@ -27,6 +28,8 @@ from schema import build_schema
 from schema.context import Context
 
 log = logging.getLogger(__name__)
+# One address may carry many clients (a supplier's office behind one NAT): its limit is looser.
+ADDRESS_FACTOR = 10
 
 
 class SchemaNotCurrent(RuntimeError):
@@ -87,8 +90,15 @@ def create_app(settings: Settings, *, demo: bool = False, db: Database | None = 
         Route("/graphql", _GraphQL(database), methods=["GET", "POST"]),
         Route("/api/v1/audit/events", audit_events(database.sessions), methods=["GET"]),
     ]
+    # Outermost first: headers on every answer; a loose per-address rate before any database work;
+    # the body limit before anything reads a body; who is asking; then how often that token may ask.
     middleware = [
         Middleware(SecurityHeadersMiddleware),
+        Middleware(
+            RateLimitMiddleware, per_minute=settings.rate_limit_per_minute * ADDRESS_FACTOR, by_address=True
+        ),
+        Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes),
         Middleware(AuthenticationMiddleware, sessions=database.sessions),
+        Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute),
     ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -33,6 +33,8 @@ class Settings:
     cpl_max_rows: int = 2_000_000
     cpl_fetch_attempts: int = 4
     cpl_fetch_timeout: float = 300.0
+    max_request_bytes: int = 1024 * 1024
+    rate_limit_per_minute: int = 600
     # None: INFO for `serve`, WARNING for one-shot commands, whose own output says what happened.
     log_level: str | None = None
 
@@ -111,6 +113,10 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         values["cpl_fetch_attempts"] = _positive_int("CFL_CPL_FETCH_ATTEMPTS", raw)
     if (raw := env.get("CFL_CPL_FETCH_TIMEOUT")) is not None:
         values["cpl_fetch_timeout"] = _positive_float("CFL_CPL_FETCH_TIMEOUT", raw)
+    if (raw := env.get("CFL_MAX_REQUEST_BYTES")) is not None:
+        values["max_request_bytes"] = _positive_int("CFL_MAX_REQUEST_BYTES", raw)
+    if (raw := env.get("CFL_RATE_LIMIT_PER_MINUTE")) is not None:
+        values["rate_limit_per_minute"] = _positive_int("CFL_RATE_LIMIT_PER_MINUTE", raw, allow_zero=True)
     if (raw := env.get("CFL_LOG_LEVEL")) is not None:
         values["log_level"] = _log_level("CFL_LOG_LEVEL", raw)
     return Settings(**values)  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ def test_every_variable_is_read() -> None:
     assert settings.cpl_sync_interval == 6 * 3600
     assert (settings.cpl_max_bytes, settings.cpl_max_rows, settings.cpl_fetch_attempts) == (1000, 10, 2)
     assert (settings.cpl_fetch_timeout, settings.log_level) == (12.5, "DEBUG")
+    assert (settings.max_request_bytes, settings.rate_limit_per_minute) == (2048, 0)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,131 @@
+"""Request limits at the HTTP door: body size (413) and a per-token request rate (429).
+
+The rate limit is a token bucket per API token (or per client address for anonymous requests) kept
+in each worker's memory: with N workers the service-wide ceiling is N times the setting. That is a
+deliberate trade: no shared store to run, and the limit still stops one client from starving others.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cfl_graph.access.middleware import SECURITY_HEADERS, principal_of
+
+
+async def _answer(send: Send, status: int, message: str, extra: dict[str, str] | None = None) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((k.lower().encode(), v.encode()) for k, v in {**SECURITY_HEADERS, **(extra or {})}.items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodySizeLimitMiddleware:
+    """Refuse bodies over `max_bytes`: at once when Content-Length says so, else as soon as the stream
+    passes the limit, before the handler has seen the excess."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _answer(send, 413, f"the request body is larger than the {self.max_bytes:,}-byte limit")
+            return
+        received = 0
+        refused = False
+
+        async def counted_receive() -> Message:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # Answer now and tell the handler the client went away, whatever it does with errors.
+                    refused = True
+                    await _answer(
+                        send, 413, f"the request body is larger than the {self.max_bytes:,}-byte limit"
+                    )
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:  # after a 413 the handler's own answer goes nowhere
+                await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except ClientDisconnect:
+            if not refused:
+                raise
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimitMiddleware:
+    """At most `per_minute` requests a minute (bursts up to the same number) per API token, or, with
+    `by_address`, per client address: that one sits in front of authentication, so a flood of made-up
+    tokens is cut off before each costs a database lookup."""
+
+    MAX_TRACKED = 100_000
+
+    def __init__(self, app: ASGIApp, per_minute: int, *, by_address: bool = False) -> None:
+        self.app = app
+        self.capacity = float(per_minute)
+        self.refill_per_second = per_minute / 60.0
+        self.by_address = by_address
+        self.buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def _key(self, scope: Scope) -> str:
+        principal = None if self.by_address else principal_of(scope)
+        if principal is not None and principal.token_public_id is not None:
+            return f"token:{principal.token_public_id}"
+        client = scope.get("client")
+        return f"address:{client[0] if client else 'unknown'}"
+
+    def _take(self, key: str, now: float) -> float:
+        """0 if a request may go ahead now, else the seconds until one may."""
+        bucket = self.buckets.pop(key, None) or _Bucket(self.capacity, now)
+        bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.refill_per_second)
+        bucket.updated = now
+        self.buckets[key] = bucket  # most recently used last; the oldest are dropped first
+        if len(self.buckets) > self.MAX_TRACKED:
+            self.buckets.popitem(last=False)
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return 0.0
+        return (1 - bucket.tokens) / self.refill_per_second
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.capacity <= 0:
+            await self.app(scope, receive, send)
+            return
+        wait = self._take(self._key(scope), time.monotonic())
+        if wait > 0:
+            retry = max(1, math.ceil(wait))
+            await _answer(
+                send, 429, f"too many requests; try again in {retry} s", {"Retry-After": str(retry)}
+            )
+            return
+        await self.app(scope, receive, send)
