@@ -30,6 +30,8 @@ def test_every_variable_is_read() -> None:
             "CFL_CPL_FETCH_ATTEMPTS": "2",
             "CFL_CPL_FETCH_TIMEOUT": "12.5",
             "CFL_LOG_LEVEL": "debug",
+            "CFL_MAX_REQUEST_BYTES": "2048",
+            "CFL_RATE_LIMIT_PER_MINUTE": "0",
         }
     )
     assert settings.database_url == "postgresql+asyncpg://postgres@db:5432/cfl"
