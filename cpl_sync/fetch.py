@@ -64,9 +64,6 @@ class FetchLimits:
             raise ValueError("FetchLimits timeouts must be positive")
 
 
-_DEFAULT_LIMITS = FetchLimits()
-
-
 @dataclass(frozen=True)
 class Validators:
     """ETag / Last-Modified from the previous successful fetch of a source, for a conditional GET."""
@@ -258,9 +255,10 @@ class _Download:
     """The temporary file a fetch fills: hashes and counts the bytes, enforces the size limit and
     refuses HTML. Leaving the `with` block by any exception deletes the file."""
 
-    def __init__(self, source: str, dest_dir: Path, max_bytes: int) -> None:
+    def __init__(self, source: str, dest_dir: Path, max_bytes: int, content_type: str | None) -> None:
         self._source = source
         self._max_bytes = max_bytes
+        self._content_type = content_type
         self._hash = hashlib.sha256()
         self._head: bytearray | None = bytearray()  # None once the HTML sniff has decided
         self.size = 0
@@ -291,7 +289,7 @@ class _Download:
         # thread hop per chunk would cost more than it saves.
         self._file.write(chunk)
 
-    def finish(self, validators: Validators, content_type: str | None) -> Fetched:
+    def finish(self, validators: Validators) -> Fetched:
         self._sniff(complete=True)
         self._file.close()
         return Fetched(
@@ -300,7 +298,7 @@ class _Download:
             sha256=self._hash.hexdigest(),
             size=self.size,
             validators=validators,
-            content_type=content_type,
+            content_type=self._content_type,
         )
 
     def _sniff(self, *, complete: bool) -> None:
@@ -308,11 +306,9 @@ class _Download:
             return
         verdict = _html_verdict(bytes(self._head), complete=complete)
         if verdict:
-            raise HtmlInsteadOfData(self._source, None if complete and not self._head else self._type)
+            raise HtmlInsteadOfData(self._source, self._content_type)
         if verdict is False:
             self._head = None
-
-    _type: str | None = None  # the Content-Type the HTML error reports; set by the HTTP fetch
 
 
 # --- local files ----------------------------------------------------------------------------------
@@ -329,14 +325,14 @@ async def _copy_file(source: str, path: Path, dest_dir: Path, max_bytes: int) ->
     with handle:
         if os.fstat(handle.fileno()).st_size > max_bytes:
             raise ResponseTooLarge(source, max_bytes)
-        with _Download(source, dest_dir, max_bytes) as download:
+        with _Download(source, dest_dir, max_bytes, content_type=None) as download:
             while True:
                 try:
                     chunk = await asyncio.to_thread(handle.read, _CHUNK)
                 except OSError as exc:
                     raise SourceUnreadable(source, exc) from exc
                 if not chunk:
-                    return download.finish(Validators(), content_type=None)
+                    return download.finish(Validators())
                 download.write(chunk)
 
 
@@ -409,8 +405,7 @@ async def _receive(
     # A compressed body's Content-Length counts wire bytes, not the decoded bytes we count.
     expected = None if response.headers.get("Content-Encoding") else response.content_length
 
-    with _Download(source, dest_dir, max_bytes) as download:
-        download._type = content_type
+    with _Download(source, dest_dir, max_bytes, content_type) as download:
         try:
             async for chunk in response.content.iter_chunked(_CHUNK):
                 download.write(chunk)
@@ -418,7 +413,7 @@ async def _receive(
             raise _truncated(source, expected, download.size) from exc
         if expected is not None and download.size < expected:
             raise _truncated(source, expected, download.size)
-        return download.finish(sent, content_type)
+        return download.finish(sent)
 
 
 async def _attempt(
@@ -474,7 +469,7 @@ async def fetch_cpl(
     dest_dir: Path,
     *,
     previous: Validators | None = None,
-    limits: FetchLimits = _DEFAULT_LIMITS,
+    limits: FetchLimits = FetchLimits(),  # frozen, so one shared default is safe
 ) -> Fetched | NotModified:
     """Copy the CPL at `source` (a path, a file:// URL or an http(s) URL) into a new temporary file
     in `dest_dir`, which the caller owns and deletes.

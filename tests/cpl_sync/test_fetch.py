@@ -1,16 +1,24 @@
-"""The CPL fetcher against a real local HTTP server (R6): conditional GET, bounded retries, limits,
-refusal of HTML pages, and never a partial download left behind."""
+"""R6: the library keeps its own synchronised copy of the CPL. These tests fetch it from a real local
+HTTP server (and from files): conditional GET, bounded retries, size and time limits, refusal of HTML
+pages, and never a partial download left behind."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
 
 from cpl_sync.fetch import (
     Fetched,
+    FetchError,
     FetchLimits,
     HtmlInsteadOfData,
     HttpStatusError,
@@ -23,148 +31,421 @@ from cpl_sync.fetch import (
     Validators,
     fetch_cpl,
 )
-from tests.fixtures.cpl_server import Publisher, serve_cpl
 
-QUICK = FetchLimits(attempts=3, backoff_base=0.01, read_timeout=0.5, total_timeout=5, connect_timeout=2)
-BODY = b"Manufacturer Name,Manufacturer ID\nNorthfield Metering Ltd,10B2\n" * 50
+QUICK = FetchLimits(connect_timeout=1.0, read_timeout=0.5, total_timeout=5.0, attempts=3, backoff_base=0.01)
+BODY = b"Manufacturer Name,Manufacturer ID,Firmware Version\nNorthfield Metering Ltd,10B2,0102\n" * 40
+ETAG = '"cpl-2026-11-25"'
+STAMP = "Wed, 25 Nov 2026 06:00:00 GMT"
 
-
-def leftovers(folder: Path) -> list[Path]:
-    return sorted(folder.iterdir())
-
-
-async def test_a_download_is_hashed_as_it_streams(tmp_path: Path) -> None:
-    publisher = Publisher(body=BODY)
-    async with serve_cpl(publisher) as url:
-        fetched = await fetch_cpl(url, tmp_path, limits=QUICK)
-    assert isinstance(fetched, Fetched)
-    assert fetched.path.read_bytes() == BODY
-    assert (fetched.sha256, fetched.size) == (hashlib.sha256(BODY).hexdigest(), len(BODY))
-    assert fetched.validators.etag == publisher.etag
-    assert publisher.requests[0]["User-Agent"].startswith("cfl-graph/")
+Answer = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-async def test_an_unchanged_list_answers_304_by_etag_or_by_date(tmp_path: Path) -> None:
-    by_etag = Publisher(body=BODY)
-    async with serve_cpl(by_etag) as url:
-        first = await fetch_cpl(url, tmp_path, limits=QUICK)
-        assert isinstance(first, Fetched)
-        again = await fetch_cpl(url, tmp_path, previous=first.validators, limits=QUICK)
-    assert isinstance(again, NotModified) and again.validators.etag == by_etag.etag
-    assert by_etag.requests[1]["If-None-Match"] == by_etag.etag
+class CplSite:
+    """A real HTTP server on 127.0.0.1 for one test; the test says how it answers."""
 
-    stamp = "Wed, 25 Nov 2026 06:00:00 GMT"
-    by_date = Publisher(body=BODY, last_modified=stamp)
-    async with serve_cpl(by_date) as url:
-        answer = await fetch_cpl(url, tmp_path, previous=Validators(last_modified=stamp), limits=QUICK)
-    assert isinstance(answer, NotModified)
-    assert by_date.requests[0]["If-Modified-Since"] == stamp
+    def __init__(self) -> None:
+        self.answer: Answer | None = None
+        self.requests: list[CIMultiDict[str]] = []  # the headers of every request, in order
+        self.release = asyncio.Event()  # set at teardown so hanging answers can end
+        self.root = ""
 
+    def serve(self, answer: Answer, name: str = "cpl.csv") -> str:
+        self.answer = answer
+        return f"{self.root}{name}"
 
-async def test_server_errors_are_retried_with_backoff_until_one_succeeds(tmp_path: Path) -> None:
-    publisher = Publisher(body=BODY, fail_first=2)
-    async with serve_cpl(publisher) as url:
-        fetched = await fetch_cpl(url, tmp_path, limits=QUICK)
-    assert isinstance(fetched, Fetched) and fetched.size == len(BODY)
-    assert len(publisher.requests) == 3
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(request.headers.copy())
+        assert self.answer is not None, "the test did not say how the site answers"
+        return await self.answer(request)
 
 
-async def test_retries_are_bounded(tmp_path: Path) -> None:
-    publisher = Publisher(body=BODY, status=503)
-    async with serve_cpl(publisher) as url:
-        with pytest.raises(HttpStatusError) as caught:
-            await fetch_cpl(url, tmp_path, limits=QUICK)
-    assert (caught.value.status, caught.value.attempts, len(publisher.requests)) == (503, 3, 3)
-    assert url in str(caught.value)
-    assert leftovers(tmp_path) == []
+@pytest.fixture
+async def site() -> AsyncIterator[CplSite]:
+    cpl_site = CplSite()
+    app = web.Application()
+    app.router.add_get("/{name}", cpl_site.dispatch)
+    server = TestServer(app, host="127.0.0.1", shutdown_timeout=1.0)
+    await server.start_server()
+    cpl_site.root = str(server.make_url("/"))
+    try:
+        yield cpl_site
+    finally:
+        cpl_site.release.set()
+        await server.close()
 
 
-@pytest.mark.parametrize(
-    "status,error", [(404, SourceNotFound), (410, SourceNotFound), (403, HttpStatusError)]
-)
-async def test_client_errors_are_not_retried(tmp_path: Path, status: int, error: type[Exception]) -> None:
-    publisher = Publisher(body=BODY, status=status)
-    async with serve_cpl(publisher) as url:
-        with pytest.raises(error):
-            await fetch_cpl(url, tmp_path, limits=QUICK)
-    assert len(publisher.requests) == 1
+def nothing_left_in(folder: Path) -> bool:
+    return not any(folder.iterdir())
 
 
-async def test_a_hanging_server_times_out_within_the_limits(tmp_path: Path) -> None:
-    publisher = Publisher(body=BODY, hang_seconds=3)
-    async with serve_cpl(publisher) as url:
-        with pytest.raises(SourceUnreachable) as caught:
-            await fetch_cpl(
-                url, tmp_path, limits=FetchLimits(attempts=2, backoff_base=0.01, read_timeout=0.3)
-            )
-    assert caught.value.timed_out and "Timed out" in str(caught.value)
-    assert len(publisher.requests) == 2
-    assert leftovers(tmp_path) == []
+def publish(body: bytes = BODY, content_type: str = "text/csv; charset=utf-8") -> Answer:
+    """The ordinary publisher: the file with validators, or 304 when the client already has it."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("If-None-Match") == ETAG:
+            return web.Response(status=304, headers={"ETag": ETAG})
+        return web.Response(
+            body=body, headers={"Content-Type": content_type, "ETag": ETAG, "Last-Modified": STAMP}
+        )
+
+    return answer
 
 
-async def test_a_truncated_body_is_refused_after_retrying(tmp_path: Path) -> None:
-    publisher = Publisher(body=BODY, truncate=True)
-    async with serve_cpl(publisher) as url:
-        with pytest.raises(TruncatedResponse) as caught:
-            await fetch_cpl(url, tmp_path, limits=QUICK)
-    assert caught.value.expected == len(BODY) and caught.value.received < len(BODY)
-    assert len(publisher.requests) == 3
-    assert leftovers(tmp_path) == []
+def status(code: int) -> Answer:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=code, text="publisher says no")
+
+    return answer
 
 
-@pytest.mark.parametrize(
-    "content_type,body",
-    [("text/html", BODY), ("text/csv", b"\xef\xbb\xbf  <!DOCTYPE html><html><p>Sign in</p>")],
-    ids=["labelled", "sniffed"],
-)
-async def test_an_html_page_served_with_200_is_refused(
-    tmp_path: Path, content_type: str, body: bytes
+def in_turn(*answers: Answer) -> Answer:
+    """Each request gets the next answer; the last one repeats."""
+    queue = list(answers)
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return await (queue.pop(0) if len(queue) > 1 else queue[0])(request)
+
+    return answer
+
+
+def cut_short(declared: int = 1000, sent: int = 100) -> Answer:
+    """Declares `declared` bytes, sends `sent`, then drops the connection."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/csv"})
+        response.content_length = declared
+        await response.prepare(request)
+        await response.write(BODY[:sent])
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    return answer
+
+
+# --- a healthy publisher ---------------------------------------------------------------------------
+
+
+async def test_the_published_list_is_downloaded_hashed_and_its_validators_kept(
+    site: CplSite, tmp_path: Path
 ) -> None:
-    publisher = Publisher(body=body, content_type=content_type)
-    async with serve_cpl(publisher) as url:
-        with pytest.raises(HtmlInsteadOfData):
-            await fetch_cpl(url, tmp_path, limits=QUICK)
-    assert leftovers(tmp_path) == []
+    url = site.serve(publish())
+    fetched = await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert isinstance(fetched, Fetched)
+    assert fetched.path.parent == tmp_path and fetched.path.read_bytes() == BODY
+    assert fetched.sha256 == hashlib.sha256(BODY).hexdigest()
+    assert fetched.size == len(BODY)
+    assert fetched.validators == Validators(etag=ETAG, last_modified=STAMP)
+    assert fetched.content_type == "text/csv; charset=utf-8"
+    assert site.requests[0]["User-Agent"].startswith("cfl-graph/")
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["declared", "streamed"])
-async def test_an_oversized_body_is_refused(tmp_path: Path, chunked: bool) -> None:
-    publisher = Publisher(body=BODY * 20, chunked=chunked)
-    async with serve_cpl(publisher) as url:
-        with pytest.raises(ResponseTooLarge) as caught:
-            await fetch_cpl(url, tmp_path, limits=FetchLimits(max_bytes=len(BODY), attempts=1))
-    assert f"{len(BODY):,}-byte limit" in str(caught.value)
-    assert leftovers(tmp_path) == []
+async def test_an_unchanged_list_is_not_downloaded_again_when_its_etag_matches(
+    site: CplSite, tmp_path: Path
+) -> None:
+    url = site.serve(publish())
+    first = await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert isinstance(first, Fetched)
+    first.path.unlink()
+
+    again = await fetch_cpl(url, tmp_path, previous=first.validators, limits=QUICK)
+
+    assert again == NotModified(url, Validators(etag=ETAG, last_modified=STAMP))
+    assert site.requests[1]["If-None-Match"] == ETAG
+    assert nothing_left_in(tmp_path)
+
+
+async def test_only_a_known_date_is_sent_as_if_modified_since(site: CplSite, tmp_path: Path) -> None:
+    async def by_date(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("If-Modified-Since") == STAMP:
+            return web.Response(status=304)  # with no validators: the client keeps the ones it had
+        return web.Response(body=BODY, headers={"Last-Modified": STAMP})
+
+    url = site.serve(by_date)
+    previous = Validators(last_modified=STAMP)
+    answer = await fetch_cpl(url, tmp_path, previous=previous, limits=QUICK)
+    assert answer == NotModified(url, previous)
+    assert "If-None-Match" not in site.requests[0]
+
+
+# --- retries ----------------------------------------------------------------------------------------
+
+
+async def test_server_errors_are_retried_with_a_logged_warning_until_one_succeeds(
+    site: CplSite, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = site.serve(in_turn(status(500), status(500), publish()))
+    caplog.set_level(logging.WARNING, logger="cpl_sync.fetch")
+
+    fetched = await fetch_cpl(url, tmp_path, limits=QUICK)
+
+    assert isinstance(fetched, Fetched) and fetched.path.read_bytes() == BODY
+    assert len(site.requests) == 3
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert all(url in warning and "HTTP 500" in warning for warning in warnings)
+    assert "attempt 1 of 3" in warnings[0] and "attempt 2 of 3" in warnings[1]
+
+
+async def test_a_server_that_keeps_failing_is_given_up_after_the_allowed_attempts(
+    site: CplSite, tmp_path: Path
+) -> None:
+    url = site.serve(status(503))
+    with pytest.raises(HttpStatusError) as caught:
+        await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert (caught.value.status, caught.value.attempts) == (503, QUICK.attempts)
+    assert len(site.requests) == QUICK.attempts
+    assert url in str(caught.value) and caught.value.source == url
+    assert nothing_left_in(tmp_path)
+
+
+@pytest.mark.parametrize("code", [404, 410])
+async def test_a_missing_list_is_reported_without_retrying(site: CplSite, tmp_path: Path, code: int) -> None:
+    url = site.serve(status(code))
+    with pytest.raises(SourceNotFound) as caught:
+        await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert caught.value.status == code and url in str(caught.value)
+    assert len(site.requests) == 1
+    assert nothing_left_in(tmp_path)
+
+
+async def test_a_refusal_is_reported_without_retrying(site: CplSite, tmp_path: Path) -> None:
+    url = site.serve(status(403))
+    with pytest.raises(HttpStatusError) as caught:
+        await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert (caught.value.status, caught.value.attempts) == (403, 1)
+    assert url in str(caught.value) and "403 Forbidden" in str(caught.value)
+    assert len(site.requests) == 1
+    assert nothing_left_in(tmp_path)
+
+
+async def test_a_password_in_the_url_is_never_shown(site: CplSite, tmp_path: Path) -> None:
+    url = site.serve(status(403)).replace("http://", "http://reader:s3cret@")
+    with pytest.raises(HttpStatusError) as caught:
+        await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert "reader:***@127.0.0.1" in str(caught.value) and "s3cret" not in str(caught.value)
+    assert caught.value.source == url  # the caller still gets what it passed
+
+
+# --- time limits ------------------------------------------------------------------------------------
+
+
+async def test_a_silent_server_times_out_after_bounded_attempts(site: CplSite, tmp_path: Path) -> None:
+    async def silent(request: web.Request) -> web.StreamResponse:
+        await site.release.wait()
+        return web.Response(body=BODY)
+
+    url = site.serve(silent)
+    limits = FetchLimits(read_timeout=0.3, attempts=2, backoff_base=0.01)
+    with pytest.raises(SourceUnreachable) as caught:
+        await fetch_cpl(url, tmp_path, limits=limits)
+    assert caught.value.timed_out and caught.value.attempts == 2
+    assert "Timed out" in str(caught.value) and url in str(caught.value)
+    assert len(site.requests) == 2
+    assert nothing_left_in(tmp_path)
+
+
+async def test_a_server_that_stalls_mid_body_times_out_and_the_partial_file_is_removed(
+    site: CplSite, tmp_path: Path
+) -> None:
+    async def stalls(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/csv"})
+        response.content_length = len(BODY)
+        await response.prepare(request)
+        await response.write(BODY[:500])
+        await site.release.wait()
+        return response
+
+    url = site.serve(stalls)
+    with pytest.raises(SourceUnreachable) as caught:
+        await fetch_cpl(url, tmp_path, limits=FetchLimits(read_timeout=0.3, attempts=1))
+    assert caught.value.timed_out
+    assert nothing_left_in(tmp_path)
+
+
+async def test_a_drip_fed_download_is_bounded_by_the_total_timeout(site: CplSite, tmp_path: Path) -> None:
+    async def drips(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/csv"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        while not site.release.is_set():  # each byte well within read_timeout, forever
+            await response.write(b"a")
+            await asyncio.sleep(0.05)
+        return response
+
+    url = site.serve(drips)
+    limits = FetchLimits(read_timeout=0.5, total_timeout=0.5, attempts=1)
+    with pytest.raises(SourceUnreachable) as caught:
+        await fetch_cpl(url, tmp_path, limits=limits)
+    assert caught.value.timed_out
+    assert nothing_left_in(tmp_path)
 
 
 async def test_a_refused_connection_is_unreachable_after_retries(tmp_path: Path) -> None:
-    with socket.socket() as probe:
+    with socket.socket() as probe:  # a port that was free a moment ago and that nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/cpl.csv"
     with pytest.raises(SourceUnreachable) as caught:
-        await fetch_cpl(f"http://127.0.0.1:{port}/cpl.xlsx", tmp_path, limits=QUICK)
-    assert caught.value.attempts == 3 and not caught.value.timed_out
-    assert leftovers(tmp_path) == []
+        await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert caught.value.attempts == QUICK.attempts and not caught.value.timed_out
+    assert url in str(caught.value)
+    assert nothing_left_in(tmp_path)
 
 
-async def test_local_files_are_copied_not_read_in_place(tmp_path: Path) -> None:
-    source = tmp_path / "cpl.csv"
-    source.write_bytes(BODY)
-    work = tmp_path / "work"
-    work.mkdir()
-    for given in (str(source), source.as_uri()):
-        fetched = await fetch_cpl(given, work)
-        assert isinstance(fetched, Fetched)
-        source.write_bytes(b"changed later")  # the copy is what gets parsed
-        assert fetched.path.read_bytes() == BODY and fetched.path.parent == work
-        source.write_bytes(BODY)
-    with pytest.raises(SourceNotFound, match=r"nowhere\.csv"):
-        await fetch_cpl(str(tmp_path / "nowhere.csv"), work)
+# --- broken or wrong bodies -------------------------------------------------------------------------
+
+
+async def test_a_body_cut_short_is_retried_then_reported_as_truncated(site: CplSite, tmp_path: Path) -> None:
+    url = site.serve(cut_short(declared=1000, sent=100))
+    with pytest.raises(TruncatedResponse) as caught:
+        await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert (caught.value.expected, caught.value.received) == (1000, 100)
+    assert url in str(caught.value)
+    assert len(site.requests) == QUICK.attempts
+    assert nothing_left_in(tmp_path)
+
+
+async def test_a_body_cut_short_once_is_fetched_whole_on_the_next_attempt(
+    site: CplSite, tmp_path: Path
+) -> None:
+    url = site.serve(in_turn(cut_short(), publish()))
+    fetched = await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert isinstance(fetched, Fetched) and fetched.sha256 == hashlib.sha256(BODY).hexdigest()
+    assert [path.name for path in tmp_path.iterdir()] == [fetched.path.name]
+
+
+async def test_an_html_page_labelled_as_html_is_refused(site: CplSite, tmp_path: Path) -> None:
+    url = site.serve(publish(b"<p>Please sign in</p>", content_type="text/html; charset=utf-8"))
+    with pytest.raises(HtmlInsteadOfData) as caught:
+        await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert caught.value.content_type == "text/html; charset=utf-8"
+    assert url in str(caught.value)
+    assert len(site.requests) == 1
+    assert nothing_left_in(tmp_path)
 
 
 @pytest.mark.parametrize(
-    "source", ["ftp://example.invalid/cpl.csv", "http:///cpl.csv", "file://otherhost/cpl.csv"]
+    "body",
+    [
+        b"\xef\xbb\xbf  \r\n<!DOCTYPE html><html><p>Sign in</p></html>",
+        b"<HTML><body>Maintenance</body></HTML>",
+        b"\n\t<head><title>Error</title></head>",
+        b"<body>Not here</body>",
+    ],
+    ids=["bom-doctype", "upper-case-html", "head", "body"],
 )
-async def test_unsupported_sources_are_named(tmp_path: Path, source: str) -> None:
-    with pytest.raises(UnsupportedSource):
+async def test_an_html_page_served_as_csv_is_recognised_and_refused(
+    site: CplSite, tmp_path: Path, body: bytes
+) -> None:
+    url = site.serve(publish(body))
+    with pytest.raises(HtmlInsteadOfData) as caught:
+        await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert caught.value.content_type == "text/csv; charset=utf-8" and url in str(caught.value)
+    assert nothing_left_in(tmp_path)
+
+
+async def test_a_declared_oversized_body_is_refused_before_reading_it(site: CplSite, tmp_path: Path) -> None:
+    async def huge(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/csv"})
+        response.content_length = 10_000_000
+        await response.prepare(request)
+        await response.write(BODY[:100])
+        await site.release.wait()  # reading on would time out instead of failing fast
+        return response
+
+    url = site.serve(huge)
+    limits = FetchLimits(max_bytes=1000, read_timeout=0.5, attempts=2, backoff_base=0.01)
+    with pytest.raises(ResponseTooLarge) as caught:
+        await fetch_cpl(url, tmp_path, limits=limits)
+    assert caught.value.limit == 1000 and url in str(caught.value)
+    assert len(site.requests) == 1
+    assert nothing_left_in(tmp_path)
+
+
+async def test_an_undeclared_body_growing_past_the_limit_is_aborted_while_streaming(
+    site: CplSite, tmp_path: Path
+) -> None:
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/csv"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(10_000):  # 640 MiB: far past the limit, but not forever if the client reads on
+            await response.write(b"a" * 65536)
+        return response
+
+    url = site.serve(endless)
+    limits = FetchLimits(max_bytes=200_000, read_timeout=0.5, attempts=2, backoff_base=0.01)
+    with pytest.raises(ResponseTooLarge) as caught:
+        await fetch_cpl(url, tmp_path, limits=limits)
+    assert caught.value.limit == 200_000 and url in str(caught.value)
+    assert len(site.requests) == 1
+    assert nothing_left_in(tmp_path)
+
+
+# --- local files and other sources ------------------------------------------------------------------
+
+
+@pytest.fixture
+def published(tmp_path: Path) -> Path:
+    folder = tmp_path / "published"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    folder = tmp_path / "work"
+    folder.mkdir()
+    return folder
+
+
+async def test_a_local_file_is_copied_and_hashed_so_later_changes_do_not_reach_the_parse(
+    published: Path, work: Path
+) -> None:
+    source = published / "cpl.csv"
+    for given in (str(source), source.as_uri()):
+        source.write_bytes(BODY)
+        fetched = await fetch_cpl(given, work)
+        source.write_bytes(b"changed after the fetch")
+
+        assert isinstance(fetched, Fetched) and fetched.source == given
+        assert fetched.path.parent == work and fetched.path.read_bytes() == BODY
+        assert (fetched.sha256, fetched.size) == (hashlib.sha256(BODY).hexdigest(), len(BODY))
+        assert (fetched.validators, fetched.content_type) == (Validators(), None)
+
+
+async def test_a_missing_local_file_is_not_found(published: Path, work: Path) -> None:
+    source = str(published / "nowhere.csv")
+    with pytest.raises(SourceNotFound) as caught:
+        await fetch_cpl(source, work)
+    assert caught.value.status is None and source in str(caught.value)
+    assert nothing_left_in(work)
+
+
+async def test_a_local_file_obeys_the_size_limit_and_the_html_check(published: Path, work: Path) -> None:
+    large = published / "large.csv"
+    large.write_bytes(BODY)
+    with pytest.raises(ResponseTooLarge, match=r"large\.csv"):
+        await fetch_cpl(str(large), work, limits=FetchLimits(max_bytes=len(BODY) - 1))
+
+    page = published / "saved-page.csv"
+    page.write_bytes(b"<!doctype html><html></html>")
+    with pytest.raises(HtmlInsteadOfData, match=r"saved-page\.csv"):
+        await fetch_cpl(str(page), work)
+    assert nothing_left_in(work)
+
+
+@pytest.mark.parametrize(
+    "source", ["ftp://example.invalid/cpl.csv", "http:///cpl.csv", "file://fileserver/share/cpl.csv"]
+)
+async def test_an_unsupported_source_is_refused_by_name(tmp_path: Path, source: str) -> None:
+    with pytest.raises(UnsupportedSource) as caught:
         await fetch_cpl(source, tmp_path)
+    assert isinstance(caught.value, FetchError) and source in str(caught.value)
+    assert nothing_left_in(tmp_path)
+
+
+def test_limits_that_would_never_try_are_rejected() -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        FetchLimits(attempts=0)
