@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -20,6 +21,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from cfl_graph import migrate
+from cfl_graph.access.keys import KeyRejected, add_key, revoke_key
 from cfl_graph.access.parties import PartyError, add_party, find_party, manufacturer_ids_of
 from cfl_graph.access.tokens import IssuedToken, issue_token, revoke_token
 from cfl_graph.audit import Actor, ChainReport, export_range, verify_chain
@@ -27,7 +29,7 @@ from cfl_graph.database import Database
 from cfl_graph.identifiers import InvalidValue
 from cfl_graph.scheduler import sync_limits
 from cfl_graph.settings import Settings, SettingsError, from_env
-from cfl_graph.tables import ApiToken, CplSnapshot, CplSyncRun, Party, Role, SyncOutcome
+from cfl_graph.tables import ApiToken, CplSnapshot, CplSyncRun, ManufacturerKey, Party, Role, SyncOutcome
 from cfl_graph.tables.base import utc_now
 from cpl_sync.diff import SnapshotDiff, diff_snapshots
 from cpl_sync.lock import SyncLockBusy
@@ -42,11 +44,13 @@ cpl_app = typer.Typer(help="The library's copy of the Certified Products List.",
 party_app = typer.Typer(help="Parties (organisations) and their roles.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens: shown once, stored hashed.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+key_app = typer.Typer(help="Manufacturer public keys that sign firmware images.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(cpl_app, name="cpl")
 app.add_typer(party_app, name="party")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
+app.add_typer(key_app, name="key")
 
 out = Console()
 err = Console(stderr=True)
@@ -427,6 +431,81 @@ def token_list() -> None:
             token.expires_at.strftime("%Y-%m-%d"),
             state,
             token.description or "",
+        )
+    out.print(table)
+
+
+@key_app.command("add")
+def key_add(
+    party: Annotated[str, typer.Argument(help="The manufacturer party's name.")],
+    pem_file: Annotated[Path, typer.Argument(help="The P-256 public key, PEM.")],
+    manufacturer_id: Annotated[
+        list[str] | None, typer.Option(help="Only for this manufacturer id (default: all of the party's).")
+    ] = None,
+) -> None:
+    """Register a manufacturer's public key for its manufacturer ids."""
+    settings = _settings()
+
+    async def work(db: Database) -> list[ManufacturerKey]:
+        async with db.sessions() as session, session.begin():
+            found = await find_party(session, party)
+            owned = await manufacturer_ids_of(session, found)
+            if found.role != Role.MANUFACTURER.value:
+                raise KeyRejected(f"{party} is a {found.role} party; keys belong to manufacturer parties")
+            wanted = [m.upper() for m in manufacturer_id] if manufacturer_id else owned
+            if stray := sorted(set(wanted) - set(owned)):
+                raise KeyRejected(f"{party} is not registered for manufacturer id(s) {', '.join(stray)}")
+            return await add_key(session, wanted, pem_file.read_bytes(), actor=Actor.cli())
+
+    try:
+        added = _with_db(settings, work)
+    except (PartyError, KeyRejected, InvalidValue, OSError) as exc:
+        err.print(f"key not added: {exc}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_REJECTED) from None
+    for row in added:
+        out.print(f"added key {row.key_id[:16]} for manufacturer id {row.manufacturer_id}")
+
+
+@key_app.command("revoke")
+def key_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id, or its first 16+ hex digits.")],
+) -> None:
+    """Stop accepting signatures by a key."""
+    settings = _settings()
+
+    async def work(db: Database) -> list[ManufacturerKey]:
+        async with db.sessions() as session, session.begin():
+            return await revoke_key(session, key_id, actor=Actor.cli())
+
+    try:
+        rows = _with_db(settings, work)
+    except KeyRejected as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(EXIT_REJECTED) from None
+    if not rows:
+        err.print(f"no key {key_id}")
+        raise typer.Exit(EXIT_REJECTED)
+    for row in rows:
+        out.print(f"revoked key {row.key_id[:16]} for manufacturer id {row.manufacturer_id}")
+
+
+@key_app.command("list")
+def key_list() -> None:
+    """List registered keys by manufacturer id."""
+    settings = _settings()
+
+    async def work(db: Database) -> list[ManufacturerKey]:
+        async with db.sessions() as session:
+            query = select(ManufacturerKey).order_by(ManufacturerKey.manufacturer_id, ManufacturerKey.id)
+            return list((await session.execute(query)).scalars())
+
+    table = Table("manufacturer id", "key id", "added (UTC)", "state")
+    for row in _with_db(settings, work):
+        table.add_row(
+            row.manufacturer_id,
+            row.key_id,
+            row.added_at.strftime("%Y-%m-%d"),
+            "revoked" if row.revoked_at else "active",
         )
     out.print(table)
 

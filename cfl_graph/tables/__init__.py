@@ -1,6 +1,6 @@
 """The database tables, one module per domain; `Base.metadata` is what Alembic compares against."""
 
-from cfl_graph.tables.access import ApiToken, Party, PartyManufacturer, Role
+from cfl_graph.tables.access import ApiToken, ManufacturerKey, Party, PartyManufacturer, Role
 from cfl_graph.tables.audit import GENESIS_HASH, AuditEvent, AuditHead
 from cfl_graph.tables.base import Base
 from cfl_graph.tables.cpl import (
@@ -23,6 +23,7 @@ __all__ = [
     "CplDeviceModel",
     "CplSnapshot",
     "CplSyncRun",
+    "ManufacturerKey",
     "Party",
     "PartyManufacturer",
     "Role",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cfl_graph.tables.base import Base, UtcDateTime, utc_now
@@ -59,3 +59,21 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
     expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class ManufacturerKey(Base):
+    """A public key (P-256) whose signatures prove a firmware image came from that manufacturer id."""
+
+    __tablename__ = "manufacturer_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    manufacturer_id: Mapped[str] = mapped_column(String(4), index=True)
+    # SHA-256 of the key's DER SubjectPublicKeyInfo: names the key in lists, logs and audit events.
+    key_id: Mapped[str] = mapped_column(String(64))
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    added_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("manufacturer_id", "key_id", name="uq_manufacturer_keys_manufacturer_key"),
+    )
