@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -13,7 +14,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
 
 from cfl_graph import migrate
@@ -23,11 +25,13 @@ from cfl_graph.limits import BodySizeLimitMiddleware, RateLimitMiddleware
 from cfl_graph.scheduler import run_scheduled_sync
 from cfl_graph.settings import Settings
 from cfl_graph.views.audit import audit_events
+from cfl_graph.views.pages import page_routes
 from loaders import Loaders
 from schema import build_schema
 from schema.context import Context
 
 log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
 # One address may carry many clients (a supplier's office behind one NAT): its limit is looser.
 ADDRESS_FACTOR = 10
 
@@ -89,6 +93,8 @@ def create_app(settings: Settings, *, demo: bool = False, db: Database | None = 
         Route("/healthz", healthz, methods=["GET"]),
         Route("/graphql", _GraphQL(database), methods=["GET", "POST"]),
         Route("/api/v1/audit/events", audit_events(database.sessions), methods=["GET"]),
+        *page_routes(database.sessions),
+        Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
     # Outermost first: headers on every answer; a loose per-address rate before any database work;
     # the body limit before anything reads a body; who is asking; then how often that token may ask.

@@ -37,7 +37,7 @@ def cfl(
 def test_db_upgrade_applies_migrations_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/fresh.sqlite3"
     first = cfl(url, tmp_path, "db", "upgrade")
-    assert (first.returncode, first.stdout.strip()) == (0, "applied 0001, 0002, 0003, 0004")
+    assert (first.returncode, first.stdout.strip()) == (0, "applied 0001, 0002, 0003, 0004, 0005")
     again = cfl(url, tmp_path, "db", "upgrade")
     assert (again.returncode, again.stdout.strip()) == (0, "database is up to date")
 

@@ -1,22 +1,27 @@
 """HTTP doors: who is asking (bearer token) and the security headers every response carries.
 
-Anonymous requests reach only the public paths (health checks, and later the sign-in page); every
-other path answers 401 before any handler runs, so a new route is private unless made public here.
+Anonymous requests reach only the public paths (health checks, the sign-in page, static files); every
+other path answers 401 (or, for a page, redirects to sign-in) before any handler runs, so a new route
+is private unless made public here.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Iterable
+from urllib.parse import parse_qs, urlencode
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfl_graph.access.principal import Principal
+from cfl_graph.access.sessions import SESSION_COOKIE, resume_session
 from cfl_graph.access.tokens import TokenError, authenticate
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/login"})
 
 SECURITY_HEADERS = {
     # No inline script anywhere; pages load only what the app itself serves.
@@ -50,7 +55,61 @@ async def _refuse(send: Send, status: int, message: str, challenge: str) -> None
     await send({"type": "http.response.body", "body": body})
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+
+
+def csrf_token_of(scope: Scope) -> str | None:
+    """The CSRF token of the web session behind this request, for pages to put in their forms."""
+    value = (scope.get("state") or {}).get("csrf_token")
+    return value if isinstance(value, str) else None
+
+
+def _is_public(path: str, public_paths: frozenset[str]) -> bool:
+    return path in public_paths or path.startswith("/static/")
+
+
+def _wants_page(scope: Scope, headers: Headers) -> bool:
+    return scope["method"] == "GET" and "text/html" in headers.get("accept", "")
+
+
+async def _redirect(send: Send, location: str) -> None:
+    headers = [
+        (b"location", location.encode()),
+        (b"content-length", b"0"),
+        *((k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()),
+    ]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """Read a (size-limited) body and hand back a receive that replays it to the application."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay
+
+
 class AuthenticationMiddleware:
+    """Who is asking: a bearer token, or a web session cookie (then unsafe requests need its CSRF token)."""
+
     def __init__(
         self,
         app: ASGIApp,
@@ -65,8 +124,9 @@ class AuthenticationMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        scope.setdefault("state", {})
-        authorization = Headers(scope=scope).get("authorization")
+        state = scope.setdefault("state", {})
+        headers = Headers(scope=scope)
+        authorization = headers.get("authorization")
         if authorization is not None:
             scheme, _, presented = authorization.partition(" ")
             if scheme.lower() != "bearer" or not presented.strip():
@@ -76,14 +136,54 @@ class AuthenticationMiddleware:
                 return
             try:
                 async with self.sessions() as session:
-                    scope["state"]["principal"] = await authenticate(session, presented)
+                    state["principal"] = await authenticate(session, presented)
             except TokenError as exc:
                 await _refuse(send, 401, str(exc), 'Bearer error="invalid_token"')
                 return
-        elif scope["path"] not in self.public_paths:
-            await _refuse(send, 401, "sign in first: send `Authorization: Bearer <token>`", "Bearer")
+            await self.app(scope, receive, send)
             return
+
+        cookie = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
+        active = None
+        if cookie:
+            async with self.sessions() as session:
+                active = await resume_session(session, cookie)
+        if active is not None:
+            state["principal"] = active.principal
+            state["csrf_token"] = active.csrf_token
+        elif not _is_public(scope["path"], self.public_paths):
+            if _wants_page(scope, headers):
+                await _redirect(send, "/login?" + urlencode({"next": scope["path"]}))
+            else:
+                await _refuse(send, 401, "sign in first: send `Authorization: Bearer <token>`", "Bearer")
+            return
+        if active is not None and scope["method"] not in SAFE_METHODS:
+            refusal, receive = await self._csrf_refusal(scope, headers, receive, active.csrf_token)
+            if refusal is not None:
+                await _refuse(send, 403, refusal, "Bearer")
+                return
         await self.app(scope, receive, send)
+
+    async def _csrf_refusal(
+        self, scope: Scope, headers: Headers, receive: Receive, expected: str
+    ) -> tuple[str | None, Receive]:
+        """A browser's unsafe request must come from our own pages: same origin, and the session's token."""
+        origin = headers.get("origin")
+        own = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
+        if origin is not None and origin != own:
+            return f"cross-site request from {origin} refused", receive
+        presented = (
+            headers.get(CSRF_HEADER)
+            or parse_qs(scope.get("query_string", b"").decode()).get(CSRF_FIELD, [None])[0]
+        )
+        if presented is None and headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            body, receive = await _buffered(receive)
+            presented = parse_qs(body.decode("utf-8", "replace")).get(CSRF_FIELD, [None])[0]
+        if presented is None or not hmac.compare_digest(presented.encode(), expected.encode()):
+            return "missing or wrong CSRF token: reload the page and try again", receive
+        return None, receive
 
 
 class SecurityHeadersMiddleware:

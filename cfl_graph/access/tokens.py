@@ -140,6 +140,14 @@ async def authenticate(session: AsyncSession, presented: str, *, now: dt.datetim
         raise UnknownToken()
     token, party = row
     # Only a presenter who holds the secret learns why a real token no longer works.
+    return await principal_for(session, token, party, now=now)
+
+
+async def principal_for(
+    session: AsyncSession, token: ApiToken, party: Party, *, now: dt.datetime | None = None
+) -> Principal:
+    """The principal of a token already identified (by its secret, or by a web session opened with it),
+    or a `TokenError` if the token or its party may no longer be used."""
     if token.revoked_at is not None:
         raise RevokedToken()
     if token.expires_at <= (now or utc_now()):

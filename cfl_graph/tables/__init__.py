@@ -1,6 +1,6 @@
 """The database tables, one module per domain; `Base.metadata` is what Alembic compares against."""
 
-from cfl_graph.tables.access import ApiToken, ManufacturerKey, Party, PartyManufacturer, Role
+from cfl_graph.tables.access import ApiToken, ManufacturerKey, Party, PartyManufacturer, Role, WebSession
 from cfl_graph.tables.audit import GENESIS_HASH, AuditEvent, AuditHead
 from cfl_graph.tables.base import Base
 from cfl_graph.tables.cpl import (
@@ -28,4 +28,5 @@ __all__ = [
     "PartyManufacturer",
     "Role",
     "SyncOutcome",
+    "WebSession",
 ]

@@ -77,3 +77,19 @@ class ManufacturerKey(Base):
     __table_args__ = (
         UniqueConstraint("manufacturer_id", "key_id", name="uq_manufacturer_keys_manufacturer_key"),
     )
+
+
+class WebSession(Base):
+    """A browser session opened with an API token; the cookie holds a random id whose hash is kept.
+
+    It ends at `expires_at`, at sign-out, or as soon as its token is revoked or expires."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

@@ -1,0 +1,104 @@
+"""Web pages: sign in (opens a session from a token), sign out, and the home page."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from cfl_graph.access.middleware import csrf_token_of, principal_of
+from cfl_graph.access.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, end_session, open_session
+from cfl_graph.access.tokens import TokenError
+from cfl_graph.tables.base import utc_now
+from cpl_sync.snapshot import current_snapshot
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
+
+
+def _safe_next(raw: str | None) -> str:
+    """Only a path on this site: never another host (`//evil`) or scheme (an open redirect)."""
+    if raw and raw.startswith("/") and not raw.startswith("//") and "\\" not in raw:
+        return raw
+    return "/"
+
+
+def _render(request: Request, name: str, status: int = 200, **context: Any) -> Response:
+    return TEMPLATES.TemplateResponse(
+        request,
+        name,
+        {"principal": principal_of(request.scope), "csrf_token": csrf_token_of(request.scope), **context},
+        status_code=status,
+    )
+
+
+def page_routes(sessions: async_sessionmaker[AsyncSession]) -> list[Route]:
+    async def login_form(request: Request, error: str | None = None, status: int = 200) -> Response:
+        if principal_of(request.scope) is not None:
+            return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
+        login_csrf = secrets.token_urlsafe(32)
+        next_path = _safe_next(request.query_params.get("next"))
+        response = _render(request, "login.html", status, login_csrf=login_csrf, next=next_path, error=error)
+        response.set_cookie(
+            LOGIN_CSRF_COOKIE,
+            login_csrf,
+            max_age=3600,
+            path="/login",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        given = str(form.get("csrf_token", ""))
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            return await login_form(request, "The sign-in form expired; please try again.", 403)
+        try:
+            async with sessions() as session, session.begin():
+                opened = await open_session(session, str(form.get("token", "")))
+        except TokenError as exc:
+            return await login_form(request, f"Not signed in: {exc}.", 401)
+        response = RedirectResponse(_safe_next(str(form.get("next", ""))), status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            opened.cookie_value,
+            max_age=int((opened.expires_at - utc_now()).total_seconds()),
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+        return response
+
+    async def logout(request: Request) -> Response:
+        # The middleware has already checked this request's CSRF token against the session.
+        principal = principal_of(request.scope)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if principal is not None and cookie:
+            async with sessions() as session, session.begin():
+                await end_session(session, cookie, principal)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    async def home(request: Request) -> Response:
+        async with sessions() as session:
+            snapshot = await current_snapshot(session)
+        return _render(request, "home.html", snapshot=snapshot)
+
+    return [
+        Route("/", home, methods=["GET"]),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+    ]
