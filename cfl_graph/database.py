@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,12 @@ def sqlite_path(database_url: str) -> Path | None:
     if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
         return None
     return Path(url.database)
+
+
+# Dates reach SQLite as the ISO text SQLAlchemy's Date type stores and reads back, converted by the
+# driver itself: bulk inserts pass `datetime.date` values straight through (Python 3.12 deprecates
+# the implicit default adapter, so this one is explicit).
+sqlite3.register_adapter(dt.date, dt.date.isoformat)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -59,18 +67,13 @@ class Database:
 
 
 async def bulk_insert(
-    session: AsyncSession,
-    table: str,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    *,
-    date_columns: Sequence[int] = (),
+    session: AsyncSession, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> None:
     """Insert many rows inside the session's transaction by the fastest path each driver has.
 
     PostgreSQL gets COPY (asyncpg's `copy_records_to_table`), SQLite the driver's own `executemany`;
     both are several times faster than per-row parameter binding through the ORM. Values must be
-    plain: str, int, None, and `datetime.date` in `date_columns`.
+    plain: str (a `StrEnum` member is one), int, None and `datetime.date`.
     """
     conn = await session.connection()
     if conn.dialect.name == "postgresql":
@@ -79,17 +82,6 @@ async def bulk_insert(
         assert driver is not None
         await driver.copy_records_to_table(table, records=rows, columns=list(columns))
         return
-    if date_columns:
-        # SQLAlchemy's SQLite Date type stores ISO text; write exactly what it reads back.
-        converted: list[Sequence[Any]] = []
-        for row in rows:
-            values = list(row)
-            for index in date_columns:
-                value = values[index]
-                if value is not None:
-                    values[index] = value.isoformat()
-            converted.append(values)
-        rows = converted
     placeholders = ", ".join("?" for _ in columns)
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"  # names are ours, not input
-    await conn.exec_driver_sql(sql, [tuple(r) for r in rows])
+    await conn.exec_driver_sql(sql, rows)

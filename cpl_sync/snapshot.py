@@ -70,7 +70,6 @@ FIRMWARE_COLUMNS = (
     "date_added",
     "sheet_row",
 )
-FIRMWARE_DATES = (FIRMWARE_COLUMNS.index("cpa_expiry"), FIRMWARE_COLUMNS.index("date_added"))
 
 
 def _model_rows(snapshot_id: int, valid: ValidCpl) -> Iterator[tuple[Any, ...]]:
@@ -82,8 +81,8 @@ def _model_rows(snapshot_id: int, valid: ValidCpl) -> Iterator[tuple[Any, ...]]:
             m.hardware_version,
             m.manufacturer_name,
             m.model_name,
-            m.device_type.value,
-            m.smets_version.value,
+            m.device_type,
+            m.smets_version,
             m.firmware_count,
         )
 
@@ -97,7 +96,7 @@ def _firmware_rows(snapshot_id: int, valid: ValidCpl) -> Iterator[tuple[Any, ...
             fw.hardware_version,
             fw.firmware_version,
             fw.image_hash,
-            fw.status.value,
+            fw.status,
             fw.gbcs_version,
             fw.cpa_reference,
             fw.cpa_expiry,
@@ -141,13 +140,7 @@ async def store_snapshot(
         written = 0
         total = len(valid.firmware)
         for batch in _batches(_firmware_rows(snapshot.id, valid), BATCH_ROWS):
-            await bulk_insert(
-                session,
-                CplCertifiedFirmware.__tablename__,
-                FIRMWARE_COLUMNS,
-                batch,
-                date_columns=FIRMWARE_DATES,
-            )
+            await bulk_insert(session, CplCertifiedFirmware.__tablename__, FIRMWARE_COLUMNS, batch)
             written += len(batch)
             if progress is not None:
                 progress("store", written, total)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,30 @@ async def test_a_failed_sync_is_recorded_as_failed(
     assert run.message is not None and "RuntimeError" in run.message
     assert current is None
     assert list((tmp_path).glob("cpl-*")) == []  # the fetched copy is cleaned up
+
+
+async def test_stored_rows_read_back_exactly_as_validated(db: Database, tmp_path: Path) -> None:
+    rows = versions(2, cpa_expiry="31/01/2029", gbcs_version="")
+    path = write_csv(tmp_path / "cpl.csv", rows)
+    result = await sync_cpl(db, str(path), work_dir=tmp_path)
+    valid = validate(read_table(path))
+    async with db.sessions() as session:
+        stored = list(
+            (
+                await session.execute(
+                    select(CplCertifiedFirmware)
+                    .where(CplCertifiedFirmware.snapshot_id == result.snapshot_id)
+                    .order_by(CplCertifiedFirmware.firmware_version)
+                )
+            ).scalars()
+        )
+        model = (await session.execute(select(CplDeviceModel))).scalar_one()
+    assert [
+        (s.firmware_version, s.image_hash, s.status, s.gbcs_version, s.cpa_expiry, s.date_added, s.sheet_row)
+        for s in stored
+    ] == [
+        (v.firmware_version, v.image_hash, v.status.value, None, v.cpa_expiry, v.date_added, v.sheet_row)
+        for v in valid.firmware
+    ]
+    assert stored[0].cpa_expiry == dt.date(2029, 1, 31)
+    assert (model.device_type, model.smets_version, model.firmware_count) == ("ESME", "SMETS2", 2)
