@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,21 @@ async def test_stored_rows_read_back_exactly_as_validated(db: Database, tmp_path
     ]
     assert stored[0].cpa_expiry == dt.date(2029, 1, 31)
     assert (model.device_type, model.smets_version, model.firmware_count) == ("ESME", "SMETS2", 2)
+
+
+async def test_the_garbage_collector_is_back_on_after_every_outcome(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert gc.isenabled()
+    await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(3))), work_dir=tmp_path)
+    assert gc.isenabled()
+    await sync_cpl(db, str(write_csv(tmp_path / "b.csv", [row(firmware_version="zz")])), work_dir=tmp_path)
+    assert gc.isenabled()
+
+    async def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("database went away (injected)")
+
+    monkeypatch.setattr("cpl_sync.sync.store_snapshot", broken)
+    with pytest.raises(RuntimeError):
+        await sync_cpl(db, str(write_csv(tmp_path / "c.csv", versions(4))), work_dir=tmp_path)
+    assert gc.isenabled()
