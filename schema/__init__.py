@@ -6,6 +6,7 @@ import strawberry
 from strawberry.federation import Schema
 
 from schema.cpl import CplQuery
+from schema.errors import MaskUnexpectedErrors
 
 
 @strawberry.type
@@ -14,4 +15,4 @@ class Query(CplQuery):
 
 
 def build_schema() -> Schema:
-    return Schema(query=Query)
+    return Schema(query=Query, extensions=[MaskUnexpectedErrors])

@@ -1,0 +1,59 @@
+"""Errors in the graph (R8): no stack trace, SQL or internal message ever reaches a client; refusals
+are shown with their code; the log carries the whole story under a reference the client can quote."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx2
+import pytest
+
+from cfl_graph.access.policy import Action, Forbidden
+from cfl_graph.app import create_app
+from cfl_graph.database import Database
+from cfl_graph.settings import Settings
+from loaders.cpl import CplLoaders
+from tests.fixtures.parties import make_tokens
+
+QUERY = {"query": "{ cplSnapshot { id rowCount } }"}
+
+
+async def ask(db: Database, body: Mapping[str, object]) -> httpx2.Response:
+    tokens = await make_tokens(db)
+    app = create_app(Settings(database_url=db.url), db=db)
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://test") as http:
+        return await http.post("/graphql", json=body, headers={"Authorization": f"Bearer {tokens.supplier}"})
+
+
+async def test_an_unexpected_failure_is_masked_and_logged_with_a_reference(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(self: CplLoaders) -> int | None:
+        raise RuntimeError('relation "cpl_current" does not exist [SQL: SELECT snapshot_id FROM cpl_current]')
+
+    monkeypatch.setattr(CplLoaders, "current_snapshot_id", broken)
+    answer = await ask(db, QUERY)
+    assert answer.status_code == 200
+    error = answer.json()["errors"][0]
+    reference = error["extensions"]["reference"]
+    assert error["message"] == f"Internal server error (reference {reference})"
+    assert error["extensions"]["code"] == "INTERNAL_ERROR"
+    assert "SELECT" not in answer.text and "Traceback" not in answer.text and "cpl_current" not in answer.text
+    logged = [r for r in caplog.records if r.name == "schema.errors"]
+    assert len(logged) == 1 and reference in logged[0].getMessage()
+    assert logged[0].exc_info is not None and "SELECT snapshot_id" in str(logged[0].exc_info[1])
+
+
+async def test_a_refusal_is_shown_with_its_code(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refuse(self: CplLoaders) -> int | None:
+        raise Forbidden(Action.READ_AUDIT, "the supplier role does not include it")
+
+    monkeypatch.setattr(CplLoaders, "current_snapshot_id", refuse)
+    error = (await ask(db, QUERY)).json()["errors"][0]
+    assert error["message"] == "not allowed to read the audit trail: the supplier role does not include it"
+    assert error["extensions"] == {"code": "FORBIDDEN"}
+
+
+async def test_mistakes_in_the_query_itself_are_shown_as_they_are(db: Database) -> None:
+    answer = await ask(db, {"query": "{ cplSnapshot { noSuchField } }"})
+    assert "Cannot query field 'noSuchField' on type 'CplSnapshot'." in answer.json()["errors"][0]["message"]
