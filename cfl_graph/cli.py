@@ -1,4 +1,6 @@
-"""The `cfl-graph` command: serve, migrate, synchronise and inspect the CPL copy.
+"""The `cfl-graph` command: serve; migrate; synchronise and inspect the CPL copy; register parties,
+tokens and manufacturer keys; verify and export the audit trail. Each command is a thin door onto the
+same services the HTTP side uses.
 
 Exit codes of `sync-cpl`: 0 applied, unchanged or not modified; 1 rejected (each problem printed as
 `row N, column C: reason`); 2 could not fetch, or another sync holds the lock; 3 internal failure.
@@ -21,7 +23,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from cfl_graph import migrate
-from cfl_graph.access.keys import KeyRejected, add_key, revoke_key
+from cfl_graph.access.keys import KeyRejected, add_key_for_party, revoke_key
 from cfl_graph.access.parties import PartyError, add_party, find_party, manufacturer_ids_of
 from cfl_graph.access.tokens import IssuedToken, issue_token, revoke_token
 from cfl_graph.audit import Actor, ChainReport, export_range, verify_chain
@@ -449,13 +451,13 @@ def key_add(
     async def work(db: Database) -> list[ManufacturerKey]:
         async with db.sessions() as session, session.begin():
             found = await find_party(session, party)
-            owned = await manufacturer_ids_of(session, found)
-            if found.role != Role.MANUFACTURER.value:
-                raise KeyRejected(f"{party} is a {found.role} party; keys belong to manufacturer parties")
-            wanted = [m.upper() for m in manufacturer_id] if manufacturer_id else owned
-            if stray := sorted(set(wanted) - set(owned)):
-                raise KeyRejected(f"{party} is not registered for manufacturer id(s) {', '.join(stray)}")
-            return await add_key(session, wanted, pem_file.read_bytes(), actor=Actor.cli())
+            return await add_key_for_party(
+                session,
+                found,
+                pem_file.read_bytes(),
+                actor=Actor.cli(),
+                manufacturer_ids=manufacturer_id or (),
+            )
 
     try:
         added = _with_db(settings, work)

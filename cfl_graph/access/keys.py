@@ -15,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph import identifiers as ids
+from cfl_graph.access.parties import manufacturer_ids_of
 from cfl_graph.audit import Actor, record
-from cfl_graph.tables.access import ManufacturerKey
+from cfl_graph.tables.access import ManufacturerKey, Party, Role
 from cfl_graph.tables.base import utc_now
 
 
@@ -76,6 +77,19 @@ async def add_key(
         )
     await session.flush()
     return added
+
+
+async def add_key_for_party(
+    session: AsyncSession, party: Party, pem: bytes, *, actor: Actor, manufacturer_ids: Iterable[str] = ()
+) -> list[ManufacturerKey]:
+    """Register a manufacturer party's key for the given ids of its own (all of them if none given)."""
+    if party.role != Role.MANUFACTURER.value:
+        raise KeyRejected(f"{party.name} is a {party.role} party; keys belong to manufacturer parties")
+    owned = await manufacturer_ids_of(session, party)
+    wanted = sorted({ids.manufacturer_id(m) for m in manufacturer_ids}) or owned
+    if stray := sorted(set(wanted) - set(owned)):
+        raise KeyRejected(f"{party.name} is not registered for manufacturer id(s) {', '.join(stray)}")
+    return await add_key(session, wanted, pem, actor=actor)
 
 
 async def revoke_key(
