@@ -29,6 +29,7 @@ from cfl_graph.views.pages import page_routes
 from loaders import Loaders
 from schema import build_schema
 from schema.context import Context
+from schema.limits import QueryLimits
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -45,9 +46,9 @@ class SchemaNotCurrent(RuntimeError):
 
 
 class _GraphQL(GraphQL[Context, None]):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, limits: QueryLimits) -> None:
         # No GraphiQL: it loads its scripts from a CDN and runs inline script, both barred by the CSP.
-        super().__init__(build_schema(), graphql_ide=None)
+        super().__init__(build_schema(limits), graphql_ide=None)
         self._db = db
 
     async def get_context(self, request: Any, response: Any) -> Context:
@@ -91,7 +92,11 @@ def create_app(settings: Settings, *, demo: bool = False, db: Database | None = 
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/graphql", _GraphQL(database), methods=["GET", "POST"]),
+        Route(
+            "/graphql",
+            _GraphQL(database, QueryLimits(introspection=settings.graphql_introspection)),
+            methods=["GET", "POST"],
+        ),
         Route("/api/v1/audit/events", audit_events(database.sessions), methods=["GET"]),
         *page_routes(database.sessions),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),

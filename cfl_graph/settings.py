@@ -35,6 +35,7 @@ class Settings:
     cpl_fetch_timeout: float = 300.0
     max_request_bytes: int = 1024 * 1024
     rate_limit_per_minute: int = 600
+    graphql_introspection: bool = True
     # None: INFO for `serve`, WARNING for one-shot commands, whose own output says what happened.
     log_level: str | None = None
 
@@ -84,6 +85,15 @@ def _interval(name: str, raw: str) -> int:
     return _positive_int(name, text, allow_zero=True) * factor
 
 
+def _flag(name: str, raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(name, raw, "expected true or false")
+
+
 def _log_level(name: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -117,6 +127,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         values["max_request_bytes"] = _positive_int("CFL_MAX_REQUEST_BYTES", raw)
     if (raw := env.get("CFL_RATE_LIMIT_PER_MINUTE")) is not None:
         values["rate_limit_per_minute"] = _positive_int("CFL_RATE_LIMIT_PER_MINUTE", raw, allow_zero=True)
+    if (raw := env.get("CFL_GRAPHQL_INTROSPECTION")) is not None:
+        values["graphql_introspection"] = _flag("CFL_GRAPHQL_INTROSPECTION", raw)
     if (raw := env.get("CFL_LOG_LEVEL")) is not None:
         values["log_level"] = _log_level("CFL_LOG_LEVEL", raw)
     return Settings(**values)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ from strawberry.federation import Schema
 
 from schema.cpl import CplQuery
 from schema.errors import MaskUnexpectedErrors
+from schema.limits import QueryLimits, query_limits_extension
 
 
 @strawberry.type
@@ -14,5 +15,7 @@ class Query(CplQuery):
     pass
 
 
-def build_schema() -> Schema:
-    return Schema(query=Query, extensions=[MaskUnexpectedErrors])
+def build_schema(limits: QueryLimits | None = None) -> Schema:
+    return Schema(
+        query=Query, extensions=[query_limits_extension(limits or QueryLimits()), MaskUnexpectedErrors]
+    )

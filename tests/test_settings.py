@@ -32,6 +32,7 @@ def test_every_variable_is_read() -> None:
             "CFL_LOG_LEVEL": "debug",
             "CFL_MAX_REQUEST_BYTES": "2048",
             "CFL_RATE_LIMIT_PER_MINUTE": "0",
+            "CFL_GRAPHQL_INTROSPECTION": "off",
         }
     )
     assert settings.database_url == "postgresql+asyncpg://postgres@db:5432/cfl"
@@ -41,6 +42,7 @@ def test_every_variable_is_read() -> None:
     assert (settings.cpl_max_bytes, settings.cpl_max_rows, settings.cpl_fetch_attempts) == (1000, 10, 2)
     assert (settings.cpl_fetch_timeout, settings.log_level) == (12.5, "DEBUG")
     assert (settings.max_request_bytes, settings.rate_limit_per_minute) == (2048, 0)
+    assert settings.graphql_introspection is False
 
 
 @pytest.mark.parametrize(
@@ -52,6 +54,7 @@ def test_every_variable_is_read() -> None:
         ("CFL_CPL_MAX_ROWS", "0", "must be positive"),
         ("CFL_CPL_FETCH_TIMEOUT", "fast", "not a number"),
         ("CFL_LOG_LEVEL", "LOUD", "expected DEBUG, INFO, WARNING or ERROR"),
+        ("CFL_GRAPHQL_INTROSPECTION", "maybe", "expected true or false"),
     ],
 )
 def test_bad_values_name_the_variable_and_why(variable: str, value: str, reason: str) -> None:

@@ -57,3 +57,23 @@ async def test_a_refusal_is_shown_with_its_code(db: Database, monkeypatch: pytes
 async def test_mistakes_in_the_query_itself_are_shown_as_they_are(db: Database) -> None:
     answer = await ask(db, {"query": "{ cplSnapshot { noSuchField } }"})
     assert "Cannot query field 'noSuchField' on type 'CplSnapshot'." in answer.json()["errors"][0]["message"]
+
+
+async def test_the_served_graph_enforces_query_limits(db: Database) -> None:
+    flood = "{ " + " ".join(f"s{n}: cplSnapshot {{ id }}" for n in range(31)) + " }"
+    answer = await ask(db, {"query": flood})
+    assert answer.status_code < 500
+    codes = {e["extensions"]["code"] for e in answer.json()["errors"]}
+    assert codes == {"TOO_MANY_ALIASES", "TOO_MANY_ROOT_FIELDS"}
+
+
+async def test_introspection_follows_the_setting(db: Database) -> None:
+    tokens = await make_tokens(db)
+    app = create_app(Settings(database_url=db.url, graphql_introspection=False), db=db)
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://test") as http:
+        answer = await http.post(
+            "/graphql",
+            json={"query": "{ __schema { types { name } } }"},
+            headers={"Authorization": f"Bearer {tokens.supplier}"},
+        )
+    assert "introspection" in answer.json()["errors"][0]["message"].lower()
