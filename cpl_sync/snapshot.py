@@ -89,20 +89,7 @@ def _model_rows(snapshot_id: int, valid: ValidCpl) -> Iterator[tuple[Any, ...]]:
 
 def _firmware_rows(snapshot_id: int, valid: ValidCpl) -> Iterator[tuple[Any, ...]]:
     for fw in valid.firmware:
-        yield (
-            snapshot_id,
-            fw.manufacturer_id,
-            fw.model_id,
-            fw.hardware_version,
-            fw.firmware_version,
-            fw.image_hash,
-            fw.status,
-            fw.gbcs_version,
-            fw.cpa_reference,
-            fw.cpa_expiry,
-            fw.date_added,
-            fw.sheet_row,
-        )
+        yield (snapshot_id, *fw.content, fw.sheet_row)
 
 
 async def store_snapshot(

@@ -61,6 +61,22 @@ class FirmwareRow:
     def key(self) -> FirmwareKey:
         return (self.manufacturer_id, self.model_id, self.hardware_version, self.firmware_version)
 
+    @property
+    def content(self) -> tuple[Any, ...]:
+        """What the row says, key first, in the stored column order (its place in the file aside)."""
+        return (
+            self.manufacturer_id,
+            self.model_id,
+            self.hardware_version,
+            self.firmware_version,
+            self.image_hash,
+            self.status,
+            self.gbcs_version,
+            self.cpa_reference,
+            self.cpa_expiry,
+            self.date_added,
+        )
+
 
 @dataclass(frozen=True)
 class ValidCpl:
@@ -423,26 +439,6 @@ def rows_digest(device_models: list[DeviceModelRow], firmware: list[FirmwareRow]
             + b"\n"
         )
     for start in range(0, len(firmware), 10_000):
-        lines = [
-            "\x1f".join(
-                map(
-                    str,
-                    (
-                        "F",
-                        fw.manufacturer_id,
-                        fw.model_id,
-                        fw.hardware_version,
-                        fw.firmware_version,
-                        fw.image_hash,
-                        fw.status,
-                        fw.gbcs_version,
-                        fw.cpa_reference,
-                        fw.cpa_expiry,
-                        fw.date_added,
-                    ),
-                )
-            )
-            for fw in firmware[start : start + 10_000]
-        ]
+        lines = ["\x1f".join(map(str, ("F", *fw.content))) for fw in firmware[start : start + 10_000]]
         digest.update(("\n".join(lines) + "\n").encode())
     return digest.hexdigest()

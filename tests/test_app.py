@@ -23,6 +23,7 @@ from cfl_graph.database import Database
 from cfl_graph.settings import Settings
 from cfl_graph.tables import Role
 from cpl_sync.sync import sync_cpl
+from tests.fixtures.cli import run_cli
 from tests.fixtures.cpl_files import versions, write_csv
 
 SNAPSHOT_QUERY = (
@@ -110,10 +111,8 @@ def test_serve_syncs_the_cpl_on_its_interval(tmp_path: Path) -> None:
     )
 
     def cfl(*args: str) -> str:
-        env = {**os.environ, "CFL_DATABASE_URL": url}
-        done = subprocess.run(
-            [sys.executable, "-m", "cfl_graph", *args], check=True, capture_output=True, text=True, env=env
-        )
+        done = run_cli(url, *args)
+        assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
     cfl("db", "upgrade")

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx2
@@ -22,6 +20,7 @@ from cfl_graph.database import Database
 from cfl_graph.settings import Settings
 from cfl_graph.tables import AuditEvent, Role
 from cpl_sync.sync import sync_cpl
+from tests.fixtures.cli import run_cli
 from tests.fixtures.cpl_files import versions, write_csv
 from tests.fixtures.parties import Tokens, make_tokens
 
@@ -141,17 +140,9 @@ async def test_an_exported_range_verifies_on_its_own_and_names_a_forgery(db: Dat
 
 async def test_verify_command_exit_codes(db: Database, database_url: str) -> None:
     await five_events(db)
-    env = {**os.environ, "CFL_DATABASE_URL": database_url, "COLUMNS": "200"}
 
     def verify() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "cfl_graph", "verify"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        return run_cli(database_url, "verify")
 
     ok = verify()
     assert ok.returncode == 0 and "audit trail intact: 5 events, head 5" in ok.stdout
@@ -162,15 +153,8 @@ async def test_verify_command_exit_codes(db: Database, database_url: str) -> Non
     assert "audit trail BROKEN: 1 problem(s)" in broken.stderr
     assert "event 2 deleted: the ids jump from 1 to 3" in broken.stderr
 
-    exported = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "cfl_graph", "audit", "export", "--from", "3"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=True,
-    )
+    exported = await asyncio.to_thread(run_cli, database_url, "audit", "export", "--from", "3")
+    assert exported.returncode == 0, exported.stderr
     lines = [json.loads(line) for line in exported.stdout.splitlines()]
     assert [line.get("id") for line in lines] == [3, 4, 5, None]
 

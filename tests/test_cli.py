@@ -11,27 +11,12 @@ import pytest
 
 from cfl_graph.database import Database
 from cpl_sync.lock import sync_lock
+from tests.fixtures.cli import run_cli
 from tests.fixtures.cpl_files import row, versions, write_csv
 
 
-def cfl(
-    database_url: str, tmp_path: Path, *args: str, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "CFL_DATABASE_URL": database_url,
-        "CFL_WORK_DIR": str(tmp_path / "work"),
-        "CFL_BLOB_DIR": str(tmp_path / "blobs"),
-        "COLUMNS": "200",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "cfl_graph", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
+def cfl(database_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(database_url, *args, work=tmp_path)
 
 
 def test_db_upgrade_applies_migrations_once(tmp_path: Path) -> None:

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from cfl_graph.access.tokens import TOKEN_PATTERN, authenticate
 from cfl_graph.database import Database
 from cfl_graph.tables import Role
+from tests.fixtures.cli import run_cli
 
 
 def cfl(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CFL_DATABASE_URL": database_url, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "cfl_graph", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(database_url, *args)
 
 
 async def test_parties_and_tokens_from_the_cli(db: Database, database_url: str, tmp_path: Path) -> None:

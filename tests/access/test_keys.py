@@ -3,9 +3,7 @@ a private key handed over by mistake is refused and never stored."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from cfl_graph.access.parties import add_party
 from cfl_graph.audit import SYSTEM
 from cfl_graph.database import Database
 from cfl_graph.tables import AuditEvent, Role
+from tests.fixtures.cli import run_cli
 
 
 def public_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
@@ -97,15 +96,7 @@ async def test_operators_manage_keys_from_the_cli(db: Database, database_url: st
     fingerprint = key_fingerprint(private.public_key())
 
     def cfl(*args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "CFL_DATABASE_URL": database_url, "COLUMNS": "200"}
-        return subprocess.run(
-            [sys.executable, "-m", "cfl_graph", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        return run_cli(database_url, *args)
 
     added = cfl("key", "add", "Northfield Metering Ltd", str(pem), "--manufacturer-id", "10b3")
     assert (added.returncode, added.stdout.strip()) == (
