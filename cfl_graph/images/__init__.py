@@ -1,0 +1,1 @@
+"""Firmware images: the GBCS (ZigBee OTA) file format, read and checked as pure functions."""
