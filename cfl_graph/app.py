@@ -29,7 +29,7 @@ from cfl_graph.views.pages import page_routes
 from loaders import Loaders
 from schema import build_schema
 from schema.context import Context
-from schema.limits import QueryLimits
+from schema.protection import QueryLimits
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import strawberry
 from strawberry.federation import Schema
 
+from cfl_graph.access.policy import AccessDenied
 from schema.cpl import CplQuery
-from schema.errors import MaskUnexpectedErrors
-from schema.limits import QueryLimits, query_limits_extension
+from schema.protection import QueryLimits, protection_extensions
 
 
 @strawberry.type
@@ -16,6 +16,8 @@ class Query(CplQuery):
 
 
 def build_schema(limits: QueryLimits | None = None) -> Schema:
+    """The combined schema, with query limits and error masking; access refusals pass through."""
     return Schema(
-        query=Query, extensions=[query_limits_extension(limits or QueryLimits()), MaskUnexpectedErrors]
+        query=Query,
+        extensions=protection_extensions(limits or QueryLimits(), user_errors=(AccessDenied,)),
     )
