@@ -5,7 +5,7 @@ Either the whole snapshot is written and becomes current, or nothing of it is vi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -16,10 +16,9 @@ from cfl_graph.database import bulk_insert
 from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot
 from cfl_graph.tables.base import utc_now
 from cpl_sync.diff import diff_counts
-from cpl_sync.validate import ValidCpl
+from cpl_sync.validate import ProgressCallback, ValidCpl
 
 BATCH_ROWS = 20_000
-ProgressCallback = Callable[[str, int, int | None], None]
 T = TypeVar("T")
 
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,10 +26,9 @@ from cpl_sync.lock import sync_lock
 from cpl_sync.parse import read_table
 from cpl_sync.problems import CplFileRejected, Problem
 from cpl_sync.snapshot import store_snapshot
-from cpl_sync.validate import MAX_REPORTED_PROBLEMS, ValidCpl, validate
+from cpl_sync.validate import MAX_REPORTED_PROBLEMS, ProgressCallback, ValidCpl, validate
 
 log = logging.getLogger(__name__)
-ProgressCallback = Callable[[str, int, int | None], None]
 
 
 @dataclass(frozen=True)
