@@ -34,6 +34,11 @@ class Settings:
     cpl_fetch_attempts: int = 4
     cpl_fetch_timeout: float = 300.0
     max_request_bytes: int = 1024 * 1024
+    # Firmware uploads are exempt from max_request_bytes and bounded by this instead.
+    max_image_bytes: int = 512 * 1024 * 1024
+    # None: the local folder `blob_dir`; else an S3 bucket (`s3://bucket[/prefix]`).
+    blob_store: str | None = None
+    s3_endpoint_url: str | None = None
     rate_limit_per_minute: int = 600
     graphql_introspection: bool = True
     # None: INFO for `serve`, WARNING for one-shot commands, whose own output says what happened.
@@ -101,6 +106,23 @@ def _log_level(name: str, raw: str) -> str:
     return level
 
 
+def _s3_url(name: str, raw: str) -> str | None:
+    value = raw.strip()
+    if value in ("", "local"):
+        return None
+    bucket = value.removeprefix("s3://").split("/", 1)[0]
+    if not value.startswith("s3://") or not bucket:
+        raise SettingsError(name, raw, "expected `local` or `s3://bucket[/prefix]`")
+    return value.rstrip("/")
+
+
+def _http_url(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith(("http://", "https://")):
+        raise SettingsError(name, raw, "expected an http:// or https:// URL")
+    return value
+
+
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from `CFL_*` variables; unset variables keep the documented defaults."""
     env = os.environ if environ is None else environ
@@ -125,6 +147,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         values["cpl_fetch_timeout"] = _positive_float("CFL_CPL_FETCH_TIMEOUT", raw)
     if (raw := env.get("CFL_MAX_REQUEST_BYTES")) is not None:
         values["max_request_bytes"] = _positive_int("CFL_MAX_REQUEST_BYTES", raw)
+    if (raw := env.get("CFL_MAX_IMAGE_BYTES")) is not None:
+        values["max_image_bytes"] = _positive_int("CFL_MAX_IMAGE_BYTES", raw)
+    if (raw := env.get("CFL_BLOB_STORE")) is not None:
+        values["blob_store"] = _s3_url("CFL_BLOB_STORE", raw)
+    if (raw := env.get("CFL_S3_ENDPOINT_URL")) is not None and raw.strip():
+        values["s3_endpoint_url"] = _http_url("CFL_S3_ENDPOINT_URL", raw)
     if (raw := env.get("CFL_RATE_LIMIT_PER_MINUTE")) is not None:
         values["rate_limit_per_minute"] = _positive_int("CFL_RATE_LIMIT_PER_MINUTE", raw, allow_zero=True)
     if (raw := env.get("CFL_GRAPHQL_INTROSPECTION")) is not None:

@@ -1,0 +1,127 @@
+"""Where image bytes live: one interface, a content-addressed local folder by default, S3 at scale.
+
+A blob is named by the SHA-256 of its bytes. Bytes reach a store only whole and already hashed: an
+upload is first written to a staged file (`Staging`), and `put` moves or copies it into place under its
+digest, never overwriting a blob that is already there. So a reader either finds every byte of a blob or
+finds no blob at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from cfl_graph.identifiers import Sha256Hex
+
+DEFAULT_CHUNK = 1024 * 1024
+STAGED_SUFFIX = ".part"
+
+
+class BlobMissing(LookupError):
+    def __init__(self, sha256: str) -> None:
+        super().__init__(f"blob {sha256} is not in the store")
+        self.sha256 = sha256
+
+
+class BlobStoreFailed(RuntimeError):
+    """The store could not take or give bytes (disk full, S3 unreachable); the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    sha256: Sha256Hex
+    size: int
+
+
+class BlobStore(Protocol):
+    """The blob store's contract; `LocalBlobStore` and `S3BlobStore` implement it."""
+
+    @property
+    def description(self) -> str:
+        """Where the blobs are, for logs and the CLI (no secrets)."""
+
+    @property
+    def staging(self) -> Staging:
+        """Where uploads are written before they are whole and hashed."""
+
+    async def put(self, staged: Path, sha256: Sha256Hex, size: int) -> bool:
+        """Store the staged file's bytes under `sha256`; True if new, False if that blob was already there.
+
+        The caller has hashed the file; the store trusts the digest. The staged file is consumed
+        (moved or deleted) either way. An existing blob is never overwritten."""
+
+    async def size(self, sha256: Sha256Hex) -> int | None:
+        """The blob's length, or None when it is not in the store."""
+
+    def read(self, sha256: Sha256Hex, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """The bytes [start, end) of a blob (end None: to its end), in chunks; BlobMissing if absent."""
+
+    def local_path(self, sha256: Sha256Hex) -> Path | None:
+        """A file holding the blob when the store is a local folder (served with sendfile), else None."""
+
+    async def delete(self, sha256: Sha256Hex) -> None:
+        """Remove a blob no record refers to (a discarded draft's); absent blobs are not an error."""
+
+    def list(self) -> AsyncIterator[BlobInfo]:
+        """Every blob in the store, for `cfl-graph verify`."""
+
+    async def close(self) -> None: ...
+
+
+class Staging:
+    """A folder of uploads in progress: `{pid}-{random}.part` files, one per upload.
+
+    The process id in the name lets start-up clean what a killed worker left behind without touching the
+    files of workers still running beside it on the same host."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def new_path(self) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder / f"{os.getpid()}-{secrets.token_hex(8)}{STAGED_SUFFIX}"
+
+    def clean_abandoned(self) -> list[Path]:
+        """Delete staged files whose writing process is gone; return what was deleted."""
+        removed: list[Path] = []
+        if not self.folder.is_dir():
+            return removed
+        for path in self.folder.glob(f"*{STAGED_SUFFIX}"):
+            pid_text = path.name.split("-", 1)[0]
+            if pid_text.isdigit() and int(pid_text) != os.getpid() and _process_alive(int(pid_text)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+        return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def open_blob_store(
+    *, blob_dir: Path, blob_store: str | None, s3_endpoint_url: str | None, work_dir: Path
+) -> BlobStore:
+    """The store the settings name: the local folder, or an S3 bucket (uploads staged under work_dir)."""
+    if blob_store is None:
+        from cfl_graph.blobs.local import LocalBlobStore
+
+        return LocalBlobStore(blob_dir)
+    from cfl_graph.blobs.s3 import S3BlobStore
+
+    bucket, _, prefix = blob_store.removeprefix("s3://").partition("/")
+    return S3BlobStore(
+        bucket=bucket, prefix=prefix, endpoint_url=s3_endpoint_url, staging=Staging(work_dir / "incoming")
+    )
