@@ -84,9 +84,12 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     if database.engine.dialect.name == "postgresql":
         async with database.engine.begin() as conn:
             await conn.execute(text(_truncate_all()))
-            # The migration seeds the audit head row; put it back as a fresh database has it.
+            # The migrations seed single rows; put them back as a fresh database has them.
             await conn.execute(
                 text(f"INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, 0, '{GENESIS_HASH}')")
+            )
+            await conn.execute(
+                text("INSERT INTO catalogue_revision (id, revision, changed_at) VALUES (1, 0, now())")
             )
     else:
         await migrate.upgrade(database.engine)

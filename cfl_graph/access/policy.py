@@ -19,6 +19,7 @@ class Action(StrEnum):
     READ_AUDIT = "read the audit trail"
     READ_DRAFTS = "read draft images"
     UPLOAD_IMAGE = "upload firmware images"
+    APPROVE_IMAGE = "approve firmware images"
     PUBLISH_IMAGE = "publish firmware images"
     WITHDRAW_IMAGE = "withdraw firmware images"
     DECLARE_COMMERCIAL = "declare versions commercial"
@@ -33,6 +34,7 @@ class Action(StrEnum):
 WRITES = frozenset(
     {
         Action.UPLOAD_IMAGE,
+        Action.APPROVE_IMAGE,
         Action.PUBLISH_IMAGE,
         Action.WITHDRAW_IMAGE,
         Action.DECLARE_COMMERCIAL,
@@ -48,12 +50,15 @@ OWN_MANUFACTURER_ONLY = frozenset(
     {
         Action.READ_DRAFTS,
         Action.UPLOAD_IMAGE,
+        Action.APPROVE_IMAGE,
         Action.PUBLISH_IMAGE,
         Action.WITHDRAW_IMAGE,
         Action.DECLARE_COMMERCIAL,
         Action.EDIT_RELEASE_NOTES,
     }
 )
+# Stands for "whichever of its own ids the bytes will name": asked before an upload's header is read.
+ANY_OWN = "*"
 _READ = frozenset({Action.READ_CATALOGUE, Action.READ_REPORTS})
 
 GRANTS: dict[Role, frozenset[Action]] = {
@@ -99,7 +104,10 @@ def _refusal(principal: Principal, action: Action, manufacturer_id: str | None) 
     if action in OWN_MANUFACTURER_ONLY:
         if manufacturer_id is None:
             raise ValueError(f"{action.name} needs the manufacturer id it acts on")
-        if manufacturer_id not in principal.manufacturer_ids:
+        if manufacturer_id == ANY_OWN:
+            if not principal.manufacturer_ids:
+                return f"no manufacturer id is registered to {principal.party_name}"
+        elif manufacturer_id not in principal.manufacturer_ids:
             return f"manufacturer id {manufacturer_id} is not registered to {principal.party_name}"
     return None
 

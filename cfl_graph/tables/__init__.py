@@ -11,6 +11,7 @@ from cfl_graph.tables.cpl import (
     CplSyncRun,
     SyncOutcome,
 )
+from cfl_graph.tables.images import CatalogueRevision, CommercialDeclaration, ImageState, LibraryImage
 
 __all__ = [
     "GENESIS_HASH",
@@ -18,11 +19,15 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "Base",
+    "CatalogueRevision",
+    "CommercialDeclaration",
     "CplCertifiedFirmware",
     "CplCurrent",
     "CplDeviceModel",
     "CplSnapshot",
     "CplSyncRun",
+    "ImageState",
+    "LibraryImage",
     "ManufacturerKey",
     "Party",
     "PartyManufacturer",

@@ -30,6 +30,8 @@ class Party(Base):
     role: Mapped[str] = mapped_column(String(16))
     # Panel parties see image bytes only when granted; other roles ignore this.
     download_granted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Manufacturers only: a draft needs a second token's approval before it can be published.
+    requires_approval: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
     disabled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 

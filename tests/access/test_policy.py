@@ -5,9 +5,12 @@ The expected table below is written by hand from DESIGN.md's access rules, not d
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from cfl_graph.access.policy import (
+    ANY_OWN,
     OWN_MANUFACTURER_ONLY,
     Action,
     Forbidden,
@@ -49,6 +52,7 @@ MATRIX: dict[Action, list[str]] = {
     Action.READ_AUDIT:          ["A",   "N",     "N",   "N",   "Y",   "Y",   "Y",   "Y"],
     Action.READ_DRAFTS:         ["A",   "N/N",   "Y/N", "Y/N", "N/N", "N/N", "N/N", "N/N"],
     Action.UPLOAD_IMAGE:        ["A",   "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
+    Action.APPROVE_IMAGE:       ["A",   "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
     Action.PUBLISH_IMAGE:       ["A",   "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
     Action.WITHDRAW_IMAGE:      ["A",   "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
     Action.DECLARE_COMMERCIAL:  ["A",   "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
@@ -100,3 +104,12 @@ def test_refusals_say_why() -> None:
         authorise(PRINCIPALS["manufacturer read-only"], Action.UPLOAD_IMAGE, manufacturer_id=OWN)
     with pytest.raises(Forbidden, match="the supplier role does not include it"):
         authorise(PRINCIPALS["supplier"], Action.READ_AUDIT)
+
+
+def test_any_own_manufacturer_id_is_asked_before_an_upload_header_is_read() -> None:
+    assert authorise(PRINCIPALS["manufacturer"], Action.UPLOAD_IMAGE, manufacturer_id=ANY_OWN)
+    with pytest.raises(Forbidden, match="the supplier role does not include it"):
+        authorise(PRINCIPALS["supplier"], Action.UPLOAD_IMAGE, manufacturer_id=ANY_OWN)
+    bare = dataclasses.replace(PRINCIPALS["manufacturer"], manufacturer_ids=frozenset())
+    with pytest.raises(Forbidden, match="no manufacturer id is registered to"):
+        authorise(bare, Action.UPLOAD_IMAGE, manufacturer_id=ANY_OWN)

@@ -1,0 +1,126 @@
+"""The library's own records: firmware images, commercial declarations, and the catalogue's revision.
+
+One image per (device model, firmware version), ever: the unique key holds drafts too, so a second
+upload for a version waits until its draft is published or discarded. A published image's row is never
+deleted and its bytes never change; withdrawal only adds when, by whom and why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cfl_graph.tables.base import Base, UtcDateTime, utc_now
+from cfl_graph.tables.cpl import HEX4, HEX8, SHA256
+
+
+class ImageState(StrEnum):
+    DRAFT = "draft"  # uploaded; seen by its manufacturer only
+    PUBLISHED = "published"  # served to every party that may download
+    WITHDRAWN = "withdrawn"  # still listed, with the reason; no longer served
+
+
+class LibraryImage(Base):
+    __tablename__ = "library_images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    manufacturer_id: Mapped[str] = mapped_column(HEX4)
+    model_id: Mapped[str] = mapped_column(HEX4)
+    hardware_version: Mapped[str] = mapped_column(HEX4)
+    firmware_version: Mapped[str] = mapped_column(HEX8)
+    state: Mapped[str] = mapped_column(String(16), default=ImageState.DRAFT.value)
+
+    # What the bytes are (docs/firmware-image-format.md says which bytes each digest covers).
+    size: Mapped[int] = mapped_column(BigInteger)
+    file_sha256: Mapped[str] = mapped_column(SHA256, index=True)
+    manufacturer_image_sha256: Mapped[str] = mapped_column(SHA256)
+    signed_sha256: Mapped[str] = mapped_column(SHA256)
+    manufacturer_image_offset: Mapped[int] = mapped_column(Integer)
+    manufacturer_image_length: Mapped[int] = mapped_column(BigInteger)
+    image_type: Mapped[int] = mapped_column(Integer)
+    dcc_file_name: Mapped[str] = mapped_column(String(18))
+    header: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    # The last check against the current CPL, the key registry and the declarations.
+    problems: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    checked_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    checked_snapshot_id: Mapped[int | None] = mapped_column(Integer)
+    signature_key_id: Mapped[str | None] = mapped_column(String(64))
+
+    release_notes_markdown: Mapped[str | None] = mapped_column(Text)
+    release_notes_html: Mapped[str | None] = mapped_column(Text)
+    release_notes_text: Mapped[str | None] = mapped_column(Text)
+
+    uploaded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    uploaded_by_party_id: Mapped[int] = mapped_column(ForeignKey("parties.id"))
+    uploaded_by_token: Mapped[str | None] = mapped_column(String(16))
+    approved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    approved_by_token: Mapped[str | None] = mapped_column(String(16))
+    published_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    published_by: Mapped[str | None] = mapped_column(Text)
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    withdrawn_by: Mapped[str | None] = mapped_column(Text)
+    withdrawal_reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "manufacturer_id",
+            "model_id",
+            "hardware_version",
+            "firmware_version",
+            name="uq_library_images_version",
+        ),
+        Index("ix_library_images_state_published_at", "state", "published_at"),
+        Index("ix_library_images_manufacturer_state", "manufacturer_id", "state"),
+        CheckConstraint("state IN (" + ", ".join(f"'{s.value}'" for s in ImageState) + ")", name="state"),
+        CheckConstraint(
+            "(state = 'draft') = (published_at IS NULL)", name="published_at_unless_draft"
+        ),
+        CheckConstraint(
+            "(state = 'withdrawn') = (withdrawn_at IS NOT NULL AND withdrawal_reason IS NOT NULL)",
+            name="withdrawal_complete",
+        ),
+    )
+
+
+class CommercialDeclaration(Base):
+    """A certified version its manufacturer declares commercial (R2): listed as such, never served."""
+
+    __tablename__ = "commercial_declarations"
+
+    manufacturer_id: Mapped[str] = mapped_column(HEX4, primary_key=True)
+    model_id: Mapped[str] = mapped_column(HEX4, primary_key=True)
+    hardware_version: Mapped[str] = mapped_column(HEX4, primary_key=True)
+    firmware_version: Mapped[str] = mapped_column(HEX8, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    declared_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    declared_by: Mapped[str] = mapped_column(Text)
+    declared_by_party_id: Mapped[int] = mapped_column(ForeignKey("parties.id"))
+
+
+class CatalogueRevision(Base):
+    """One row counting changes to what the library serves (publish, withdraw, declare).
+
+    The signed catalogue's version and the response cache's key both come from it."""
+
+    __tablename__ = "catalogue_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
