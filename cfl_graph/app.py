@@ -20,11 +20,14 @@ from strawberry.asgi import GraphQL
 
 from cfl_graph import migrate
 from cfl_graph.access.middleware import AuthenticationMiddleware, SecurityHeadersMiddleware, principal_of
+from cfl_graph.blobs import BlobStore, open_blob_store
 from cfl_graph.database import Database
+from cfl_graph.images.library import ImageLibrary
 from cfl_graph.limits import BodySizeLimitMiddleware, RateLimitMiddleware
 from cfl_graph.scheduler import run_scheduled_sync
 from cfl_graph.settings import Settings
 from cfl_graph.views.audit import audit_events
+from cfl_graph.views.images import image_routes
 from cfl_graph.views.pages import page_routes
 from loaders import Loaders
 from schema import build_schema
@@ -55,8 +58,25 @@ class _GraphQL(GraphQL[Context, None]):
         return Context(principal=principal_of(request.scope), loaders=Loaders.for_request(self._db.sessions))
 
 
-def create_app(settings: Settings, *, demo: bool = False, db: Database | None = None) -> Starlette:
+# Room for the multipart envelope and release notes around an image of the largest size.
+UPLOAD_ENVELOPE_BYTES = 1024 * 1024
+
+
+def blob_store_for(settings: Settings) -> BlobStore:
+    return open_blob_store(
+        blob_dir=settings.blob_dir,
+        blob_store=settings.blob_store,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        work_dir=settings.work_dir,
+    )
+
+
+def create_app(
+    settings: Settings, *, demo: bool = False, db: Database | None = None, store: BlobStore | None = None
+) -> Starlette:
     database = db or Database.connect(settings.database_url)
+    blobs = store or blob_store_for(settings)
+    library = ImageLibrary(database.sessions, blobs, max_image_bytes=settings.max_image_bytes)
 
     async def healthz(request: Request) -> Response:
         try:
@@ -77,6 +97,8 @@ def create_app(settings: Settings, *, demo: bool = False, db: Database | None = 
         elif pending := await migrate.pending(database.engine):
             raise SchemaNotCurrent(pending)
         settings.blob_dir.mkdir(parents=True, exist_ok=True)
+        if abandoned := blobs.staging.clean_abandoned():
+            log.warning("removed %d upload(s) a stopped worker left unfinished", len(abandoned))
         scheduler: asyncio.Task[None] | None = None
         if settings.cpl_source and settings.cpl_sync_interval > 0:
             scheduler = asyncio.create_task(run_scheduled_sync(settings, database), name="cpl-sync")
@@ -87,6 +109,8 @@ def create_app(settings: Settings, *, demo: bool = False, db: Database | None = 
                 scheduler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await scheduler
+            if store is None:
+                await blobs.close()
             if db is None:
                 await database.dispose()
 
@@ -98,6 +122,7 @@ def create_app(settings: Settings, *, demo: bool = False, db: Database | None = 
             methods=["GET", "POST"],
         ),
         Route("/api/v1/audit/events", audit_events(database.sessions), methods=["GET"]),
+        *image_routes(library),
         *page_routes(database.sessions),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
@@ -108,8 +133,14 @@ def create_app(settings: Settings, *, demo: bool = False, db: Database | None = 
         Middleware(
             RateLimitMiddleware, per_minute=settings.rate_limit_per_minute * ADDRESS_FACTOR, by_address=True
         ),
-        Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes),
+        Middleware(
+            BodySizeLimitMiddleware,
+            max_bytes=settings.max_request_bytes,
+            per_path={("POST", "/api/v1/images"): settings.max_image_bytes + UPLOAD_ENVELOPE_BYTES},
+        ),
         Middleware(AuthenticationMiddleware, sessions=database.sessions),
         Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute),
     ]
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.library = library
+    return app

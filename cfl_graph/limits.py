@@ -11,6 +11,7 @@ import json
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from starlette.datastructures import Headers
@@ -35,17 +36,22 @@ class BodySizeLimitMiddleware:
     """Refuse bodies over `max_bytes`: at once when Content-Length says so, else as soon as the stream
     passes the limit, before the handler has seen the excess."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, per_path: Mapping[tuple[str, str], int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # (method, path) -> its own limit: firmware uploads are far larger than any other request.
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.per_path.get((scope["method"], scope["path"]), self.max_bytes)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _answer(send, 413, f"the request body is larger than the {self.max_bytes:,}-byte limit")
+        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+            await _answer(send, 413, f"the request body is larger than the {max_bytes:,}-byte limit")
             return
         received = 0
         refused = False
@@ -57,12 +63,10 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     # Answer now and tell the handler the client went away, whatever it does with errors.
                     refused = True
-                    await _answer(
-                        send, 413, f"the request body is larger than the {self.max_bytes:,}-byte limit"
-                    )
+                    await _answer(send, 413, f"the request body is larger than the {max_bytes:,}-byte limit")
                     return {"type": "http.disconnect"}
             return message
 

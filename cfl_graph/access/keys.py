@@ -123,3 +123,17 @@ async def active_keys(session: AsyncSession, manufacturer_id: str) -> list[Ellip
         ManufacturerKey.manufacturer_id == manufacturer_id, ManufacturerKey.revoked_at.is_(None)
     )
     return [load_p256_public_key(pem.encode()) for pem in (await session.execute(query)).scalars()]
+
+
+async def active_keys_with_ids(
+    session: AsyncSession, manufacturer_id: str
+) -> list[tuple[str, EllipticCurvePublicKey]]:
+    """`active_keys` with each key's id (fingerprint), so a check can record which key verified."""
+    query = (
+        select(ManufacturerKey.key_id, ManufacturerKey.public_key_pem)
+        .where(ManufacturerKey.manufacturer_id == manufacturer_id, ManufacturerKey.revoked_at.is_(None))
+        .order_by(ManufacturerKey.id)
+    )
+    return [
+        (key_id, load_p256_public_key(pem.encode())) for key_id, pem in (await session.execute(query)).all()
+    ]

@@ -7,6 +7,8 @@ is private unless made public here.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 from collections.abc import Iterable
@@ -107,6 +109,27 @@ async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
     return body, replay
 
 
+FEED_REALM = "cfl-graph"
+
+
+def _presented_token(authorization: str) -> str | None:
+    """The token in `Bearer <token>`, or the password in `Basic base64(user:token)` (feed readers)."""
+    scheme, _, value = authorization.partition(" ")
+    value = value.strip()
+    if not value:
+        return None
+    if scheme.lower() == "bearer":
+        return value
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        _, colon, password = decoded.partition(":")
+        return password if colon and password else None
+    return None
+
+
 class AuthenticationMiddleware:
     """Who is asking: a bearer token, or a web session cookie (then unsafe requests need its CSRF token)."""
 
@@ -128,8 +151,8 @@ class AuthenticationMiddleware:
         headers = Headers(scope=scope)
         authorization = headers.get("authorization")
         if authorization is not None:
-            scheme, _, presented = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not presented.strip():
+            presented = _presented_token(authorization)
+            if presented is None:
                 await _refuse(
                     send, 401, "use `Authorization: Bearer <token>`", 'Bearer error="invalid_request"'
                 )
@@ -155,7 +178,9 @@ class AuthenticationMiddleware:
             if _wants_page(scope, headers):
                 await _redirect(send, "/login?" + urlencode({"next": scope["path"]}))
             else:
-                await _refuse(send, 401, "sign in first: send `Authorization: Bearer <token>`", "Bearer")
+                # Feed readers know Basic authentication (the token as password), not bearer tokens.
+                challenge = f'Basic realm="{FEED_REALM}"' if scope["path"].startswith("/feeds/") else "Bearer"
+                await _refuse(send, 401, "sign in first: send `Authorization: Bearer <token>`", challenge)
             return
         if active is not None and scope["method"] not in SAFE_METHODS:
             refusal, receive = await self._csrf_refusal(scope, headers, receive, active.csrf_token)

@@ -537,16 +537,25 @@ def verify_signature(parsed: ParsedImage, public_keys: Sequence[EllipticCurvePub
     Raw ECDSA, as a meter checks it: a high-s signature (s > n/2) is accepted, since its low-s twin
     (n - s) is equally valid and a meter takes either. Keys on curves other than P-256 never verify.
     """
-    r = int.from_bytes(parsed.signature[:32], "big")
-    s = int.from_bytes(parsed.signature[32:], "big")
-    signature = encode_dss_signature(r, s)
-    digest = bytes.fromhex(parsed.signed_sha256)
+    return verify_raw_signature(parsed.signature, parsed.signed_sha256, public_keys)
+
+
+def verify_raw_signature(
+    signature: bytes, signed_sha256: str, public_keys: Sequence[EllipticCurvePublicKey]
+) -> int | None:
+    """`verify_signature` from a stored record: the raw r‖s and the SHA-256 of the signed bytes."""
+    if len(signature) != SIGNATURE_LENGTH:
+        return None
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:], "big")
+    encoded = encode_dss_signature(r, s)
+    digest = bytes.fromhex(signed_sha256)
     algorithm = ECDSA(Prehashed(SHA256()))
     for index, key in enumerate(public_keys):
         if not isinstance(key.curve, SECP256R1):
             continue
         try:
-            key.verify(signature, digest, algorithm)
+            key.verify(encoded, digest, algorithm)
         except InvalidSignature:
             continue
         return index

@@ -49,6 +49,7 @@ class LibraryImage(Base):
     file_sha256: Mapped[str] = mapped_column(SHA256, index=True)
     manufacturer_image_sha256: Mapped[str] = mapped_column(SHA256)
     signed_sha256: Mapped[str] = mapped_column(SHA256)
+    signature: Mapped[str] = mapped_column(String(128))  # raw r‖s, hex: re-checked when keys change
     manufacturer_image_offset: Mapped[int] = mapped_column(Integer)
     manufacturer_image_length: Mapped[int] = mapped_column(BigInteger)
     image_type: Mapped[int] = mapped_column(Integer)
@@ -87,9 +88,7 @@ class LibraryImage(Base):
         Index("ix_library_images_state_published_at", "state", "published_at"),
         Index("ix_library_images_manufacturer_state", "manufacturer_id", "state"),
         CheckConstraint("state IN (" + ", ".join(f"'{s.value}'" for s in ImageState) + ")", name="state"),
-        CheckConstraint(
-            "(state = 'draft') = (published_at IS NULL)", name="published_at_unless_draft"
-        ),
+        CheckConstraint("(state = 'draft') = (published_at IS NULL)", name="published_at_unless_draft"),
         CheckConstraint(
             "(state = 'withdrawn') = (withdrawn_at IS NOT NULL AND withdrawal_reason IS NOT NULL)",
             name="withdrawal_complete",

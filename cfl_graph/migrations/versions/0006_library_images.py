@@ -65,6 +65,7 @@ def upgrade() -> None:
         sa.Column("file_sha256", sa.String(length=64), nullable=False),
         sa.Column("manufacturer_image_sha256", sa.String(length=64), nullable=False),
         sa.Column("signed_sha256", sa.String(length=64), nullable=False),
+        sa.Column("signature", sa.String(length=128), nullable=False),
         sa.Column("manufacturer_image_offset", sa.Integer(), nullable=False),
         sa.Column("manufacturer_image_length", sa.BigInteger(), nullable=False),
         sa.Column("image_type", sa.Integer(), nullable=False),
@@ -88,7 +89,8 @@ def upgrade() -> None:
         sa.Column("withdrawn_by", sa.Text(), nullable=True),
         sa.Column("withdrawal_reason", sa.Text(), nullable=True),
         sa.CheckConstraint(
-            "(state = 'draft') = (published_at IS NULL)", name=op.f("ck_library_images_published_at_unless_draft")
+            "(state = 'draft') = (published_at IS NULL)",
+            name=op.f("ck_library_images_published_at_unless_draft"),
         ),
         sa.CheckConstraint(
             "(state = 'withdrawn') = (withdrawn_at IS NOT NULL AND withdrawal_reason IS NOT NULL)",

@@ -1,0 +1,650 @@
+"""The image lifecycle: accept an upload, approve, publish, withdraw, declare commercial, edit notes, discard.
+
+Every door (the HTTP endpoints, GraphQL mutations, the CLI, the web pages) calls these methods; each one
+asks the policy, checks its input, changes state in one transaction with its audit event, and on any
+refusal raises a `LibraryError` having changed nothing.
+
+Order of an upload, so that a crash at any point loses nothing and leaves nothing half-made: the bytes are
+staged and hashed; cheap refusals come first; the blob is put in place whole; then one transaction writes
+the record and its audit event. A crash before that commit leaves at most an unreferenced blob, which
+`cfl-graph verify` lists, never a record without its bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cfl_graph import identifiers as ids
+from cfl_graph.access.policy import ANY_OWN, Action, authorise
+from cfl_graph.access.policy import allowed as policy_allows
+from cfl_graph.access.principal import Principal
+from cfl_graph.audit import Actor, record
+from cfl_graph.blobs import BlobStore
+from cfl_graph.images.checks import (
+    CheckResult,
+    ImageFacts,
+    VersionKey,
+    candidate_models,
+    certified_version,
+    check_image,
+)
+from cfl_graph.images.errors import (
+    ImageGone,
+    ImageNotFound,
+    InvalidInput,
+    LibraryError,
+    LibraryProblem,
+    Problem,
+    UploadRefused,
+)
+from cfl_graph.images.notes import ReleaseNotes, ReleaseNotesRejected, render_release_notes
+from cfl_graph.images.ota import OtaHeader, ParsedImage
+from cfl_graph.images.receive import Received, Receiver
+from cfl_graph.tables import (
+    AuditEvent,
+    CatalogueRevision,
+    CommercialDeclaration,
+    ImageState,
+    LibraryImage,
+    Party,
+)
+from cfl_graph.tables.base import utc_now
+
+log = logging.getLogger(__name__)
+
+MIN_REASON_CHARACTERS = 10
+MAX_REASON_CHARACTERS = 2000
+
+
+@dataclass(frozen=True)
+class UploadFields:
+    """What an uploader may say beside the bytes; the device model is found from the CPL if not given."""
+
+    model_id: str | None = None
+    hardware_version: str | None = None
+    release_notes: str | None = None
+
+
+def header_json(header: OtaHeader) -> dict[str, Any]:
+    return {
+        "headerVersion": f"{header.header_version:04X}",
+        "headerLength": header.header_length,
+        "fieldControl": f"{header.field_control:04X}",
+        "manufacturerCode": header.manufacturer_code,
+        "imageType": f"{header.image_type:04X}",
+        "fileVersion": header.file_version,
+        "zigbeeStackVersion": f"{header.zigbee_stack_version:04X}",
+        "headerString": header.header_string,
+        "totalImageSize": header.total_image_size,
+        "securityCredentialVersion": header.security_credential_version,
+        "upgradeFileDestination": header.upgrade_file_destination_eui64,
+        "minimumHardwareVersion": header.minimum_hardware_version,
+        "maximumHardwareVersion": header.maximum_hardware_version,
+    }
+
+
+def download_name(image: LibraryImage) -> str:
+    """`MMMM-TTTT-VVVVVVVV-<sha256>.zigbee`: the DCC's name for the image, made unique by its digest."""
+    return f"{image.dcc_file_name}-{image.file_sha256}.zigbee"
+
+
+def _facts(image: LibraryImage) -> ImageFacts:
+    return ImageFacts(
+        manufacturer_image_sha256=image.manufacturer_image_sha256,
+        signed_sha256=image.signed_sha256,
+        signature=bytes.fromhex(image.signature),
+        minimum_hardware_version=image.header.get("minimumHardwareVersion"),
+        maximum_hardware_version=image.header.get("maximumHardwareVersion"),
+    )
+
+
+def _parsed_facts(parsed: ParsedImage) -> ImageFacts:
+    return ImageFacts(
+        manufacturer_image_sha256=parsed.manufacturer_image_sha256,
+        signed_sha256=parsed.signed_sha256,
+        signature=parsed.signature,
+        minimum_hardware_version=parsed.header.minimum_hardware_version,
+        maximum_hardware_version=parsed.header.maximum_hardware_version,
+    )
+
+
+def _apply_check(image: LibraryImage, result: CheckResult) -> None:
+    image.problems = [p.as_json() for p in result.problems]
+    image.checked_at = utc_now()
+    image.checked_snapshot_id = result.snapshot_id
+    image.signature_key_id = result.signature_key_id
+
+
+def _notes(markdown: str) -> ReleaseNotes:
+    try:
+        return render_release_notes(markdown)
+    except ReleaseNotesRejected as rejected:
+        problems = [Problem(LibraryProblem.RELEASE_NOTES_INVALID, reason) for reason in rejected.problems]
+        raise InvalidInput(f"the release notes were not accepted: {rejected}", problems) from rejected
+
+
+def _reason(text: str, what: str) -> str:
+    reason = " ".join(text.split())
+    if not MIN_REASON_CHARACTERS <= len(reason) <= MAX_REASON_CHARACTERS:
+        raise InvalidInput(
+            f"the {what} must be {MIN_REASON_CHARACTERS}–{MAX_REASON_CHARACTERS} characters; "
+            f"it is {len(reason)}",
+            [Problem(LibraryProblem.BAD_FIELD, f"{what}: {len(reason)} characters")],
+        )
+    return reason
+
+
+def _hex_field(value: str | None, normalise: Any, field: str) -> str | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return str(normalise(value.strip()))
+    except ids.InvalidValue as exc:
+        raise UploadRefused(422, [Problem(LibraryProblem.BAD_FIELD, f"{field}: {exc}")]) from exc
+
+
+async def _bump_revision(session: AsyncSession) -> None:
+    await session.execute(
+        update(CatalogueRevision)
+        .where(CatalogueRevision.id == 1)
+        .values(revision=CatalogueRevision.revision + 1, changed_at=utc_now())
+    )
+
+
+def _subject(image: LibraryImage) -> str:
+    return f"image {image.id} ({image.dcc_file_name}, {VersionKey.of(image)})"
+
+
+class ImageLibrary:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], store: BlobStore, *, max_image_bytes: int):
+        self.sessions = sessions
+        self.store = store
+        self.max_image_bytes = max_image_bytes
+
+    # --- reading -------------------------------------------------------------------------------
+
+    @staticmethod
+    def may_see(principal: Principal | None, image: LibraryImage) -> bool:
+        """Drafts are their manufacturer's alone; published and withdrawn images are in the catalogue."""
+        if image.state == ImageState.DRAFT:
+            return policy_allows(principal, Action.READ_DRAFTS, manufacturer_id=image.manufacturer_id)
+        return policy_allows(principal, Action.READ_CATALOGUE)
+
+    async def _visible(
+        self, session: AsyncSession, principal: Principal | None, image_id: int
+    ) -> LibraryImage:
+        authorise(principal, Action.READ_CATALOGUE)
+        image = await session.get(LibraryImage, image_id, with_for_update=True)
+        if image is None or not self.may_see(principal, image):
+            raise ImageNotFound(image_id)
+        return image
+
+    async def get(self, principal: Principal | None, image_id: int) -> LibraryImage:
+        async with self.sessions() as session:
+            authorise(principal, Action.READ_CATALOGUE)
+            image = await session.get(LibraryImage, image_id)
+            if image is None or not self.may_see(principal, image):
+                raise ImageNotFound(image_id)
+            return image
+
+    # --- upload --------------------------------------------------------------------------------
+
+    def receiver(self, principal: Principal | None) -> Receiver:
+        """Ask before any byte is read whether this caller may upload at all."""
+        authorise(principal, Action.UPLOAD_IMAGE, manufacturer_id=ANY_OWN)
+        return Receiver(self.store.staging, self.max_image_bytes)
+
+    async def accept(
+        self, principal: Principal | None, received: Received, fields: UploadFields
+    ) -> LibraryImage:
+        """Check a received upload and keep it as a draft (with any problems still to fix), or refuse it."""
+        try:
+            return await self._accept(principal, received, fields)
+        finally:
+            received.discard()
+
+    async def _accept(
+        self, principal: Principal | None, received: Received, fields: UploadFields
+    ) -> LibraryImage:
+        parsed = received.parsed
+        header = parsed.header
+        manufacturer = header.manufacturer_code
+        principal = authorise(principal, Action.UPLOAD_IMAGE, manufacturer_id=ANY_OWN)
+        if manufacturer not in principal.manufacturer_ids:
+            own = ", ".join(sorted(principal.manufacturer_ids))
+            raise UploadRefused(
+                403,
+                [
+                    Problem(
+                        LibraryProblem.MANUFACTURER_NOT_YOURS,
+                        f"the OTA header's manufacturer code is {manufacturer}; "
+                        f"{principal.party_name} uploads for {own} only",
+                    )
+                ],
+            )
+        authorise(principal, Action.UPLOAD_IMAGE, manufacturer_id=manufacturer)
+        model_id = _hex_field(fields.model_id, ids.model_id, "modelId")
+        hardware_version = _hex_field(fields.hardware_version, ids.hardware_version, "hardwareVersion")
+        if (model_id is None) != (hardware_version is None):
+            raise UploadRefused(
+                422,
+                [Problem(LibraryProblem.BAD_FIELD, "give both modelId and hardwareVersion, or neither")],
+            )
+        notes = None
+        if fields.release_notes is not None and fields.release_notes.strip():
+            try:
+                notes = render_release_notes(fields.release_notes)
+            except ReleaseNotesRejected as rejected:
+                raise UploadRefused(
+                    422, [Problem(LibraryProblem.RELEASE_NOTES_INVALID, r) for r in rejected.problems]
+                ) from rejected
+
+        async with self.sessions() as session:
+            key = await self._version_key(session, parsed, model_id, hardware_version)
+            await self._refuse_duplicate(session, key)
+
+        is_new_blob = await self.store.put(received.path, parsed.file_sha256, parsed.total_length)
+        try:
+            async with self.sessions.begin() as session:
+                result = await check_image(
+                    session, key, _parsed_facts(parsed), has_release_notes=notes is not None
+                )
+                image = LibraryImage(
+                    manufacturer_id=key.manufacturer_id,
+                    model_id=key.model_id,
+                    hardware_version=key.hardware_version,
+                    firmware_version=key.firmware_version,
+                    state=ImageState.DRAFT.value,
+                    size=parsed.total_length,
+                    file_sha256=parsed.file_sha256,
+                    manufacturer_image_sha256=parsed.manufacturer_image_sha256,
+                    signed_sha256=parsed.signed_sha256,
+                    signature=parsed.signature.hex(),
+                    manufacturer_image_offset=parsed.manufacturer_image_offset,
+                    manufacturer_image_length=parsed.manufacturer_image_length,
+                    image_type=header.image_type,
+                    dcc_file_name=header.dcc_file_name,
+                    header=header_json(header),
+                    release_notes_markdown=None if notes is None else notes.markdown,
+                    release_notes_html=None if notes is None else notes.html,
+                    release_notes_text=None if notes is None else notes.text,
+                    uploaded_at=utc_now(),
+                    uploaded_by_party_id=principal.party_id,
+                    uploaded_by_token=principal.token_public_id,
+                )
+                _apply_check(image, result)
+                session.add(image)
+                await session.flush()
+                await record(
+                    session,
+                    Actor.of(principal),
+                    "image.uploaded",
+                    _subject(image),
+                    {
+                        "image_id": image.id,
+                        "file_sha256": image.file_sha256,
+                        "manufacturer_image_sha256": image.manufacturer_image_sha256,
+                        "size": image.size,
+                        "problems": [p["problem"] for p in image.problems],
+                    },
+                )
+        except IntegrityError as exc:
+            await self._forget_blob(parsed.file_sha256, is_new_blob)
+            raise UploadRefused(
+                409,
+                [Problem(LibraryProblem.ALREADY_IN_LIBRARY, f"an image for {key} was stored a moment ago")],
+            ) from exc
+        except BaseException:
+            await self._forget_blob(parsed.file_sha256, is_new_blob)
+            raise
+        log.info("image %s uploaded by %s: %s", image.id, principal.party_name, image.dcc_file_name)
+        return image
+
+    async def _version_key(
+        self, session: AsyncSession, parsed: ParsedImage, model_id: str | None, hardware_version: str | None
+    ) -> VersionKey:
+        header = parsed.header
+        if model_id is not None and hardware_version is not None:
+            return VersionKey(header.manufacturer_code, model_id, hardware_version, header.file_version)
+        candidates = await candidate_models(
+            session, header.manufacturer_code, header.file_version, parsed.manufacturer_image_sha256
+        )
+        if not candidates:
+            raise UploadRefused(
+                422,
+                [
+                    Problem(
+                        LibraryProblem.MODEL_UNKNOWN,
+                        f"the current CPL certifies firmware {header.file_version} for no device model of "
+                        f"manufacturer {header.manufacturer_code}; say which model it is for with modelId "
+                        "and hardwareVersion",
+                    )
+                ],
+            )
+        if len(candidates) > 1:
+            listed = ", ".join(f"model {m} hardware {h}" for m, h in candidates)
+            raise UploadRefused(
+                422,
+                [
+                    Problem(
+                        LibraryProblem.MODEL_AMBIGUOUS,
+                        f"the current CPL certifies firmware {header.file_version} for {listed}; say which "
+                        "with modelId and hardwareVersion",
+                    )
+                ],
+            )
+        (model, hardware) = candidates[0]
+        return VersionKey(header.manufacturer_code, model, hardware, header.file_version)
+
+    @staticmethod
+    async def _refuse_duplicate(session: AsyncSession, key: VersionKey) -> None:
+        existing = (
+            await session.execute(
+                select(LibraryImage.id, LibraryImage.state).where(
+                    LibraryImage.manufacturer_id == key.manufacturer_id,
+                    LibraryImage.model_id == key.model_id,
+                    LibraryImage.hardware_version == key.hardware_version,
+                    LibraryImage.firmware_version == key.firmware_version,
+                )
+            )
+        ).first()
+        if existing is not None:
+            image_id, state = existing
+            advice = "discard the draft first" if state == ImageState.DRAFT else "one image per version, ever"
+            raise UploadRefused(
+                409,
+                [
+                    Problem(
+                        LibraryProblem.ALREADY_IN_LIBRARY,
+                        f"the library already holds image {image_id} ({state}) for {key}; {advice}",
+                    )
+                ],
+            )
+
+    async def _forget_blob(self, sha256: str, is_new_blob: bool) -> None:
+        """Remove a blob this request added if no record refers to it (the record's write failed)."""
+        if not is_new_blob:
+            return
+        async with self.sessions() as session:
+            users = await session.scalar(
+                select(func.count()).select_from(LibraryImage).where(LibraryImage.file_sha256 == sha256)
+            )
+        if not users:
+            await self.store.delete(ids.Sha256Hex(sha256))
+
+    # --- state changes -------------------------------------------------------------------------
+
+    async def recheck(self, principal: Principal | None, image_id: int) -> LibraryImage:
+        """Check a draft again (after a CPL sync, a key registration or new notes) and keep the result."""
+        async with self.sessions.begin() as session:
+            image = await self._visible(session, principal, image_id)
+            principal = authorise(principal, Action.READ_DRAFTS, manufacturer_id=image.manufacturer_id)
+            self._require_state(image, ImageState.DRAFT, "checked again")
+            _apply_check(image, await self._check(session, image))
+            return image
+
+    async def approve(self, principal: Principal | None, image_id: int) -> LibraryImage:
+        async with self.sessions.begin() as session:
+            image = await self._visible(session, principal, image_id)
+            principal = authorise(principal, Action.APPROVE_IMAGE, manufacturer_id=image.manufacturer_id)
+            self._require_state(image, ImageState.DRAFT, "approved")
+            if image.approved_at is not None:
+                raise LibraryError(
+                    f"image {image.id} was already approved on {image.approved_at:%Y-%m-%d %H:%M}"
+                )
+            if principal.token_public_id is not None and principal.token_public_id == image.uploaded_by_token:
+                raise LibraryError(
+                    f"image {image.id} was uploaded with this token; a second person approves it with "
+                    "another token of the same manufacturer (four-eyes)"
+                )
+            await self._require_no_problems(session, image, "approved")
+            image.approved_at = utc_now()
+            image.approved_by_token = principal.token_public_id
+            await record(
+                session, Actor.of(principal), "image.approved", _subject(image), {"image_id": image.id}
+            )
+            return image
+
+    async def publish(self, principal: Principal | None, image_id: int) -> LibraryImage:
+        async with self.sessions.begin() as session:
+            image = await self._visible(session, principal, image_id)
+            principal = authorise(principal, Action.PUBLISH_IMAGE, manufacturer_id=image.manufacturer_id)
+            self._require_state(image, ImageState.DRAFT, "published")
+            await self._require_no_problems(session, image, "published")
+            uploader = await session.get(Party, image.uploaded_by_party_id)
+            if uploader is not None and uploader.requires_approval and image.approved_at is None:
+                raise LibraryError(
+                    f"{uploader.name} publishes only approved images: image {image.id} needs approval by "
+                    "a second token first (approveImage)"
+                )
+            image.state = ImageState.PUBLISHED.value
+            image.published_at = utc_now()
+            image.published_by = principal.party_name
+            await _bump_revision(session)
+            await record(
+                session,
+                Actor.of(principal),
+                "image.published",
+                _subject(image),
+                {
+                    "image_id": image.id,
+                    "file_sha256": image.file_sha256,
+                    "signature_key_id": image.signature_key_id,
+                },
+            )
+            return image
+
+    async def withdraw(self, principal: Principal | None, image_id: int, reason: str) -> LibraryImage:
+        async with self.sessions.begin() as session:
+            image = await self._visible(session, principal, image_id)
+            principal = authorise(principal, Action.WITHDRAW_IMAGE, manufacturer_id=image.manufacturer_id)
+            self._require_state(image, ImageState.PUBLISHED, "withdrawn")
+            image.withdrawal_reason = _reason(reason, "withdrawal reason")
+            image.state = ImageState.WITHDRAWN.value
+            image.withdrawn_at = utc_now()
+            image.withdrawn_by = principal.party_name
+            await _bump_revision(session)
+            await record(
+                session,
+                Actor.of(principal),
+                "image.withdrawn",
+                _subject(image),
+                {"image_id": image.id, "reason": image.withdrawal_reason},
+            )
+            return image
+
+    async def update_release_notes(
+        self, principal: Principal | None, image_id: int, markdown: str
+    ) -> LibraryImage:
+        notes = _notes(markdown)
+        async with self.sessions.begin() as session:
+            image = await self._visible(session, principal, image_id)
+            principal = authorise(principal, Action.EDIT_RELEASE_NOTES, manufacturer_id=image.manufacturer_id)
+            self._require_state(image, ImageState.DRAFT, "given new release notes")
+            image.release_notes_markdown = notes.markdown
+            image.release_notes_html = notes.html
+            image.release_notes_text = notes.text
+            _apply_check(image, await self._check(session, image))
+            await record(
+                session,
+                Actor.of(principal),
+                "image.notes_updated",
+                _subject(image),
+                {"image_id": image.id, "notes_sha256": hashlib.sha256(notes.markdown.encode()).hexdigest()},
+            )
+            return image
+
+    async def discard(self, principal: Principal | None, image_id: int) -> None:
+        """Delete a draft (a published image never is); its bytes go unless another record has them."""
+        async with self.sessions.begin() as session:
+            image = await self._visible(session, principal, image_id)
+            principal = authorise(principal, Action.UPLOAD_IMAGE, manufacturer_id=image.manufacturer_id)
+            self._require_state(image, ImageState.DRAFT, "discarded")
+            sha256 = image.file_sha256
+            await record(
+                session,
+                Actor.of(principal),
+                "image.discarded",
+                _subject(image),
+                {"image_id": image.id, "file_sha256": sha256},
+            )
+            await session.delete(image)
+        await self._forget_blob(sha256, True)
+
+    async def declare_commercial(
+        self, principal: Principal | None, key: VersionKey, reason: str
+    ) -> CommercialDeclaration:
+        key = _normalised_key(key)
+        principal = authorise(principal, Action.DECLARE_COMMERCIAL, manufacturer_id=key.manufacturer_id)
+        why = _reason(reason, "reason")
+        async with self.sessions.begin() as session:
+            if await certified_version(session, key) is None:
+                raise InvalidInput(
+                    f"{key} is not on the current CPL; only certified versions can be declared commercial",
+                    [Problem(LibraryProblem.NOT_ON_CPL, str(key))],
+                )
+            pk = (key.manufacturer_id, key.model_id, key.hardware_version, key.firmware_version)
+            if await session.get(CommercialDeclaration, pk) is not None:
+                raise LibraryError(f"{key} is already declared commercial")
+            image = (
+                await session.execute(
+                    select(LibraryImage).where(
+                        LibraryImage.manufacturer_id == key.manufacturer_id,
+                        LibraryImage.model_id == key.model_id,
+                        LibraryImage.hardware_version == key.hardware_version,
+                        LibraryImage.firmware_version == key.firmware_version,
+                        LibraryImage.state == ImageState.PUBLISHED.value,
+                    )
+                )
+            ).scalar_one_or_none()
+            if image is not None:
+                raise LibraryError(
+                    f"image {image.id} is published for {key}; withdraw it before declaring the version "
+                    "commercial"
+                )
+            declaration = CommercialDeclaration(
+                manufacturer_id=key.manufacturer_id,
+                model_id=key.model_id,
+                hardware_version=key.hardware_version,
+                firmware_version=key.firmware_version,
+                reason=why,
+                declared_at=utc_now(),
+                declared_by=principal.party_name,
+                declared_by_party_id=principal.party_id,
+            )
+            session.add(declaration)
+            await _bump_revision(session)
+            await record(
+                session,
+                Actor.of(principal),
+                "version.declared_commercial",
+                str(key),
+                {**key.__dict__, "reason": why},
+            )
+            return declaration
+
+    # --- downloads -----------------------------------------------------------------------------
+
+    async def for_download(self, principal: Principal | None, image_id: int) -> LibraryImage:
+        """The image if this caller may take its bytes: published ones for any downloader; drafts and
+        withdrawn ones only for their own manufacturer."""
+        image = await self.get(principal, image_id)
+        own = policy_allows(principal, Action.READ_DRAFTS, manufacturer_id=image.manufacturer_id)
+        if image.state == ImageState.WITHDRAWN and not own:
+            assert image.withdrawn_at is not None
+            raise ImageGone(
+                f"image {image.id} was withdrawn on {image.withdrawn_at:%Y-%m-%d}: {image.withdrawal_reason}"
+            )
+        authorise(principal, Action.DOWNLOAD_IMAGE)
+        return image
+
+    async def record_download(
+        self, principal: Principal, image: LibraryImage, byte_range: tuple[int, int] | None
+    ) -> None:
+        async with self.sessions.begin() as session:
+            await record(
+                session,
+                Actor.of(principal),
+                "image.downloaded",
+                _subject(image),
+                {
+                    "image_id": image.id,
+                    "file_sha256": image.file_sha256,
+                    "file_name": download_name(image),
+                    "range": None if byte_range is None else f"{byte_range[0]}-{byte_range[1] - 1}",
+                },
+            )
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _require_state(image: LibraryImage, state: ImageState, verb: str) -> None:
+        if image.state != state:
+            raise LibraryError(f"image {image.id} is {image.state}; only {state} images can be {verb}")
+
+    @staticmethod
+    async def _check(session: AsyncSession, image: LibraryImage) -> CheckResult:
+        return await check_image(
+            session,
+            VersionKey.of(image),
+            _facts(image),
+            has_release_notes=image.release_notes_markdown is not None,
+        )
+
+    async def _require_no_problems(self, session: AsyncSession, image: LibraryImage, verb: str) -> None:
+        result = await self._check(session, image)
+        if result.problems:
+            raise LibraryError(
+                f"image {image.id} cannot be {verb}: "
+                + "; ".join(f"{p.code}: {p.detail}" for p in result.problems),
+                result.problems,
+            )
+        _apply_check(image, result)
+
+
+def _normalised_key(key: VersionKey) -> VersionKey:
+    try:
+        return VersionKey(
+            ids.manufacturer_id(key.manufacturer_id),
+            ids.model_id(key.model_id),
+            ids.hardware_version(key.hardware_version),
+            ids.firmware_version(key.firmware_version),
+        )
+    except ids.InvalidValue as exc:
+        raise InvalidInput(str(exc), [Problem(LibraryProblem.BAD_FIELD, str(exc))]) from exc
+
+
+async def download_receipts(
+    sessions: async_sessionmaker[AsyncSession], principal: Principal, *, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """The caller's own downloads, newest first: what it took, when."""
+    async with sessions() as session:
+        events = (
+            await session.execute(
+                select(AuditEvent)
+                .where(
+                    AuditEvent.actor_party_id == principal.party_id, AuditEvent.action == "image.downloaded"
+                )
+                .order_by(AuditEvent.id.desc())
+                .limit(limit)
+            )
+        ).scalars()
+        return [
+            {
+                "eventId": event.id,
+                "at": event.occurred_at.astimezone(dt.UTC).isoformat(),
+                "imageId": event.details.get("image_id"),
+                "fileName": event.details.get("file_name"),
+                "fileSha256": event.details.get("file_sha256"),
+                "range": event.details.get("range"),
+            }
+            for event in events
+        ]

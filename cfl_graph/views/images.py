@@ -1,0 +1,386 @@
+"""The image endpoints: upload (streamed), metadata, download (Range, ETag, Repr-Digest), receipts.
+
+    POST /api/v1/images             multipart (`file`, `releaseNotes`, optional `modelId`, `hardwareVersion`)
+                                    or a raw `application/octet-stream` body (`?modelId=&hardwareVersion=`)
+    GET  /api/v1/images/{id}        the image's record as JSON
+    GET  /api/v1/images/{id}/file   the bytes
+    GET  /api/v1/downloads          the caller's own download receipts
+
+Every refusal is JSON `{"error", "code", "problems": [{"problem", "detail"}]}` with a fitting status.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from cfl_graph.access.middleware import principal_of
+from cfl_graph.access.policy import AccessDenied, Action, authorise
+from cfl_graph.blobs import BlobStoreFailed
+from cfl_graph.identifiers import Sha256Hex
+from cfl_graph.images.errors import LibraryError, LibraryProblem, Problem, UploadRefused
+from cfl_graph.images.library import ImageLibrary, UploadFields, download_name, download_receipts
+from cfl_graph.images.receive import Receiver
+from cfl_graph.tables import LibraryImage
+
+log = logging.getLogger(__name__)
+
+TEXT_FIELDS = {"releaseNotes": 200_000, "modelId": 64, "hardwareVersion": 64}
+FILE_FIELD = "file"
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _refusal(exc: Exception) -> JSONResponse:
+    if isinstance(exc, LibraryError):
+        return JSONResponse(exc.as_json(), status_code=exc.status)
+    if isinstance(exc, AccessDenied):
+        return JSONResponse({"error": str(exc), "code": exc.code, "problems": []}, status_code=exc.status)
+    if isinstance(exc, BlobStoreFailed):
+        log.error("blob store failed during an upload: %s", exc)
+        return JSONResponse(
+            {
+                "error": f"the image could not be stored: {exc}; nothing was kept",
+                "code": "UNAVAILABLE",
+                "problems": [],
+            },
+            status_code=503,
+        )
+    raise exc
+
+
+def image_json(image: LibraryImage) -> dict[str, Any]:
+    return {
+        "id": image.id,
+        "state": image.state,
+        "deviceModel": {
+            "manufacturerId": image.manufacturer_id,
+            "modelId": image.model_id,
+            "hardwareVersion": image.hardware_version,
+        },
+        "firmwareVersion": image.firmware_version,
+        "dccFileName": image.dcc_file_name,
+        "fileName": download_name(image),
+        "size": image.size,
+        "fileSha256": image.file_sha256,
+        "manufacturerImageSha256": image.manufacturer_image_sha256,
+        "signedSha256": image.signed_sha256,
+        "manufacturerImageOffset": image.manufacturer_image_offset,
+        "manufacturerImageLength": image.manufacturer_image_length,
+        "signatureKeyId": image.signature_key_id,
+        "header": image.header,
+        "problems": image.problems,
+        "checkedAt": image.checked_at.isoformat(),
+        "releaseNotes": None
+        if image.release_notes_markdown is None
+        else {"markdown": image.release_notes_markdown, "html": image.release_notes_html},
+        "uploadedAt": image.uploaded_at.isoformat(),
+        "approvedAt": None if image.approved_at is None else image.approved_at.isoformat(),
+        "publishedAt": None if image.published_at is None else image.published_at.isoformat(),
+        "withdrawnAt": None if image.withdrawn_at is None else image.withdrawn_at.isoformat(),
+        "withdrawalReason": image.withdrawal_reason,
+        "links": {"self": f"/api/v1/images/{image.id}", "file": f"/api/v1/images/{image.id}/file"},
+    }
+
+
+class _MultipartUpload:
+    """Streams a multipart body: the `file` part goes to the receiver chunk by chunk, text fields are kept."""
+
+    def __init__(self, receiver: Receiver, boundary: bytes) -> None:
+        self.receiver = receiver
+        self.fields: dict[str, str] = {}
+        self._text: dict[str, bytearray] = {}
+        self._pending: list[bytes] = []
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[str, str] = {}
+        self._name: str | None = None
+        self._files = 0
+        self.problem: Problem | None = None
+        self.parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": lambda data, start, end: self._header_field.extend(data[start:end]),
+                "on_header_value": lambda data, start, end: self._header_value.extend(data[start:end]),
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": self._part_data,
+            },
+        )
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+        self._name = None
+
+    def _header_end(self) -> None:
+        self._headers[self._header_field.decode("latin-1").lower()] = self._header_value.decode("latin-1")
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get("content-disposition"))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if name == FILE_FIELD:
+            self._files += 1
+            if self._files > 1:
+                self._fail("send one `file` part per upload")
+        elif name not in TEXT_FIELDS:
+            allowed = ", ".join([FILE_FIELD, *TEXT_FIELDS])
+            self._fail(f"unknown form field {name[:40]!r}; the fields are {allowed}")
+        else:
+            self._text[name] = bytearray()
+        self._name = name
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.problem is not None or self._name is None:
+            return
+        if self._name == FILE_FIELD:
+            self._pending.append(data[start:end])
+            return
+        buffer = self._text[self._name]
+        buffer.extend(data[start:end])
+        if len(buffer) > TEXT_FIELDS[self._name]:
+            self._fail(f"the form field {self._name} is longer than {TEXT_FIELDS[self._name]:,} bytes")
+
+    def _fail(self, detail: str) -> None:
+        if self.problem is None:
+            self.problem = Problem(LibraryProblem.BAD_FIELD, detail)
+
+    async def feed(self, chunk: bytes) -> None:
+        self.parser.write(chunk)
+        if self.problem is not None:
+            raise UploadRefused(422, [self.problem])
+        if self._pending:
+            data, self._pending = b"".join(self._pending), []
+            await self.receiver.write(data)
+
+    def finish(self) -> UploadFields:
+        self.parser.finalize()
+        if self._files == 0:
+            raise UploadRefused(
+                422, [Problem(LibraryProblem.NO_FILE, "the form has no `file` part holding the image")]
+            )
+        texts = {}
+        for name, raw in self._text.items():
+            try:
+                texts[name] = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UploadRefused(
+                    422, [Problem(LibraryProblem.BAD_FIELD, f"the form field {name} is not UTF-8 text")]
+                ) from exc
+        return UploadFields(
+            model_id=texts.get("modelId"),
+            hardware_version=texts.get("hardwareVersion"),
+            release_notes=texts.get("releaseNotes"),
+        )
+
+
+def upload_endpoint(library: ImageLibrary) -> Endpoint:
+    async def upload(request: Request) -> Response:
+        principal = principal_of(request.scope)
+        try:
+            receiver = library.receiver(principal)
+        except AccessDenied as exc:
+            return _refusal(exc)
+        try:
+            fields = await _receive(request, receiver)
+            received = await receiver.finish()
+        except (LibraryError, BlobStoreFailed) as exc:
+            receiver.abandon()
+            return _refusal(exc)
+        except ClientDisconnect:
+            receiver.abandon()
+            log.info("upload abandoned: the client went away")
+            return Response(status_code=400)
+        except BaseException:
+            receiver.abandon()
+            raise
+        try:
+            image = await library.accept(principal, received, fields)
+        except (LibraryError, AccessDenied, BlobStoreFailed) as exc:
+            return _refusal(exc)
+        return JSONResponse(
+            image_json(image), status_code=201, headers={"Location": f"/api/v1/images/{image.id}"}
+        )
+
+    return upload
+
+
+async def _receive(request: Request, receiver: Receiver) -> UploadFields:
+    content_type, options = parse_options_header(request.headers.get("content-type"))
+    if content_type == b"multipart/form-data":
+        boundary = options.get(b"boundary")
+        if not boundary:
+            raise UploadRefused(
+                422, [Problem(LibraryProblem.BAD_FIELD, "the multipart body names no boundary")]
+            )
+        form = _MultipartUpload(receiver, boundary)
+        try:
+            async for chunk in request.stream():
+                await form.feed(chunk)
+            return form.finish()
+        except MultipartParseError as exc:
+            raise UploadRefused(
+                422, [Problem(LibraryProblem.BAD_FIELD, f"the multipart body is malformed: {exc}")]
+            ) from exc
+    if content_type == b"application/octet-stream":
+        async for chunk in request.stream():
+            await receiver.write(chunk)
+        return UploadFields(
+            model_id=request.query_params.get("modelId"),
+            hardware_version=request.query_params.get("hardwareVersion"),
+        )
+    raise UploadRefused(
+        422,
+        [
+            Problem(
+                LibraryProblem.BAD_FIELD,
+                "send the image as multipart/form-data (fields file, releaseNotes) or as "
+                "application/octet-stream",
+            )
+        ],
+    )
+
+
+def _image_id(request: Request) -> int | None:
+    raw = request.path_params["image_id"]
+    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+
+
+def metadata_endpoint(library: ImageLibrary) -> Endpoint:
+    async def metadata(request: Request) -> Response:
+        image_id = _image_id(request)
+        if image_id is None:
+            return JSONResponse(
+                {"error": "image ids are whole numbers", "code": "NOT_FOUND", "problems": []}, 404
+            )
+        try:
+            image = await library.get(principal_of(request.scope), image_id)
+        except (LibraryError, AccessDenied) as exc:
+            return _refusal(exc)
+        return JSONResponse(image_json(image))
+
+    return metadata
+
+
+def _single_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """(start, end) for one satisfiable byte range, None to send everything, or "unsatisfiable"."""
+    if header is None or size == 0:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None  # other units, and several ranges, are answered with the whole file (RFC 9110 14.2)
+    first, dash, last = spec.strip().partition("-")
+    if not dash or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()):
+        return None
+    if last and not last.isdigit():
+        return None
+    if not first:
+        length = int(last)
+        return (max(size - length, 0), size) if length > 0 else "unsatisfiable"
+    start = int(first)
+    end = min(int(last) + 1, size) if last else size
+    if start >= size or end <= start:
+        return "unsatisfiable"
+    return start, end
+
+
+def download_endpoint(library: ImageLibrary) -> Endpoint:
+    async def download(request: Request) -> Response:
+        image_id = _image_id(request)
+        if image_id is None:
+            return JSONResponse(
+                {"error": "image ids are whole numbers", "code": "NOT_FOUND", "problems": []}, 404
+            )
+        principal = principal_of(request.scope)
+        try:
+            image = await library.for_download(principal, image_id)
+        except (LibraryError, AccessDenied) as exc:
+            return _refusal(exc)
+        assert principal is not None
+        digest = base64.b64encode(bytes.fromhex(image.file_sha256)).decode()
+        headers = {
+            "ETag": f'"{image.file_sha256}"',
+            "Repr-Digest": f"sha-256=:{digest}:",
+            "Digest": f"SHA-256={digest}",
+            "Content-Disposition": f'attachment; filename="{download_name(image)}"',
+            "Cache-Control": "private, max-age=86400, no-transform",
+            "Accept-Ranges": "bytes",
+            "X-Content-Type-Options": "nosniff",
+        }
+        if_none_match = request.headers.get("if-none-match")
+        if if_none_match is not None and headers["ETag"] in {tag.strip() for tag in if_none_match.split(",")}:
+            return Response(status_code=304, headers={k: headers[k] for k in ("ETag", "Cache-Control")})
+        if_range = request.headers.get("if-range")
+        byte_range = _single_range(
+            request.headers.get("range") if if_range in (None, headers["ETag"]) else None, image.size
+        )
+        if byte_range == "unsatisfiable":
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{image.size}", **headers})
+        assert not isinstance(byte_range, str)
+        if request.method == "GET":
+            await library.record_download(principal, image, byte_range)
+        return await _bytes_response(library, image, byte_range, headers, request.method == "HEAD")
+
+    return download
+
+
+async def _bytes_response(
+    library: ImageLibrary,
+    image: LibraryImage,
+    byte_range: tuple[int, int] | None,
+    headers: dict[str, str],
+    head_only: bool,
+) -> Response:
+    local = library.store.local_path(Sha256Hex(image.file_sha256))
+    if local is not None:
+        # Starlette serves the file with sendfile-sized reads and handles Range itself (the same rules).
+        return FileResponse(local, headers=headers, media_type="application/octet-stream")
+    status = 200
+    if byte_range is not None:
+        start, end = byte_range
+        headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{image.size}"}
+        status = 206
+    length = image.size if byte_range is None else byte_range[1] - byte_range[0]
+    headers = {**headers, "Content-Length": str(length)}
+    if head_only:
+        return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+    chunks = (
+        library.store.read(Sha256Hex(image.file_sha256))
+        if byte_range is None
+        else library.store.read(Sha256Hex(image.file_sha256), *byte_range)
+    )
+    return StreamingResponse(
+        chunks,
+        status_code=status,
+        headers=headers,
+        media_type="application/octet-stream",
+    )
+
+
+def receipts_endpoint(library: ImageLibrary) -> Endpoint:
+    async def receipts(request: Request) -> Response:
+        try:
+            principal = authorise(principal_of(request.scope), Action.DOWNLOAD_IMAGE)
+        except AccessDenied as exc:
+            return _refusal(exc)
+        return JSONResponse({"downloads": await download_receipts(library.sessions, principal)})
+
+    return receipts
+
+
+def image_routes(library: ImageLibrary) -> list[Route]:
+    return [
+        Route("/api/v1/images", upload_endpoint(library), methods=["POST"]),
+        Route("/api/v1/images/{image_id}", metadata_endpoint(library), methods=["GET"]),
+        Route("/api/v1/images/{image_id}/file", download_endpoint(library), methods=["GET", "HEAD"]),
+        Route("/api/v1/downloads", receipts_endpoint(library), methods=["GET"]),
+    ]
