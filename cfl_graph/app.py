@@ -49,13 +49,18 @@ class SchemaNotCurrent(RuntimeError):
 
 
 class _GraphQL(GraphQL[Context, None]):
-    def __init__(self, db: Database, limits: QueryLimits) -> None:
+    def __init__(self, db: Database, library: ImageLibrary, limits: QueryLimits) -> None:
         # No GraphiQL: it loads its scripts from a CDN and runs inline script, both barred by the CSP.
         super().__init__(build_schema(limits), graphql_ide=None)
         self._db = db
+        self._library = library
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        return Context(principal=principal_of(request.scope), loaders=Loaders.for_request(self._db.sessions))
+        return Context(
+            principal=principal_of(request.scope),
+            loaders=Loaders.for_request(self._db.sessions),
+            library=self._library,
+        )
 
 
 # Room for the multipart envelope and release notes around an image of the largest size.
@@ -118,7 +123,7 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route(
             "/graphql",
-            _GraphQL(database, QueryLimits(introspection=settings.graphql_introspection)),
+            _GraphQL(database, library, QueryLimits(introspection=settings.graphql_introspection)),
             methods=["GET", "POST"],
         ),
         Route("/api/v1/audit/events", audit_events(database.sessions), methods=["GET"]),

@@ -1,4 +1,4 @@
-"""What every resolver receives: the request's loaders."""
+"""What every resolver receives: who is asking, the request's loaders, and the image library."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from strawberry.types import Info as StrawberryInfo
 
 from cfl_graph.access.principal import Principal
+from cfl_graph.images.library import ImageLibrary
 from loaders import Loaders
 
 
@@ -14,6 +15,7 @@ from loaders import Loaders
 class Context:
     principal: Principal | None
     loaders: Loaders
+    library: ImageLibrary
 
 
 Info = StrawberryInfo[Context, None]

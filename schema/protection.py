@@ -518,7 +518,12 @@ class _MaskUnexpectedErrors(MaskErrors):
             code = getattr(original, "code", None)
             extensions = error.extensions or {}
             if isinstance(code, str) and "code" not in extensions:
-                error.extensions = {**extensions, "code": code}
+                extensions = {**extensions, "code": code}
+            # Named problems (an image's, say) travel with the refusal, as the HTTP endpoints send them.
+            problems = getattr(original, "problems", None)
+            if problems and all(hasattr(p, "as_json") for p in problems):
+                extensions = {**extensions, "problems": [p.as_json() for p in problems]}
+            error.extensions = extensions
             return error
         if isinstance(original, GraphQLError) and error.path is None:
             return error

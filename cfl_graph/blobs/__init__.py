@@ -20,6 +20,14 @@ from cfl_graph.identifiers import Sha256Hex
 
 DEFAULT_CHUNK = 1024 * 1024
 STAGED_SUFFIX = ".part"
+HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def checked_digest(sha256: str) -> str:
+    """A blob's name, refused unless it is a lower-case SHA-256 hex digest (no path tricks reach a store)."""
+    if len(sha256) != 64 or not set(sha256) <= HEX_DIGITS:
+        raise ValueError(f"not a lower-case SHA-256 hex digest: {sha256[:80]!r}")
+    return sha256
 
 
 class BlobMissing(LookupError):

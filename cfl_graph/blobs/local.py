@@ -10,16 +10,16 @@ from pathlib import Path
 
 import anyio
 
-from cfl_graph.blobs import DEFAULT_CHUNK, BlobInfo, BlobMissing, BlobStoreFailed, Staging
+from cfl_graph.blobs import (
+    DEFAULT_CHUNK,
+    HEX_DIGITS,
+    BlobInfo,
+    BlobMissing,
+    BlobStoreFailed,
+    Staging,
+    checked_digest,
+)
 from cfl_graph.identifiers import Sha256Hex
-
-_HEX = frozenset("0123456789abcdef")
-
-
-def _checked(sha256: str) -> str:
-    if len(sha256) != 64 or not set(sha256) <= _HEX:
-        raise ValueError(f"not a lower-case SHA-256 hex digest: {sha256[:80]!r}")
-    return sha256
 
 
 class LocalBlobStore:
@@ -38,7 +38,7 @@ class LocalBlobStore:
         return self._staging
 
     def path_of(self, sha256: str) -> Path:
-        digest = _checked(sha256)
+        digest = checked_digest(sha256)
         return self.root / "sha256" / digest[:2] / digest[2:4] / digest
 
     async def put(self, staged: Path, sha256: Sha256Hex, size: int) -> bool:
@@ -102,7 +102,7 @@ class LocalBlobStore:
         if not base.is_dir():
             return
         for path in sorted(base.glob("??/??/*")):
-            if len(path.name) == 64 and set(path.name) <= _HEX:
+            if len(path.name) == 64 and set(path.name) <= HEX_DIGITS:
                 yield BlobInfo(Sha256Hex(path.name), path.stat().st_size)
 
     async def close(self) -> None:

@@ -93,6 +93,9 @@ class LibraryImage(Base):
             "(state = 'withdrawn') = (withdrawn_at IS NOT NULL AND withdrawal_reason IS NOT NULL)",
             name="withdrawal_complete",
         ),
+        # An id names one image forever (audit events, receipts, links): SQLite must not reuse a
+        # discarded draft's id, which it does for the highest rowid without AUTOINCREMENT.
+        {"sqlite_autoincrement": True},
     )
 
 

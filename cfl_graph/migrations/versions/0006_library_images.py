@@ -112,6 +112,7 @@ def upgrade() -> None:
             "firmware_version",
             name="uq_library_images_version",
         ),
+        sqlite_autoincrement=True,
     )
     op.create_index(op.f("ix_library_images_file_sha256"), "library_images", ["file_sha256"])
     op.create_index("ix_library_images_manufacturer_state", "library_images", ["manufacturer_id", "state"])
