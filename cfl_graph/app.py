@@ -20,7 +20,7 @@ from strawberry.asgi import GraphQL
 
 from cfl_graph import migrate
 from cfl_graph.access.middleware import AuthenticationMiddleware, SecurityHeadersMiddleware, principal_of
-from cfl_graph.blobs import BlobStore, open_blob_store
+from cfl_graph.blobs import BlobStore, blob_store_for
 from cfl_graph.database import Database
 from cfl_graph.images.library import ImageLibrary
 from cfl_graph.limits import BodySizeLimitMiddleware, RateLimitMiddleware
@@ -65,15 +65,6 @@ class _GraphQL(GraphQL[Context, None]):
 
 # Room for the multipart envelope and release notes around an image of the largest size.
 UPLOAD_ENVELOPE_BYTES = 1024 * 1024
-
-
-def blob_store_for(settings: Settings) -> BlobStore:
-    return open_blob_store(
-        blob_dir=settings.blob_dir,
-        blob_store=settings.blob_store,
-        s3_endpoint_url=settings.s3_endpoint_url,
-        work_dir=settings.work_dir,
-    )
 
 
 def create_app(

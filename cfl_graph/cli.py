@@ -24,14 +24,34 @@ from sqlalchemy import select
 
 from cfl_graph import migrate
 from cfl_graph.access.keys import KeyRejected, add_key_for_party, revoke_key
-from cfl_graph.access.parties import PartyError, add_party, find_party, manufacturer_ids_of
+from cfl_graph.access.parties import (
+    PartyError,
+    add_party,
+    find_party,
+    manufacturer_ids_of,
+    operator_acting_for,
+)
+from cfl_graph.access.policy import AccessDenied
 from cfl_graph.access.tokens import IssuedToken, issue_token, revoke_token
 from cfl_graph.audit import Actor, ChainReport, export_range, verify_chain
+from cfl_graph.blobs import blob_store_for
 from cfl_graph.database import Database
 from cfl_graph.identifiers import InvalidValue
+from cfl_graph.images.errors import LibraryError
+from cfl_graph.images.integrity import BlobReport, verify_blobs
+from cfl_graph.images.library import ImageLibrary, UploadFields
 from cfl_graph.scheduler import sync_limits
 from cfl_graph.settings import Settings, SettingsError, from_env
-from cfl_graph.tables import ApiToken, CplSnapshot, CplSyncRun, ManufacturerKey, Party, Role, SyncOutcome
+from cfl_graph.tables import (
+    ApiToken,
+    CplSnapshot,
+    CplSyncRun,
+    LibraryImage,
+    ManufacturerKey,
+    Party,
+    Role,
+    SyncOutcome,
+)
 from cfl_graph.tables.base import utc_now
 from cpl_sync.diff import SnapshotDiff, diff_snapshots
 from cpl_sync.lock import SyncLockBusy
@@ -47,12 +67,14 @@ party_app = typer.Typer(help="Parties (organisations) and their roles.", no_args
 token_app = typer.Typer(help="API tokens: shown once, stored hashed.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 key_app = typer.Typer(help="Manufacturer public keys that sign firmware images.", no_args_is_help=True)
+image_app = typer.Typer(help="Firmware images in the library.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(cpl_app, name="cpl")
 app.add_typer(party_app, name="party")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(key_app, name="key")
+app.add_typer(image_app, name="image")
 
 out = Console()
 err = Console(stderr=True)
@@ -124,6 +146,12 @@ def db_upgrade() -> None:
     out.print(f"applied {', '.join(applied)}" if applied else "database is up to date")
 
 
+def _progress_bar() -> Progress:
+    """A bar on stderr when it is a terminal; silent in scripts and tests."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
+
+
 class _RichProgress:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
@@ -176,8 +204,7 @@ def sync_cpl_command(
         raise typer.Exit(EXIT_FETCH)
 
     async def work(db: Database) -> SyncResult:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+        with _progress_bar() as progress:
             return await sync_cpl(
                 db,
                 chosen,
@@ -304,6 +331,9 @@ def party_add(
         list[str] | None, typer.Option(help="A manufacturer id (4 hex) it writes for; repeatable.")
     ] = None,
     grant_downloads: Annotated[bool, typer.Option(help="Let a panel party download image bytes.")] = False,
+    require_approval: Annotated[
+        bool, typer.Option(help="Manufacturers: publish only drafts a second token approved (four-eyes).")
+    ] = False,
 ) -> None:
     """Register a party."""
     settings = _settings()
@@ -317,6 +347,7 @@ def party_add(
                 actor=Actor.cli(),
                 manufacturer_ids=manufacturer_id or (),
                 download_granted=grant_downloads,
+                requires_approval=require_approval,
             )
             return await manufacturer_ids_of(session, party)
 
@@ -514,21 +545,137 @@ def key_list() -> None:
 
 @app.command()
 def verify() -> None:
-    """Check the audit trail's chain end to end; exit 1 naming every break found."""
+    """Walk the audit trail's chain and re-hash every image's bytes; exit 1 naming every break found."""
     settings = _settings()
 
-    async def work(db: Database) -> ChainReport:
+    async def work(db: Database) -> tuple[ChainReport, BlobReport]:
         async with db.sessions() as session:
-            return await verify_chain(session)
+            chain = await verify_chain(session)
+        store = blob_store_for(settings)
+        try:
+            with _progress_bar() as progress:
+                report = _RichProgress(progress)
+                blobs = await verify_blobs(
+                    db.sessions, store, lambda done, total: report("re-hashing image blobs", done, total)
+                )
+        finally:
+            await store.close()
+        return chain, blobs
 
-    report = _with_db(settings, work)
+    report, blobs = _with_db(settings, work)
     if report.intact:
         out.print(f"audit trail intact: {report.events:,} events, head {report.head_id} {report.head_hash}")
-        return
-    err.print(f"audit trail BROKEN: {len(report.problems)} problem(s) in {report.events:,} events")
-    for problem in report.problems:
-        err.print(f"  {problem}", markup=False, highlight=False)
-    raise typer.Exit(EXIT_REJECTED)
+    else:
+        err.print(f"audit trail BROKEN: {len(report.problems)} problem(s) in {report.events:,} events")
+        for problem in report.problems:
+            err.print(f"  {problem}", markup=False, highlight=False)
+    if blobs.intact:
+        out.print(
+            f"image bytes intact: {blobs.images:,} images, {blobs.blobs:,} blobs, "
+            f"{blobs.bytes_hashed:,} bytes re-hashed"
+        )
+    else:
+        err.print(f"image bytes BROKEN: {len(blobs.problems)} problem(s) in {blobs.images:,} images")
+        for problem in blobs.problems:
+            err.print(f"  {problem}", markup=False, highlight=False)
+    if blobs.unreferenced:
+        out.print(
+            f"{len(blobs.unreferenced)} blob(s) no image refers to (left by an interrupted upload; "
+            "harmless): " + ", ".join(blobs.unreferenced[:10]),
+            markup=False,
+            highlight=False,
+        )
+    if not (report.intact and blobs.intact):
+        raise typer.Exit(EXIT_REJECTED)
+
+
+@image_app.command("import")
+def image_import(
+    file: Annotated[Path, typer.Argument(help="The GBCS OTA image file.", exists=True, dir_okay=False)],
+    party: Annotated[str, typer.Option(help="The manufacturer party the image is for.")],
+    notes: Annotated[
+        Path | None, typer.Option(help="Release notes (Markdown).", exists=True, dir_okay=False)
+    ] = None,
+    model_id: Annotated[str | None, typer.Option(help="Device model id, if the CPL cannot tell.")] = None,
+    hardware_version: Annotated[str | None, typer.Option(help="Hardware version, with --model-id.")] = None,
+    publish: Annotated[bool, typer.Option(help="Publish at once if it has no problems.")] = False,
+) -> None:
+    """Import an image for a manufacturer party, with the same checks as an upload; print its problems."""
+    settings = _settings()
+    notes_text = None if notes is None else notes.read_text(encoding="utf-8")
+
+    async def work(db: Database) -> LibraryImage:
+        store = blob_store_for(settings)
+        library = ImageLibrary(db.sessions, store, max_image_bytes=settings.max_image_bytes)
+        try:
+            async with db.sessions() as session:
+                principal = await operator_acting_for(session, await find_party(session, party))
+            actor = Actor(f"{Actor.cli().name} for {principal.party_name}", principal.party_id)
+            receiver = library.receiver(principal)
+            try:
+                with file.open("rb") as handle:
+                    while chunk := handle.read(1024 * 1024):
+                        await receiver.write(chunk)
+                received = await receiver.finish()
+            except BaseException:
+                receiver.abandon()
+                raise
+            fields = UploadFields(
+                model_id=model_id, hardware_version=hardware_version, release_notes=notes_text
+            )
+            image = await library.accept(principal, received, fields, actor=actor)
+            if publish and not image.problems:
+                image = await library.publish(principal, image.id, actor=actor)
+            return image
+        finally:
+            await store.close()
+
+    try:
+        image = _with_db(settings, work)
+    except (LibraryError, PartyError, AccessDenied) as exc:
+        err.print(f"image not imported: {exc}", markup=False, highlight=False)
+        for problem in getattr(exc, "problems", []):
+            err.print(f"  {problem.code}: {problem.detail}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_REJECTED) from None
+    out.print(
+        f"image {image.id} ({image.dcc_file_name}) {image.state}: model {image.model_id} hardware "
+        f"{image.hardware_version}, file SHA-256 {image.file_sha256}",
+        markup=False,
+        highlight=False,
+    )
+    for problem in image.problems:
+        out.print(f"  {problem['problem']}: {problem['detail']}", markup=False, highlight=False)
+    if image.problems:
+        raise typer.Exit(EXIT_REJECTED)
+
+
+@image_app.command("list")
+def image_list(
+    state: Annotated[str | None, typer.Option(help="draft, published or withdrawn.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+) -> None:
+    """List images with their state and problems (operators see every image, drafts included)."""
+    settings = _settings()
+
+    async def work(db: Database) -> list[LibraryImage]:
+        async with db.sessions() as session:
+            query = select(LibraryImage).order_by(LibraryImage.id.desc()).limit(limit)
+            if state is not None:
+                query = query.where(LibraryImage.state == state)
+            return list((await session.execute(query)).scalars())
+
+    table = Table("id", "file", "model", "hw", "state", "uploaded (UTC)", "problems")
+    for image in _with_db(settings, work):
+        table.add_row(
+            str(image.id),
+            image.dcc_file_name,
+            image.model_id,
+            image.hardware_version,
+            image.state,
+            image.uploaded_at.strftime("%Y-%m-%d %H:%M"),
+            ", ".join(p["problem"] for p in image.problems),
+        )
+    out.print(table)
 
 
 @audit_app.command("export")

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph import identifiers as ids
+from cfl_graph.access.principal import Principal
 from cfl_graph.audit import Actor, record
 from cfl_graph.tables.access import Party, PartyManufacturer, Role
 
@@ -43,6 +44,7 @@ async def add_party(
     actor: Actor,
     manufacturer_ids: Iterable[str] = (),
     download_granted: bool = False,
+    requires_approval: bool = False,
 ) -> Party:
     clean = ids.name(name, "party name")
     wanted = sorted({ids.manufacturer_id(m) for m in manufacturer_ids})
@@ -52,6 +54,8 @@ async def add_party(
         raise PartyMisconfigured(f"only manufacturer parties have manufacturer ids, not {role.value} parties")
     if download_granted and role is not Role.PANEL:
         raise PartyMisconfigured("download grants are for panel parties; other roles have theirs by role")
+    if requires_approval and role is not Role.MANUFACTURER:
+        raise PartyMisconfigured("four-eyes approval is for manufacturer parties, who publish images")
     if (await session.execute(select(Party.id).where(Party.name == clean))).first() is not None:
         raise PartyExists(clean)
     taken = (
@@ -63,7 +67,9 @@ async def add_party(
     ).first()
     if taken is not None:
         raise ManufacturerIdTaken(taken[0], taken[1])
-    party = Party(name=clean, role=role.value, download_granted=download_granted)
+    party = Party(
+        name=clean, role=role.value, download_granted=download_granted, requires_approval=requires_approval
+    )
     session.add(party)
     await session.flush()
     session.add_all(PartyManufacturer(party_id=party.id, manufacturer_id=m) for m in wanted)
@@ -78,6 +84,7 @@ async def add_party(
             "role": role.value,
             "manufacturer_ids": wanted,
             "download_granted": download_granted,
+            "requires_approval": requires_approval,
         },
     )
     return party
@@ -93,3 +100,18 @@ async def find_party(session: AsyncSession, name: str) -> Party:
 async def manufacturer_ids_of(session: AsyncSession, party: Party) -> list[str]:
     query = select(PartyManufacturer.manufacturer_id).where(PartyManufacturer.party_id == party.id)
     return sorted((await session.execute(query)).scalars())
+
+
+async def operator_acting_for(session: AsyncSession, party: Party) -> Principal:
+    """The party as an operator at the command line acts for it (`cfl-graph image import`): its role and
+    manufacturer ids, no token. The audit trail still names the operator as the actor."""
+    if party.disabled_at is not None:
+        raise PartyMisconfigured(f"{party.name} is disabled")
+    return Principal(
+        party_id=party.id,
+        party_name=party.name,
+        role=Role(party.role),
+        manufacturer_ids=frozenset(await manufacturer_ids_of(session, party)),
+        read_only=False,
+        download_granted=party.download_granted,
+    )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cfl_graph.identifiers import Sha256Hex
+from cfl_graph.settings import Settings
 
 DEFAULT_CHUNK = 1024 * 1024
 STAGED_SUFFIX = ".part"
@@ -132,4 +133,13 @@ def open_blob_store(
     bucket, _, prefix = blob_store.removeprefix("s3://").partition("/")
     return S3BlobStore(
         bucket=bucket, prefix=prefix, endpoint_url=s3_endpoint_url, staging=Staging(work_dir / "incoming")
+    )
+
+
+def blob_store_for(settings: Settings) -> BlobStore:
+    return open_blob_store(
+        blob_dir=settings.blob_dir,
+        blob_store=settings.blob_store,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        work_dir=settings.work_dir,
     )

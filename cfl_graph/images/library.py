@@ -203,16 +203,23 @@ class ImageLibrary:
         return Receiver(self.store.staging, self.max_image_bytes)
 
     async def accept(
-        self, principal: Principal | None, received: Received, fields: UploadFields
+        self,
+        principal: Principal | None,
+        received: Received,
+        fields: UploadFields,
+        *,
+        actor: Actor | None = None,
     ) -> LibraryImage:
-        """Check a received upload and keep it as a draft (with any problems still to fix), or refuse it."""
+        """Check a received upload and keep it as a draft (with any problems still to fix), or refuse it.
+
+        `actor` names who did it in the audit trail when that is not the principal (an operator's import)."""
         try:
-            return await self._accept(principal, received, fields)
+            return await self._accept(principal, received, fields, actor)
         finally:
             received.discard()
 
     async def _accept(
-        self, principal: Principal | None, received: Received, fields: UploadFields
+        self, principal: Principal | None, received: Received, fields: UploadFields, actor: Actor | None
     ) -> LibraryImage:
         parsed = received.parsed
         header = parsed.header
@@ -285,7 +292,7 @@ class ImageLibrary:
                 await session.flush()
                 await record(
                     session,
-                    Actor.of(principal),
+                    actor or Actor.of(principal),
                     "image.uploaded",
                     _subject(image),
                     {
@@ -413,7 +420,9 @@ class ImageLibrary:
             )
             return image
 
-    async def publish(self, principal: Principal | None, image_id: int) -> LibraryImage:
+    async def publish(
+        self, principal: Principal | None, image_id: int, *, actor: Actor | None = None
+    ) -> LibraryImage:
         async with self.sessions.begin() as session:
             image = await self._visible(session, principal, image_id)
             principal = authorise(principal, Action.PUBLISH_IMAGE, manufacturer_id=image.manufacturer_id)
@@ -431,7 +440,7 @@ class ImageLibrary:
             await _bump_revision(session)
             await record(
                 session,
-                Actor.of(principal),
+                actor or Actor.of(principal),
                 "image.published",
                 _subject(image),
                 {
