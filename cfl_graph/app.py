@@ -27,6 +27,7 @@ from cfl_graph.limits import BodySizeLimitMiddleware, RateLimitMiddleware
 from cfl_graph.scheduler import run_scheduled_sync
 from cfl_graph.settings import Settings
 from cfl_graph.views.audit import audit_events
+from cfl_graph.views.feeds import feed_routes
 from cfl_graph.views.images import image_routes
 from cfl_graph.views.pages import page_routes
 from loaders import Loaders
@@ -89,7 +90,7 @@ def create_app(
             from cfl_graph.demo import prepare_demo
 
             await migrate.upgrade(database.engine)
-            await prepare_demo(settings, database)
+            await prepare_demo(settings, database, blobs)
         elif pending := await migrate.pending(database.engine):
             raise SchemaNotCurrent(pending)
         settings.blob_dir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +120,7 @@ def create_app(
         ),
         Route("/api/v1/audit/events", audit_events(database.sessions), methods=["GET"]),
         *image_routes(library),
+        *feed_routes(database.sessions),
         *page_routes(database.sessions),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]

@@ -1,4 +1,5 @@
-"""Demo data for `cfl-graph serve --demo`: two months of a realistic CPL, synchronised for real.
+"""Demo data for `cfl-graph serve --demo`: two quarters of a realistic CPL, synchronised for real, and a
+library of signed images for part of it (`demo_library.py`).
 
 The files are made by `bench.datagen` (the same generator the benchmarks use) and go through the
 ordinary sync pipeline, so the demo shows history and a diff exactly as production would.
@@ -16,7 +17,9 @@ from bench.datagen import generate, write_xlsx
 from cfl_graph.access.parties import UnknownParty, add_party, find_party
 from cfl_graph.access.tokens import issue_token
 from cfl_graph.audit import Actor
+from cfl_graph.blobs import BlobStore
 from cfl_graph.database import Database
+from cfl_graph.demo_library import demo_party_name, load_demo_library
 from cfl_graph.scheduler import sync_limits
 from cfl_graph.settings import Settings
 from cfl_graph.tables import CplCurrent, CplDeviceModel, Role
@@ -30,12 +33,14 @@ DEMO_ROWS = 3000
 DEMO_SEED = 2016  # the year SECMP0009 asked for a central firmware library
 
 
-async def prepare_demo(settings: Settings, db: Database) -> Path:
-    """Load the demo CPL (once) and issue fresh tokens for the demo parties; returns the tokens file."""
+async def prepare_demo(settings: Settings, db: Database, store: BlobStore) -> Path:
+    """Load the demo CPL and library (once) and issue fresh tokens for the demo parties; returns the
+    tokens file."""
     async with db.sessions() as session:
         loaded = await current_snapshot(session) is not None
     if not loaded:
         await _load_cpl(settings, db)
+    await load_demo_library(db, store)
     return await _issue_demo_tokens(settings, db)
 
 
@@ -74,7 +79,7 @@ async def _issue_demo_tokens(settings: Settings, db: Database) -> Path:
         ).one()
         parties = [
             ("Demo Supplier Energy Ltd", Role.SUPPLIER, ()),
-            (f"{biggest[1]} (demo)", Role.MANUFACTURER, (biggest[0],)),
+            (demo_party_name(biggest[1]), Role.MANUFACTURER, (biggest[0],)),
             ("SEC Panel (demo)", Role.PANEL, ()),
             ("Library Operator (demo)", Role.ADMIN, ()),
         ]

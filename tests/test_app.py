@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx2
 import pytest
@@ -183,7 +185,21 @@ def test_the_demo_command_serves_realistic_data_from_nothing(tmp_path: Path) -> 
             timeout=10,
         ).json()["data"]["cplSnapshot"]
         assert 0 < earlier["rowCount"] < 3000
-        assert (tmp_path / "var" / "blobs").is_dir()
+        # The demo library holds real signed images: the feed lists them and the bytes are the CPL's.
+        feed = httpx2.get(f"{base}/feeds/images.atom", headers=auth, timeout=10)
+        atom = "{http://www.w3.org/2005/Atom}"
+        enclosures = [
+            link.attrib["href"].split("/")[-2]
+            for link in ElementTree.fromstring(feed.content).iter(f"{atom}link")
+            if link.attrib.get("rel") == "enclosure"
+        ]
+        assert len(enclosures) >= 90, feed.text[:500]  # the newest 100, less the withdrawn ones
+        image = httpx2.get(f"{base}/api/v1/images/{enclosures[0]}", headers=auth, timeout=10).json()
+        data = httpx2.get(f"{base}/api/v1/images/{enclosures[0]}/file", headers=auth, timeout=10).content
+        assert hashlib.sha256(data).hexdigest() == image["fileSha256"]
+        offset, length = image["manufacturerImageOffset"], image["manufacturerImageLength"]
+        assert hashlib.sha256(data[offset : offset + length]).hexdigest() == image["manufacturerImageSha256"]
+        assert image["problems"] == [] and image["state"] == "published"
     finally:
         server.terminate()
         server.wait(timeout=20)

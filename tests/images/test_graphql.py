@@ -8,9 +8,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from cfl_graph.access.tokens import authenticate
 from cfl_graph.database import Database
-from cfl_graph.images.library import UploadFields
 from tests.fixtures.library import GOOD_NOTES, OWN_A1, OWN_A3, Version, World, make_world
 
 pytestmark = pytest.mark.postgres
@@ -34,12 +32,7 @@ async def gql(world: World, token: str | None, query: str, **variables: Any) -> 
 
 
 async def draft(world: World, version: Version, notes: str | None = GOOD_NOTES) -> str:
-    async with world.db.sessions() as session:
-        principal = await authenticate(session, world.tokens.manufacturer)
-    receiver = world.library.receiver(principal)
-    await receiver.write(world.image(version))
-    image = await world.library.accept(principal, await receiver.finish(), UploadFields(release_notes=notes))
-    return str(image.id)
+    return str((await world.upload(world.image(version), notes=notes)).id)
 
 
 async def test_a_manufacturer_publishes_and_withdraws_through_graphql(world: World) -> None:

@@ -12,7 +12,6 @@ import httpx2
 import pytest
 from sqlalchemy import func, select
 
-from cfl_graph.access.tokens import authenticate
 from cfl_graph.database import Database
 from cfl_graph.tables import AuditEvent, LibraryImage
 from tests.fixtures.library import GOOD_NOTES, OTHER_C1, OWN_A1, OWN_A2, World, client, make_world, serving
@@ -35,12 +34,6 @@ async def send(
     return await http.post(
         "/api/v1/images", files={"file": ("image.zigbee", data, "application/octet-stream")}, data=values
     )
-
-
-async def publish(world: World, image_id: int) -> None:
-    async with world.db.sessions() as session:
-        principal = await authenticate(session, world.tokens.manufacturer)
-    await world.library.publish(principal, image_id)
 
 
 async def images_stored(world: World) -> int:
@@ -159,7 +152,7 @@ async def test_a_supplier_downloads_exactly_the_published_bytes_with_digests(wor
     async with serving(world.app()) as url:
         async with client(url, world.tokens.manufacturer) as http:
             image_id = (await send(http, data)).json()["id"]
-        await publish(world, image_id)
+        await world.publish(image_id)
         async with client(url, world.tokens.supplier) as http:
             response = await http.get(f"/api/v1/images/{image_id}/file")
             head = await http.head(f"/api/v1/images/{image_id}/file")
@@ -182,7 +175,7 @@ async def test_range_requests_resume_a_download(world: World) -> None:
     async with serving(world.app()) as url:
         async with client(url, world.tokens.manufacturer) as http:
             image_id = (await send(http, data)).json()["id"]
-        await publish(world, image_id)
+        await world.publish(image_id)
         async with client(url, world.tokens.supplier) as http:
             path = f"/api/v1/images/{image_id}/file"
             middle = await http.get(path, headers={"Range": "bytes=100-199"})
@@ -217,10 +210,10 @@ async def test_drafts_and_withdrawn_images_are_not_served_to_others(world: World
         async with client(url, world.tokens.supplier) as http:
             draft_to_supplier = await http.get(f"/api/v1/images/{image_id}/file")
             draft_record = await http.get(f"/api/v1/images/{image_id}")
-        await publish(world, image_id)
-        async with world.db.sessions() as session:
-            principal = await authenticate(session, world.tokens.manufacturer)
-        await world.library.withdraw(principal, image_id, "bricks meters on cold start")
+        await world.publish(image_id)
+        await world.library.withdraw(
+            await world.principal(world.tokens.manufacturer), image_id, "bricks meters on cold start"
+        )
         async with client(url, world.tokens.supplier) as http:
             withdrawn = await http.get(f"/api/v1/images/{image_id}/file")
             record = await http.get(f"/api/v1/images/{image_id}")
@@ -241,7 +234,7 @@ async def test_every_download_is_an_audit_event_of_the_party_that_took_it(world:
     async with serving(world.app()) as url:
         async with client(url, world.tokens.manufacturer) as http:
             image_id = (await send(http, data)).json()["id"]
-        await publish(world, image_id)
+        await world.publish(image_id)
         async with client(url, world.tokens.panel) as http:
             refused = await http.get(f"/api/v1/images/{image_id}/file")
         async with client(url, world.tokens.panel_with_downloads) as http:

@@ -12,14 +12,12 @@ from sqlalchemy import func, select, update
 
 from cfl_graph.access.keys import key_fingerprint, revoke_key
 from cfl_graph.access.policy import AccessDenied, Forbidden
-from cfl_graph.access.principal import Principal
-from cfl_graph.access.tokens import authenticate, issue_token
+from cfl_graph.access.tokens import issue_token
 from cfl_graph.audit import SYSTEM, verify_chain
 from cfl_graph.database import Database
 from cfl_graph.identifiers import Sha256Hex
 from cfl_graph.images.checks import VersionKey
 from cfl_graph.images.errors import ImageGone, ImageNotFound, InvalidInput, LibraryError, UploadRefused
-from cfl_graph.images.library import UploadFields
 from cfl_graph.tables import AuditEvent, CatalogueRevision, LibraryImage, Party
 from tests.fixtures.library import (
     GOOD_NOTES,
@@ -42,32 +40,6 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 async def world(db: Database, tmp_path: Path) -> World:
     return await make_world(db, tmp_path)
-
-
-async def as_party(world: World, token: str) -> Principal:
-    async with world.db.sessions() as session:
-        return await authenticate(session, token)
-
-
-async def upload(
-    world: World,
-    data: bytes,
-    *,
-    token: str | None = None,
-    notes: str | None = GOOD_NOTES,
-    model_id: str | None = None,
-    hardware_version: str | None = None,
-) -> LibraryImage:
-    principal = await as_party(world, token or world.tokens.manufacturer)
-    receiver = world.library.receiver(principal)
-    for start in range(0, len(data), 4096):
-        await receiver.write(data[start : start + 4096])
-    received = await receiver.finish()
-    return await world.library.accept(
-        principal,
-        received,
-        UploadFields(model_id=model_id, hardware_version=hardware_version, release_notes=notes),
-    )
 
 
 def codes(image_or_error: LibraryImage | LibraryError) -> list[str]:
@@ -99,7 +71,7 @@ async def revision(world: World) -> int:
 
 async def test_a_clean_upload_becomes_a_draft_with_both_hashes_and_no_problems(world: World) -> None:
     data = world.image(OWN_A1)
-    image = await upload(world, data)
+    image = await world.upload(data)
     assert (image.state, image.problems) == ("draft", [])
     assert (image.model_id, image.hardware_version, image.firmware_version) == ("0001", "0100", "01000000")
     assert image.manufacturer_image_sha256 == OWN_A1.cpl_hash
@@ -114,7 +86,7 @@ async def test_a_clean_upload_becomes_a_draft_with_both_hashes_and_no_problems(w
 
 async def test_the_device_model_is_found_from_the_cpl_by_the_manufacturer_image_hash(world: World) -> None:
     # Firmware 02000000 is certified for two hardware versions, each with its own hash.
-    image = await upload(world, world.image(OWN_B_HW2))
+    image = await world.upload(world.image(OWN_B_HW2))
     assert (image.model_id, image.hardware_version, image.problems) == ("0002", "0200", [])
 
 
@@ -123,21 +95,21 @@ async def test_the_device_model_is_found_from_the_cpl_by_the_manufacturer_image_
 
 async def test_a_version_not_on_the_cpl_is_refused_unless_the_model_is_named(world: World) -> None:
     with pytest.raises(UploadRefused) as refused:
-        await upload(world, world.image(NOT_ON_CPL))
+        await world.upload(world.image(NOT_ON_CPL))
     assert (refused.value.status, codes(refused.value)) == (422, ["model-unknown"])
-    image = await upload(world, world.image(NOT_ON_CPL), model_id="0001", hardware_version="0100")
+    image = await world.upload(world.image(NOT_ON_CPL), model_id="0001", hardware_version="0100")
     assert codes(image) == ["not-on-cpl"]
 
 
 async def test_a_manufacturer_image_whose_hash_is_not_the_cpls_is_a_hash_mismatch(world: World) -> None:
-    image = await upload(world, world.image(OWN_A1, manufacturer_image=b"tampered" * 100))
+    image = await world.upload(world.image(OWN_A1, manufacturer_image=b"tampered" * 100))
     assert codes(image) == ["hash-mismatch"]
     assert OWN_A1.cpl_hash in image.problems[0]["detail"]
 
 
 async def test_a_signature_by_an_unregistered_key_does_not_verify(world: World) -> None:
     stranger = generate_private_key(SECP256R1())
-    image = await upload(world, world.image(OWN_A1, key=stranger))
+    image = await world.upload(world.image(OWN_A1, key=stranger))
     assert codes(image) == ["signature-invalid"]
     assert image.signature_key_id is None
 
@@ -145,36 +117,36 @@ async def test_a_signature_by_an_unregistered_key_does_not_verify(world: World) 
 async def test_a_revoked_key_no_longer_verifies(world: World) -> None:
     async with world.db.sessions.begin() as session:
         await revoke_key(session, key_fingerprint(world.key.public_key()), actor=SYSTEM)
-    image = await upload(world, world.image(OWN_A1))
+    image = await world.upload(world.image(OWN_A1))
     assert codes(image) == ["signature-invalid"]
     assert image.problems[0]["detail"].startswith("no public key is registered for manufacturer 10B2")
 
 
 async def test_a_version_the_cpl_lists_as_withdrawn_is_not_active(world: World) -> None:
-    image = await upload(world, world.image(OWN_WITHDRAWN))
+    image = await world.upload(world.image(OWN_WITHDRAWN))
     assert codes(image) == ["not-active-on-cpl"]
 
 
 async def test_a_header_hardware_range_that_excludes_the_model_is_a_problem(world: World) -> None:
-    image = await upload(world, world.image(OWN_A1, min_hw="0200", max_hw="02FF"))
+    image = await world.upload(world.image(OWN_A1, min_hw="0200", max_hw="02FF"))
     assert codes(image) == ["hardware-version-outside-range"]
 
 
 async def test_missing_release_notes_are_a_problem_until_added(world: World) -> None:
-    image = await upload(world, world.image(OWN_A1), notes=None)
+    image = await world.upload(world.image(OWN_A1), notes=None)
     assert codes(image) == ["release-notes-missing"]
-    principal = await as_party(world, world.tokens.manufacturer)
+    principal = await world.principal(world.tokens.manufacturer)
     updated = await world.library.update_release_notes(principal, image.id, GOOD_NOTES)
     assert updated.problems == []
     assert updated.release_notes_html is not None and "<li>" in updated.release_notes_html
 
 
 async def test_a_version_declared_commercial_is_never_accepted(world: World) -> None:
-    principal = await as_party(world, world.tokens.manufacturer)
+    principal = await world.principal(world.tokens.manufacturer)
     await world.library.declare_commercial(
         principal, VersionKey("10b2", "1", "100", "1010000"), "built for one supplier under contract"
     )
-    image = await upload(world, world.image(OWN_A2))
+    image = await world.upload(world.image(OWN_A2))
     assert codes(image) == ["declared-commercial"]
     with pytest.raises(LibraryError, match="declared-commercial"):
         await world.library.publish(principal, image.id)
@@ -182,7 +154,7 @@ async def test_a_version_declared_commercial_is_never_accepted(world: World) -> 
 
 async def test_several_problems_are_all_reported(world: World) -> None:
     stranger = generate_private_key(SECP256R1())
-    image = await upload(world, world.image(OWN_A1, key=stranger, manufacturer_image=b"x" * 64), notes=None)
+    image = await world.upload(world.image(OWN_A1, key=stranger, manufacturer_image=b"x" * 64), notes=None)
     assert codes(image) == ["hash-mismatch", "signature-invalid", "release-notes-missing"]
 
 
@@ -191,7 +163,7 @@ async def test_several_problems_are_all_reported(world: World) -> None:
 
 async def test_an_image_of_another_manufacturer_is_refused_and_nothing_is_kept(world: World) -> None:
     with pytest.raises(UploadRefused) as refused:
-        await upload(world, world.image(OTHER_C1))
+        await world.upload(world.image(OTHER_C1))
     assert (refused.value.status, codes(refused.value)) == (403, ["manufacturer-not-yours"])
     assert (await image_count(world), await blob_count(world), await staged_files(world)) == (0, 0, [])
 
@@ -204,40 +176,40 @@ async def test_a_malformed_file_is_refused_with_its_format_problem_and_nothing_i
         (data[:30], "truncated"),
     ]:
         with pytest.raises(UploadRefused) as refused:
-            await upload(world, broken)
+            await world.upload(broken)
         assert refused.value.status == 422
         assert problem in codes(refused.value)
     assert (await image_count(world), await blob_count(world), await staged_files(world)) == (0, 0, [])
 
 
 async def test_a_second_image_for_the_same_version_is_refused_while_the_first_exists(world: World) -> None:
-    first = await upload(world, world.image(OWN_A1))
+    first = await world.upload(world.image(OWN_A1))
     with pytest.raises(UploadRefused) as refused:
-        await upload(world, world.image(OWN_A1, header_string="rebuilt"))
+        await world.upload(world.image(OWN_A1, header_string="rebuilt"))
     assert (refused.value.status, codes(refused.value)) == (409, ["already-in-library"])
     assert f"image {first.id} (draft)" in str(refused.value.problems[0].detail)
     assert (await image_count(world), await blob_count(world)) == (1, 1)
 
 
 async def test_the_same_version_can_never_have_a_second_image_once_published(world: World) -> None:
-    principal = await as_party(world, world.tokens.manufacturer)
-    first = await upload(world, world.image(OWN_A1))
+    principal = await world.principal(world.tokens.manufacturer)
+    first = await world.upload(world.image(OWN_A1))
     await world.library.publish(principal, first.id)
     await world.library.withdraw(principal, first.id, "bricks meters on cold start")
     with pytest.raises(UploadRefused, match="already-in-library"):
-        await upload(world, world.image(OWN_A1, header_string="fixed"))
+        await world.upload(world.image(OWN_A1, header_string="fixed"))
 
 
 async def test_bad_release_notes_refuse_the_upload(world: World) -> None:
     with pytest.raises(UploadRefused) as refused:
-        await upload(world, world.image(OWN_A1), notes="# Title only")
+        await world.upload(world.image(OWN_A1), notes="# Title only")
     assert codes(refused.value) == ["release-notes-invalid"]
     assert await image_count(world) == 0
 
 
 async def test_an_oversized_upload_is_refused_while_it_streams(world: World) -> None:
     world.library.max_image_bytes = 10_000
-    principal = await as_party(world, world.tokens.manufacturer)
+    principal = await world.principal(world.tokens.manufacturer)
     receiver = world.library.receiver(principal)
     with pytest.raises(UploadRefused) as refused:
         for _ in range(10):
@@ -248,7 +220,7 @@ async def test_an_oversized_upload_is_refused_while_it_streams(world: World) -> 
 
 @pytest.mark.parametrize("token_name", ["supplier", "panel", "admin", "read_only_manufacturer"])
 async def test_only_a_writing_manufacturer_may_upload(world: World, token_name: str) -> None:
-    principal = await as_party(world, getattr(world.tokens, token_name))
+    principal = await world.principal(getattr(world.tokens, token_name))
     with pytest.raises(Forbidden):
         world.library.receiver(principal)
 
@@ -257,8 +229,8 @@ async def test_only_a_writing_manufacturer_may_upload(world: World, token_name: 
 
 
 async def test_publish_then_withdraw_bumps_the_revision_and_records_each_step(world: World) -> None:
-    principal = await as_party(world, world.tokens.manufacturer)
-    image = await upload(world, world.image(OWN_A1))
+    principal = await world.principal(world.tokens.manufacturer)
+    image = await world.upload(world.image(OWN_A1))
     before = await revision(world)
     published = await world.library.publish(principal, image.id)
     assert published.state == "published" and published.published_at is not None
@@ -279,8 +251,8 @@ async def test_publish_then_withdraw_bumps_the_revision_and_records_each_step(wo
 
 
 async def test_an_image_with_problems_cannot_be_published_and_the_refusal_names_them(world: World) -> None:
-    principal = await as_party(world, world.tokens.manufacturer)
-    image = await upload(world, world.image(OWN_A1), notes=None)
+    principal = await world.principal(world.tokens.manufacturer)
+    image = await world.upload(world.image(OWN_A1), notes=None)
     with pytest.raises(LibraryError) as refused:
         await world.library.publish(principal, image.id)
     assert codes(refused.value) == ["release-notes-missing"]
@@ -288,8 +260,8 @@ async def test_an_image_with_problems_cannot_be_published_and_the_refusal_names_
 
 
 async def test_publication_checks_again_so_a_key_revoked_after_upload_blocks_it(world: World) -> None:
-    principal = await as_party(world, world.tokens.manufacturer)
-    image = await upload(world, world.image(OWN_A1))
+    principal = await world.principal(world.tokens.manufacturer)
+    image = await world.upload(world.image(OWN_A1))
     async with world.db.sessions.begin() as session:
         await revoke_key(session, key_fingerprint(world.key.public_key()), actor=SYSTEM)
     with pytest.raises(LibraryError, match="signature-invalid"):
@@ -297,8 +269,8 @@ async def test_publication_checks_again_so_a_key_revoked_after_upload_blocks_it(
 
 
 async def test_a_published_image_is_immutable(world: World) -> None:
-    principal = await as_party(world, world.tokens.manufacturer)
-    image = await upload(world, world.image(OWN_A1))
+    principal = await world.principal(world.tokens.manufacturer)
+    image = await world.upload(world.image(OWN_A1))
     await world.library.publish(principal, image.id)
     with pytest.raises(LibraryError, match="only draft images can be given new release notes"):
         await world.library.update_release_notes(
@@ -312,8 +284,8 @@ async def test_a_published_image_is_immutable(world: World) -> None:
 
 @pytest.mark.parametrize("reason", ["", "short", "x" * 2001])
 async def test_withdrawal_needs_a_real_reason(world: World, reason: str) -> None:
-    principal = await as_party(world, world.tokens.manufacturer)
-    image = await upload(world, world.image(OWN_A1))
+    principal = await world.principal(world.tokens.manufacturer)
+    image = await world.upload(world.image(OWN_A1))
     await world.library.publish(principal, image.id)
     with pytest.raises(InvalidInput, match="withdrawal reason must be 10–2000 characters"):
         await world.library.withdraw(principal, image.id, reason)
@@ -321,11 +293,11 @@ async def test_withdrawal_needs_a_real_reason(world: World, reason: str) -> None
 
 
 async def test_a_discarded_draft_frees_the_version_and_its_bytes(world: World) -> None:
-    principal = await as_party(world, world.tokens.manufacturer)
-    image = await upload(world, world.image(OWN_A1, manufacturer_image=b"wrong" * 50))
+    principal = await world.principal(world.tokens.manufacturer)
+    image = await world.upload(world.image(OWN_A1, manufacturer_image=b"wrong" * 50))
     await world.library.discard(principal, image.id)
     assert (await image_count(world), await blob_count(world)) == (0, 0)
-    again = await upload(world, world.image(OWN_A1))
+    again = await world.upload(world.image(OWN_A1))
     assert again.problems == []
 
 
@@ -338,9 +310,9 @@ async def test_four_eyes_publication_needs_a_second_tokens_approval(world: World
             await session.execute(select(Party).where(Party.name == "Northfield Metering Ltd"))
         ).scalar_one()
         second = (await issue_token(session, party, actor=SYSTEM)).text
-    uploader = await as_party(world, world.tokens.manufacturer)
-    approver = await as_party(world, second)
-    image = await upload(world, world.image(OWN_A1))
+    uploader = await world.principal(world.tokens.manufacturer)
+    approver = await world.principal(second)
+    image = await world.upload(world.image(OWN_A1))
     with pytest.raises(LibraryError, match="needs approval by a second token"):
         await world.library.publish(uploader, image.id)
     with pytest.raises(LibraryError, match="uploaded with this token"):
@@ -353,20 +325,20 @@ async def test_four_eyes_publication_needs_a_second_tokens_approval(world: World
 
 
 async def test_drafts_are_seen_by_their_manufacturer_only(world: World) -> None:
-    image = await upload(world, world.image(OWN_A1))
-    own = await as_party(world, world.tokens.manufacturer)
+    image = await world.upload(world.image(OWN_A1))
+    own = await world.principal(world.tokens.manufacturer)
     assert (await world.library.get(own, image.id)).id == image.id
     for name in ["supplier", "other_manufacturer", "panel", "admin"]:
         with pytest.raises(ImageNotFound):
-            await world.library.get(await as_party(world, getattr(world.tokens, name)), image.id)
+            await world.library.get(await world.principal(getattr(world.tokens, name)), image.id)
     with pytest.raises(AccessDenied):
         await world.library.get(None, image.id)
 
 
 async def test_another_manufacturer_cannot_change_an_image(world: World) -> None:
-    own = await as_party(world, world.tokens.manufacturer)
-    other = await as_party(world, world.tokens.other_manufacturer)
-    image = await upload(world, world.image(OWN_A1))
+    own = await world.principal(world.tokens.manufacturer)
+    other = await world.principal(world.tokens.other_manufacturer)
+    image = await world.upload(world.image(OWN_A1))
     with pytest.raises(ImageNotFound):
         await world.library.publish(other, image.id)
     await world.library.publish(own, image.id)
@@ -375,9 +347,9 @@ async def test_another_manufacturer_cannot_change_an_image(world: World) -> None
 
 
 async def test_a_withdrawn_image_is_gone_for_suppliers_but_listed_with_its_reason(world: World) -> None:
-    own = await as_party(world, world.tokens.manufacturer)
-    supplier = await as_party(world, world.tokens.supplier)
-    image = await upload(world, world.image(OWN_A1))
+    own = await world.principal(world.tokens.manufacturer)
+    supplier = await world.principal(world.tokens.supplier)
+    image = await world.upload(world.image(OWN_A1))
     await world.library.publish(own, image.id)
     assert (await world.library.for_download(supplier, image.id)).id == image.id
     await world.library.withdraw(own, image.id, "bricks meters on cold start")
@@ -387,12 +359,12 @@ async def test_a_withdrawn_image_is_gone_for_suppliers_but_listed_with_its_reaso
 
 
 async def test_panel_downloads_only_when_granted(world: World) -> None:
-    own = await as_party(world, world.tokens.manufacturer)
-    image = await upload(world, world.image(OWN_A1))
+    own = await world.principal(world.tokens.manufacturer)
+    image = await world.upload(world.image(OWN_A1))
     await world.library.publish(own, image.id)
     with pytest.raises(Forbidden):
-        await world.library.for_download(await as_party(world, world.tokens.panel), image.id)
-    granted = await as_party(world, world.tokens.panel_with_downloads)
+        await world.library.for_download(await world.principal(world.tokens.panel), image.id)
+    granted = await world.principal(world.tokens.panel_with_downloads)
     assert (await world.library.for_download(granted, image.id)).id == image.id
 
 
@@ -400,7 +372,7 @@ async def test_panel_downloads_only_when_granted(world: World) -> None:
 
 
 async def test_only_certified_versions_can_be_declared_commercial(world: World) -> None:
-    principal = await as_party(world, world.tokens.manufacturer)
+    principal = await world.principal(world.tokens.manufacturer)
     with pytest.raises(InvalidInput, match="not on the current CPL"):
         await world.library.declare_commercial(principal, VersionKey(*_key(NOT_ON_CPL)), "a contract version")
     with pytest.raises(InvalidInput, match="firmware version"):
@@ -410,21 +382,21 @@ async def test_only_certified_versions_can_be_declared_commercial(world: World) 
 
 
 async def test_a_published_version_must_be_withdrawn_before_it_is_declared_commercial(world: World) -> None:
-    principal = await as_party(world, world.tokens.manufacturer)
-    image = await upload(world, world.image(OWN_A3))
+    principal = await world.principal(world.tokens.manufacturer)
+    image = await world.upload(world.image(OWN_A3))
     await world.library.publish(principal, image.id)
     with pytest.raises(LibraryError, match=f"image {image.id} is published"):
         await world.library.declare_commercial(principal, VersionKey(*_key(OWN_A3)), "a contract version")
 
 
 async def test_declarations_are_for_ones_own_manufacturer_ids(world: World) -> None:
-    principal = await as_party(world, world.tokens.manufacturer)
+    principal = await world.principal(world.tokens.manufacturer)
     with pytest.raises(Forbidden):
         await world.library.declare_commercial(principal, VersionKey(*_key(OTHER_C1)), "not our version")
 
 
 async def test_a_version_is_declared_commercial_once(world: World) -> None:
-    principal = await as_party(world, world.tokens.manufacturer)
+    principal = await world.principal(world.tokens.manufacturer)
     await world.library.declare_commercial(
         principal, VersionKey(*_key(OWN_B_HW1)), "contract for one supplier"
     )
