@@ -25,6 +25,9 @@ POSTGRES_ADMIN_DSN = os.environ.get("CFL_TEST_POSTGRES_DSN", "postgresql://postg
 REQUIRE_POSTGRES = os.environ.get("CFL_TEST_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
 _postgres_problem: list[str] = []
 
+# The moto S3 server and its stores, for the blob store and image tests.
+pytest_plugins = ["tests.fixtures.s3_server"]
+
 
 async def _admin(sql: str) -> None:
     conn = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)

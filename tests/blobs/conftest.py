@@ -9,9 +9,6 @@ import pytest
 
 from cfl_graph.blobs import BlobStore
 from cfl_graph.blobs.local import LocalBlobStore
-from tests.fixtures.s3_server import aws_environment, s3_endpoint, s3_store
-
-__all__ = ["aws_environment", "blob_store", "s3_endpoint", "s3_store"]
 
 
 @pytest.fixture
