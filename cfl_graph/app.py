@@ -27,6 +27,7 @@ from cfl_graph.limits import BodySizeLimitMiddleware, RateLimitMiddleware
 from cfl_graph.scheduler import run_scheduled_sync
 from cfl_graph.settings import Settings
 from cfl_graph.views.audit import audit_events
+from cfl_graph.views.catalogue import SignedCatalogue, catalogue_routes
 from cfl_graph.views.feeds import feed_routes
 from cfl_graph.views.images import image_routes
 from cfl_graph.views.pages import page_routes
@@ -121,6 +122,7 @@ def create_app(
         Route("/api/v1/audit/events", audit_events(database.sessions), methods=["GET"]),
         *image_routes(library),
         *feed_routes(database.sessions),
+        *catalogue_routes(SignedCatalogue(database.sessions, settings.signing_key_file)),
         *page_routes(database.sessions),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]

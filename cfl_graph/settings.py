@@ -39,10 +39,16 @@ class Settings:
     # None: the local folder `blob_dir`; else an S3 bucket (`s3://bucket[/prefix]`).
     blob_store: str | None = None
     s3_endpoint_url: str | None = None
+    # The library's Ed25519 key for the signed catalogue; None: `work_dir/catalogue-signing-key.pem`.
+    catalogue_key_file: Path | None = None
     rate_limit_per_minute: int = 600
     graphql_introspection: bool = True
     # None: INFO for `serve`, WARNING for one-shot commands, whose own output says what happened.
     log_level: str | None = None
+
+    @property
+    def signing_key_file(self) -> Path:
+        return self.catalogue_key_file or self.work_dir / "catalogue-signing-key.pem"
 
     @property
     def is_sqlite(self) -> bool:
@@ -153,6 +159,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         values["blob_store"] = _s3_url("CFL_BLOB_STORE", raw)
     if (raw := env.get("CFL_S3_ENDPOINT_URL")) is not None and raw.strip():
         values["s3_endpoint_url"] = _http_url("CFL_S3_ENDPOINT_URL", raw)
+    if (raw := env.get("CFL_CATALOGUE_KEY_FILE")) is not None and raw.strip():
+        values["catalogue_key_file"] = Path(raw.strip())
     if (raw := env.get("CFL_RATE_LIMIT_PER_MINUTE")) is not None:
         values["rate_limit_per_minute"] = _positive_int("CFL_RATE_LIMIT_PER_MINUTE", raw, allow_zero=True)
     if (raw := env.get("CFL_GRAPHQL_INTROSPECTION")) is not None:
