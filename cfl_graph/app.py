@@ -32,7 +32,7 @@ from cfl_graph.views.feeds import feed_routes
 from cfl_graph.views.images import image_routes
 from cfl_graph.views.pages import page_routes
 from loaders import Loaders
-from schema import build_schema
+from schema import Graph, build_schema
 from schema.context import Context
 from schema.protection import QueryLimits
 
@@ -51,17 +51,19 @@ class SchemaNotCurrent(RuntimeError):
 
 
 class _GraphQL(GraphQL[Context, None]):
-    def __init__(self, db: Database, library: ImageLibrary, limits: QueryLimits) -> None:
+    def __init__(self, db: Database, library: ImageLibrary, limits: QueryLimits, graph: Graph) -> None:
         # No GraphiQL: it loads its scripts from a CDN and runs inline script, both barred by the CSP.
-        super().__init__(build_schema(limits), graphql_ide=None)
+        super().__init__(build_schema(limits, graph), graphql_ide=None)
         self._db = db
         self._library = library
 
     async def get_context(self, request: Any, response: Any) -> Context:
+        principal = principal_of(request.scope)
         return Context(
-            principal=principal_of(request.scope),
-            loaders=Loaders.for_request(self._db.sessions),
+            principal=principal,
+            loaders=Loaders.for_request(self._db.sessions, principal),
             library=self._library,
+            sessions=self._db.sessions,
         )
 
 
@@ -114,10 +116,13 @@ def create_app(
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
-        Route(
-            "/graphql",
-            _GraphQL(database, library, QueryLimits(introspection=settings.graphql_introspection)),
-            methods=["GET", "POST"],
+        *(
+            Route(
+                "/graphql" if graph is Graph.COMBINED else f"/subgraphs/{graph.value}/graphql",
+                _GraphQL(database, library, QueryLimits(introspection=settings.graphql_introspection), graph),
+                methods=["GET", "POST"],
+            )
+            for graph in Graph
         ),
         Route("/api/v1/audit/events", audit_events(database.sessions), methods=["GET"]),
         *image_routes(library),

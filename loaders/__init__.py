@@ -6,13 +6,16 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cfl_graph.access.principal import Principal
+from loaders.catalogue import CatalogueLoaders
 from loaders.cpl import CplLoaders
 
 
 @dataclass
 class Loaders:
     cpl: CplLoaders
+    catalogue: CatalogueLoaders
 
     @classmethod
-    def for_request(cls, sessions: async_sessionmaker[AsyncSession]) -> Loaders:
-        return cls(cpl=CplLoaders(sessions))
+    def for_request(cls, sessions: async_sessionmaker[AsyncSession], principal: Principal | None) -> Loaders:
+        return cls(cpl=CplLoaders(sessions), catalogue=CatalogueLoaders(sessions, principal))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.types import Info as StrawberryInfo
 
 from cfl_graph.access.principal import Principal
@@ -16,6 +17,8 @@ class Context:
     principal: Principal | None
     loaders: Loaders
     library: ImageLibrary
+    # For the few resolvers that call a service with a session (reports, diffs); reads go through loaders.
+    sessions: async_sessionmaker[AsyncSession]
 
 
 Info = StrawberryInfo[Context, None]

@@ -1,52 +1,186 @@
-"""The CPL side of the graph: the library's synchronised copy of the Certified Products List."""
+"""The CPL side's snapshots: the library's synchronised copies of the Certified Products List, and
+what changed between any two (R6)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import strawberry
+from sqlalchemy import select
 
 from cfl_graph.access.policy import Action, authorise
+from cfl_graph.images.errors import InvalidInput
 from cfl_graph.tables import CplSnapshot as CplSnapshotRow
+from cpl_sync.diff import CplRow, diff_snapshots
 from schema.context import Info
+from schema.node import BOTH, CPL, Node, global_id, parse_global_id
+
+MAX_DIFF_ROWS = 500
+
+
+@strawberry.type(description="A CPL row as a snapshot holds it (used in diffs).")
+class CplListing:
+    manufacturer_id: str
+    model_id: str
+    hardware_version: str
+    firmware_version: str
+    manufacturer_name: str
+    model_name: str
+    device_type: str
+    smets_version: str
+    image_hash: str
+    status: str
+    gbcs_version: str | None
+    listed_on: dt.date
+
+    @classmethod
+    def of(cls, row: CplRow) -> CplListing:
+        return cls(
+            manufacturer_id=row.manufacturer_id,
+            model_id=row.model_id,
+            hardware_version=row.hardware_version,
+            firmware_version=row.firmware_version,
+            manufacturer_name=row.manufacturer_name,
+            model_name=row.model_name,
+            device_type=row.device_type,
+            smets_version=row.smets_version,
+            image_hash=row.image_hash,
+            status=row.status,
+            gbcs_version=row.gbcs_version,
+            listed_on=row.date_added,
+        )
+
+
+@strawberry.type
+class FieldChange:
+    field: str
+    old: str | None
+    new: str | None
+
+
+@strawberry.type
+class ChangedListing:
+    before: CplListing
+    after: CplListing
+    fields: list[FieldChange]
+
+
+@strawberry.type(description="What changed between two snapshots; each list holds at most `limit` rows.")
+class SnapshotDiff:
+    from_snapshot_id: int
+    to_snapshot_id: int
+    added_count: int
+    removed_count: int
+    changed_count: int
+    added: list[CplListing]
+    removed: list[CplListing]
+    changed: list[ChangedListing]
 
 
 @strawberry.type(description="An immutable copy of the CPL as one sync found it.")
-class CplSnapshot:
-    id: strawberry.ID
+class CplSnapshot(Node):
+    snapshot_id: int
     created_at: dt.datetime
     source: str
     content_sha256: str = strawberry.field(description="SHA-256 of the file the snapshot was read from.")
     row_count: int = strawberry.field(description="Certified firmware versions (CPL rows).")
     device_model_count: int
     is_current: bool
+    previous_snapshot_id: int | None
+
+    @strawberry.federation.field(shareable=True, metadata=BOTH)
+    def id(self) -> strawberry.ID:
+        return global_id("CplSnapshot", self.snapshot_id)
 
     @classmethod
     def from_row(cls, row: CplSnapshotRow, current_id: int | None) -> CplSnapshot:
         return cls(
-            id=strawberry.ID(str(row.id)),
+            snapshot_id=row.id,
             created_at=row.created_at,
             source=row.source,
             content_sha256=row.content_sha256,
             row_count=row.row_count,
             device_model_count=row.device_model_count,
             is_current=row.id == current_id,
+            previous_snapshot_id=row.previous_id,
+        )
+
+    @strawberry.field(
+        description="Rows added, removed and changed from `against` (default: the previous) to this."
+    )
+    async def diff(self, info: Info, against: int | None = None, limit: int = 100) -> SnapshotDiff | None:
+        if not 0 <= limit <= MAX_DIFF_ROWS:
+            raise InvalidInput(f"`limit` must be between 0 and {MAX_DIFF_ROWS}, not {limit}")
+        older = self.previous_snapshot_id if against is None else against
+        if older is None:
+            return None
+        if await info.context.loaders.cpl.snapshot.load(older) is None:
+            raise InvalidInput(f"there is no snapshot {older}")
+        async with info.context.sessions() as session:
+            found = await diff_snapshots(session, older, self.snapshot_id, limit=limit)
+        return SnapshotDiff(
+            from_snapshot_id=found.old_id,
+            to_snapshot_id=found.new_id,
+            added_count=found.counts.added,
+            removed_count=found.counts.removed,
+            changed_count=found.counts.changed,
+            added=[CplListing.of(r) for r in found.added],
+            removed=[CplListing.of(r) for r in found.removed],
+            changed=[
+                ChangedListing(
+                    before=CplListing.of(c.old),
+                    after=CplListing.of(c.new),
+                    fields=[
+                        FieldChange(
+                            field=f.field,
+                            old=None if f.old is None else str(f.old),
+                            new=None if f.new is None else str(f.new),
+                        )
+                        for f in c.fields
+                    ],
+                )
+                for c in found.changed
+            ],
         )
 
 
-def _snapshot_id(raw: strawberry.ID) -> int | None:
-    return int(raw) if str(raw).isdigit() else None
+def _snapshot_id(raw: str) -> int | None:
+    if raw.isdigit():
+        return int(raw) if len(raw) < 10 else None
+    try:
+        kind, parts = parse_global_id(raw)
+    except InvalidInput:
+        return None
+    if kind == "CplSnapshot" and len(parts) == 1 and parts[0].isdigit() and len(parts[0]) < 10:
+        return int(parts[0])
+    return None
+
+
+async def snapshot_by_id(info: Info, snapshot_id: int) -> CplSnapshot | None:
+    loaders = info.context.loaders.cpl
+    row = await loaders.snapshot.load(snapshot_id)
+    return None if row is None else CplSnapshot.from_row(row, await loaders.current_snapshot_id())
 
 
 @strawberry.type
 class CplQuery:
-    @strawberry.field(description="A CPL snapshot by id; the current one when no id is given.")
+    @strawberry.field(
+        metadata=CPL,
+        description="A CPL snapshot by id (number or global id); the current one when no id is given.",
+    )
     async def cpl_snapshot(self, info: Info, id: strawberry.ID | None = None) -> CplSnapshot | None:
         authorise(info.context.principal, Action.READ_CATALOGUE)
-        loaders = info.context.loaders.cpl
-        current = await loaders.current_snapshot_id()
-        wanted = current if id is None else _snapshot_id(id)
-        if wanted is None:
-            return None
-        row = await loaders.snapshot.load(wanted)
-        return None if row is None else CplSnapshot.from_row(row, current)
+        wanted = await info.context.loaders.cpl.current_snapshot_id() if id is None else _snapshot_id(str(id))
+        return None if wanted is None else await snapshot_by_id(info, wanted)
+
+    @strawberry.field(metadata=CPL, description="Snapshots, newest first.")
+    async def cpl_snapshots(self, info: Info, first: int = 20) -> list[CplSnapshot]:
+        authorise(info.context.principal, Action.READ_CATALOGUE)
+        if not 0 <= first <= 500:
+            raise InvalidInput(f"`first` must be between 0 and 500, not {first}")
+        current = await info.context.loaders.cpl.current_snapshot_id()
+        async with info.context.sessions() as session:
+            rows = (
+                await session.execute(select(CplSnapshotRow).order_by(CplSnapshotRow.id.desc()).limit(first))
+            ).scalars()
+            return [CplSnapshot.from_row(row, current) for row in rows]

@@ -18,6 +18,7 @@ from cfl_graph.images.library import download_name
 from cfl_graph.tables import CommercialDeclaration as DeclarationRow
 from cfl_graph.tables import LibraryImage as ImageRow
 from schema.context import Info
+from schema.node import BOTH, CFL, Node, global_id, parse_global_id
 
 
 @strawberry.enum(description="Where an image is in its life: drafts are seen by their manufacturer only.")
@@ -60,8 +61,8 @@ class ReleaseNotes:
 @strawberry.type(
     description="A firmware image held by the library, for one certified version of a device model."
 )
-class LibraryImage:
-    id: strawberry.ID
+class LibraryImage(Node):
+    image_id: int = strawberry.field(description="The image's number, as in /api/v1/images/{imageId}.")
     state: ImageState
     manufacturer_id: str
     model_id: str
@@ -91,6 +92,10 @@ class LibraryImage:
     withdrawal_reason: str | None
     download_url: str
 
+    @strawberry.federation.field(shareable=True, metadata=BOTH)
+    def id(self) -> strawberry.ID:
+        return global_id("LibraryImage", self.image_id)
+
     @classmethod
     def from_row(cls, row: ImageRow) -> LibraryImage:
         notes = None
@@ -101,7 +106,7 @@ class LibraryImage:
                 text=row.release_notes_text or "",
             )
         return cls(
-            id=strawberry.ID(str(row.id)),
+            image_id=row.id,
             state=ImageState(row.state),
             manufacturer_id=row.manufacturer_id,
             model_id=row.model_id,
@@ -157,15 +162,25 @@ def _snake(name: str) -> str:
 
 
 def image_id(raw: strawberry.ID) -> int:
+    """An image's number, or its global id."""
     text = str(raw)
+    if not text.isdigit():
+        try:
+            kind, parts = parse_global_id(text)
+        except InvalidInput:
+            kind, parts = "", []
+        if kind == "LibraryImage" and len(parts) == 1:
+            text = parts[0]
     if not text.isdigit() or len(text) > 9:
-        raise InvalidInput(f"image ids are whole numbers, not {text[:40]!r}")
+        raise InvalidInput(f"image ids are whole numbers or LibraryImage global ids, not {str(raw)[:40]!r}")
     return int(text)
 
 
 @strawberry.type
 class ImageQuery:
-    @strawberry.field(description="An image by id, if you may see it (drafts: their manufacturer only).")
+    @strawberry.field(
+        metadata=CFL, description="An image by id, if you may see it (drafts: their manufacturer only)."
+    )
     async def library_image(self, info: Info, id: strawberry.ID) -> LibraryImage | None:
         try:
             row = await info.context.library.get(info.context.principal, image_id(id))
@@ -176,37 +191,42 @@ class ImageQuery:
 
 @strawberry.type
 class ImageMutation:
-    @strawberry.mutation(description="Publish a draft with no problems; it is then immutable.")
+    @strawberry.mutation(metadata=CFL, description="Publish a draft with no problems; it is then immutable.")
     async def publish_image(self, info: Info, id: strawberry.ID) -> LibraryImage:
         return LibraryImage.from_row(await info.context.library.publish(info.context.principal, image_id(id)))
 
-    @strawberry.mutation(description="Approve a draft uploaded with another token (four-eyes manufacturers).")
+    @strawberry.mutation(
+        metadata=CFL, description="Approve a draft uploaded with another token (four-eyes manufacturers)."
+    )
     async def approve_image(self, info: Info, id: strawberry.ID) -> LibraryImage:
         return LibraryImage.from_row(await info.context.library.approve(info.context.principal, image_id(id)))
 
     @strawberry.mutation(
-        description="Withdraw a published image: still listed with the reason, no longer served."
+        metadata=CFL,
+        description="Withdraw a published image: still listed with the reason, no longer served.",
     )
     async def withdraw_image(self, info: Info, id: strawberry.ID, reason: str) -> LibraryImage:
         row = await info.context.library.withdraw(info.context.principal, image_id(id), reason)
         return LibraryImage.from_row(row)
 
-    @strawberry.mutation(description="Replace a draft's release notes (Markdown).")
+    @strawberry.mutation(metadata=CFL, description="Replace a draft's release notes (Markdown).")
     async def update_release_notes(self, info: Info, id: strawberry.ID, markdown: str) -> LibraryImage:
         row = await info.context.library.update_release_notes(info.context.principal, image_id(id), markdown)
         return LibraryImage.from_row(row)
 
-    @strawberry.mutation(description="Check a draft again against the current CPL, keys and declarations.")
+    @strawberry.mutation(
+        metadata=CFL, description="Check a draft again against the current CPL, keys and declarations."
+    )
     async def recheck_image(self, info: Info, id: strawberry.ID) -> LibraryImage:
         return LibraryImage.from_row(await info.context.library.recheck(info.context.principal, image_id(id)))
 
-    @strawberry.mutation(description="Delete a draft and free its version for another upload.")
+    @strawberry.mutation(metadata=CFL, description="Delete a draft and free its version for another upload.")
     async def discard_image(self, info: Info, id: strawberry.ID) -> strawberry.ID:
         await info.context.library.discard(info.context.principal, image_id(id))
         return id
 
     @strawberry.mutation(
-        description="Declare a certified version commercial: listed as such, never distributed."
+        metadata=CFL, description="Declare a certified version commercial: listed as such, never distributed."
     )
     async def declare_commercial(
         self,

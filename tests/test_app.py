@@ -29,7 +29,7 @@ from tests.fixtures.cli import run_cli
 from tests.fixtures.cpl_files import versions, write_csv
 
 SNAPSHOT_QUERY = (
-    "query($id: ID) { cplSnapshot(id: $id) { id rowCount deviceModelCount isCurrent contentSha256 } }"
+    "query($id: ID) { cplSnapshot(id: $id) { snapshotId rowCount deviceModelCount isCurrent contentSha256 } }"
 )
 
 
@@ -66,7 +66,7 @@ async def test_cpl_snapshot_answers_the_current_and_any_earlier_snapshot(
     first = await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(3))), work_dir=tmp_path)
     second = await sync_cpl(db, str(write_csv(tmp_path / "b.csv", versions(5))), work_dir=tmp_path)
     current = (await graphql(db, token, tmp_path, SNAPSHOT_QUERY))["cplSnapshot"]
-    assert current["id"] == str(second.snapshot_id)
+    assert current["snapshotId"] == second.snapshot_id
     assert (current["rowCount"], current["deviceModelCount"], current["isCurrent"]) == (5, 1, True)
     earlier = (await graphql(db, token, tmp_path, SNAPSHOT_QUERY, {"id": str(first.snapshot_id)}))[
         "cplSnapshot"
@@ -177,7 +177,7 @@ def test_the_demo_command_serves_realistic_data_from_nothing(tmp_path: Path) -> 
         body = httpx2.post(f"{base}/graphql", json={"query": SNAPSHOT_QUERY}, headers=auth, timeout=10).json()
         current = body["data"]["cplSnapshot"]
         assert current["rowCount"] == 3000
-        assert current["id"] == "2"  # last quarter's list, then the current one
+        assert current["snapshotId"] == 2  # last quarter's list, then the current one
         earlier = httpx2.post(
             f"{base}/graphql",
             json={"query": SNAPSHOT_QUERY, "variables": {"id": "1"}},

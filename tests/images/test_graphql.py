@@ -114,10 +114,10 @@ async def test_declare_commercial_then_the_upload_of_that_version_is_flagged(wor
 
 async def test_drafts_are_null_to_others_and_mutations_are_refused_by_role(world: World) -> None:
     image_id = await draft(world, OWN_A1)
-    query = "query($id: ID!) { libraryImage(id: $id) { id } }"
+    query = "query($id: ID!) { libraryImage(id: $id) { imageId } }"
     assert (await gql(world, world.tokens.supplier, query, id=image_id))["data"]["libraryImage"] is None
     own = await gql(world, world.tokens.manufacturer, query, id=image_id)
-    assert own["data"]["libraryImage"] == {"id": image_id}
+    assert own["data"]["libraryImage"] == {"imageId": int(image_id)}
     refused = await gql(
         world, world.tokens.supplier, "mutation($id: ID!) { publishImage(id: $id) { id } }", id=image_id
     )

@@ -1,0 +1,195 @@
+"""Searching the catalogue: device models of the current CPL snapshot, and the coverage-gap rule.
+
+A **coverage gap** is a certified version that is active on the current CPL, of an in-scope device type
+(ESME, GSME, PPMID, HCALCS), not declared commercial, with no published image in the library (a
+withdrawn image leaves the gap open again). `version_is_gap` is that rule as SQL, used by the
+`hasCoverageGap` filter, the gap list and the reports alike.
+
+Pages are keyset pages: the cursor is opaque (base64 of the sort key) and stable while rows are added.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cfl_graph import identifiers as ids
+from cfl_graph.identifiers import LIBRARY_DEVICE_TYPES, CplStatus
+from cfl_graph.images.errors import InvalidInput, LibraryProblem, Problem
+from cfl_graph.tables import (
+    CommercialDeclaration,
+    CplCertifiedFirmware,
+    CplDeviceModel,
+    ImageState,
+    LibraryImage,
+)
+
+T = TypeVar("T")
+MAX_PAGE = 500
+IN_SCOPE = sorted(t.value for t in LIBRARY_DEVICE_TYPES)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[tuple[str, T]]  # (cursor, item)
+    total: int
+    has_next: bool
+    has_previous: bool
+
+
+def encode_cursor(kind: str, values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps([kind, *values]).encode()).decode()
+
+
+def decode_cursor(kind: str, cursor: str, width: int) -> list[Any]:
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not (isinstance(decoded, list) and len(decoded) == width + 1 and decoded[0] == kind):
+            raise ValueError("not this list's cursor")
+        return list(decoded[1:])
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            "`after` is not a cursor of this list; pass an `endCursor` or `cursor` it returned",
+            [Problem(LibraryProblem.BAD_FIELD, f"after: {exc}")],
+        ) from None
+
+
+def check_first(first: int) -> int:
+    if not 0 <= first <= MAX_PAGE:
+        raise InvalidInput(f"`first` must be between 0 and {MAX_PAGE}, not {first}")
+    return first
+
+
+def version_is_gap(cf: type[CplCertifiedFirmware] = CplCertifiedFirmware) -> ColumnElement[bool]:
+    """The coverage-gap rule for a certified-firmware row (joined to its device model)."""
+    return and_(
+        cf.status == CplStatus.ACTIVE.value,
+        CplDeviceModel.device_type.in_(IN_SCOPE),
+        ~exists().where(
+            CommercialDeclaration.manufacturer_id == cf.manufacturer_id,
+            CommercialDeclaration.model_id == cf.model_id,
+            CommercialDeclaration.hardware_version == cf.hardware_version,
+            CommercialDeclaration.firmware_version == cf.firmware_version,
+        ),
+        ~exists().where(
+            LibraryImage.manufacturer_id == cf.manufacturer_id,
+            LibraryImage.model_id == cf.model_id,
+            LibraryImage.hardware_version == cf.hardware_version,
+            LibraryImage.firmware_version == cf.firmware_version,
+            LibraryImage.state == ImageState.PUBLISHED.value,
+        ),
+    )
+
+
+def model_join() -> ColumnElement[bool]:
+    return and_(
+        CplDeviceModel.snapshot_id == CplCertifiedFirmware.snapshot_id,
+        CplDeviceModel.manufacturer_id == CplCertifiedFirmware.manufacturer_id,
+        CplDeviceModel.model_id == CplCertifiedFirmware.model_id,
+        CplDeviceModel.hardware_version == CplCertifiedFirmware.hardware_version,
+    )
+
+
+@dataclass(frozen=True)
+class DeviceModelFilter:
+    manufacturer_id: str | None = None
+    device_type: str | None = None
+    smets_version: str | None = None
+    has_coverage_gap: bool | None = None
+    search: str | None = None
+
+    def normalised(self) -> DeviceModelFilter:
+        try:
+            return DeviceModelFilter(
+                manufacturer_id=None
+                if self.manufacturer_id is None
+                else ids.manufacturer_id(self.manufacturer_id),
+                device_type=None if self.device_type is None else ids.device_type(self.device_type).value,
+                smets_version=None
+                if self.smets_version is None
+                else ids.smets_version(self.smets_version).value,
+                has_coverage_gap=self.has_coverage_gap,
+                search=None if self.search is None else _search_text(self.search),
+            )
+        except ids.InvalidValue as exc:
+            raise InvalidInput(f"filter: {exc}", [Problem(LibraryProblem.BAD_FIELD, str(exc))]) from None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = []
+        if self.manufacturer_id is not None:
+            found.append(CplDeviceModel.manufacturer_id == self.manufacturer_id)
+        if self.device_type is not None:
+            found.append(CplDeviceModel.device_type == self.device_type)
+        if self.smets_version is not None:
+            found.append(CplDeviceModel.smets_version == self.smets_version)
+        if self.search:
+            pattern = f"%{_escape_like(self.search.lower())}%"
+            found.append(
+                or_(
+                    func.lower(CplDeviceModel.model_name).like(pattern, escape="\\"),
+                    func.lower(CplDeviceModel.manufacturer_name).like(pattern, escape="\\"),
+                    CplDeviceModel.model_id == self.search.upper(),
+                    CplDeviceModel.manufacturer_id == self.search.upper(),
+                )
+            )
+        if self.has_coverage_gap is not None:
+            gap = (
+                select(CplCertifiedFirmware.firmware_version)
+                .where(
+                    CplCertifiedFirmware.snapshot_id == CplDeviceModel.snapshot_id,
+                    CplCertifiedFirmware.manufacturer_id == CplDeviceModel.manufacturer_id,
+                    CplCertifiedFirmware.model_id == CplDeviceModel.model_id,
+                    CplCertifiedFirmware.hardware_version == CplDeviceModel.hardware_version,
+                    version_is_gap(),
+                )
+                .exists()
+            )
+            found.append(gap if self.has_coverage_gap else ~gap)
+        return found
+
+
+def _search_text(text: str) -> str:
+    clean = " ".join(text.split())
+    if len(clean) > 100:
+        raise ids.InvalidValue("search text is at most 100 characters")
+    return clean
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def device_models(
+    session: AsyncSession, snapshot_id: int, where: DeviceModelFilter, first: int, after: str | None
+) -> Page[CplDeviceModel]:
+    """A page of the current snapshot's device models in key order, with the filter's total."""
+    check_first(first)
+    conditions = [CplDeviceModel.snapshot_id == snapshot_id, *where.normalised().conditions()]
+    key = tuple_(CplDeviceModel.manufacturer_id, CplDeviceModel.model_id, CplDeviceModel.hardware_version)
+    total = int(
+        await session.scalar(select(func.count()).select_from(CplDeviceModel).where(*conditions)) or 0
+    )
+    query = select(CplDeviceModel).where(*conditions)
+    if after is not None:
+        query = query.where(key > tuple_(*decode_cursor("DeviceModel", after, 3)))
+    rows = list(
+        (
+            await session.execute(
+                query.order_by(
+                    CplDeviceModel.manufacturer_id, CplDeviceModel.model_id, CplDeviceModel.hardware_version
+                ).limit(first + 1)
+            )
+        ).scalars()
+    )
+    items = [
+        (encode_cursor("DeviceModel", [r.manufacturer_id, r.model_id, r.hardware_version]), r)
+        for r in rows[:first]
+    ]
+    return Page(items=items, total=total, has_next=len(rows) > first, has_previous=after is not None)

@@ -1,0 +1,364 @@
+"""The Panel's and suppliers' reports (R7, R12): coverage gaps, coverage by group, consistency of a
+manufacturer's CFL listing with its CPL listing, and timeliness of publication.
+
+Each report is one or two statements over the current CPL snapshot and the library tables; GraphQL,
+the CSV/XLSX exports and the web pages all call these functions, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, case, func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cfl_graph.catalogue import (
+    IN_SCOPE,
+    DeviceModelFilter,
+    Page,
+    check_first,
+    decode_cursor,
+    encode_cursor,
+    model_join,
+    version_is_gap,
+)
+from cfl_graph.identifiers import CplStatus
+from cfl_graph.images.errors import InvalidInput
+from cfl_graph.tables import (
+    CommercialDeclaration,
+    CplCertifiedFirmware,
+    CplDeviceModel,
+    ImageState,
+    LibraryImage,
+)
+
+# A version published more than this long after its CPL listing is a late publication (R7).
+LATE_AFTER_DAYS = 30
+
+
+class GroupBy(StrEnum):
+    MANUFACTURER = "MANUFACTURER"
+    DEVICE_TYPE = "DEVICE_TYPE"
+    SMETS_VERSION = "SMETS_VERSION"
+
+
+class FindingKind(StrEnum):
+    MISSING_IMAGE = "MISSING_IMAGE"
+    HASH_MISMATCH = "HASH_MISMATCH"
+    DELISTED_FROM_CPL = "DELISTED_FROM_CPL"
+    NOT_ON_CPL = "NOT_ON_CPL"
+    LATE_PUBLICATION = "LATE_PUBLICATION"
+
+
+@dataclass(frozen=True)
+class Gap:
+    manufacturer_id: str
+    model_id: str
+    hardware_version: str
+    firmware_version: str
+    listed_on: dt.date
+    days_missing: int
+
+
+@dataclass(frozen=True)
+class CoverageGroup:
+    key: str
+    label: str
+    certified: int  # active, in-scope certified versions
+    commercial: int
+    available: int  # with a published image
+    missing: int
+
+    @property
+    def coverage(self) -> float | None:
+        """Available over what should be available (certified, less commercial); None if nothing should."""
+        expected = self.certified - self.commercial
+        return None if expected == 0 else self.available / expected
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: FindingKind
+    manufacturer_id: str
+    model_id: str
+    hardware_version: str
+    firmware_version: str
+    detail: str
+    image_id: int | None = None
+
+
+@dataclass(frozen=True)
+class TimelinessGroup:
+    key: str
+    label: str
+    published: int
+    median_days: float
+    p90_days: float
+    worst_days: int
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+async def coverage_gaps(
+    session: AsyncSession,
+    snapshot_id: int,
+    where: DeviceModelFilter,
+    first: int,
+    after: str | None,
+    *,
+    today: dt.date | None = None,
+) -> Page[Gap]:
+    """Gaps, longest missing first (then by key); the filter narrows the device models."""
+    check_first(first)
+    today = today or _today()
+    model_conditions = where.normalised().conditions()
+    cf = CplCertifiedFirmware
+    base = (
+        select(cf.manufacturer_id, cf.model_id, cf.hardware_version, cf.firmware_version, cf.date_added)
+        .join(CplDeviceModel, model_join())
+        .where(cf.snapshot_id == snapshot_id, version_is_gap(), *model_conditions)
+    )
+    total = int(await session.scalar(select(func.count()).select_from(base.subquery())) or 0)
+    order = (cf.date_added, cf.manufacturer_id, cf.model_id, cf.hardware_version, cf.firmware_version)
+    query = base
+    if after is not None:
+        values = decode_cursor("Gap", after, 5)
+        values[0] = dt.date.fromisoformat(values[0])
+        query = query.where(tuple_(*order) > tuple_(*values))
+    rows = (await session.execute(query.order_by(*order).limit(first + 1))).all()
+    items = []
+    for mid, model, hardware, firmware, listed in rows[:first]:
+        cursor = encode_cursor("Gap", [listed.isoformat(), mid, model, hardware, firmware])
+        items.append((cursor, Gap(mid, model, hardware, firmware, listed, (today - listed).days)))
+    return Page(items=items, total=total, has_next=len(rows) > first, has_previous=after is not None)
+
+
+def _group_column(group_by: GroupBy) -> tuple[Any, Any]:
+    if group_by is GroupBy.MANUFACTURER:
+        return CplDeviceModel.manufacturer_id, func.max(CplDeviceModel.manufacturer_name)
+    if group_by is GroupBy.DEVICE_TYPE:
+        return CplDeviceModel.device_type, CplDeviceModel.device_type
+    return CplDeviceModel.smets_version, CplDeviceModel.smets_version
+
+
+async def coverage_summary(session: AsyncSession, snapshot_id: int, group_by: GroupBy) -> list[CoverageGroup]:
+    """Per group: active in-scope certified versions, how many are commercial, available, missing."""
+    cf = CplCertifiedFirmware
+    key, label = _group_column(group_by)
+    declared = (
+        select(CommercialDeclaration.firmware_version)
+        .where(
+            CommercialDeclaration.manufacturer_id == cf.manufacturer_id,
+            CommercialDeclaration.model_id == cf.model_id,
+            CommercialDeclaration.hardware_version == cf.hardware_version,
+            CommercialDeclaration.firmware_version == cf.firmware_version,
+        )
+        .exists()
+    )
+    published = (
+        select(LibraryImage.id)
+        .where(
+            LibraryImage.manufacturer_id == cf.manufacturer_id,
+            LibraryImage.model_id == cf.model_id,
+            LibraryImage.hardware_version == cf.hardware_version,
+            LibraryImage.firmware_version == cf.firmware_version,
+            LibraryImage.state == ImageState.PUBLISHED.value,
+        )
+        .exists()
+    )
+    rows = (
+        await session.execute(
+            select(
+                key,
+                label,
+                func.count(),
+                func.sum(case((declared, 1), else_=0)),
+                func.sum(case((and_(~declared, published), 1), else_=0)),
+            )
+            .join(CplDeviceModel, model_join())
+            .where(
+                cf.snapshot_id == snapshot_id,
+                cf.status == CplStatus.ACTIVE.value,
+                CplDeviceModel.device_type.in_(IN_SCOPE),
+            )
+            .group_by(key)
+            .order_by(key)
+        )
+    ).all()
+    return [
+        CoverageGroup(
+            key=str(group),
+            label=str(name),
+            certified=int(certified),
+            commercial=int(commercial or 0),
+            available=int(available or 0),
+            missing=int(certified) - int(commercial or 0) - int(available or 0),
+        )
+        for group, name, certified, commercial, available in rows
+    ]
+
+
+async def consistency_report(
+    session: AsyncSession, snapshot_id: int, manufacturer_id: str, *, today: dt.date | None = None
+) -> list[Finding]:
+    """Where a manufacturer's library listing and CPL listing disagree, each finding at a version."""
+    today = today or _today()
+    cf = CplCertifiedFirmware
+    findings: list[Finding] = []
+    gaps = (
+        await session.execute(
+            select(cf.model_id, cf.hardware_version, cf.firmware_version, cf.date_added, cf.sheet_row)
+            .join(CplDeviceModel, model_join())
+            .where(cf.snapshot_id == snapshot_id, cf.manufacturer_id == manufacturer_id, version_is_gap())
+            .order_by(cf.model_id, cf.hardware_version, cf.firmware_version)
+        )
+    ).all()
+    for model, hardware, firmware, listed, sheet_row in gaps:
+        findings.append(
+            Finding(
+                FindingKind.MISSING_IMAGE,
+                manufacturer_id,
+                model,
+                hardware,
+                firmware,
+                f"certified on the CPL since {listed:%Y-%m-%d} (sheet row {sheet_row}), "
+                f"{(today - listed).days} days without a published image",
+            )
+        )
+    images = (
+        await session.execute(
+            select(LibraryImage, cf)
+            .outerjoin(
+                cf,
+                and_(
+                    cf.snapshot_id == snapshot_id,
+                    cf.manufacturer_id == LibraryImage.manufacturer_id,
+                    cf.model_id == LibraryImage.model_id,
+                    cf.hardware_version == LibraryImage.hardware_version,
+                    cf.firmware_version == LibraryImage.firmware_version,
+                ),
+            )
+            .where(
+                LibraryImage.manufacturer_id == manufacturer_id,
+                LibraryImage.state == ImageState.PUBLISHED.value,
+            )
+            .order_by(LibraryImage.model_id, LibraryImage.hardware_version, LibraryImage.firmware_version)
+        )
+    ).all()
+    for image, maybe_certified in images:
+        certified: CplCertifiedFirmware | None = maybe_certified  # None where the outer join found no row
+        where = (image.manufacturer_id, image.model_id, image.hardware_version, image.firmware_version)
+        if certified is None:
+            findings.append(
+                Finding(
+                    FindingKind.NOT_ON_CPL,
+                    *where,
+                    f"image {image.id} is published but the current CPL does not list this version",
+                    image.id,
+                )
+            )
+            continue
+        if certified.status != CplStatus.ACTIVE.value:
+            findings.append(
+                Finding(
+                    FindingKind.DELISTED_FROM_CPL,
+                    *where,
+                    f"image {image.id} is published but the CPL now lists the version as {certified.status} "
+                    f"(sheet row {certified.sheet_row})",
+                    image.id,
+                )
+            )
+        if certified.image_hash != image.manufacturer_image_sha256:
+            findings.append(
+                Finding(
+                    FindingKind.HASH_MISMATCH,
+                    *where,
+                    f"image {image.id}'s Manufacturer Image SHA-256 is {image.manufacturer_image_sha256}; "
+                    f"the CPL lists {certified.image_hash} (sheet row {certified.sheet_row})",
+                    image.id,
+                )
+            )
+        assert image.published_at is not None
+        delay = (image.published_at.date() - certified.date_added).days
+        if delay > LATE_AFTER_DAYS:
+            findings.append(
+                Finding(
+                    FindingKind.LATE_PUBLICATION,
+                    *where,
+                    f"image {image.id} was published {delay} days after the CPL listed the version "
+                    f"({certified.date_added:%Y-%m-%d}); the aim is {LATE_AFTER_DAYS}",
+                    image.id,
+                )
+            )
+    return findings
+
+
+def _percentile(sorted_values: list[int], share: float) -> float:
+    """Linear interpolation between closest ranks (as numpy's default)."""
+    if len(sorted_values) == 1:
+        return float(sorted_values[0])
+    position = (len(sorted_values) - 1) * share
+    low, high = math.floor(position), math.ceil(position)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+async def timeliness(
+    session: AsyncSession, snapshot_id: int, group_by: GroupBy, since: dt.date | None
+) -> list[TimelinessGroup]:
+    """Days from CPL listing to library publication, per group, for images published since `since`."""
+    cf = CplCertifiedFirmware
+    key, label = _group_column(group_by)
+    label_column = CplDeviceModel.manufacturer_name if group_by is GroupBy.MANUFACTURER else label
+    query = (
+        select(key, label_column, cf.date_added, LibraryImage.published_at)
+        .select_from(LibraryImage)
+        .join(
+            cf,
+            and_(
+                cf.snapshot_id == snapshot_id,
+                cf.manufacturer_id == LibraryImage.manufacturer_id,
+                cf.model_id == LibraryImage.model_id,
+                cf.hardware_version == LibraryImage.hardware_version,
+                cf.firmware_version == LibraryImage.firmware_version,
+            ),
+        )
+        .join(CplDeviceModel, model_join())
+        .where(LibraryImage.published_at.is_not(None))
+    )
+    if since is not None:
+        query = query.where(LibraryImage.published_at >= dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC))
+    delays: dict[str, list[int]] = defaultdict(list)
+    labels: dict[str, str] = {}
+    for group, name, listed, published_at in (await session.execute(query)).all():
+        delays[str(group)].append(max((published_at.date() - listed).days, 0))
+        labels[str(group)] = str(name)
+    groups = []
+    for group in sorted(delays):
+        values = sorted(delays[group])
+        groups.append(
+            TimelinessGroup(
+                key=group,
+                label=labels[group],
+                published=len(values),
+                median_days=_percentile(values, 0.5),
+                p90_days=_percentile(values, 0.9),
+                worst_days=values[-1],
+            )
+        )
+    return groups
+
+
+def parse_group_by(raw: str) -> GroupBy:
+    try:
+        return GroupBy(raw.upper())
+    except ValueError:
+        raise InvalidInput(
+            f"groupBy must be one of {', '.join(g.value for g in GroupBy)}, not {raw!r}"
+        ) from None

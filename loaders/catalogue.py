@@ -1,0 +1,174 @@
+"""Batched reads for the catalogue graph: device models, certified firmware, images and declarations.
+
+Every loader answers for the current CPL snapshot (read once per request) and costs one statement per
+request however many objects ask: a page of 100 device models with their certified versions, images
+and declarations is six statements, as is a page of 10.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from strawberry.dataloader import DataLoader
+
+from cfl_graph.access.policy import Action, allowed
+from cfl_graph.access.principal import Principal
+from cfl_graph.tables import (
+    CommercialDeclaration,
+    CplCertifiedFirmware,
+    CplCurrent,
+    CplDeviceModel,
+    ImageState,
+    LibraryImage,
+)
+
+ModelKey = tuple[str, str, str]  # manufacturer id, model id, hardware version
+VersionKey = tuple[str, str, str, str]  # ... and firmware version
+
+
+def model_key(row: CplDeviceModel | CplCertifiedFirmware | LibraryImage | CommercialDeclaration) -> ModelKey:
+    return (row.manufacturer_id, row.model_id, row.hardware_version)
+
+
+def version_key(row: CplCertifiedFirmware | LibraryImage | CommercialDeclaration) -> VersionKey:
+    return (row.manufacturer_id, row.model_id, row.hardware_version, row.firmware_version)
+
+
+class CatalogueLoaders:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], principal: Principal | None) -> None:
+        self._sessions = sessions
+        self._principal = principal
+        self._snapshot_id: int | None = None
+        self._snapshot_known = False
+        self.device_model = DataLoader[ModelKey, CplDeviceModel | None](self._load_models)
+        self.certified_by_model = DataLoader[ModelKey, list[CplCertifiedFirmware]](self._load_certified)
+        self.certified = DataLoader[VersionKey, CplCertifiedFirmware | None](self._load_certified_versions)
+        self.images_by_model = DataLoader[ModelKey, list[LibraryImage]](self._load_images)
+        self.declarations_by_model = DataLoader[ModelKey, list[CommercialDeclaration]](
+            self._load_declarations
+        )
+
+    async def snapshot_id(self) -> int | None:
+        if not self._snapshot_known:
+            async with self._sessions() as session:
+                self._snapshot_id = (
+                    await session.execute(select(CplCurrent.snapshot_id))
+                ).scalar_one_or_none()
+            self._snapshot_known = True
+        return self._snapshot_id
+
+    def prime_models(self, rows: Sequence[CplDeviceModel]) -> None:
+        for row in rows:
+            self.device_model.prime(model_key(row), row)
+
+    async def _load_models(self, keys: Sequence[ModelKey]) -> list[CplDeviceModel | None]:
+        snapshot = await self.snapshot_id()
+        if snapshot is None:
+            return [None for _ in keys]
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(CplDeviceModel).where(
+                        CplDeviceModel.snapshot_id == snapshot,
+                        tuple_(
+                            CplDeviceModel.manufacturer_id,
+                            CplDeviceModel.model_id,
+                            CplDeviceModel.hardware_version,
+                        ).in_(list(keys)),
+                    )
+                )
+            ).scalars()
+            found = {model_key(row): row for row in rows}
+        return [found.get(key) for key in keys]
+
+    async def _load_certified(self, keys: Sequence[ModelKey]) -> list[list[CplCertifiedFirmware]]:
+        snapshot = await self.snapshot_id()
+        grouped: dict[ModelKey, list[CplCertifiedFirmware]] = defaultdict(list)
+        if snapshot is not None:
+            async with self._sessions() as session:
+                rows = (
+                    await session.execute(
+                        select(CplCertifiedFirmware)
+                        .where(
+                            CplCertifiedFirmware.snapshot_id == snapshot,
+                            tuple_(
+                                CplCertifiedFirmware.manufacturer_id,
+                                CplCertifiedFirmware.model_id,
+                                CplCertifiedFirmware.hardware_version,
+                            ).in_(list(keys)),
+                        )
+                        .order_by(CplCertifiedFirmware.firmware_version)
+                    )
+                ).scalars()
+                for row in rows:
+                    grouped[model_key(row)].append(row)
+                    self.certified.prime(version_key(row), row)
+        return [grouped.get(key, []) for key in keys]
+
+    async def _load_certified_versions(self, keys: Sequence[VersionKey]) -> list[CplCertifiedFirmware | None]:
+        # Asked for single versions (entity references): load their models' lists, one statement.
+        models = await self.certified_by_model.load_many(list(dict.fromkeys(k[:3] for k in keys)))
+        found = {version_key(row): row for rows in models for row in rows}
+        return [found.get(key) for key in keys]
+
+    async def _load_images(self, keys: Sequence[ModelKey]) -> list[list[LibraryImage]]:
+        """Published and withdrawn images, and drafts only of the caller's own manufacturer ids."""
+        own = [
+            m
+            for m in {k[0] for k in keys}
+            if self._principal is not None and allowed(self._principal, Action.READ_DRAFTS, manufacturer_id=m)
+        ]
+        visible = LibraryImage.state != ImageState.DRAFT.value
+        if own:
+            visible = visible | LibraryImage.manufacturer_id.in_(own)
+        grouped: dict[ModelKey, list[LibraryImage]] = defaultdict(list)
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(LibraryImage)
+                    .where(
+                        tuple_(
+                            LibraryImage.manufacturer_id, LibraryImage.model_id, LibraryImage.hardware_version
+                        ).in_(list(keys)),
+                        visible,
+                    )
+                    .order_by(LibraryImage.firmware_version)
+                )
+            ).scalars()
+            for row in rows:
+                grouped[model_key(row)].append(row)
+        return [grouped.get(key, []) for key in keys]
+
+    async def _load_declarations(self, keys: Sequence[ModelKey]) -> list[list[CommercialDeclaration]]:
+        grouped: dict[ModelKey, list[CommercialDeclaration]] = defaultdict(list)
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(CommercialDeclaration).where(
+                        tuple_(
+                            CommercialDeclaration.manufacturer_id,
+                            CommercialDeclaration.model_id,
+                            CommercialDeclaration.hardware_version,
+                        ).in_(list(keys))
+                    )
+                )
+            ).scalars()
+            for row in rows:
+                grouped[model_key(row)].append(row)
+        return [grouped.get(key, []) for key in keys]
+
+    async def image_for(self, key: VersionKey) -> LibraryImage | None:
+        """The version's image the caller may see (published or withdrawn; a draft only to its owner)."""
+        for image in await self.images_by_model.load(key[:3]):
+            if version_key(image) == key:
+                return image
+        return None
+
+    async def declaration_for(self, key: VersionKey) -> CommercialDeclaration | None:
+        for declaration in await self.declarations_by_model.load(key[:3]):
+            if version_key(declaration) == key:
+                return declaration
+        return None

@@ -1,0 +1,563 @@
+"""The catalogue graph: device models, certified firmware and library images, with the reports.
+
+One set of types serves three schemas. Each field says which subgraph owns it (`metadata`): `cpl` (the
+CPL's facts), `cfl` (the library's), `both` (entity keys and global ids), or `combined` (only on the
+single-node `/graphql`, such as `node`). `schema.build_schemas` filters the fields per subgraph, so the
+subgraphs and the combined graph cannot drift apart: they are the same code.
+
+Resolvers stay thin: they read through the request's loaders (one statement per entity kind per
+request) or call a report function; nothing here writes SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any, Generic, Self, TypeVar
+
+import strawberry
+
+from cfl_graph import reports
+from cfl_graph.access.policy import Action, authorise
+from cfl_graph.catalogue import DeviceModelFilter as FilterSpec
+from cfl_graph.catalogue import Page, device_models
+from cfl_graph.identifiers import CplStatus as CplStatusValue
+from cfl_graph.images.errors import ImageNotFound, InvalidInput
+from cfl_graph.tables import CommercialDeclaration as DeclarationRow
+from cfl_graph.tables import CplCertifiedFirmware as CertifiedRow
+from cfl_graph.tables import CplDeviceModel as ModelRow
+from schema.context import Info
+from schema.cpl import CplSnapshot, snapshot_by_id
+from schema.images import CommercialDeclaration, LibraryImage
+from schema.node import BOTH, CFL, COMBINED, CPL, Node, global_id, parse_global_id
+
+MODEL_KEY = "manufacturerId modelId hardwareVersion"
+VERSION_KEY = "manufacturerId modelId hardwareVersion firmwareVersion"
+T = TypeVar("T")
+
+
+# --- enums and inputs ----------------------------------------------------------------------------
+
+
+@strawberry.enum(description="GBCS device types; the library covers ESME, GSME, PPMID and HCALCS (R1).")
+class DeviceType(Enum):
+    ESME = "ESME"
+    GSME = "GSME"
+    PPMID = "PPMID"
+    HCALCS = "HCALCS"
+    CHF = "CHF"
+    GPF = "GPF"
+
+
+@strawberry.enum
+class SmetsVersion(Enum):
+    SMETS1 = "SMETS1"
+    SMETS2 = "SMETS2"
+
+
+@strawberry.enum(description="A certified version's status on the CPL.")
+class CplStatus(Enum):
+    ACTIVE = "active"
+    WITHDRAWN = "withdrawn"
+    SUSPENDED = "suspended"
+    EXPIRED = "expired"
+
+
+@strawberry.enum
+class ReportGroupBy(Enum):
+    MANUFACTURER = "MANUFACTURER"
+    DEVICE_TYPE = "DEVICE_TYPE"
+    SMETS_VERSION = "SMETS_VERSION"
+
+
+@strawberry.enum(description="Kinds of disagreement between a manufacturer's CFL and CPL listings (R7).")
+class FindingKind(Enum):
+    MISSING_IMAGE = "MISSING_IMAGE"
+    HASH_MISMATCH = "HASH_MISMATCH"
+    DELISTED_FROM_CPL = "DELISTED_FROM_CPL"
+    NOT_ON_CPL = "NOT_ON_CPL"
+    LATE_PUBLICATION = "LATE_PUBLICATION"
+
+
+@strawberry.input(description="Narrows device models; every given condition must hold.")
+class DeviceModelFilter:
+    manufacturer_id: str | None = None
+    device_type: DeviceType | None = None
+    smets_version: SmetsVersion | None = None
+    has_coverage_gap: bool | None = strawberry.field(
+        default=None, description="Models with at least one coverage gap (true) or none (false)."
+    )
+    search: str | None = strawberry.field(
+        default=None,
+        description="Words in the model or manufacturer name, or an exact model or manufacturer id.",
+    )
+
+    def spec(self) -> FilterSpec:
+        return FilterSpec(
+            manufacturer_id=self.manufacturer_id,
+            device_type=None if self.device_type is None else self.device_type.value,
+            smets_version=None if self.smets_version is None else self.smets_version.value,
+            has_coverage_gap=self.has_coverage_gap,
+            search=self.search,
+        )
+
+
+def _spec(where: DeviceModelFilter | None) -> FilterSpec:
+    return FilterSpec() if where is None else where.spec()
+
+
+# --- connections ---------------------------------------------------------------------------------
+
+
+@strawberry.federation.type(shareable=True)
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+    total_count: int
+
+
+def connection(page: Page[Any], convert: Any) -> Any:
+    edges = [Edge(cursor=cursor, node=convert(item)) for cursor, item in page.items]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        total_count=page.total,
+    )
+
+
+# --- entities ------------------------------------------------------------------------------------
+
+
+@strawberry.federation.type(
+    keys=[MODEL_KEY], description="A device model: (manufacturer id, model id, hardware version)."
+)
+class DeviceModel(Node):
+    manufacturer_id: str
+    model_id: str
+    hardware_version: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.manufacturer_id, self.model_id, self.hardware_version)
+
+    @strawberry.federation.field(shareable=True, metadata=BOTH)
+    def id(self) -> strawberry.ID:
+        return global_id("DeviceModel", *self.key)
+
+    @classmethod
+    def of(cls, row: ModelRow | CertifiedRow | Any) -> Self:
+        return cls(
+            manufacturer_id=row.manufacturer_id, model_id=row.model_id, hardware_version=row.hardware_version
+        )
+
+    @classmethod
+    def resolve_reference(cls, manufacturer_id: str, model_id: str, hardware_version: str) -> Self:
+        return cls(manufacturer_id=manufacturer_id, model_id=model_id, hardware_version=hardware_version)
+
+    async def _row(self, info: Info) -> ModelRow | None:
+        return await info.context.loaders.catalogue.device_model.load(self.key)
+
+    @strawberry.field(
+        metadata=CPL, description="Whether the current CPL lists this model; if not, its CPL facts are null."
+    )
+    async def listed_on_cpl(self, info: Info) -> bool:
+        return await self._row(info) is not None
+
+    @strawberry.field(metadata=CPL)
+    async def manufacturer_name(self, info: Info) -> str | None:
+        row = await self._row(info)
+        return None if row is None else row.manufacturer_name
+
+    @strawberry.field(metadata=CPL)
+    async def model_name(self, info: Info) -> str | None:
+        row = await self._row(info)
+        return None if row is None else row.model_name
+
+    @strawberry.field(metadata=CPL)
+    async def device_type(self, info: Info) -> DeviceType | None:
+        row = await self._row(info)
+        return None if row is None else DeviceType(row.device_type)
+
+    @strawberry.field(metadata=CPL)
+    async def smets_version(self, info: Info) -> SmetsVersion | None:
+        row = await self._row(info)
+        return None if row is None else SmetsVersion(row.smets_version)
+
+    @strawberry.field(
+        metadata=CPL, description="Its certified firmware versions on the current CPL, oldest first."
+    )
+    async def certified_firmware(self, info: Info) -> list[CertifiedFirmware]:
+        rows = await info.context.loaders.catalogue.certified_by_model.load(self.key)
+        return [CertifiedFirmware.of(row) for row in rows]
+
+    @strawberry.field(
+        metadata=CFL, description="Its images in the library (drafts only to their manufacturer)."
+    )
+    async def library_images(self, info: Info) -> list[LibraryImage]:
+        rows = await info.context.loaders.catalogue.images_by_model.load(self.key)
+        return [LibraryImage.from_row(row) for row in rows]
+
+
+@strawberry.federation.type(
+    keys=[VERSION_KEY], description="A firmware version the CPL certifies for a device model."
+)
+class CertifiedFirmware(Node):
+    manufacturer_id: str
+    model_id: str
+    hardware_version: str
+    firmware_version: str
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.manufacturer_id, self.model_id, self.hardware_version, self.firmware_version)
+
+    @strawberry.federation.field(shareable=True, metadata=BOTH)
+    def id(self) -> strawberry.ID:
+        return global_id("CertifiedFirmware", *self.key)
+
+    @classmethod
+    def of(cls, row: CertifiedRow | Any) -> Self:
+        return cls(
+            manufacturer_id=row.manufacturer_id,
+            model_id=row.model_id,
+            hardware_version=row.hardware_version,
+            firmware_version=row.firmware_version,
+        )
+
+    @classmethod
+    def resolve_reference(
+        cls, manufacturer_id: str, model_id: str, hardware_version: str, firmware_version: str
+    ) -> Self:
+        return cls(
+            manufacturer_id=manufacturer_id,
+            model_id=model_id,
+            hardware_version=hardware_version,
+            firmware_version=firmware_version,
+        )
+
+    async def _row(self, info: Info) -> CertifiedRow | None:
+        return await info.context.loaders.catalogue.certified.load(self.key)
+
+    @strawberry.field(
+        metadata=CPL,
+        description="Whether the current CPL lists this version; if not, its CPL facts are null.",
+    )
+    async def listed_on_cpl(self, info: Info) -> bool:
+        return await self._row(info) is not None
+
+    @strawberry.field(metadata=CPL, description="SHA-256 of the Manufacturer Image, as the CPL lists it.")
+    async def image_hash(self, info: Info) -> str | None:
+        row = await self._row(info)
+        return None if row is None else row.image_hash
+
+    @strawberry.field(metadata=CPL)
+    async def status(self, info: Info) -> CplStatus | None:
+        row = await self._row(info)
+        return None if row is None else CplStatus(CplStatusValue(row.status).value)
+
+    @strawberry.field(metadata=CPL)
+    async def gbcs_version(self, info: Info) -> str | None:
+        row = await self._row(info)
+        return None if row is None else row.gbcs_version
+
+    @strawberry.field(metadata=CPL, description="The date the CPL lists the version as added.")
+    async def listed_on(self, info: Info) -> dt.date | None:
+        row = await self._row(info)
+        return None if row is None else row.date_added
+
+    @strawberry.field(metadata=CPL)
+    async def cpa_reference(self, info: Info) -> str | None:
+        row = await self._row(info)
+        return None if row is None else row.cpa_reference
+
+    @strawberry.field(metadata=CPL)
+    async def cpa_expiry(self, info: Info) -> dt.date | None:
+        row = await self._row(info)
+        return None if row is None else row.cpa_expiry
+
+    @strawberry.field(
+        metadata=CFL, description="Declared commercial by its manufacturer: listed, never distributed (R2)."
+    )
+    async def commercial(self, info: Info) -> bool:
+        return await info.context.loaders.catalogue.declaration_for(self.key) is not None
+
+    @strawberry.field(metadata=CFL)
+    async def commercial_declaration(self, info: Info) -> CommercialDeclaration | None:
+        row: DeclarationRow | None = await info.context.loaders.catalogue.declaration_for(self.key)
+        return None if row is None else CommercialDeclaration.from_row(row)
+
+    @strawberry.field(
+        metadata=CFL,
+        description="The library's image of this version, if any (drafts only to their manufacturer).",
+    )
+    async def library_image(self, info: Info) -> LibraryImage | None:
+        row = await info.context.loaders.catalogue.image_for(self.key)
+        return None if row is None else LibraryImage.from_row(row)
+
+
+# --- report types --------------------------------------------------------------------------------
+
+
+@strawberry.type(description="A certified, active, non-commercial, in-scope version with no published image.")
+class CoverageGap:
+    device_model: DeviceModel
+    certified_firmware: CertifiedFirmware
+    firmware_version: str
+    listed_on: dt.date
+    days_missing: int = strawberry.field(description="Days since the CPL listed the version.")
+
+    @classmethod
+    def of(cls, gap: reports.Gap) -> CoverageGap:
+        return cls(
+            device_model=DeviceModel(
+                manufacturer_id=gap.manufacturer_id,
+                model_id=gap.model_id,
+                hardware_version=gap.hardware_version,
+            ),
+            certified_firmware=CertifiedFirmware(
+                manufacturer_id=gap.manufacturer_id,
+                model_id=gap.model_id,
+                hardware_version=gap.hardware_version,
+                firmware_version=gap.firmware_version,
+            ),
+            firmware_version=gap.firmware_version,
+            listed_on=gap.listed_on,
+            days_missing=gap.days_missing,
+        )
+
+
+@strawberry.type
+class CoverageGroup:
+    key: str
+    label: str
+    certified: int = strawberry.field(description="Active certified versions of in-scope device types.")
+    commercial: int
+    available: int = strawberry.field(description="With a published image.")
+    missing: int
+    coverage: float | None = strawberry.field(
+        description="available / (certified - commercial); null if none due."
+    )
+
+    @classmethod
+    def of(cls, group: reports.CoverageGroup) -> CoverageGroup:
+        return cls(
+            key=group.key,
+            label=group.label,
+            certified=group.certified,
+            commercial=group.commercial,
+            available=group.available,
+            missing=group.missing,
+            coverage=group.coverage,
+        )
+
+
+@strawberry.type
+class ConsistencyFinding:
+    kind: FindingKind
+    device_model: DeviceModel
+    certified_firmware: CertifiedFirmware
+    firmware_version: str
+    detail: str
+    library_image_id: int | None
+
+    @classmethod
+    def of(cls, finding: reports.Finding) -> ConsistencyFinding:
+        return cls(
+            kind=FindingKind(finding.kind.value),
+            device_model=DeviceModel(
+                manufacturer_id=finding.manufacturer_id,
+                model_id=finding.model_id,
+                hardware_version=finding.hardware_version,
+            ),
+            certified_firmware=CertifiedFirmware(
+                manufacturer_id=finding.manufacturer_id,
+                model_id=finding.model_id,
+                hardware_version=finding.hardware_version,
+                firmware_version=finding.firmware_version,
+            ),
+            firmware_version=finding.firmware_version,
+            detail=finding.detail,
+            library_image_id=finding.image_id,
+        )
+
+
+@strawberry.type
+class ConsistencyReport:
+    manufacturer_id: str
+    findings: list[ConsistencyFinding]
+    generated_at: dt.datetime
+
+
+@strawberry.type(description="Days from CPL listing to library publication (R12).")
+class TimelinessGroup:
+    key: str
+    label: str
+    published: int
+    median_days: float
+    p90_days: float
+    worst_days: int
+
+
+# --- root fields ---------------------------------------------------------------------------------
+
+
+async def _snapshot_id(info: Info) -> int | None:
+    return await info.context.loaders.catalogue.snapshot_id()
+
+
+def _empty_connection() -> Any:
+    return Connection(
+        edges=[],
+        page_info=PageInfo(has_next_page=False, has_previous_page=False, start_cursor=None, end_cursor=None),
+        total_count=0,
+    )
+
+
+@strawberry.type
+class CatalogueQuery:
+    @strawberry.field(metadata=CPL, description="Device models on the current CPL, in key order.")
+    async def device_models(
+        self,
+        info: Info,
+        filter: DeviceModelFilter | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[DeviceModel]:
+        authorise(info.context.principal, Action.READ_CATALOGUE)
+        snapshot = await _snapshot_id(info)
+        if snapshot is None:
+            return _empty_connection()  # type: ignore[no-any-return]
+        async with info.context.sessions() as session:
+            page = await device_models(session, snapshot, _spec(filter), first, after)
+        info.context.loaders.catalogue.prime_models([row for _, row in page.items])
+        return connection(page, DeviceModel.of)  # type: ignore[no-any-return]
+
+    @strawberry.field(metadata=CPL, description="One device model of the current CPL, or null.")
+    async def device_model(
+        self, info: Info, manufacturer_id: str, model_id: str, hardware_version: str
+    ) -> DeviceModel | None:
+        authorise(info.context.principal, Action.READ_CATALOGUE)
+        key = (manufacturer_id.upper(), model_id.upper(), hardware_version.upper())
+        row = await info.context.loaders.catalogue.device_model.load(key)
+        return None if row is None else DeviceModel.of(row)
+
+    @strawberry.field(metadata=CFL, description="Coverage gaps, longest missing first.")
+    async def coverage_gaps(
+        self,
+        info: Info,
+        filter: DeviceModelFilter | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[CoverageGap]:
+        authorise(info.context.principal, Action.READ_REPORTS)
+        snapshot = await _snapshot_id(info)
+        if snapshot is None:
+            return _empty_connection()  # type: ignore[no-any-return]
+        async with info.context.sessions() as session:
+            page = await reports.coverage_gaps(session, snapshot, _spec(filter), first, after)
+        return connection(page, CoverageGap.of)  # type: ignore[no-any-return]
+
+    @strawberry.field(
+        metadata=CFL, description="Certified, commercial, available and missing versions per group."
+    )
+    async def coverage_summary(self, info: Info, group_by: ReportGroupBy) -> list[CoverageGroup]:
+        authorise(info.context.principal, Action.READ_REPORTS)
+        snapshot = await _snapshot_id(info)
+        if snapshot is None:
+            return []
+        async with info.context.sessions() as session:
+            groups = await reports.coverage_summary(session, snapshot, reports.GroupBy(group_by.value))
+        return [CoverageGroup.of(group) for group in groups]
+
+    @strawberry.field(
+        metadata=CFL, description="Where a manufacturer's library and CPL listings disagree (R7)."
+    )
+    async def consistency_report(self, info: Info, manufacturer_id: str) -> ConsistencyReport:
+        authorise(info.context.principal, Action.READ_REPORTS)
+        wanted = _manufacturer(manufacturer_id)
+        snapshot = await _snapshot_id(info)
+        findings: Sequence[reports.Finding] = []
+        if snapshot is not None:
+            async with info.context.sessions() as session:
+                findings = await reports.consistency_report(session, snapshot, wanted)
+        return ConsistencyReport(
+            manufacturer_id=wanted,
+            findings=[ConsistencyFinding.of(f) for f in findings],
+            generated_at=dt.datetime.now(dt.UTC),
+        )
+
+    @strawberry.field(metadata=CFL, description="Days from CPL listing to publication per group (R12).")
+    async def timeliness(
+        self, info: Info, group_by: ReportGroupBy, since: dt.date | None = None
+    ) -> list[TimelinessGroup]:
+        authorise(info.context.principal, Action.READ_REPORTS)
+        snapshot = await _snapshot_id(info)
+        if snapshot is None:
+            return []
+        async with info.context.sessions() as session:
+            groups = await reports.timeliness(session, snapshot, reports.GroupBy(group_by.value), since)
+        return [
+            TimelinessGroup(
+                key=g.key,
+                label=g.label,
+                published=g.published,
+                median_days=g.median_days,
+                p90_days=g.p90_days,
+                worst_days=g.worst_days,
+            )
+            for g in groups
+        ]
+
+    @strawberry.field(metadata=COMBINED, description="Any object by its global id.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        authorise(info.context.principal, Action.READ_CATALOGUE)
+        kind, parts = parse_global_id(str(id))
+        if kind == "DeviceModel" and len(parts) == 3:
+            row = await info.context.loaders.catalogue.device_model.load((parts[0], parts[1], parts[2]))
+            return None if row is None else DeviceModel.of(row)
+        if kind == "CertifiedFirmware" and len(parts) == 4:
+            found = await info.context.loaders.catalogue.certified.load(
+                (parts[0], parts[1], parts[2], parts[3])
+            )
+            return None if found is None else CertifiedFirmware.of(found)
+        if kind == "LibraryImage" and len(parts) == 1 and parts[0].isdigit():
+            try:
+                image = await info.context.library.get(info.context.principal, int(parts[0]))
+            except ImageNotFound:
+                return None
+            return LibraryImage.from_row(image)
+        if kind == "CplSnapshot" and len(parts) == 1 and parts[0].isdigit():
+            return await snapshot_by_id(info, int(parts[0]))
+        raise InvalidInput(f"{str(id)[:60]!r} is not an id this graph issued")
+
+
+def _manufacturer(raw: str) -> str:
+    from cfl_graph import identifiers as ids
+
+    try:
+        return ids.manufacturer_id(raw)
+    except ids.InvalidValue as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+__all__ = ["CatalogueQuery", "CertifiedFirmware", "CplSnapshot", "DeviceModel", "LibraryImage", "Node"]

@@ -1,0 +1,36 @@
+"""Global ids and the `Node` interface every entity implements, so `node(id:)` can fetch any of them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import strawberry
+
+from cfl_graph.images.errors import InvalidInput
+
+# Which subgraph owns a field (see schema/__init__.py): the CPL's facts, the library's, entity keys and
+# ids in both, or only the single-node combined graph.
+CPL = {"subgraph": "cpl"}
+CFL = {"subgraph": "cfl"}
+BOTH = {"subgraph": "both"}
+COMBINED = {"subgraph": "combined"}
+
+
+def global_id(kind: str, *parts: object) -> strawberry.ID:
+    return strawberry.ID(base64.urlsafe_b64encode(":".join([kind, *map(str, parts)]).encode()).decode())
+
+
+def parse_global_id(raw: str) -> tuple[str, list[str]]:
+    try:
+        kind, *parts = base64.urlsafe_b64decode(raw.encode()).decode().split(":")
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput(f"{raw[:60]!r} is not an id this graph issued") from None
+    return kind, parts
+
+
+@strawberry.interface(description="Anything with a global id that `node(id:)` can fetch again.")
+class Node:
+    @strawberry.federation.field(shareable=True, metadata=BOTH, description="Global, opaque, stable id.")
+    def id(self) -> strawberry.ID:
+        raise NotImplementedError
