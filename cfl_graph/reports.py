@@ -122,6 +122,7 @@ async def coverage_gaps(
     cf = CplCertifiedFirmware
     base = (
         select(cf.manufacturer_id, cf.model_id, cf.hardware_version, cf.firmware_version, cf.date_added)
+        .select_from(cf)
         .join(CplDeviceModel, model_join())
         .where(cf.snapshot_id == snapshot_id, version_is_gap(), *model_conditions)
     )
@@ -182,6 +183,7 @@ async def coverage_summary(session: AsyncSession, snapshot_id: int, group_by: Gr
                 func.sum(case((declared, 1), else_=0)),
                 func.sum(case((and_(~declared, published), 1), else_=0)),
             )
+            .select_from(cf)
             .join(CplDeviceModel, model_join())
             .where(
                 cf.snapshot_id == snapshot_id,
@@ -215,6 +217,7 @@ async def consistency_report(
     gaps = (
         await session.execute(
             select(cf.model_id, cf.hardware_version, cf.firmware_version, cf.date_added, cf.sheet_row)
+            .select_from(cf)
             .join(CplDeviceModel, model_join())
             .where(cf.snapshot_id == snapshot_id, cf.manufacturer_id == manufacturer_id, version_is_gap())
             .order_by(cf.model_id, cf.hardware_version, cf.firmware_version)
