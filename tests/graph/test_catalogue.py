@@ -1,0 +1,408 @@
+"""The catalogue graph answers what suppliers, manufacturers and the Panel ask (R6, R7, R10, R12), in a
+constant number of SQL statements whatever the page size."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from sqlalchemy import event
+
+from cfl_graph.database import Database
+from cfl_graph.images.checks import VersionKey
+from cpl_sync.columns import Column
+from cpl_sync.sync import sync_cpl
+from tests.fixtures.cpl_files import row, write_csv
+from tests.fixtures.library import CPL, OWN_A1, OWN_A2, OWN_A3, OWN_B_HW1, Version, World, make_world
+
+pytestmark = pytest.mark.postgres
+
+CATALOGUE = """
+query($first: Int!, $after: String, $filter: DeviceModelFilter) {
+  deviceModels(first: $first, after: $after, filter: $filter) {
+    totalCount
+    pageInfo { hasNextPage hasPreviousPage endCursor }
+    edges { cursor node {
+      id manufacturerId modelId hardwareVersion manufacturerName modelName deviceType smetsVersion listedOnCpl
+      certifiedFirmware {
+        id firmwareVersion imageHash status gbcsVersion listedOn commercial
+        commercialDeclaration { reason }
+        libraryImage { imageId state fileSha256 manufacturerImageSha256 }
+      }
+      libraryImages { imageId firmwareVersion state }
+    } }
+  }
+}
+"""
+
+
+@pytest.fixture
+async def world(db: Database, tmp_path: Path) -> World:
+    return await make_world(db, tmp_path)
+
+
+async def ask(world: World, query: str, token: str | None = None, **variables: Any) -> dict[str, Any]:
+    transport = httpx2.ASGITransport(app=world.app())
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.post(
+            "/graphql",
+            json={"query": query, "variables": variables},
+            headers={"Authorization": f"Bearer {token or world.tokens.supplier}"},
+        )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def data(body: dict[str, Any]) -> dict[str, Any]:
+    assert "errors" not in body, body["errors"]
+    result: dict[str, Any] = body["data"]
+    return result
+
+
+async def publish(world: World, version: Version) -> int:
+    image = await world.upload(world.image(version))
+    await world.publish(image.id)
+    return image.id
+
+
+async def declare(
+    world: World, version: Version, reason: str = "built for one supplier under contract"
+) -> None:
+    principal = await world.principal(world.tokens.manufacturer)
+    key = VersionKey(
+        version.manufacturer_id, version.model_id, version.hardware_version, version.firmware_version
+    )
+    await world.library.declare_commercial(principal, key, reason)
+
+
+async def test_a_device_model_shows_its_cpl_facts_beside_the_library(world: World) -> None:
+    image_id = await publish(world, OWN_A1)
+    await declare(world, OWN_A2)
+    answer = data(await ask(world, CATALOGUE, first=10))["deviceModels"]
+    assert answer["totalCount"] == 4
+    model = answer["edges"][0]["node"]
+    assert (model["manufacturerId"], model["modelId"], model["hardwareVersion"]) == ("10B2", "0001", "0100")
+    assert (model["manufacturerName"], model["deviceType"], model["smetsVersion"], model["listedOnCpl"]) == (
+        "Northfield Metering Ltd",
+        "ESME",
+        "SMETS2",
+        True,
+    )
+    versions = {v["firmwareVersion"]: v for v in model["certifiedFirmware"]}
+    assert list(versions) == ["00900000", "01000000", "01010000", "01020000"]
+    assert versions["01000000"]["libraryImage"]["imageId"] == image_id
+    assert (
+        versions["01000000"]["libraryImage"]["manufacturerImageSha256"] == versions["01000000"]["imageHash"]
+    )
+    assert versions["01010000"]["commercial"] is True
+    assert versions["01010000"]["commercialDeclaration"] == {
+        "reason": "built for one supplier under contract"
+    }
+    assert versions["01010000"]["libraryImage"] is None
+    assert versions["00900000"]["status"] == "WITHDRAWN"
+    assert versions["01000000"]["listedOn"] == "2024-01-15"
+    assert model["libraryImages"] == [
+        {"imageId": image_id, "firmwareVersion": "01000000", "state": "PUBLISHED"}
+    ]
+
+
+async def test_pages_follow_cursors_to_the_end(world: World) -> None:
+    seen: list[str] = []
+    after = None
+    while True:
+        page = data(await ask(world, CATALOGUE, first=3, after=after))["deviceModels"]
+        seen += [edge["node"]["id"] for edge in page["edges"]]
+        assert page["pageInfo"]["hasPreviousPage"] is (after is not None)
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    everything = data(await ask(world, CATALOGUE, first=10))["deviceModels"]["edges"]
+    assert seen == [edge["node"]["id"] for edge in everything]
+    assert len(seen) == 4
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ({"manufacturerId": "2c4f"}, [("2C4F", "0007", "0001")]),
+        ({"search": "model 0002"}, [("10B2", "0002", "0100"), ("10B2", "0002", "0200")]),
+        ({"search": "harrow"}, [("2C4F", "0007", "0001")]),
+        ({"search": "0007"}, [("2C4F", "0007", "0001")]),
+        ({"search": "100%_"}, []),
+        ({"deviceType": "GSME"}, []),
+        (
+            {"smetsVersion": "SMETS2", "manufacturerId": "10B2"},
+            [("10B2", "0001", "0100"), ("10B2", "0002", "0100"), ("10B2", "0002", "0200")],
+        ),
+    ],
+)
+async def test_filters_narrow_the_device_models(
+    world: World, where: dict[str, Any], expected: list[tuple[str, str, str]]
+) -> None:
+    edges = data(await ask(world, CATALOGUE, first=50, filter=where))["deviceModels"]["edges"]
+    assert [
+        (e["node"]["manufacturerId"], e["node"]["modelId"], e["node"]["hardwareVersion"]) for e in edges
+    ] == expected
+
+
+async def test_has_coverage_gap_follows_publications_and_declarations(world: World) -> None:
+    async def gapped(flag: bool) -> list[tuple[str, str]]:
+        edges = data(await ask(world, CATALOGUE, first=50, filter={"hasCoverageGap": flag}))["deviceModels"][
+            "edges"
+        ]
+        return [(e["node"]["modelId"], e["node"]["hardwareVersion"]) for e in edges]
+
+    assert await gapped(False) == []
+    # Model 0002 hardware 0100 has one version: publishing it closes that model's gap.
+    await publish(world, OWN_B_HW1)
+    assert await gapped(False) == [("0002", "0100")]
+    # Model 0001 has three active versions: one published, one commercial, one still missing.
+    await publish(world, OWN_A1)
+    await declare(world, OWN_A2)
+    assert ("0001", "0100") in await gapped(True)
+    await publish(world, OWN_A3)
+    assert await gapped(False) == [("0001", "0100"), ("0002", "0100")]
+
+
+async def test_coverage_gaps_list_what_is_missing_and_for_how_long(world: World) -> None:
+    await publish(world, OWN_A1)
+    await declare(world, OWN_A2)
+    body = data(
+        await ask(
+            world,
+            """{ coverageGaps(first: 50) { totalCount edges { node {
+                 firmwareVersion listedOn daysMissing deviceModel { modelId hardwareVersion modelName }
+                 certifiedFirmware { imageHash commercial } } } } }""",
+        )
+    )["coverageGaps"]
+    gaps = [
+        (
+            g["node"]["deviceModel"]["modelId"],
+            g["node"]["deviceModel"]["hardwareVersion"],
+            g["node"]["firmwareVersion"],
+        )
+        for g in body["edges"]
+    ]
+    # Active, in scope, not commercial, not published; the withdrawn CPL version is no gap.
+    assert gaps == [
+        ("0001", "0100", "01020000"),
+        ("0002", "0100", "02000000"),
+        ("0002", "0200", "02000000"),
+        ("0007", "0001", "03000000"),
+    ]
+    assert body["totalCount"] == 4
+    expected_days = (dt.datetime.now(dt.UTC).date() - dt.date(2024, 1, 15)).days
+    assert {g["node"]["daysMissing"] for g in body["edges"]} == {expected_days}
+    assert all(g["node"]["certifiedFirmware"]["commercial"] is False for g in body["edges"])
+
+
+async def test_coverage_summary_counts_per_group(world: World) -> None:
+    await publish(world, OWN_A1)
+    await declare(world, OWN_A2)
+    groups = data(
+        await ask(
+            world,
+            "{ coverageSummary(groupBy: MANUFACTURER) { key label certified commercial available missing coverage } }",
+        )
+    )["coverageSummary"]
+    assert groups == [
+        {
+            "key": "10B2",
+            "label": "Northfield Metering Ltd",
+            "certified": 5,
+            "commercial": 1,
+            "available": 1,
+            "missing": 3,
+            "coverage": 0.25,
+        },
+        {
+            "key": "2C4F",
+            "label": "Harrow Instruments plc",
+            "certified": 1,
+            "commercial": 0,
+            "available": 0,
+            "missing": 1,
+            "coverage": 0.0,
+        },
+    ]
+    by_type = data(await ask(world, "{ coverageSummary(groupBy: DEVICE_TYPE) { key certified } }"))
+    assert by_type["coverageSummary"] == [{"key": "ESME", "certified": 6}]
+
+
+async def test_the_consistency_report_finds_each_kind_of_disagreement(world: World, tmp_path: Path) -> None:
+    a1, a2, a3 = (await publish(world, OWN_A1), await publish(world, OWN_A2), await publish(world, OWN_A3))
+    # The next CPL withdraws A2, drops A3 and changes A1's hash.
+    changed = [v.as_row() for v in CPL if v not in (OWN_A1, OWN_A2, OWN_A3)]
+    changed.append(OWN_A1.as_row() | {Column.IMAGE_HASH: "cd" * 32})
+    changed.append(OWN_A2.as_row() | {Column.STATUS: "Withdrawn"})
+    result = await sync_cpl(
+        world.db, str(write_csv(tmp_path / "next.csv", changed)), work_dir=tmp_path / "sync2"
+    )
+    assert result.outcome.value == "applied", result
+    report = data(
+        await ask(
+            world,
+            """query($m: String!) { consistencyReport(manufacturerId: $m) { manufacturerId findings {
+                 kind firmwareVersion libraryImageId detail deviceModel { modelId } } } }""",
+            token=world.tokens.manufacturer,
+            m="10b2",
+        )
+    )["consistencyReport"]
+    assert report["manufacturerId"] == "10B2"
+    found = {(f["kind"], f["firmwareVersion"], f["libraryImageId"]) for f in report["findings"]}
+    assert found == {
+        ("MISSING_IMAGE", "02000000", None),
+        ("HASH_MISMATCH", "01000000", a1),
+        ("LATE_PUBLICATION", "01000000", a1),
+        ("DELISTED_FROM_CPL", "01010000", a2),
+        ("LATE_PUBLICATION", "01010000", a2),
+        ("NOT_ON_CPL", "01020000", a3),
+    }
+    assert sum(1 for f in report["findings"] if f["kind"] == "MISSING_IMAGE") == 2  # both hardware versions
+
+
+async def test_timeliness_gives_days_from_listing_to_publication(world: World) -> None:
+    await publish(world, OWN_A1)
+    await publish(world, OWN_B_HW1)
+    groups = data(
+        await ask(
+            world,
+            "{ timeliness(groupBy: MANUFACTURER) { key label published medianDays p90Days worstDays } }",
+        )
+    )["timeliness"]
+    days = (dt.datetime.now(dt.UTC).date() - dt.date(2024, 1, 15)).days
+    assert groups == [
+        {
+            "key": "10B2",
+            "label": "Northfield Metering Ltd",
+            "published": 2,
+            "medianDays": days,
+            "p90Days": days,
+            "worstDays": days,
+        }
+    ]
+    tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+    later = data(await ask(world, f'{{ timeliness(groupBy: DEVICE_TYPE, since: "{tomorrow}") {{ key }} }}'))
+    assert later["timeliness"] == []
+
+
+async def test_node_fetches_every_kind_of_entity_by_its_global_id(world: World) -> None:
+    image_id = await publish(world, OWN_A1)
+    listing = data(
+        await ask(
+            world,
+            """query($image: ID!) { deviceModels(first: 1) { edges { node { id certifiedFirmware { id } } } }
+                 cplSnapshot { id } libraryImage(id: $image) { id } }""",
+            image=str(image_id),
+        )
+    )
+    model = listing["deviceModels"]["edges"][0]["node"]
+    ids = [
+        model["id"],
+        model["certifiedFirmware"][1]["id"],
+        listing["cplSnapshot"]["id"],
+        listing["libraryImage"]["id"],
+    ]
+    for global_id in ids:
+        fetched = data(await ask(world, "query($id: ID!) { node(id: $id) { id __typename } }", id=global_id))
+        assert fetched["node"]["id"] == global_id
+    assert [
+        data(await ask(world, "query($id: ID!) { node(id: $id) { __typename } }", id=i))["node"]["__typename"]
+        for i in ids
+    ] == [
+        "DeviceModel",
+        "CertifiedFirmware",
+        "CplSnapshot",
+        "LibraryImage",
+    ]
+    refused = await ask(world, 'query { node(id: "bm9wZQ==") { id } }')
+    assert refused["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_snapshots_and_their_diff(world: World, tmp_path: Path) -> None:
+    rows = [v.as_row() for v in CPL if v != OWN_A3]
+    await sync_cpl(world.db, str(write_csv(tmp_path / "next.csv", rows)), work_dir=tmp_path / "sync2")
+    body = data(
+        await ask(
+            world,
+            """{ cplSnapshots { snapshotId isCurrent diff { fromSnapshotId removedCount addedCount
+                 removed { modelId firmwareVersion } } } }""",
+        )
+    )["cplSnapshots"]
+    assert [(s["snapshotId"], s["isCurrent"]) for s in body] == [(2, True), (1, False)]
+    assert body[0]["diff"] == {
+        "fromSnapshotId": 1,
+        "removedCount": 1,
+        "addedCount": 0,
+        "removed": [{"modelId": "0001", "firmwareVersion": "01020000"}],
+    }
+    assert body[1]["diff"] is None
+
+
+async def test_bad_arguments_are_user_errors(world: World) -> None:
+    cursor = await ask(world, CATALOGUE, first=2, after="not-a-cursor")
+    assert cursor["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "`after` is not a cursor of this list" in cursor["errors"][0]["message"]
+    too_many = await ask(world, CATALOGUE, first=5000)
+    assert too_many["errors"][0]["extensions"]["code"] == "PAGE_TOO_LARGE"
+    bad_id = await ask(world, '{ consistencyReport(manufacturerId: "XYZ!") { manufacturerId } }')
+    assert bad_id["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    bad_filter = await ask(world, CATALOGUE, first=5, filter={"manufacturerId": "nothex"})
+    assert bad_filter["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_reports_are_refused_to_anonymous_callers(world: World) -> None:
+    transport = httpx2.ASGITransport(app=world.app())
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
+        answer = await http.post(
+            "/graphql", json={"query": "{ coverageSummary(groupBy: MANUFACTURER) { key } }"}
+        )
+    assert answer.status_code == 401
+
+
+# --- statements per request (P3) ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def counting(db: Database) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+
+
+async def test_statements_per_request_do_not_grow_with_the_page(db: Database, tmp_path: Path) -> None:
+    world = await make_world(db, tmp_path)
+    # A CPL of 120 device models, two versions each, with images for some of them.
+    many = [
+        row(
+            model_id=f"{m:04X}",
+            model_name=f"Model {m}",
+            firmware_version=f"{v + 1:02X}000000",
+            image_hash=f"{m * 10 + v:064x}",
+        )
+        for m in range(1, 121)
+        for v in range(2)
+    ]
+    await sync_cpl(db, str(write_csv(tmp_path / "many.csv", many)), work_dir=tmp_path / "sync2")
+    await declare(world, Version("10B2", "0001", "0100", "01000000"))
+    counts = {}
+    for first in (10, 100):
+        with counting(db) as statements:
+            body = data(await ask(world, CATALOGUE, first=first))
+        assert len(body["deviceModels"]["edges"]) == first
+        counts[first] = len(statements)
+    assert counts[10] == counts[100], counts
+    assert counts[100] <= 8, counts
