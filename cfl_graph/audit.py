@@ -106,12 +106,18 @@ async def record(
     """Append an event inside the caller's transaction: it commits, or vanishes, with the change itself."""
     # Touching the head row first takes its lock (a row lock on PostgreSQL, the write lock on SQLite),
     # so concurrent appenders queue here instead of forking the chain.
-    touched = await session.execute(
-        update(AuditHead).where(AuditHead.id == 1).values(last_id=AuditHead.last_id)
-    )
-    if touched.rowcount != 1:  # type: ignore[attr-defined]
+    # One statement takes the lock and reads the head (UPDATE ... RETURNING: PostgreSQL, SQLite 3.35+).
+    head = (
+        await session.execute(
+            update(AuditHead)
+            .where(AuditHead.id == 1)
+            .values(last_id=AuditHead.last_id)
+            .returning(AuditHead.last_id, AuditHead.last_hash)
+        )
+    ).one_or_none()
+    if head is None:
         raise AuditHeadMissing()
-    last_id, last_hash = (await session.execute(select(AuditHead.last_id, AuditHead.last_hash))).one()
+    last_id, last_hash = head
     occurred_at = utc_now()
     plain = _plain(details)
     event = AuditEvent(

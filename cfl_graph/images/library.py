@@ -15,8 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -62,6 +63,16 @@ log = logging.getLogger(__name__)
 
 MIN_REASON_CHARACTERS = 10
 MAX_REASON_CHARACTERS = 2000
+
+
+@dataclass(frozen=True)
+class Download:
+    """A response that carries bytes: the whole file (`byte_range` None) or [start, end)."""
+
+    byte_range: tuple[int, int] | None
+
+
+D = TypeVar("D")
 
 
 @dataclass(frozen=True)
@@ -565,7 +576,16 @@ class ImageLibrary:
     async def for_download(self, principal: Principal | None, image_id: int) -> LibraryImage:
         """The image if this caller may take its bytes: published ones for any downloader; drafts and
         withdrawn ones only for their own manufacturer."""
-        image = await self.get(principal, image_id)
+        async with self.sessions() as session:
+            return await self._downloadable(session, principal, image_id)
+
+    async def _downloadable(
+        self, session: AsyncSession, principal: Principal | None, image_id: int
+    ) -> LibraryImage:
+        authorise(principal, Action.READ_CATALOGUE)
+        image = await session.get(LibraryImage, image_id)
+        if image is None or not self.may_see(principal, image):
+            raise ImageNotFound(image_id)
         own = policy_allows(principal, Action.READ_DRAFTS, manufacturer_id=image.manufacturer_id)
         if image.state == ImageState.WITHDRAWN and not own:
             assert image.withdrawn_at is not None
@@ -575,22 +595,41 @@ class ImageLibrary:
         authorise(principal, Action.DOWNLOAD_IMAGE)
         return image
 
-    async def record_download(
-        self, principal: Principal, image: LibraryImage, byte_range: tuple[int, int] | None
-    ) -> None:
+    async def take(
+        self,
+        principal: Principal | None,
+        image_id: int,
+        decide: Callable[[LibraryImage], D],
+        *,
+        record_bytes: bool = True,
+    ) -> tuple[LibraryImage, D]:
+        """Look the image up, let `decide` say what the response will be, and record a download event in
+        the same transaction when bytes will go out (`decide` gave a `Download` and `record_bytes`, false
+        for HEAD): one transaction per download, which matters when many clients download at once."""
         async with self.sessions.begin() as session:
-            await record(
-                session,
-                Actor.of(principal),
-                "image.downloaded",
-                _subject(image),
-                {
-                    "image_id": image.id,
-                    "file_sha256": image.file_sha256,
-                    "file_name": download_name(image),
-                    "range": None if byte_range is None else f"{byte_range[0]}-{byte_range[1] - 1}",
-                },
-            )
+            image = await self._downloadable(session, principal, image_id)
+            decision = decide(image)
+            if record_bytes and isinstance(decision, Download):
+                assert principal is not None
+                await self._record_download(session, principal, image, decision.byte_range)
+            return image, decision
+
+    @staticmethod
+    async def _record_download(
+        session: AsyncSession, principal: Principal, image: LibraryImage, byte_range: tuple[int, int] | None
+    ) -> None:
+        await record(
+            session,
+            Actor.of(principal),
+            "image.downloaded",
+            _subject(image),
+            {
+                "image_id": image.id,
+                "file_sha256": image.file_sha256,
+                "file_name": download_name(image),
+                "range": None if byte_range is None else f"{byte_range[0]}-{byte_range[1] - 1}",
+            },
+        )
 
     # --- helpers -------------------------------------------------------------------------------
 

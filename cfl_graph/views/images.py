@@ -27,7 +27,13 @@ from cfl_graph.access.policy import AccessDenied, Action, authorise
 from cfl_graph.blobs import BlobStoreFailed
 from cfl_graph.identifiers import Sha256Hex
 from cfl_graph.images.errors import LibraryError, LibraryProblem, Problem, UploadRefused
-from cfl_graph.images.library import ImageLibrary, UploadFields, download_name, download_receipts
+from cfl_graph.images.library import (
+    Download,
+    ImageLibrary,
+    UploadFields,
+    download_name,
+    download_receipts,
+)
 from cfl_graph.images.receive import Receiver
 from cfl_graph.tables import LibraryImage
 
@@ -36,6 +42,12 @@ log = logging.getLogger(__name__)
 TEXT_FIELDS = {"releaseNotes": 200_000, "modelId": 64, "hardwareVersion": 64}
 FILE_FIELD = "file"
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class _ImageFile(FileResponse):
+    """Firmware files are megabytes: 1 MiB reads instead of 64 KiB cut the per-chunk work sixteenfold."""
+
+    chunk_size = 1024 * 1024
 
 
 def _refusal(exc: Exception) -> JSONResponse:
@@ -293,6 +305,42 @@ def _single_range(header: str | None, size: int) -> tuple[int, int] | str | None
     return start, end
 
 
+class _Refusal:
+    """A download answer that carries no bytes (304 or 416): no download event."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _headers_for(image: LibraryImage) -> dict[str, str]:
+    digest = base64.b64encode(bytes.fromhex(image.file_sha256)).decode()
+    return {
+        "ETag": f'"{image.file_sha256}"',
+        "Repr-Digest": f"sha-256=:{digest}:",
+        "Digest": f"SHA-256={digest}",
+        "Content-Disposition": f'attachment; filename="{download_name(image)}"',
+        "Cache-Control": "private, max-age=86400, no-transform",
+        "Accept-Ranges": "bytes",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+def _decision(request: Request, image: LibraryImage, headers: dict[str, str]) -> Download | _Refusal:
+    """What a GET or HEAD of the image answers: 304, 416, or the bytes (all, or one range)."""
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None and headers["ETag"] in {tag.strip() for tag in if_none_match.split(",")}:
+        return _Refusal(Response(status_code=304, headers={k: headers[k] for k in ("ETag", "Cache-Control")}))
+    if_range = request.headers.get("if-range")
+    wanted = request.headers.get("range") if if_range in (None, headers["ETag"]) else None
+    byte_range = _single_range(wanted, image.size)
+    if byte_range == "unsatisfiable":
+        return _Refusal(
+            Response(status_code=416, headers={"Content-Range": f"bytes */{image.size}", **headers})
+        )
+    assert not isinstance(byte_range, str)
+    return Download(byte_range)
+
+
 def download_endpoint(library: ImageLibrary) -> Endpoint:
     async def download(request: Request) -> Response:
         image_id = _image_id(request)
@@ -300,35 +348,21 @@ def download_endpoint(library: ImageLibrary) -> Endpoint:
             return JSONResponse(
                 {"error": "image ids are whole numbers", "code": "NOT_FOUND", "problems": []}, 404
             )
-        principal = principal_of(request.scope)
+        headers: dict[str, str] = {}
+
+        def decide(image: LibraryImage) -> Download | _Refusal:
+            headers.update(_headers_for(image))
+            return _decision(request, image, headers)
+
         try:
-            image = await library.for_download(principal, image_id)
+            image, decision = await library.take(
+                principal_of(request.scope), image_id, decide, record_bytes=request.method == "GET"
+            )
         except (LibraryError, AccessDenied) as exc:
             return _refusal(exc)
-        assert principal is not None
-        digest = base64.b64encode(bytes.fromhex(image.file_sha256)).decode()
-        headers = {
-            "ETag": f'"{image.file_sha256}"',
-            "Repr-Digest": f"sha-256=:{digest}:",
-            "Digest": f"SHA-256={digest}",
-            "Content-Disposition": f'attachment; filename="{download_name(image)}"',
-            "Cache-Control": "private, max-age=86400, no-transform",
-            "Accept-Ranges": "bytes",
-            "X-Content-Type-Options": "nosniff",
-        }
-        if_none_match = request.headers.get("if-none-match")
-        if if_none_match is not None and headers["ETag"] in {tag.strip() for tag in if_none_match.split(",")}:
-            return Response(status_code=304, headers={k: headers[k] for k in ("ETag", "Cache-Control")})
-        if_range = request.headers.get("if-range")
-        byte_range = _single_range(
-            request.headers.get("range") if if_range in (None, headers["ETag"]) else None, image.size
-        )
-        if byte_range == "unsatisfiable":
-            return Response(status_code=416, headers={"Content-Range": f"bytes */{image.size}", **headers})
-        assert not isinstance(byte_range, str)
-        if request.method == "GET":
-            await library.record_download(principal, image, byte_range)
-        return await _bytes_response(library, image, byte_range, headers, request.method == "HEAD")
+        if isinstance(decision, _Refusal):
+            return decision.response
+        return await _bytes_response(library, image, decision.byte_range, headers, request.method == "HEAD")
 
     return download
 
@@ -342,8 +376,8 @@ async def _bytes_response(
 ) -> Response:
     local = library.store.local_path(Sha256Hex(image.file_sha256))
     if local is not None:
-        # Starlette serves the file with sendfile-sized reads and handles Range itself (the same rules).
-        return FileResponse(local, headers=headers, media_type="application/octet-stream")
+        # Starlette serves the file and handles Range itself (the same rules as `_single_range`).
+        return _ImageFile(local, headers=headers, media_type="application/octet-stream")
     status = 200
     if byte_range is not None:
         start, end = byte_range
