@@ -68,6 +68,7 @@ token_app = typer.Typer(help="API tokens: shown once, stored hashed.", no_args_i
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 key_app = typer.Typer(help="Manufacturer public keys that sign firmware images.", no_args_is_help=True)
 image_app = typer.Typer(help="Firmware images in the library.", no_args_is_help=True)
+schema_app = typer.Typer(help="The GraphQL schemas' SDL.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(cpl_app, name="cpl")
 app.add_typer(party_app, name="party")
@@ -75,6 +76,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(key_app, name="key")
 app.add_typer(image_app, name="image")
+app.add_typer(schema_app, name="schema")
 
 out = Console()
 err = Console(stderr=True)
@@ -692,6 +694,30 @@ def audit_export(
 
     for item in _with_db(settings, work):
         print(json.dumps(item, ensure_ascii=False))
+
+
+@schema_app.command("print")
+def schema_print(
+    graph: Annotated[str, typer.Argument(help="combined, cpl or cfl.")] = "combined",
+) -> None:
+    """Print a schema's SDL (the subgraphs' with their federation directives)."""
+    from schema import Graph, build_schema
+
+    try:
+        chosen = Graph(graph)
+    except ValueError:
+        err.print(f"no graph {graph!r}: choose combined, cpl or cfl")
+        raise typer.Exit(EXIT_REJECTED) from None
+    print(build_schema(graph=chosen).as_str())
+
+
+@schema_app.command("write")
+def schema_write() -> None:
+    """Rewrite schema/sdl/*.graphql from the code (a test fails while they differ)."""
+    from schema.sdl import write_sdl_files
+
+    for path in write_sdl_files():
+        out.print(f"wrote {path}", markup=False, highlight=False)
 
 
 def main() -> None:

@@ -1,0 +1,28 @@
+"""The printed SDL of each schema, kept in the repository so a change to the graph shows in review and
+other teams can read the contract without running anything. `cfl-graph schema write` rewrites them; a
+test fails while they and the code differ."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from schema import Graph, build_schema
+
+FOLDER = Path(__file__).resolve().parent
+
+
+def sdl_path(graph: Graph) -> Path:
+    return FOLDER / f"{graph.value}.graphql"
+
+
+def printed(graph: Graph) -> str:
+    return build_schema(graph=graph).as_str() + "\n"
+
+
+def write_sdl_files() -> list[Path]:
+    written = []
+    for graph in Graph:
+        path = sdl_path(graph)
+        path.write_text(printed(graph), encoding="utf-8")
+        written.append(path)
+    return written
