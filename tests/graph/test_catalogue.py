@@ -404,5 +404,6 @@ async def test_statements_per_request_do_not_grow_with_the_page(db: Database, tm
             body = data(await ask(world, CATALOGUE, first=first))
         assert len(body["deviceModels"]["edges"]) == first
         counts[first] = len(statements)
+    print(f"statements per catalogue request: {counts}")
     assert counts[10] == counts[100], counts
     assert counts[100] <= 8, counts
