@@ -23,6 +23,7 @@ from cfl_graph.tables import (
     CplDeviceModel,
     ImageState,
     LibraryImage,
+    UpgradePathway,
 )
 
 ModelKey = tuple[str, str, str]  # manufacturer id, model id, hardware version
@@ -50,6 +51,7 @@ class CatalogueLoaders:
         self.declarations_by_model = DataLoader[ModelKey, list[CommercialDeclaration]](
             self._load_declarations
         )
+        self.pathways_by_model = DataLoader[ModelKey, list[UpgradePathway]](self._load_pathways)
 
     async def snapshot_id(self) -> int | None:
         if not self._snapshot_known:
@@ -158,6 +160,26 @@ class CatalogueLoaders:
             ).scalars()
             for row in rows:
                 grouped[model_key(row)].append(row)
+        return [grouped.get(key, []) for key in keys]
+
+    async def _load_pathways(self, keys: Sequence[ModelKey]) -> list[list[UpgradePathway]]:
+        grouped: dict[ModelKey, list[UpgradePathway]] = defaultdict(list)
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(UpgradePathway)
+                    .where(
+                        tuple_(
+                            UpgradePathway.manufacturer_id,
+                            UpgradePathway.model_id,
+                            UpgradePathway.hardware_version,
+                        ).in_(list(keys))
+                    )
+                    .order_by(UpgradePathway.from_version, UpgradePathway.to_version)
+                )
+            ).scalars()
+            for row in rows:
+                grouped[(row.manufacturer_id, row.model_id, row.hardware_version)].append(row)
         return [grouped.get(key, []) for key in keys]
 
     async def image_for(self, key: VersionKey) -> LibraryImage | None:

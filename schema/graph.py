@@ -314,6 +314,26 @@ class CertifiedFirmware(Node):
         row = await info.context.loaders.catalogue.image_for(self.key)
         return None if row is None else LibraryImage.from_row(row)
 
+    @strawberry.field(
+        metadata=CFL, description="Versions of the same model that may upgrade straight to this one."
+    )
+    async def upgrades_from(self, info: Info) -> list[CertifiedFirmware]:
+        pathways = await info.context.loaders.catalogue.pathways_by_model.load(self.key[:3])
+        return [self._sibling(p.from_version) for p in pathways if p.to_version == self.firmware_version]
+
+    @strawberry.field(metadata=CFL, description="Versions this one may upgrade straight to.")
+    async def upgrades_to(self, info: Info) -> list[CertifiedFirmware]:
+        pathways = await info.context.loaders.catalogue.pathways_by_model.load(self.key[:3])
+        return [self._sibling(p.to_version) for p in pathways if p.from_version == self.firmware_version]
+
+    def _sibling(self, firmware_version: str) -> CertifiedFirmware:
+        return CertifiedFirmware(
+            manufacturer_id=self.manufacturer_id,
+            model_id=self.model_id,
+            hardware_version=self.hardware_version,
+            firmware_version=firmware_version,
+        )
+
 
 # --- report types --------------------------------------------------------------------------------
 

@@ -157,6 +157,17 @@ class CommercialDeclaration:
         )
 
 
+@strawberry.type(description="Devices of a model on `fromVersion` may upgrade straight to `toVersion`.")
+class UpgradePathway:
+    manufacturer_id: str
+    model_id: str
+    hardware_version: str
+    from_version: str
+    to_version: str
+    recorded_at: dt.datetime
+    recorded_by: str
+
+
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
@@ -240,3 +251,30 @@ class ImageMutation:
         key = VersionKey(manufacturer_id, model_id, hardware_version, firmware_version)
         row = await info.context.library.declare_commercial(info.context.principal, key, reason)
         return CommercialDeclaration.from_row(row)
+
+    @strawberry.mutation(
+        metadata=CFL,
+        description="Record that devices of a model on one certified version may upgrade to another.",
+    )
+    async def record_upgrade_pathway(
+        self,
+        info: Info,
+        manufacturer_id: str,
+        model_id: str,
+        hardware_version: str,
+        from_version: str,
+        to_version: str,
+    ) -> UpgradePathway:
+        model = VersionKey(manufacturer_id, model_id, hardware_version, from_version)
+        row = await info.context.library.record_upgrade_pathway(
+            info.context.principal, model, from_version, to_version
+        )
+        return UpgradePathway(
+            manufacturer_id=row.manufacturer_id,
+            model_id=row.model_id,
+            hardware_version=row.hardware_version,
+            from_version=row.from_version,
+            to_version=row.to_version,
+            recorded_at=row.recorded_at,
+            recorded_by=row.recorded_by,
+        )

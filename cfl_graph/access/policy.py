@@ -24,6 +24,7 @@ class Action(StrEnum):
     WITHDRAW_IMAGE = "withdraw firmware images"
     DECLARE_COMMERCIAL = "declare versions commercial"
     EDIT_RELEASE_NOTES = "edit release notes"
+    RECORD_UPGRADE_PATHWAY = "record upgrade pathways"
     MANAGE_PARTIES = "manage parties"
     MANAGE_KEYS = "manage manufacturer keys"
     MANAGE_TOKENS = "manage tokens"
@@ -39,6 +40,7 @@ WRITES = frozenset(
         Action.WITHDRAW_IMAGE,
         Action.DECLARE_COMMERCIAL,
         Action.EDIT_RELEASE_NOTES,
+        Action.RECORD_UPGRADE_PATHWAY,
         Action.MANAGE_PARTIES,
         Action.MANAGE_KEYS,
         Action.MANAGE_TOKENS,
@@ -55,6 +57,7 @@ OWN_MANUFACTURER_ONLY = frozenset(
         Action.WITHDRAW_IMAGE,
         Action.DECLARE_COMMERCIAL,
         Action.EDIT_RELEASE_NOTES,
+        Action.RECORD_UPGRADE_PATHWAY,
     }
 )
 # Stands for "whichever of its own ids the bytes will name": asked before an upload's header is read.

@@ -16,7 +16,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select, update
@@ -56,6 +56,7 @@ from cfl_graph.tables import (
     ImageState,
     LibraryImage,
     Party,
+    UpgradePathway,
 )
 from cfl_graph.tables.base import utc_now
 
@@ -570,6 +571,52 @@ class ImageLibrary:
                 {**key.__dict__, "reason": why},
             )
             return declaration
+
+    async def record_upgrade_pathway(
+        self, principal: Principal | None, model: VersionKey, from_version: str, to_version: str
+    ) -> UpgradePathway:
+        """Record that devices of `model` on `from_version` may upgrade to `to_version` (both certified)."""
+        start = _normalised_key(
+            VersionKey(model.manufacturer_id, model.model_id, model.hardware_version, from_version)
+        )
+        end = _normalised_key(
+            VersionKey(model.manufacturer_id, model.model_id, model.hardware_version, to_version)
+        )
+        principal = authorise(principal, Action.RECORD_UPGRADE_PATHWAY, manufacturer_id=start.manufacturer_id)
+        if start == end:
+            raise InvalidInput("an upgrade pathway goes from one version to another, not to itself")
+        async with self.sessions.begin() as session:
+            for key in (start, end):
+                if await certified_version(session, key) is None:
+                    raise InvalidInput(
+                        f"{key} is not on the current CPL; pathways join certified versions",
+                        [Problem(LibraryProblem.NOT_ON_CPL, str(key))],
+                    )
+            pk = (*astuple(start), end.firmware_version)
+            if await session.get(UpgradePathway, pk) is not None:
+                raise LibraryError(
+                    f"the pathway {start.firmware_version} → {end.firmware_version} is already recorded"
+                )
+            pathway = UpgradePathway(
+                manufacturer_id=start.manufacturer_id,
+                model_id=start.model_id,
+                hardware_version=start.hardware_version,
+                from_version=start.firmware_version,
+                to_version=end.firmware_version,
+                recorded_at=utc_now(),
+                recorded_by=principal.party_name,
+                recorded_by_party_id=principal.party_id,
+            )
+            session.add(pathway)
+            await _bump_revision(session)
+            await record(
+                session,
+                Actor.of(principal),
+                "pathway.recorded",
+                f"{start} → {end.firmware_version}",
+                {**start.__dict__, "to_version": end.firmware_version},
+            )
+            return pathway
 
     # --- downloads -----------------------------------------------------------------------------
 

@@ -11,7 +11,13 @@ from cfl_graph.tables.cpl import (
     CplSyncRun,
     SyncOutcome,
 )
-from cfl_graph.tables.images import CatalogueRevision, CommercialDeclaration, ImageState, LibraryImage
+from cfl_graph.tables.images import (
+    CatalogueRevision,
+    CommercialDeclaration,
+    ImageState,
+    LibraryImage,
+    UpgradePathway,
+)
 
 __all__ = [
     "GENESIS_HASH",
@@ -33,5 +39,6 @@ __all__ = [
     "PartyManufacturer",
     "Role",
     "SyncOutcome",
+    "UpgradePathway",
     "WebSession",
 ]

@@ -126,3 +126,20 @@ class CatalogueRevision(Base):
     changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
 
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+
+class UpgradePathway(Base):
+    """A manufacturer's statement that a device on `from_version` may upgrade straight to `to_version`."""
+
+    __tablename__ = "upgrade_pathways"
+
+    manufacturer_id: Mapped[str] = mapped_column(HEX4, primary_key=True)
+    model_id: Mapped[str] = mapped_column(HEX4, primary_key=True)
+    hardware_version: Mapped[str] = mapped_column(HEX4, primary_key=True)
+    from_version: Mapped[str] = mapped_column(HEX8, primary_key=True)
+    to_version: Mapped[str] = mapped_column(HEX8, primary_key=True)
+    recorded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    recorded_by: Mapped[str] = mapped_column(Text)
+    recorded_by_party_id: Mapped[int] = mapped_column(ForeignKey("parties.id"))
+
+    __table_args__ = (CheckConstraint("from_version <> to_version", name="distinct_versions"),)

@@ -57,6 +57,7 @@ MATRIX: dict[Action, list[str]] = {
     Action.WITHDRAW_IMAGE:      ["A",   "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
     Action.DECLARE_COMMERCIAL:  ["A",   "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
     Action.EDIT_RELEASE_NOTES:  ["A",   "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
+    Action.RECORD_UPGRADE_PATHWAY: ["A", "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
     Action.MANAGE_PARTIES:      ["A",   "N",     "N",   "N",   "N",   "N",   "Y",   "N"],
     Action.MANAGE_KEYS:         ["A",   "N",     "N",   "N",   "N",   "N",   "Y",   "N"],
     Action.MANAGE_TOKENS:       ["A",   "N",     "N",   "N",   "N",   "N",   "Y",   "N"],

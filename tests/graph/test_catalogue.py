@@ -407,3 +407,68 @@ async def test_statements_per_request_do_not_grow_with_the_page(db: Database, tm
     print(f"statements per catalogue request: {counts}")
     assert counts[10] == counts[100], counts
     assert counts[100] <= 8, counts
+
+
+RECORD_PATHWAY = """mutation($from: String!, $to: String!) {
+  recordUpgradePathway(manufacturerId: "10B2", modelId: "0001", hardwareVersion: "0100",
+                       fromVersion: $from, toVersion: $to) { fromVersion toVersion recordedBy } }"""
+
+
+async def test_upgrade_pathways_a_manufacturer_records_show_on_both_versions(world: World) -> None:
+    recorded = data(
+        await ask(
+            world, RECORD_PATHWAY, token=world.tokens.manufacturer, **{"from": "1000000", "to": "01020000"}
+        )
+    )
+    assert recorded["recordUpgradePathway"] == {
+        "fromVersion": "01000000",
+        "toVersion": "01020000",
+        "recordedBy": "Northfield Metering Ltd",
+    }
+    data(
+        await ask(
+            world, RECORD_PATHWAY, token=world.tokens.manufacturer, **{"from": "01010000", "to": "01020000"}
+        )
+    )
+    model = data(
+        await ask(
+            world,
+            """{ deviceModel(manufacturerId: "10B2", modelId: "0001", hardwareVersion: "0100") {
+                 certifiedFirmware { firmwareVersion upgradesFrom { firmwareVersion } upgradesTo { firmwareVersion } } } }""",
+        )
+    )["deviceModel"]
+    paths = {
+        v["firmwareVersion"]: (
+            [f["firmwareVersion"] for f in v["upgradesFrom"]],
+            [t["firmwareVersion"] for t in v["upgradesTo"]],
+        )
+        for v in model["certifiedFirmware"]
+    }
+    assert paths == {
+        "00900000": ([], []),
+        "01000000": ([], ["01020000"]),
+        "01010000": ([], ["01020000"]),
+        "01020000": (["01000000", "01010000"], []),
+    }
+
+
+@pytest.mark.parametrize(
+    ("token_name", "versions", "code", "message"),
+    [
+        ("manufacturer", ("01000000", "01990000"), "BAD_USER_INPUT", "is not on the current CPL"),
+        ("manufacturer", ("01000000", "01000000"), "BAD_USER_INPUT", "not to itself"),
+        ("other_manufacturer", ("01000000", "01020000"), "FORBIDDEN", "not registered to Harrow"),
+        ("supplier", ("01000000", "01020000"), "FORBIDDEN", "the supplier role does not include it"),
+    ],
+)
+async def test_upgrade_pathways_are_checked(
+    world: World, token_name: str, versions: tuple[str, str], code: str, message: str
+) -> None:
+    refused = await ask(
+        world,
+        RECORD_PATHWAY,
+        token=getattr(world.tokens, token_name),
+        **{"from": versions[0], "to": versions[1]},
+    )
+    assert refused["errors"][0]["extensions"]["code"] == code
+    assert message in refused["errors"][0]["message"]
