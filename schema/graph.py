@@ -513,8 +513,8 @@ class CatalogueQuery:
         metadata=CFL, description="Where a manufacturer's library and CPL listings disagree (R7)."
     )
     async def consistency_report(self, info: Info, manufacturer_id: str) -> ConsistencyReport:
-        authorise(info.context.principal, Action.READ_REPORTS)
         wanted = _manufacturer(manufacturer_id)
+        authorise(info.context.principal, Action.READ_CONSISTENCY, manufacturer_id=wanted)
         snapshot = await _snapshot_id(info)
         findings: Sequence[reports.Finding] = []
         if snapshot is not None:

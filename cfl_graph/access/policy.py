@@ -15,6 +15,7 @@ from cfl_graph.tables.access import Role
 class Action(StrEnum):
     READ_CATALOGUE = "read the catalogue"
     READ_REPORTS = "read reports"
+    READ_CONSISTENCY = "read a manufacturer's consistency report"
     DOWNLOAD_IMAGE = "download firmware images"
     READ_AUDIT = "read the audit trail"
     READ_DRAFTS = "read draft images"
@@ -51,6 +52,7 @@ WRITES = frozenset(
 OWN_MANUFACTURER_ONLY = frozenset(
     {
         Action.READ_DRAFTS,
+        Action.READ_CONSISTENCY,
         Action.UPLOAD_IMAGE,
         Action.APPROVE_IMAGE,
         Action.PUBLISH_IMAGE,
@@ -68,9 +70,16 @@ GRANTS: dict[Role, frozenset[Action]] = {
     # R4: every supplier party gets exactly the same grants; none is favoured or hidden from.
     Role.SUPPLIER: _READ | {Action.DOWNLOAD_IMAGE},
     Role.MANUFACTURER: _READ | {Action.DOWNLOAD_IMAGE} | OWN_MANUFACTURER_ONLY,
-    Role.PANEL: _READ | {Action.READ_AUDIT},
+    Role.PANEL: _READ | {Action.READ_AUDIT, Action.READ_CONSISTENCY},
     Role.ADMIN: _READ
-    | {Action.READ_AUDIT, Action.MANAGE_PARTIES, Action.MANAGE_KEYS, Action.MANAGE_TOKENS, Action.RUN_SYNC},
+    | {
+        Action.READ_AUDIT,
+        Action.READ_CONSISTENCY,
+        Action.MANAGE_PARTIES,
+        Action.MANAGE_KEYS,
+        Action.MANAGE_TOKENS,
+        Action.RUN_SYNC,
+    },
 }
 
 
@@ -104,7 +113,8 @@ def _refusal(principal: Principal, action: Action, manufacturer_id: str | None) 
         return f"the {role.value} role does not include it"
     if action in WRITES and principal.read_only:
         return "this token is read-only"
-    if action in OWN_MANUFACTURER_ONLY:
+    # A manufacturer acts on its own ids only; the panel and admins read any manufacturer's report.
+    if action in OWN_MANUFACTURER_ONLY and role is Role.MANUFACTURER:
         if manufacturer_id is None:
             raise ValueError(f"{action.name} needs the manufacturer id it acts on")
         if manufacturer_id == ANY_OWN:

@@ -50,6 +50,7 @@ MATRIX: dict[Action, list[str]] = {
     Action.READ_REPORTS:        ["A",   "Y",     "Y",   "Y",   "Y",   "Y",   "Y",   "Y"],
     Action.DOWNLOAD_IMAGE:      ["A",   "Y",     "Y",   "Y",   "N",   "Y",   "N",   "N"],
     Action.READ_AUDIT:          ["A",   "N",     "N",   "N",   "Y",   "Y",   "Y",   "Y"],
+    Action.READ_CONSISTENCY:    ["A",   "N/N",   "Y/N", "Y/N", "Y/Y", "Y/Y", "Y/Y", "Y/Y"],
     Action.READ_DRAFTS:         ["A",   "N/N",   "Y/N", "Y/N", "N/N", "N/N", "N/N", "N/N"],
     Action.UPLOAD_IMAGE:        ["A",   "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
     Action.APPROVE_IMAGE:       ["A",   "N/N",   "Y/N", "N/N", "N/N", "N/N", "N/N", "N/N"],
