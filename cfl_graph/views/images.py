@@ -195,30 +195,30 @@ class _MultipartUpload:
         )
 
 
+async def take_upload(library: ImageLibrary, request: Request) -> LibraryImage:
+    """Receive an upload from the request (multipart or raw) and hand it to the library; the API and the
+    web upload form both come here. Raises `AccessDenied`, `LibraryError` or `BlobStoreFailed` having
+    kept nothing, or `ClientDisconnect` when the client went away."""
+    principal = principal_of(request.scope)
+    receiver = library.receiver(principal)
+    try:
+        fields = await _receive(request, receiver)
+        received = await receiver.finish()
+    except BaseException:
+        receiver.abandon()
+        raise
+    return await library.accept(principal, received, fields)
+
+
 def upload_endpoint(library: ImageLibrary) -> Endpoint:
     async def upload(request: Request) -> Response:
-        principal = principal_of(request.scope)
         try:
-            receiver = library.receiver(principal)
-        except AccessDenied as exc:
-            return _refusal(exc)
-        try:
-            fields = await _receive(request, receiver)
-            received = await receiver.finish()
-        except (LibraryError, BlobStoreFailed) as exc:
-            receiver.abandon()
-            return _refusal(exc)
-        except ClientDisconnect:
-            receiver.abandon()
-            log.info("upload abandoned: the client went away")
-            return Response(status_code=400)
-        except BaseException:
-            receiver.abandon()
-            raise
-        try:
-            image = await library.accept(principal, received, fields)
+            image = await take_upload(library, request)
         except (LibraryError, AccessDenied, BlobStoreFailed) as exc:
             return _refusal(exc)
+        except ClientDisconnect:
+            log.info("upload abandoned: the client went away")
+            return Response(status_code=400)
         return JSONResponse(
             image_json(image), status_code=201, headers={"Location": f"/api/v1/images/{image.id}"}
         )
