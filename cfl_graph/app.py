@@ -31,6 +31,7 @@ from cfl_graph.views.catalogue import SignedCatalogue, catalogue_routes
 from cfl_graph.views.feeds import feed_routes
 from cfl_graph.views.images import image_routes
 from cfl_graph.views.pages import page_routes
+from cfl_graph.views.site import site_routes
 from loaders import Loaders
 from schema import Graph, build_schema
 from schema.context import Context
@@ -129,6 +130,7 @@ def create_app(
         *feed_routes(database.sessions),
         *catalogue_routes(SignedCatalogue(database.sessions, settings.signing_key_file)),
         *page_routes(database.sessions),
+        *site_routes(database.sessions, library),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
     # Outermost first: headers on every answer; a loose per-address rate before any database work;

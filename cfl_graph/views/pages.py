@@ -1,4 +1,4 @@
-"""Web pages: sign in (opens a session from a token), sign out, and the home page."""
+"""Web pages: sign in (opens a session from a token), sign out, and the home page; `render` for all pages."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -14,8 +15,10 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from cfl_graph.access.middleware import csrf_token_of, principal_of
+from cfl_graph.access.policy import Action, allowed
 from cfl_graph.access.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, end_session, open_session
 from cfl_graph.access.tokens import TokenError
+from cfl_graph.tables import LibraryImage
 from cfl_graph.tables.base import utc_now
 from cpl_sync.snapshot import current_snapshot
 
@@ -29,7 +32,7 @@ def _safe_next(raw: str | None) -> str:
     return "/"
 
 
-def _render(request: Request, name: str, status: int = 200, **context: Any) -> Response:
+def render(request: Request, name: str, status: int = 200, **context: Any) -> Response:
     return TEMPLATES.TemplateResponse(
         request,
         name,
@@ -44,7 +47,7 @@ def page_routes(sessions: async_sessionmaker[AsyncSession]) -> list[Route]:
             return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
         login_csrf = secrets.token_urlsafe(32)
         next_path = _safe_next(request.query_params.get("next"))
-        response = _render(request, "login.html", status, login_csrf=login_csrf, next=next_path, error=error)
+        response = render(request, "login.html", status, login_csrf=login_csrf, next=next_path, error=error)
         response.set_cookie(
             LOGIN_CSRF_COOKIE,
             login_csrf,
@@ -92,9 +95,33 @@ def page_routes(sessions: async_sessionmaker[AsyncSession]) -> list[Route]:
         return response
 
     async def home(request: Request) -> Response:
+        principal = principal_of(request.scope)
         async with sessions() as session:
             snapshot = await current_snapshot(session)
-        return _render(request, "home.html", snapshot=snapshot)
+            published = int(
+                await session.scalar(
+                    select(func.count()).select_from(LibraryImage).where(LibraryImage.state == "published")
+                )
+                or 0
+            )
+            latest = list(
+                (
+                    await session.execute(
+                        select(LibraryImage)
+                        .where(LibraryImage.state == "published")
+                        .order_by(LibraryImage.published_at.desc(), LibraryImage.id.desc())
+                        .limit(10)
+                    )
+                ).scalars()
+            )
+        return render(
+            request,
+            "home.html",
+            snapshot=snapshot,
+            published=published,
+            latest=latest,
+            may_read=allowed(principal, Action.READ_CATALOGUE),
+        )
 
     return [
         Route("/", home, methods=["GET"]),

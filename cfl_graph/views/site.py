@@ -1,0 +1,566 @@
+"""The web interface's catalogue pages (R5): server-rendered, readable without JavaScript, and reading the
+same services as the graph (`cfl_graph.catalogue`, `cfl_graph.reports`, `loaders.catalogue`,
+`ImageLibrary`), so no rule is written twice.
+
+Every page asks the policy before it reads; forms post with the session's CSRF token (the upload form
+carries it in its action's query string, as its body is multipart). A refusal renders the page again
+with the reason, never a bare error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from cfl_graph import identifiers as ids
+from cfl_graph import reports
+from cfl_graph.access.middleware import principal_of
+from cfl_graph.access.policy import AccessDenied, Action, allowed, authorise
+from cfl_graph.blobs import BlobStoreFailed
+from cfl_graph.catalogue import DeviceModelFilter, device_models
+from cfl_graph.images.checks import VersionKey
+from cfl_graph.images.errors import ImageNotFound, InvalidInput, LibraryError
+from cfl_graph.images.library import ImageLibrary, download_name
+from cfl_graph.tables import (
+    AuditEvent,
+    CommercialDeclaration,
+    CplCertifiedFirmware,
+    CplCurrent,
+    CplDeviceModel,
+    CplSnapshot,
+    CplSyncRun,
+    ImageState,
+    LibraryImage,
+    UpgradePathway,
+)
+from cfl_graph.views.images import take_upload
+from cfl_graph.views.pages import render
+from cpl_sync.diff import diff_snapshots
+from loaders.catalogue import CatalogueLoaders, ModelKey
+from loaders.catalogue import version_key as key_of
+
+PAGE_SIZE = 50
+AUDIT_PAGE = 100
+Page = Callable[[Request], Awaitable[Response]]
+
+# Messages a redirect may carry back to a page (`?done=`): fixed texts, never echoed input.
+DONE = {
+    "published": "Published: every supplier can now download it.",
+    "approved": "Approved: it can now be published.",
+    "withdrawn": "Withdrawn: it stays listed with your reason and is no longer served.",
+    "discarded": "Draft discarded.",
+    "notes": "Release notes saved.",
+    "declared": "Declared commercial: listed as such, never distributed.",
+    "rechecked": "Checked again against the current CPL, keys and declarations.",
+}
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One certified version beside the library, as the device model page shows it."""
+
+    certified: CplCertifiedFirmware
+    image: LibraryImage | None
+    declaration: CommercialDeclaration | None
+    upgrades_from: list[str]
+    upgrades_to: list[str]
+    today: dt.date
+
+    @property
+    def availability(self) -> str:
+        if self.declaration is not None:
+            return "commercial"
+        if self.image is not None and self.image.state == ImageState.PUBLISHED:
+            return "available"
+        if self.image is not None and self.image.state == ImageState.WITHDRAWN:
+            return "withdrawn"
+        if self.certified.status != ids.CplStatus.ACTIVE.value:
+            return "not active"
+        return "missing"
+
+    @property
+    def days_missing(self) -> int:
+        return (self.today - self.certified.date_added).days
+
+
+@dataclass(frozen=True)
+class ModelCoverage:
+    model: CplDeviceModel
+    certified: int
+    commercial: int
+    available: int
+
+    @property
+    def missing(self) -> int:
+        return self.certified - self.commercial - self.available
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _refused(request: Request, exc: Exception, status: int | None = None) -> Response:
+    code = getattr(exc, "status", 400)
+    return render(request, "refused.html", status or code, reason=str(exc))
+
+
+async def _version_rows(
+    loaders: CatalogueLoaders, key: ModelKey, rows: list[CplCertifiedFirmware]
+) -> list[VersionRow]:
+    images = {key_of(i): i for i in await loaders.images_by_model.load(key)}
+    declarations = {key_of(d): d for d in await loaders.declarations_by_model.load(key)}
+    pathways: list[UpgradePathway] = await loaders.pathways_by_model.load(key)
+    today = _today()
+    return [
+        VersionRow(
+            certified=row,
+            image=images.get(key_of(row)),
+            declaration=declarations.get(key_of(row)),
+            upgrades_from=[p.from_version for p in pathways if p.to_version == row.firmware_version],
+            upgrades_to=[p.to_version for p in pathways if p.from_version == row.firmware_version],
+            today=today,
+        )
+        for row in reversed(rows)  # newest version first
+    ]
+
+
+def _bar_chart(groups: list[reports.CoverageGroup], width: int = 640) -> dict[str, Any]:
+    """Geometry for a server-made horizontal bar chart of coverage (no script, no CDN)."""
+    bar, gap, label_width = 22, 8, 220
+    scale = width - label_width - 60
+    rows = []
+    for index, group in enumerate(groups):
+        ratio = group.coverage or 0.0
+        rows.append(
+            {
+                "y": index * (bar + gap),
+                "label": f"{group.label} ({group.key})" if group.label != group.key else group.key,
+                "available": round(scale * ratio, 1),
+                "percent": "—" if group.coverage is None else f"{group.coverage:.0%}",
+                "title": f"{group.available} of {group.certified - group.commercial} available, "
+                f"{group.missing} missing, {group.commercial} commercial",
+            }
+        )
+    return {
+        "rows": rows,
+        "bar": bar,
+        "label_width": label_width,
+        "scale": scale,
+        "width": width,
+        "height": max(len(groups) * (bar + gap), bar),
+    }
+
+
+def _timeliness_chart(groups: list[reports.TimelinessGroup], width: int = 640) -> dict[str, Any]:
+    bar, gap, label_width = 22, 8, 220
+    longest = max((g.worst_days for g in groups), default=1) or 1
+    scale = (width - label_width - 80) / longest
+    rows = [
+        {
+            "y": index * (bar + gap),
+            "label": group.label,
+            "median": round(group.median_days * scale, 1),
+            "p90": round(group.p90_days * scale, 1),
+            "worst": round(group.worst_days * scale, 1),
+            "text": f"median {group.median_days:g} d, p90 {group.p90_days:g} d, worst {group.worst_days} d",
+        }
+        for index, group in enumerate(groups)
+    ]
+    return {
+        "rows": rows,
+        "bar": bar,
+        "label_width": label_width,
+        "width": width,
+        "height": max(len(groups) * (bar + gap), bar),
+    }
+
+
+def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrary) -> list[Route]:
+    async def snapshot_id(session: AsyncSession) -> int | None:
+        return (await session.execute(select(CplCurrent.snapshot_id))).scalar_one_or_none()
+
+    async def models(request: Request) -> Response:
+        principal = principal_of(request.scope)
+        try:
+            authorise(principal, Action.READ_CATALOGUE)
+        except AccessDenied as exc:
+            return _refused(request, exc)
+        query = request.query_params
+        gap = query.get("gap")
+        where = DeviceModelFilter(
+            manufacturer_id=query.get("manufacturerId") or None,
+            device_type=query.get("deviceType") or None,
+            has_coverage_gap=None if gap not in ("yes", "no") else gap == "yes",
+            search=query.get("search") or None,
+        )
+        async with sessions() as session:
+            snapshot = await snapshot_id(session)
+            try:
+                page = (
+                    None
+                    if snapshot is None
+                    else await device_models(session, snapshot, where, PAGE_SIZE, query.get("after") or None)
+                )
+            except InvalidInput as exc:
+                return render(request, "models.html", 422, page=None, error=str(exc), query=dict(query))
+        next_query = None
+        if page is not None and page.has_next:
+            next_query = urlencode({**dict(query), "after": page.items[-1][0]})
+        return render(request, "models.html", page=page, error=None, query=dict(query), next_query=next_query)
+
+    async def model(request: Request) -> Response:
+        principal = principal_of(request.scope)
+        try:
+            authorise(principal, Action.READ_CATALOGUE)
+            key = (
+                ids.manufacturer_id(request.path_params["manufacturer_id"]),
+                ids.model_id(request.path_params["model_id"]),
+                ids.hardware_version(request.path_params["hardware_version"]),
+            )
+        except AccessDenied as exc:
+            return _refused(request, exc)
+        except ids.InvalidValue as exc:
+            return render(request, "refused.html", 404, reason=f"No such device model: {exc}")
+        loaders = CatalogueLoaders(sessions, principal)
+        row = await loaders.device_model.load(key)
+        if row is None:
+            return render(request, "refused.html", 404, reason="The current CPL lists no such device model.")
+        versions = await _version_rows(loaders, key, await loaders.certified_by_model.load(key))
+        may_declare = allowed(principal, Action.DECLARE_COMMERCIAL, manufacturer_id=key[0])
+        return render(
+            request,
+            "model.html",
+            model=row,
+            versions=versions,
+            may_declare=may_declare,
+            done=DONE.get(request.query_params.get("done", "")),
+        )
+
+    async def manufacturer(request: Request) -> Response:
+        principal = principal_of(request.scope)
+        try:
+            authorise(principal, Action.READ_CATALOGUE)
+            mid = ids.manufacturer_id(request.path_params["manufacturer_id"])
+        except AccessDenied as exc:
+            return _refused(request, exc)
+        except ids.InvalidValue as exc:
+            return render(request, "refused.html", 404, reason=f"No such manufacturer: {exc}")
+        async with sessions() as session:
+            snapshot = await snapshot_id(session)
+            page = (
+                None
+                if snapshot is None
+                else await device_models(session, snapshot, DeviceModelFilter(manufacturer_id=mid), 500, None)
+            )
+        rows = [] if page is None else [item for _, item in page.items]
+        loaders = CatalogueLoaders(sessions, principal)
+        keys: list[ModelKey] = [(m.manufacturer_id, m.model_id, m.hardware_version) for m in rows]
+        certified = await loaders.certified_by_model.load_many(keys)
+        images = await loaders.images_by_model.load_many(keys)
+        declared = await loaders.declarations_by_model.load_many(keys)
+        coverage = []
+        for model_row, versions, its_images, its_declarations in zip(
+            rows, certified, images, declared, strict=True
+        ):
+            active = {key_of(v) for v in versions if v.status == ids.CplStatus.ACTIVE.value}
+            commercial = {key_of(d) for d in its_declarations} & active
+            available = {key_of(i) for i in its_images if i.state == ImageState.PUBLISHED} & (
+                active - commercial
+            )
+            coverage.append(ModelCoverage(model_row, len(active), len(commercial), len(available)))
+        name = rows[0].manufacturer_name if rows else mid
+        may_consistency = allowed(principal, Action.READ_CONSISTENCY, manufacturer_id=mid)
+        return render(
+            request,
+            "manufacturer.html",
+            manufacturer_id=mid,
+            manufacturer_name=name,
+            coverage=coverage,
+            more=page is not None and page.has_next,
+            may_consistency=may_consistency,
+        )
+
+    async def image(request: Request) -> Response:
+        principal = principal_of(request.scope)
+        raw = request.path_params["image_id"]
+        if not raw.isdigit() or len(raw) > 9:
+            return render(request, "refused.html", 404, reason="Image ids are whole numbers.")
+        try:
+            found = await library.get(principal, int(raw))
+        except (AccessDenied, LibraryError) as exc:
+            return _refused(request, exc)
+        own = allowed(principal, Action.READ_DRAFTS, manufacturer_id=found.manufacturer_id)
+        may_download = found.state == ImageState.PUBLISHED and allowed(principal, Action.DOWNLOAD_IMAGE)
+        return render(
+            request,
+            "image.html",
+            image=found,
+            file_name=download_name(found),
+            own=own,
+            may_publish=own
+            and allowed(principal, Action.PUBLISH_IMAGE, manufacturer_id=found.manufacturer_id),
+            may_download=may_download or (own and found.state != ImageState.WITHDRAWN),
+            done=DONE.get(request.query_params.get("done", "")),
+            error=None,
+        )
+
+    def image_action(verb: str) -> Page:
+        async def act(request: Request) -> Response:
+            principal = principal_of(request.scope)
+            raw = request.path_params["image_id"]
+            if not raw.isdigit() or len(raw) > 9:
+                return render(request, "refused.html", 404, reason="Image ids are whole numbers.")
+            image_id = int(raw)
+            form = await request.form()
+            try:
+                if verb == "publish":
+                    await library.publish(principal, image_id)
+                elif verb == "approve":
+                    await library.approve(principal, image_id)
+                elif verb == "withdraw":
+                    await library.withdraw(principal, image_id, str(form.get("reason", "")))
+                elif verb == "recheck":
+                    await library.recheck(principal, image_id)
+                elif verb == "notes":
+                    await library.update_release_notes(principal, image_id, str(form.get("markdown", "")))
+                elif verb == "discard":
+                    await library.discard(principal, image_id)
+                    return RedirectResponse("/upload?done=discarded", status_code=303)
+            except ImageNotFound as exc:
+                return _refused(request, exc)
+            except (AccessDenied, LibraryError) as exc:
+                try:
+                    found = await library.get(principal, image_id)
+                except (AccessDenied, LibraryError):
+                    return _refused(request, exc)
+                return render(
+                    request,
+                    "image.html",
+                    getattr(exc, "status", 409),
+                    image=found,
+                    file_name=download_name(found),
+                    own=True,
+                    may_publish=True,
+                    may_download=False,
+                    done=None,
+                    error=exc,
+                )
+            done = {"publish": "published", "approve": "approved", "withdraw": "withdrawn"}.get(verb, verb)
+            return RedirectResponse(
+                f"/images/{image_id}?done={'rechecked' if verb == 'recheck' else done}", 303
+            )
+
+        return act
+
+    async def declare(request: Request) -> Response:
+        principal = principal_of(request.scope)
+        form = await request.form()
+        path = request.path_params
+        key = VersionKey(
+            path["manufacturer_id"],
+            path["model_id"],
+            path["hardware_version"],
+            str(form.get("firmwareVersion", "")),
+        )
+        try:
+            await library.declare_commercial(principal, key, str(form.get("reason", "")))
+        except (AccessDenied, LibraryError) as exc:
+            return _refused(request, exc)
+        where = f"/models/{path['manufacturer_id']}/{path['model_id']}/{path['hardware_version']}"
+        return RedirectResponse(f"{where}?done=declared", status_code=303)
+
+    async def upload_form(request: Request) -> Response:
+        principal = principal_of(request.scope)
+        if not allowed(principal, Action.UPLOAD_IMAGE, manufacturer_id="*"):
+            return render(request, "refused.html", 403, reason="Uploads are for manufacturer parties.")
+        assert principal is not None
+        async with sessions() as session:
+            drafts = list(
+                (
+                    await session.execute(
+                        select(LibraryImage)
+                        .where(
+                            LibraryImage.manufacturer_id.in_(sorted(principal.manufacturer_ids)),
+                            LibraryImage.state == ImageState.DRAFT.value,
+                        )
+                        .order_by(LibraryImage.id.desc())
+                        .limit(50)
+                    )
+                ).scalars()
+            )
+        return render(
+            request,
+            "upload.html",
+            drafts=drafts,
+            refusal=None,
+            done=DONE.get(request.query_params.get("done", "")),
+        )
+
+    async def upload(request: Request) -> Response:
+        try:
+            found = await take_upload(library, request)
+        except (AccessDenied, LibraryError, BlobStoreFailed) as exc:
+            status = getattr(exc, "status", 503)
+            return render(request, "upload.html", status, drafts=[], refusal=exc, done=None)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        return RedirectResponse(f"/images/{found.id}", status_code=303)
+
+    async def coverage(request: Request) -> Response:
+        principal = principal_of(request.scope)
+        try:
+            authorise(principal, Action.READ_REPORTS)
+        except AccessDenied as exc:
+            return _refused(request, exc)
+        async with sessions() as session:
+            snapshot = await snapshot_id(session)
+            by_manufacturer = (
+                []
+                if snapshot is None
+                else await reports.coverage_summary(session, snapshot, reports.GroupBy.MANUFACTURER)
+            )
+            by_type = (
+                []
+                if snapshot is None
+                else await reports.coverage_summary(session, snapshot, reports.GroupBy.DEVICE_TYPE)
+            )
+            timely = (
+                []
+                if snapshot is None
+                else await reports.timeliness(session, snapshot, reports.GroupBy.MANUFACTURER, None)
+            )
+        totals = reports.CoverageGroup(
+            "all",
+            "All manufacturers",
+            sum(g.certified for g in by_manufacturer),
+            sum(g.commercial for g in by_manufacturer),
+            sum(g.available for g in by_manufacturer),
+            sum(g.missing for g in by_manufacturer),
+        )
+        return render(
+            request,
+            "coverage.html",
+            totals=totals,
+            by_manufacturer=by_manufacturer,
+            by_type=by_type,
+            timeliness=timely,
+            manufacturer_chart=_bar_chart(by_manufacturer),
+            type_chart=_bar_chart(by_type),
+            timeliness_chart=_timeliness_chart(timely),
+        )
+
+    async def consistency(request: Request) -> Response:
+        principal = principal_of(request.scope)
+        try:
+            mid = ids.manufacturer_id(request.path_params["manufacturer_id"])
+            authorise(principal, Action.READ_CONSISTENCY, manufacturer_id=mid)
+        except ids.InvalidValue as exc:
+            return render(request, "refused.html", 404, reason=f"No such manufacturer: {exc}")
+        except AccessDenied as exc:
+            return _refused(request, exc)
+        async with sessions() as session:
+            snapshot = await snapshot_id(session)
+            findings = [] if snapshot is None else await reports.consistency_report(session, snapshot, mid)
+        counts: dict[str, int] = {}
+        for finding in findings:
+            counts[finding.kind.value] = counts.get(finding.kind.value, 0) + 1
+        return render(request, "consistency.html", manufacturer_id=mid, findings=findings, counts=counts)
+
+    async def cpl(request: Request) -> Response:
+        principal = principal_of(request.scope)
+        try:
+            authorise(principal, Action.READ_CATALOGUE)
+        except AccessDenied as exc:
+            return _refused(request, exc)
+        query = request.query_params
+        async with sessions() as session:
+            snapshots = list(
+                (
+                    await session.execute(select(CplSnapshot).order_by(CplSnapshot.id.desc()).limit(50))
+                ).scalars()
+            )
+            runs = list(
+                (await session.execute(select(CplSyncRun).order_by(CplSyncRun.id.desc()).limit(50))).scalars()
+            )
+            current = await snapshot_id(session)
+            diff = None
+            error = None
+            if query.get("from") and query.get("to"):
+                older, newer = query["from"], query["to"]
+                known = {s.id for s in snapshots}
+                if not (older.isdigit() and newer.isdigit() and int(older) in known and int(newer) in known):
+                    error = "Choose two snapshots from the list."
+                else:
+                    diff = await diff_snapshots(session, int(older), int(newer), limit=200)
+        return render(
+            request,
+            "cpl.html",
+            snapshots=snapshots,
+            runs=runs,
+            current=current,
+            diff=diff,
+            error=error,
+            query=dict(query),
+        )
+
+    async def audit(request: Request) -> Response:
+        principal = principal_of(request.scope)
+        try:
+            authorise(principal, Action.READ_AUDIT)
+        except AccessDenied as exc:
+            return _refused(request, exc)
+        query = request.query_params
+        action = (query.get("action") or "").strip()[:64]
+        actor = (query.get("actor") or "").strip()[:200]
+        before = query.get("before") or ""
+        statement = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(AUDIT_PAGE + 1)
+        if action:
+            statement = statement.where(AuditEvent.action.startswith(action, autoescape=True))
+        if actor:
+            statement = statement.where(AuditEvent.actor.contains(actor, autoescape=True))
+        if before.isdigit() and len(before) < 12:
+            statement = statement.where(AuditEvent.id < int(before))
+        async with sessions() as session:
+            events = list((await session.execute(statement)).scalars())
+        more = len(events) > AUDIT_PAGE
+        events = events[:AUDIT_PAGE]
+        older = (
+            urlencode({"action": action, "actor": actor, "before": events[-1].id})
+            if more and events
+            else None
+        )
+        export = (
+            f"/api/v1/audit/events?{urlencode({'from': events[-1].id, 'to': events[0].id})}"
+            if events
+            else None
+        )
+        return render(
+            request, "audit.html", events=events, action=action, actor=actor, older=older, export=export
+        )
+
+    return [
+        Route("/models", models, methods=["GET"]),
+        Route("/models/{manufacturer_id}/{model_id}/{hardware_version}", model, methods=["GET"]),
+        Route("/models/{manufacturer_id}/{model_id}/{hardware_version}/declare", declare, methods=["POST"]),
+        Route("/manufacturers/{manufacturer_id}", manufacturer, methods=["GET"]),
+        Route("/manufacturers/{manufacturer_id}/consistency", consistency, methods=["GET"]),
+        Route("/images/{image_id}", image, methods=["GET"]),
+        *(
+            Route(f"/images/{{image_id}}/{verb}", image_action(verb), methods=["POST"])
+            for verb in ("publish", "approve", "withdraw", "recheck", "notes", "discard")
+        ),
+        Route("/upload", upload_form, methods=["GET"]),
+        Route("/upload", upload, methods=["POST"]),
+        Route("/coverage", coverage, methods=["GET"]),
+        Route("/cpl", cpl, methods=["GET"]),
+        Route("/audit", audit, methods=["GET"]),
+    ]
