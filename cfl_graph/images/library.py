@@ -402,10 +402,12 @@ class ImageLibrary:
     # --- state changes -------------------------------------------------------------------------
 
     async def recheck(self, principal: Principal | None, image_id: int) -> LibraryImage:
-        """Check a draft again (after a CPL sync, a key registration or new notes) and keep the result."""
+        """Check a draft again (after a CPL sync, a key registration or new notes) and keep the result.
+
+        Keeping the result changes the draft, so it is the uploader's write, refused to read-only tokens."""
         async with self.sessions.begin() as session:
             image = await self._visible(session, principal, image_id)
-            principal = authorise(principal, Action.READ_DRAFTS, manufacturer_id=image.manufacturer_id)
+            principal = authorise(principal, Action.UPLOAD_IMAGE, manufacturer_id=image.manufacturer_id)
             self._require_state(image, ImageState.DRAFT, "checked again")
             _apply_check(image, await self._check(session, image))
             return image
