@@ -26,6 +26,7 @@ from cfl_graph.images.library import ImageLibrary
 from cfl_graph.limits import BodySizeLimitMiddleware, RateLimitMiddleware
 from cfl_graph.scheduler import run_scheduled_sync
 from cfl_graph.settings import Settings
+from cfl_graph.unavailable import DatabaseUnavailableMiddleware
 from cfl_graph.views.audit import audit_events
 from cfl_graph.views.catalogue import SignedCatalogue, catalogue_routes
 from cfl_graph.views.feeds import feed_routes
@@ -133,10 +134,12 @@ def create_app(
         *site_routes(database.sessions, library),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
-    # Outermost first: headers on every answer; a loose per-address rate before any database work;
-    # the body limit before anything reads a body; who is asking; then how often that token may ask.
+    # Outermost first: headers on every answer; a database outage anywhere below is a 503; a loose
+    # per-address rate before any database work; the body limit before anything reads a body; who is
+    # asking; then how often that token may ask.
     middleware = [
         Middleware(SecurityHeadersMiddleware),
+        Middleware(DatabaseUnavailableMiddleware),
         Middleware(
             RateLimitMiddleware, per_minute=settings.rate_limit_per_minute * ADDRESS_FACTOR, by_address=True
         ),

@@ -74,6 +74,9 @@ from graphql import (
 from graphql.validation import MaxIntrospectionDepthRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import MaskErrors, MaxTokensLimiter, SchemaExtension
 
+from cfl_graph import unavailable
+from cfl_graph.unavailable import database_unavailable
+
 __all__ = ["QueryLimits", "UserError", "protection_extensions"]
 
 log = logging.getLogger("schema.errors")
@@ -527,6 +530,16 @@ class _MaskUnexpectedErrors(MaskErrors):
             return error
         if isinstance(original, GraphQLError) and error.path is None:
             return error
+        if original is not None and database_unavailable(original):
+            log.warning("GraphQL field %s: database unavailable: %r", error.path, original)
+            return GraphQLError(
+                unavailable.MESSAGE,
+                error.nodes,
+                error.source,
+                error.positions,
+                error.path,
+                extensions={"code": "SERVICE_UNAVAILABLE", "retryAfter": unavailable.RETRY_AFTER_SECONDS},
+            )
         reference = uuid.uuid4().hex
         where = ".".join(str(key) for key in error.path) if error.path else "(before execution)"
         log.error(

@@ -77,3 +77,17 @@ async def test_introspection_follows_the_setting(db: Database) -> None:
             headers={"Authorization": f"Bearer {tokens.supplier}"},
         )
     assert "introspection" in answer.json()["errors"][0]["message"].lower()
+
+
+async def test_a_database_outage_mid_request_is_service_unavailable_not_internal(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def gone(self: CplLoaders) -> int | None:
+        raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+
+    monkeypatch.setattr(CplLoaders, "current_snapshot_id", gone)
+    answer = await ask(db, QUERY)
+    error = answer.json()["errors"][0]
+    assert error["extensions"] == {"code": "SERVICE_UNAVAILABLE", "retryAfter": 5}
+    assert error["message"].startswith("the library's database is unavailable")
+    assert "5432" not in answer.text
