@@ -32,6 +32,7 @@ from cfl_graph.views.catalogue import SignedCatalogue, catalogue_routes
 from cfl_graph.views.feeds import feed_routes
 from cfl_graph.views.images import image_routes
 from cfl_graph.views.pages import page_routes
+from cfl_graph.views.reports import report_routes
 from cfl_graph.views.site import site_routes
 from loaders import Loaders
 from schema import Graph, build_schema
@@ -129,6 +130,7 @@ def create_app(
         Route("/api/v1/audit/events", audit_events(database.sessions), methods=["GET"]),
         *image_routes(library),
         *feed_routes(database.sessions),
+        *report_routes(database.sessions),
         *catalogue_routes(SignedCatalogue(database.sessions, settings.signing_key_file)),
         *page_routes(database.sessions),
         *site_routes(database.sessions, library),

@@ -114,8 +114,11 @@ async def coverage_gaps(
     after: str | None,
     *,
     today: dt.date | None = None,
+    count: bool = True,
 ) -> Page[Gap]:
-    """Gaps, longest missing first (then by key); the filter narrows the device models."""
+    """Gaps, longest missing first (then by key); the filter narrows the device models.
+
+    `count=False` skips the total (reported as -1) for callers walking every page, who know it already."""
     check_first(first)
     today = today or _today()
     model_conditions = where.normalised().conditions()
@@ -126,7 +129,9 @@ async def coverage_gaps(
         .join(CplDeviceModel, model_join())
         .where(cf.snapshot_id == snapshot_id, version_is_gap(), *model_conditions)
     )
-    total = int(await session.scalar(select(func.count()).select_from(base.subquery())) or 0)
+    total = -1
+    if count:
+        total = int(await session.scalar(select(func.count()).select_from(base.subquery())) or 0)
     order = (cf.date_added, cf.manufacturer_id, cf.model_id, cf.hardware_version, cf.firmware_version)
     query = base
     if after is not None:
