@@ -27,8 +27,8 @@ clean-up task depends on the client reading to the end.
 
 The gap list is the one long report: it is read through `reports.coverage_gaps` in pages of
 `GAP_PAGE`, a session per page so a slow client holds no connection, up to `MAX_ROWS` rows. Its first
-page is read before the answer starts, so a bad filter is still a JSON refusal. (Each page also counts
-the filter's total; harmless at CPL sizes, but the first thing to drop if gap lists ever reach 10^5.)
+page is read before the answer starts, so a bad filter is still a JSON refusal; later pages skip the
+count of the filter's total.
 """
 
 from __future__ import annotations
