@@ -18,6 +18,7 @@ from typing import Any, Generic, Self, TypeVar
 
 import strawberry
 
+from cfl_graph import identifiers as ids
 from cfl_graph import reports
 from cfl_graph.access.policy import Action, authorise
 from cfl_graph.catalogue import DeviceModelFilter as FilterSpec
@@ -171,8 +172,10 @@ class DeviceModel(Node):
         )
 
     @classmethod
-    def resolve_reference(cls, manufacturer_id: str, model_id: str, hardware_version: str) -> Self:
-        return cls(manufacturer_id=manufacturer_id, model_id=model_id, hardware_version=hardware_version)
+    def resolve_reference(cls, manufacturerId: str, modelId: str, hardwareVersion: str) -> Self:
+        """An entity reference from another subgraph; the keys arrive under their GraphQL names."""
+        model = _model_key(manufacturerId, modelId, hardwareVersion)
+        return cls(manufacturer_id=model[0], model_id=model[1], hardware_version=model[2])
 
     async def _row(self, info: Info) -> ModelRow | None:
         return await info.context.loaders.catalogue.device_model.load(self.key)
@@ -246,13 +249,20 @@ class CertifiedFirmware(Node):
 
     @classmethod
     def resolve_reference(
-        cls, manufacturer_id: str, model_id: str, hardware_version: str, firmware_version: str
+        cls,
+        manufacturerId: str,
+        modelId: str,
+        hardwareVersion: str,
+        firmwareVersion: str,
     ) -> Self:
+        """An entity reference from another subgraph; the keys arrive under their GraphQL names."""
+        model = _model_key(manufacturerId, modelId, hardwareVersion)
+        try:
+            version = ids.firmware_version(firmwareVersion)
+        except ids.InvalidValue as exc:
+            raise InvalidInput(str(exc)) from None
         return cls(
-            manufacturer_id=manufacturer_id,
-            model_id=model_id,
-            hardware_version=hardware_version,
-            firmware_version=firmware_version,
+            manufacturer_id=model[0], model_id=model[1], hardware_version=model[2], firmware_version=version
         )
 
     async def _row(self, info: Info) -> CertifiedRow | None:
@@ -571,9 +581,18 @@ class CatalogueQuery:
         raise InvalidInput(f"{str(id)[:60]!r} is not an id this graph issued")
 
 
-def _manufacturer(raw: str) -> str:
-    from cfl_graph import identifiers as ids
+def _model_key(manufacturer_id: str, model_id: str, hardware_version: str) -> tuple[str, str, str]:
+    try:
+        return (
+            ids.manufacturer_id(manufacturer_id),
+            ids.model_id(model_id),
+            ids.hardware_version(hardware_version),
+        )
+    except ids.InvalidValue as exc:
+        raise InvalidInput(str(exc)) from None
 
+
+def _manufacturer(raw: str) -> str:
     try:
         return ids.manufacturer_id(raw)
     except ids.InvalidValue as exc:

@@ -31,6 +31,7 @@ def parse_global_id(raw: str) -> tuple[str, list[str]]:
 
 @strawberry.interface(description="Anything with a global id that `node(id:)` can fetch again.")
 class Node:
-    @strawberry.federation.field(shareable=True, metadata=BOTH, description="Global, opaque, stable id.")
+    # Not @shareable here: federation allows it on object types' fields only (each entity's `id` has it).
+    @strawberry.field(metadata=BOTH, description="Global, opaque, stable id.")
     def id(self) -> strawberry.ID:
         raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Examples of building on cfl-graph from outside it."""
