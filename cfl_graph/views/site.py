@@ -135,7 +135,7 @@ async def _version_rows(
 
 def _bar_chart(groups: list[reports.CoverageGroup], width: int = 640) -> dict[str, Any]:
     """Geometry for a server-made horizontal bar chart of coverage (no script, no CDN)."""
-    bar, gap, label_width = 22, 8, 220
+    bar, gap, label_width = 22, 8, 280
     scale = width - label_width - 60
     rows = []
     for index, group in enumerate(groups):
@@ -161,7 +161,7 @@ def _bar_chart(groups: list[reports.CoverageGroup], width: int = 640) -> dict[st
 
 
 def _timeliness_chart(groups: list[reports.TimelinessGroup], width: int = 640) -> dict[str, Any]:
-    bar, gap, label_width = 22, 8, 220
+    bar, gap, label_width = 22, 8, 280
     longest = max((g.worst_days for g in groups), default=1) or 1
     scale = (width - label_width - 80) / longest
     rows = [
