@@ -6,6 +6,7 @@ Every failure is a `FetchError` that names the source, and no partial download o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import importlib.metadata
 import logging
@@ -21,6 +22,8 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import aiohttp
+
+from cfl_graph.blobs import process_alive
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,25 @@ def _user_agent() -> str:
 
 
 _USER_AGENT = _user_agent()
+
+
+# A download in progress is `cpl-<pid>-<random>.download` in the work folder: the pid lets the next sync
+# delete what a killed one left (`remove_abandoned_downloads`).
+DOWNLOAD_PREFIX = "cpl-"
+DOWNLOAD_SUFFIX = ".download"
+
+
+def remove_abandoned_downloads(work_dir: Path) -> list[Path]:
+    """Delete downloads whose process is gone (killed mid-sync: its `finally` never ran)."""
+    removed = []
+    for path in work_dir.glob(f"{DOWNLOAD_PREFIX}*{DOWNLOAD_SUFFIX}"):
+        pid = path.name.removeprefix(DOWNLOAD_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 @dataclass(frozen=True)
@@ -263,7 +285,7 @@ class _Download:
         self._head: bytearray | None = bytearray()  # None once the HTML sniff has decided
         self.size = 0
         self._file: IO[bytes] = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in finish/__exit__
-            dir=dest_dir, delete=False, prefix="cpl-", suffix=".download"
+            dir=dest_dir, delete=False, prefix=f"{DOWNLOAD_PREFIX}{os.getpid()}-", suffix=DOWNLOAD_SUFFIX
         )
         self.path = Path(self._file.name)
 

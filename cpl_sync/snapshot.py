@@ -5,7 +5,7 @@ Either the whole snapshot is written and becomes current, or nothing of it is vi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -98,8 +98,12 @@ async def store_snapshot(
     source: str,
     content_sha256: str,
     progress: ProgressCallback | None = None,
+    on_created: Callable[[AsyncSession, CplSnapshot], Awaitable[None]] | None = None,
 ) -> Stored:
-    """Write `valid` as a new snapshot and make it current, unless it says what the current one says."""
+    """Write `valid` as a new snapshot and make it current, unless it says what the current one says.
+
+    `on_created` runs inside the same transaction once the snapshot is current (the sync records its
+    outcome and audit event there, so they commit with it or not at all)."""
     async with sessions() as session, session.begin():
         previous = await current_snapshot(session)
         if previous is not None and (
@@ -144,4 +148,6 @@ async def store_snapshot(
         )
         if moved.rowcount == 0:  # type: ignore[attr-defined]
             session.add(CplCurrent(id=1, snapshot_id=snapshot.id, since=now))
+        if on_created is not None:
+            await on_created(session, snapshot)
         return Stored(snapshot, created=True)

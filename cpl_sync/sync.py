@@ -15,13 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph.audit import Actor, record
 from cfl_graph.database import Database
-from cfl_graph.tables import CplCurrent, CplSyncRun, SyncOutcome
+from cfl_graph.tables import CplCurrent, CplSnapshot, CplSyncRun, SyncOutcome
 from cfl_graph.tables.base import utc_now
 from cpl_sync.diff import DiffCounts
-from cpl_sync.fetch import Fetched, FetchError, FetchLimits, NotModified, Validators, fetch_cpl, shown_source
+from cpl_sync.fetch import (
+    Fetched,
+    FetchError,
+    FetchLimits,
+    NotModified,
+    Validators,
+    fetch_cpl,
+    remove_abandoned_downloads,
+    shown_source,
+)
 from cpl_sync.lock import sync_lock
 from cpl_sync.parse import read_table
 from cpl_sync.problems import CplFileRejected, Problem
@@ -106,38 +116,72 @@ async def _start_run(db: Database, source: str, trigger: str) -> int:
 async def _finish_run(
     db: Database, result: SyncResult, fetched: Fetched | NotModified | None, actor: Actor
 ) -> None:
-    problems = [p.as_dict() for p in (*result.errors, *result.warnings)][: MAX_REPORTED_PROBLEMS * 2]
     async with db.sessions() as session, session.begin():
         run = await session.get_one(CplSyncRun, result.run_id)
-        run.finished_at = utc_now()
-        run.outcome = result.outcome.value
-        run.snapshot_id = result.snapshot_id
-        run.row_count = result.row_count
-        run.error_count = result.error_count
-        run.warning_count = len(result.warnings)
-        run.problems = problems
-        run.message = result.message
-        if fetched is not None:
-            run.etag = fetched.validators.etag
-            run.last_modified = fetched.validators.last_modified
-        if isinstance(fetched, Fetched):
-            run.content_sha256 = fetched.sha256
-            run.content_size = fetched.size
-        # The run's record and its audit event commit together, or neither does.
-        await record(
-            session,
-            actor,
-            f"cpl.sync.{result.outcome.value}",
-            f"sync run {result.run_id}",
-            {
-                "source": result.source,
-                "snapshot_id": result.snapshot_id,
-                "row_count": result.row_count,
-                "error_count": result.error_count,
-                "content_sha256": run.content_sha256,
-                "changes": None if result.changes is None else vars(result.changes),
-            },
-        )
+        if run.outcome != SyncOutcome.RUNNING.value:
+            return  # written already, in the transaction that made its snapshot current
+        await _write_run(session, run, result, fetched, actor)
+
+
+async def _write_run(
+    session: AsyncSession,
+    run: CplSyncRun,
+    result: SyncResult,
+    fetched: Fetched | NotModified | None,
+    actor: Actor,
+) -> None:
+    """The run's outcome and its audit event, in the caller's transaction: they commit together."""
+    run.finished_at = utc_now()
+    run.outcome = result.outcome.value
+    run.snapshot_id = result.snapshot_id
+    run.row_count = result.row_count
+    run.error_count = result.error_count
+    run.warning_count = len(result.warnings)
+    run.problems = [p.as_dict() for p in (*result.errors, *result.warnings)][: MAX_REPORTED_PROBLEMS * 2]
+    run.message = result.message
+    if fetched is not None:
+        run.etag = fetched.validators.etag
+        run.last_modified = fetched.validators.last_modified
+    if isinstance(fetched, Fetched):
+        run.content_sha256 = fetched.sha256
+        run.content_size = fetched.size
+    await record(
+        session,
+        actor,
+        f"cpl.sync.{result.outcome.value}",
+        f"sync run {result.run_id}",
+        {
+            "source": result.source,
+            "snapshot_id": result.snapshot_id,
+            "row_count": result.row_count,
+            "error_count": result.error_count,
+            "content_sha256": run.content_sha256,
+            "changes": None if result.changes is None else vars(result.changes),
+        },
+    )
+
+
+async def _close_interrupted_runs(db: Database, actor: Actor) -> None:
+    """Runs still `running` while we hold the lock belong to a sync that died (killed, crashed, power
+    lost): record them as failed, with an audit event each, so the history says what happened."""
+    async with db.sessions() as session, session.begin():
+        stale = (
+            await session.execute(select(CplSyncRun).where(CplSyncRun.outcome == SyncOutcome.RUNNING.value))
+        ).scalars()
+        for run in stale:
+            run.outcome = SyncOutcome.FAILED.value
+            run.finished_at = utc_now()
+            run.message = (
+                "the sync stopped before it finished (its process was killed or crashed); "
+                "nothing of it was applied"
+            )
+            await record(
+                session,
+                actor,
+                "cpl.sync.interrupted",
+                f"sync run {run.id}",
+                {"source": run.source, "started_at": run.started_at.isoformat()},
+            )
 
 
 async def sync_cpl(
@@ -156,6 +200,10 @@ async def sync_cpl(
     shown = shown_source(source)
     actor = Actor.cli() if trigger == "cli" else Actor(trigger)
     async with sync_lock(db.engine, wait=limits.lock_wait):
+        # Holding the lock, anything an earlier sync left behind is a dead one's.
+        await _close_interrupted_runs(db, actor)
+        for leftover in remove_abandoned_downloads(work_dir):
+            log.warning("removed %s, left by a sync that was killed", leftover.name)
         run_id = await _start_run(db, shown, trigger)
         fetched: Fetched | NotModified | None = None
         try:
@@ -165,7 +213,7 @@ async def sync_cpl(
             except FetchError as exc:
                 result = SyncResult(run_id, SyncOutcome.FETCH_FAILED, shown, message=str(exc))
             else:
-                result = await _apply(db, run_id, shown, fetched, limits, progress)
+                result = await _apply(db, run_id, shown, fetched, limits, progress, actor)
         except Exception as exc:
             log.exception("CPL sync run %s from %s failed", run_id, shown)
             failed = SyncResult(
@@ -192,6 +240,7 @@ async def _apply(
     fetched: Fetched | NotModified,
     limits: SyncLimits,
     progress: ProgressCallback | None,
+    actor: Actor,
 ) -> SyncResult:
     if isinstance(fetched, NotModified):
         async with db.sessions() as session:
@@ -204,7 +253,7 @@ async def _apply(
             message="the source has not changed since the last sync",
         )
     with _cyclic_gc_paused():
-        return await _read_and_store(db, run_id, source, fetched, limits, progress)
+        return await _read_and_store(db, run_id, source, fetched, limits, progress, actor)
 
 
 async def _read_and_store(
@@ -214,6 +263,7 @@ async def _read_and_store(
     fetched: Fetched,
     limits: SyncLimits,
     progress: ProgressCallback | None,
+    actor: Actor,
 ) -> SyncResult:
     try:
         # Parsing and validating are CPU work: keep them off the event loop that serves requests.
@@ -228,8 +278,33 @@ async def _read_and_store(
             warnings=rejected.warnings,
             message=str(rejected),
         )
+
+    def applied(snapshot: CplSnapshot) -> SyncResult:
+        return SyncResult(
+            run_id,
+            SyncOutcome.APPLIED,
+            source,
+            snapshot_id=snapshot.id,
+            row_count=snapshot.row_count,
+            device_model_count=snapshot.device_model_count,
+            changes=DiffCounts(snapshot.added_count, snapshot.removed_count, snapshot.changed_count),
+            warnings=valid.warnings,
+            message=f"snapshot {snapshot.id} is now current",
+        )
+
+    async def record_applied(session: AsyncSession, snapshot: CplSnapshot) -> None:
+        # The run's outcome and its audit event commit with the snapshot: a sync killed after its
+        # commit still leaves the change on the record.
+        run = await session.get_one(CplSyncRun, run_id)
+        await _write_run(session, run, applied(snapshot), fetched, actor)
+
     stored = await store_snapshot(
-        db.sessions, valid, source=source, content_sha256=fetched.sha256, progress=progress
+        db.sessions,
+        valid,
+        source=source,
+        content_sha256=fetched.sha256,
+        progress=progress,
+        on_created=record_applied,
     )
     snapshot = stored.snapshot
     if not stored.created:
@@ -243,14 +318,4 @@ async def _read_and_store(
             warnings=valid.warnings,
             message=f"same content as current snapshot {snapshot.id}; nothing written",
         )
-    return SyncResult(
-        run_id,
-        SyncOutcome.APPLIED,
-        source,
-        snapshot_id=snapshot.id,
-        row_count=snapshot.row_count,
-        device_model_count=snapshot.device_model_count,
-        changes=DiffCounts(snapshot.added_count, snapshot.removed_count, snapshot.changed_count),
-        warnings=valid.warnings,
-        message=f"snapshot {snapshot.id} is now current",
-    )
+    return applied(snapshot)

@@ -102,7 +102,7 @@ class Staging:
             return removed
         for path in self.folder.glob(f"*{STAGED_SUFFIX}"):
             pid_text = path.name.split("-", 1)[0]
-            if pid_text.isdigit() and int(pid_text) != os.getpid() and _process_alive(int(pid_text)):
+            if pid_text.isdigit() and int(pid_text) != os.getpid() and process_alive(int(pid_text)):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -110,7 +110,8 @@ class Staging:
         return removed
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host still runs under `pid` (for files named after their writer)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

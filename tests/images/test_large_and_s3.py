@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from cfl_graph import migrate
 from cfl_graph.blobs.s3 import S3BlobStore
 from cfl_graph.database import Database
 from tests.fixtures.library import GOOD_NOTES, OWN_A1, World, client, make_world, serving, write_large_image
+from tests.fixtures.library import sqlite_world as sqlite_world_at
 
 LARGE = 200 * 1024 * 1024
 # The server's resident memory may grow this much while it takes 200 MB: a few chunks and buffers.
@@ -27,12 +27,8 @@ FLAT_GROWTH = 40 * 1024 * 1024
 
 @pytest.fixture
 async def sqlite_world(tmp_path: Path) -> AsyncIterator[World]:
-    db = Database.connect(f"sqlite+aiosqlite:///{tmp_path}/cfl.sqlite3")
-    await migrate.upgrade(db.engine)
-    try:
-        yield await make_world(db, tmp_path)
-    finally:
-        await db.dispose()
+    async with sqlite_world_at(tmp_path) as world:
+        yield world
 
 
 def _high_water_mark(pid: int) -> int:
