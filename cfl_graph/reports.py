@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, tuple_
+from sqlalchemy import ColumnElement, and_, case, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph.catalogue import (
@@ -100,6 +100,18 @@ class TimelinessGroup:
     median_days: float
     p90_days: float
     worst_days: int
+
+
+def _certified_for_image(snapshot_id: int) -> ColumnElement[bool]:
+    """Join an image to its version's row in the snapshot."""
+    cf = CplCertifiedFirmware
+    return and_(
+        cf.snapshot_id == snapshot_id,
+        cf.manufacturer_id == LibraryImage.manufacturer_id,
+        cf.model_id == LibraryImage.model_id,
+        cf.hardware_version == LibraryImage.hardware_version,
+        cf.firmware_version == LibraryImage.firmware_version,
+    )
 
 
 def _today() -> dt.date:
@@ -245,13 +257,7 @@ async def consistency_report(
             select(LibraryImage, cf)
             .outerjoin(
                 cf,
-                and_(
-                    cf.snapshot_id == snapshot_id,
-                    cf.manufacturer_id == LibraryImage.manufacturer_id,
-                    cf.model_id == LibraryImage.model_id,
-                    cf.hardware_version == LibraryImage.hardware_version,
-                    cf.firmware_version == LibraryImage.firmware_version,
-                ),
+                _certified_for_image(snapshot_id),
             )
             .where(
                 LibraryImage.manufacturer_id == manufacturer_id,
@@ -329,13 +335,7 @@ async def timeliness(
         .select_from(LibraryImage)
         .join(
             cf,
-            and_(
-                cf.snapshot_id == snapshot_id,
-                cf.manufacturer_id == LibraryImage.manufacturer_id,
-                cf.model_id == LibraryImage.model_id,
-                cf.hardware_version == LibraryImage.hardware_version,
-                cf.firmware_version == LibraryImage.firmware_version,
-            ),
+            _certified_for_image(snapshot_id),
         )
         .join(CplDeviceModel, model_join())
         .where(LibraryImage.published_at.is_not(None))

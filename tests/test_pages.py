@@ -4,20 +4,17 @@ click through the same pages in Chromium."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
-from sqlalchemy import event
 
 from cfl_graph.database import Database
 from cpl_sync.sync import sync_cpl
 from tests.fixtures.cpl_files import row, write_csv
 from tests.fixtures.library import OWN_A1, OWN_A2, World, make_world
+from tests.fixtures.sql import counting
 
 pytestmark = pytest.mark.postgres
 
@@ -111,20 +108,6 @@ async def test_page_forms_need_the_sessions_csrf_token(world: World, tmp_path: P
             303,
             f"/images/{draft.id}?done=published",
         )
-
-
-@contextlib.contextmanager
-def counting(db: Database) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
 
 
 PAGES = [

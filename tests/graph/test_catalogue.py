@@ -3,15 +3,12 @@ constant number of SQL statements whatever the page size."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
-from sqlalchemy import event
 
 from cfl_graph.database import Database
 from cfl_graph.images.checks import VersionKey
@@ -19,6 +16,7 @@ from cpl_sync.columns import Column
 from cpl_sync.sync import sync_cpl
 from tests.fixtures.cpl_files import row, write_csv
 from tests.fixtures.library import CPL, OWN_A1, OWN_A2, OWN_A3, OWN_B_HW1, Version, World, make_world
+from tests.fixtures.sql import counting
 
 pytestmark = pytest.mark.postgres
 
@@ -367,20 +365,6 @@ async def test_reports_are_refused_to_anonymous_callers(world: World) -> None:
 
 
 # --- statements per request (P3) ----------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def counting(db: Database) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
 
 
 async def test_statements_per_request_do_not_grow_with_the_page(db: Database, tmp_path: Path) -> None:
