@@ -11,8 +11,10 @@ request) or call a report function; nothing here writes SQL.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Generic, Self, TypeVar
 
@@ -28,6 +30,8 @@ from cfl_graph.images.errors import ImageNotFound, InvalidInput
 from cfl_graph.tables import CommercialDeclaration as DeclarationRow
 from cfl_graph.tables import CplCertifiedFirmware as CertifiedRow
 from cfl_graph.tables import CplDeviceModel as ModelRow
+from cfl_graph.tables import LibraryImage as ImageRow
+from loaders.catalogue import version_key
 from schema.context import Info
 from schema.cpl import CplSnapshot, snapshot_by_id
 from schema.images import CommercialDeclaration, LibraryImage
@@ -146,6 +150,21 @@ def connection(page: Page[Any], convert: Any) -> Any:
     )
 
 
+class _NotLoaded:
+    """Marks a fact not read with the object: its resolver asks the request's loader instead."""
+
+
+NOT_LOADED = _NotLoaded()
+
+
+@dataclass(frozen=True)
+class _LibraryFacts:
+    """What the library holds for one certified version, read with its model's versions."""
+
+    image: ImageRow | None
+    declaration: DeclarationRow | None
+
+
 # --- entities ------------------------------------------------------------------------------------
 
 
@@ -156,6 +175,7 @@ class DeviceModel(Node):
     manufacturer_id: str
     model_id: str
     hardware_version: str
+    cpl_row: strawberry.Private[ModelRow | _NotLoaded | None] = NOT_LOADED
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -166,9 +186,12 @@ class DeviceModel(Node):
         return global_id("DeviceModel", *self.key)
 
     @classmethod
-    def of(cls, row: ModelRow | CertifiedRow | Any) -> Self:
+    def of(cls, row: ModelRow) -> Self:
         return cls(
-            manufacturer_id=row.manufacturer_id, model_id=row.model_id, hardware_version=row.hardware_version
+            manufacturer_id=row.manufacturer_id,
+            model_id=row.model_id,
+            hardware_version=row.hardware_version,
+            cpl_row=row,
         )
 
     @classmethod
@@ -177,41 +200,64 @@ class DeviceModel(Node):
         model = _model_key(manufacturerId, modelId, hardwareVersion)
         return cls(manufacturer_id=model[0], model_id=model[1], hardware_version=model[2])
 
-    async def _row(self, info: Info) -> ModelRow | None:
-        return await info.context.loaders.catalogue.device_model.load(self.key)
+    def _fact(self, info: Info, pick: Callable[[ModelRow], T]) -> T | None:
+        """From the row the object was made with, at once; else from the loader (an awaitable, which
+        graphql-core awaits). A page of models thus costs no asyncio task per field."""
+        if not isinstance(self.cpl_row, _NotLoaded):
+            return None if self.cpl_row is None else pick(self.cpl_row)
+        return self._load_fact(info, pick)  # type: ignore[return-value]
+
+    async def _load_fact(self, info: Info, pick: Callable[[ModelRow], T]) -> T | None:
+        row = await info.context.loaders.catalogue.device_model.load(self.key)
+        return None if row is None else pick(row)
 
     @strawberry.field(
         metadata=CPL, description="Whether the current CPL lists this model; if not, its CPL facts are null."
     )
-    async def listed_on_cpl(self, info: Info) -> bool:
-        return await self._row(info) is not None
+    def listed_on_cpl(self, info: Info) -> bool:
+        if isinstance(self.cpl_row, _NotLoaded):
+            return self._load_listed(info)  # type: ignore[return-value]
+        return self.cpl_row is not None
+
+    async def _load_listed(self, info: Info) -> bool:
+        return await self._load_fact(info, lambda row: True) is not None
 
     @strawberry.field(metadata=CPL)
-    async def manufacturer_name(self, info: Info) -> str | None:
-        row = await self._row(info)
-        return None if row is None else row.manufacturer_name
+    def manufacturer_name(self, info: Info) -> str | None:
+        return self._fact(info, lambda row: row.manufacturer_name)
 
     @strawberry.field(metadata=CPL)
-    async def model_name(self, info: Info) -> str | None:
-        row = await self._row(info)
-        return None if row is None else row.model_name
+    def model_name(self, info: Info) -> str | None:
+        return self._fact(info, lambda row: row.model_name)
 
     @strawberry.field(metadata=CPL)
-    async def device_type(self, info: Info) -> DeviceType | None:
-        row = await self._row(info)
-        return None if row is None else DeviceType(row.device_type)
+    def device_type(self, info: Info) -> DeviceType | None:
+        return self._fact(info, lambda row: DeviceType(row.device_type))
 
     @strawberry.field(metadata=CPL)
-    async def smets_version(self, info: Info) -> SmetsVersion | None:
-        row = await self._row(info)
-        return None if row is None else SmetsVersion(row.smets_version)
+    def smets_version(self, info: Info) -> SmetsVersion | None:
+        return self._fact(info, lambda row: SmetsVersion(row.smets_version))
 
     @strawberry.field(
         metadata=CPL, description="Its certified firmware versions on the current CPL, oldest first."
     )
     async def certified_firmware(self, info: Info) -> list[CertifiedFirmware]:
-        rows = await info.context.loaders.catalogue.certified_by_model.load(self.key)
-        return [CertifiedFirmware.of(row) for row in rows]
+        loaders = info.context.loaders.catalogue
+        # The library's facts come with them (batched across the page): `commercial` and
+        # `libraryImage` then answer without a task each.
+        rows, images, declarations = await asyncio.gather(
+            loaders.certified_by_model.load(self.key),
+            loaders.images_by_model.load(self.key),
+            loaders.declarations_by_model.load(self.key),
+        )
+        image_of = {version_key(image): image for image in images}
+        declared = {version_key(declaration): declaration for declaration in declarations}
+        return [
+            CertifiedFirmware.of(
+                row, library=_LibraryFacts(image_of.get(version_key(row)), declared.get(version_key(row)))
+            )
+            for row in rows
+        ]
 
     @strawberry.field(
         metadata=CFL, description="Its images in the library (drafts only to their manufacturer)."
@@ -229,6 +275,8 @@ class CertifiedFirmware(Node):
     model_id: str
     hardware_version: str
     firmware_version: str
+    cpl_row: strawberry.Private[CertifiedRow | _NotLoaded | None] = NOT_LOADED
+    library: strawberry.Private[_LibraryFacts | _NotLoaded] = NOT_LOADED
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -239,12 +287,14 @@ class CertifiedFirmware(Node):
         return global_id("CertifiedFirmware", *self.key)
 
     @classmethod
-    def of(cls, row: CertifiedRow | Any) -> Self:
+    def of(cls, row: CertifiedRow, library: _LibraryFacts | _NotLoaded = NOT_LOADED) -> Self:
         return cls(
             manufacturer_id=row.manufacturer_id,
             model_id=row.model_id,
             hardware_version=row.hardware_version,
             firmware_version=row.firmware_version,
+            cpl_row=row,
+            library=library,
         )
 
     @classmethod
@@ -265,64 +315,87 @@ class CertifiedFirmware(Node):
             manufacturer_id=model[0], model_id=model[1], hardware_version=model[2], firmware_version=version
         )
 
-    async def _row(self, info: Info) -> CertifiedRow | None:
-        return await info.context.loaders.catalogue.certified.load(self.key)
+    def _fact(self, info: Info, pick: Callable[[CertifiedRow], T]) -> T | None:
+        """As `DeviceModel._fact`: the row at hand, or the loader's awaitable."""
+        if not isinstance(self.cpl_row, _NotLoaded):
+            return None if self.cpl_row is None else pick(self.cpl_row)
+        return self._load_fact(info, pick)  # type: ignore[return-value]
+
+    async def _load_fact(self, info: Info, pick: Callable[[CertifiedRow], T]) -> T | None:
+        row = await info.context.loaders.catalogue.certified.load(self.key)
+        return None if row is None else pick(row)
+
+    def _library_fact(self, info: Info, pick: Callable[[_LibraryFacts], T]) -> T:
+        if not isinstance(self.library, _NotLoaded):
+            return pick(self.library)
+        return self._load_library_fact(info, pick)  # type: ignore[return-value]
+
+    async def _load_library_fact(self, info: Info, pick: Callable[[_LibraryFacts], T]) -> T:
+        loaders = info.context.loaders.catalogue
+        image, declaration = await asyncio.gather(
+            loaders.image_for(self.key), loaders.declaration_for(self.key)
+        )
+        return pick(_LibraryFacts(image, declaration))
 
     @strawberry.field(
         metadata=CPL,
         description="Whether the current CPL lists this version; if not, its CPL facts are null.",
     )
-    async def listed_on_cpl(self, info: Info) -> bool:
-        return await self._row(info) is not None
+    def listed_on_cpl(self, info: Info) -> bool:
+        if isinstance(self.cpl_row, _NotLoaded):
+            return self._load_listed(info)  # type: ignore[return-value]
+        return self.cpl_row is not None
+
+    async def _load_listed(self, info: Info) -> bool:
+        return await self._load_fact(info, lambda row: True) is not None
 
     @strawberry.field(metadata=CPL, description="SHA-256 of the Manufacturer Image, as the CPL lists it.")
-    async def image_hash(self, info: Info) -> str | None:
-        row = await self._row(info)
-        return None if row is None else row.image_hash
+    def image_hash(self, info: Info) -> str | None:
+        return self._fact(info, lambda row: row.image_hash)
 
     @strawberry.field(metadata=CPL)
-    async def status(self, info: Info) -> CplStatus | None:
-        row = await self._row(info)
-        return None if row is None else CplStatus(CplStatusValue(row.status).value)
+    def status(self, info: Info) -> CplStatus | None:
+        return self._fact(info, lambda row: CplStatus(CplStatusValue(row.status).value))
 
     @strawberry.field(metadata=CPL)
-    async def gbcs_version(self, info: Info) -> str | None:
-        row = await self._row(info)
-        return None if row is None else row.gbcs_version
+    def gbcs_version(self, info: Info) -> str | None:
+        return self._fact(info, lambda row: row.gbcs_version)
 
     @strawberry.field(metadata=CPL, description="The date the CPL lists the version as added.")
-    async def listed_on(self, info: Info) -> dt.date | None:
-        row = await self._row(info)
-        return None if row is None else row.date_added
+    def listed_on(self, info: Info) -> dt.date | None:
+        return self._fact(info, lambda row: row.date_added)
 
     @strawberry.field(metadata=CPL)
-    async def cpa_reference(self, info: Info) -> str | None:
-        row = await self._row(info)
-        return None if row is None else row.cpa_reference
+    def cpa_reference(self, info: Info) -> str | None:
+        return self._fact(info, lambda row: row.cpa_reference)
 
     @strawberry.field(metadata=CPL)
-    async def cpa_expiry(self, info: Info) -> dt.date | None:
-        row = await self._row(info)
-        return None if row is None else row.cpa_expiry
+    def cpa_expiry(self, info: Info) -> dt.date | None:
+        return self._fact(info, lambda row: row.cpa_expiry)
 
     @strawberry.field(
         metadata=CFL, description="Declared commercial by its manufacturer: listed, never distributed (R2)."
     )
-    async def commercial(self, info: Info) -> bool:
-        return await info.context.loaders.catalogue.declaration_for(self.key) is not None
+    def commercial(self, info: Info) -> bool:
+        return self._library_fact(info, lambda facts: facts.declaration is not None)
 
     @strawberry.field(metadata=CFL)
-    async def commercial_declaration(self, info: Info) -> CommercialDeclaration | None:
-        row: DeclarationRow | None = await info.context.loaders.catalogue.declaration_for(self.key)
-        return None if row is None else CommercialDeclaration.from_row(row)
+    def commercial_declaration(self, info: Info) -> CommercialDeclaration | None:
+        return self._library_fact(
+            info,
+            lambda facts: (
+                None if facts.declaration is None else CommercialDeclaration.from_row(facts.declaration)
+            ),
+        )
 
     @strawberry.field(
         metadata=CFL,
         description="The library's image of this version, if any (drafts only to their manufacturer).",
     )
-    async def library_image(self, info: Info) -> LibraryImage | None:
-        row = await info.context.loaders.catalogue.image_for(self.key)
-        return None if row is None else LibraryImage.from_row(row)
+    def library_image(self, info: Info) -> LibraryImage | None:
+        return self._library_fact(
+            info, lambda facts: None if facts.image is None else LibraryImage.from_row(facts.image)
+        )
 
     @strawberry.field(
         metadata=CFL, description="Versions of the same model that may upgrade straight to this one."

@@ -8,6 +8,7 @@ image has them, its named `problems`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from enum import Enum
 
 import strawberry
@@ -168,6 +169,7 @@ class UpgradePathway:
     recorded_by: str
 
 
+@functools.cache
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
