@@ -148,7 +148,10 @@ def create_app(
         Middleware(
             BodySizeLimitMiddleware,
             max_bytes=settings.max_request_bytes,
-            per_path={("POST", "/api/v1/images"): settings.max_image_bytes + UPLOAD_ENVELOPE_BYTES},
+            per_path={
+                ("POST", "/api/v1/images"): settings.max_image_bytes + UPLOAD_ENVELOPE_BYTES,
+                ("POST", "/upload"): settings.max_image_bytes + UPLOAD_ENVELOPE_BYTES,  # the web form
+            },
         ),
         Middleware(AuthenticationMiddleware, sessions=database.sessions),
         Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute),

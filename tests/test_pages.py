@@ -13,7 +13,7 @@ import pytest
 from cfl_graph.database import Database
 from cpl_sync.sync import sync_cpl
 from tests.fixtures.cpl_files import row, write_csv
-from tests.fixtures.library import OWN_A1, OWN_A2, World, make_world
+from tests.fixtures.library import GOOD_NOTES, OWN_A1, OWN_A2, World, make_world
 from tests.fixtures.sql import counting
 
 pytestmark = pytest.mark.postgres
@@ -152,3 +152,29 @@ async def test_pages_issue_a_fixed_number_of_statements_whatever_the_data(
     large = await statements_per_page()
     assert small == large, (small, large)
     assert max(large.values()) <= 12, large
+
+
+async def test_the_upload_form_takes_images_larger_than_the_general_request_limit(
+    world: World, tmp_path: Path
+) -> None:
+    data = world.image(OWN_A1, manufacturer_image=b"\x5a" * (3 * 1024 * 1024))  # 3 MiB, over 1 MiB
+    transport = httpx2.ASGITransport(app=world.app(max_request_bytes=1024 * 1024))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
+        login = await http.get("/login")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+        assert csrf is not None
+        await http.post(
+            "/login", data={"csrf_token": csrf.group(1), "token": world.tokens.manufacturer, "next": "/"}
+        )
+        form = await http.get("/upload")
+        token = re.search(r'action="/upload\?csrf_token=([^"]+)"', form.text)
+        assert token is not None
+        answer = await http.post(
+            f"/upload?csrf_token={token.group(1)}",
+            files={"file": ("big.zigbee", data, "application/octet-stream")},
+            data={"releaseNotes": GOOD_NOTES},
+        )
+        too_big = await http.post("/graphql", content=b"{" + b" " * (2 * 1024 * 1024) + b"}")
+    assert answer.status_code == 303, answer.text[:500]
+    assert answer.headers["location"].startswith("/images/")
+    assert too_big.status_code == 413  # every other door keeps the general limit
