@@ -91,3 +91,16 @@ async def test_a_database_outage_mid_request_is_service_unavailable_not_internal
     assert error["extensions"] == {"code": "SERVICE_UNAVAILABLE", "retryAfter": 5}
     assert error["message"].startswith("the library's database is unavailable")
     assert "5432" not in answer.text
+
+
+def test_only_network_failures_count_as_a_database_outage() -> None:
+    import errno
+
+    from cfl_graph.unavailable import database_unavailable
+
+    assert database_unavailable(ConnectionRefusedError(errno.ECONNREFUSED, "refused"))
+    assert database_unavailable(OSError("Multiple exceptions: [Errno 111] Connect call failed ('::1', 5432)"))
+    assert database_unavailable(OSError(errno.EHOSTUNREACH, "no route"))
+    assert not database_unavailable(FileNotFoundError(errno.ENOENT, "no such template"))
+    assert not database_unavailable(OSError(errno.ENOSPC, "disk full"))
+    assert not database_unavailable(ValueError("a bug"))
