@@ -3,6 +3,7 @@ are shown with their code; the log carries the whole story under a reference the
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping
 
 import httpx2
@@ -12,6 +13,7 @@ from cfl_graph.access.policy import Action, Forbidden
 from cfl_graph.app import create_app
 from cfl_graph.database import Database
 from cfl_graph.settings import Settings
+from cfl_graph.unavailable import database_unavailable
 from loaders.cpl import CplLoaders
 from tests.fixtures.parties import make_tokens
 
@@ -94,10 +96,6 @@ async def test_a_database_outage_mid_request_is_service_unavailable_not_internal
 
 
 def test_only_network_failures_count_as_a_database_outage() -> None:
-    import errno
-
-    from cfl_graph.unavailable import database_unavailable
-
     assert database_unavailable(ConnectionRefusedError(errno.ECONNREFUSED, "refused"))
     assert database_unavailable(OSError("Multiple exceptions: [Errno 111] Connect call failed ('::1', 5432)"))
     assert database_unavailable(OSError(errno.EHOSTUNREACH, "no route"))
