@@ -60,6 +60,7 @@ class CplStatus(StrEnum):
 
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
+_FOLDABLE = re.compile(r"[A-Za-z0-9 .,\-_/()&'\t]+")
 
 
 def _cell_text(value: Cell, what: str) -> str:
@@ -148,9 +149,17 @@ _DEVICE_TYPE_NAMES: dict[str, DeviceType] = {
 }
 
 
+def _folded(text: str) -> str:
+    """Letters and digits of a name cell, lower-cased: spacing and punctuation may vary, but any other
+    character (an emoji, a control character) makes the cell unreadable rather than being dropped."""
+    if not _FOLDABLE.fullmatch(text):
+        return ""
+    return _NON_ALNUM.sub("", text.lower())
+
+
 def device_type(value: Cell) -> DeviceType:
     text = _cell_text(value, "device type")
-    found = _DEVICE_TYPE_NAMES.get(_NON_ALNUM.sub("", text.lower()))
+    found = _DEVICE_TYPE_NAMES.get(_folded(text))
     if found is None:
         allowed = ", ".join(t.value for t in DeviceType)
         raise InvalidValue(f"device type {text!r} is not one of {allowed}")
@@ -159,7 +168,7 @@ def device_type(value: Cell) -> DeviceType:
 
 def smets_version(value: Cell) -> SmetsVersion:
     text = _cell_text(value, "SMETS version")
-    folded = _NON_ALNUM.sub("", text.lower())
+    folded = _folded(text)
     if folded in ("smets1", "1"):
         return SmetsVersion.SMETS1
     if folded in ("smets2", "2"):
@@ -178,7 +187,7 @@ _STATUS_NAMES: dict[str, CplStatus] = {
 
 def cpl_status(value: Cell) -> CplStatus:
     text = _cell_text(value, "status")
-    found = _STATUS_NAMES.get(_NON_ALNUM.sub("", text.lower()))
+    found = _STATUS_NAMES.get(_folded(text))
     if found is None:
         allowed = ", ".join(s.value for s in CplStatus)
         raise InvalidValue(f"status {text!r} is not one of {allowed}")
