@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from cross_web import HTTPException
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -59,6 +61,18 @@ class _GraphQL(GraphQL[Context, None]):
         super().__init__(build_schema(limits, graph), graphql_ide=None)
         self._db = db
         self._library = library
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """The request body: a JSON object (or a list, which is refused as a batch), else a clear 400."""
+        try:
+            parsed = json.loads(data)
+        except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, nesting past the parser
+            raise HTTPException(400, "the request body is not valid JSON (UTF-8)") from exc
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(
+                400, 'the request body must be a JSON object: {"query": "...", "variables": {...}}'
+            )
+        return parsed
 
     async def get_context(self, request: Any, response: Any) -> Context:
         principal = principal_of(request.scope)
