@@ -28,6 +28,11 @@ class Stored:
     created: bool  # False: the content equals the current snapshot's, and nothing was written
 
 
+async def current_snapshot_id(session: AsyncSession) -> int | None:
+    """The id of the current snapshot (one indexed read of a single-row table), or None before any."""
+    return (await session.execute(select(CplCurrent.snapshot_id))).scalar_one_or_none()
+
+
 async def current_snapshot(session: AsyncSession) -> CplSnapshot | None:
     query = select(CplSnapshot).join(CplCurrent, CplCurrent.snapshot_id == CplSnapshot.id)
     return (await session.execute(query)).scalar_one_or_none()

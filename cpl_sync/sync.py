@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph.audit import Actor, record
 from cfl_graph.database import Database
-from cfl_graph.tables import CplCurrent, CplSnapshot, CplSyncRun, SyncOutcome
+from cfl_graph.tables import CplSnapshot, CplSyncRun, SyncOutcome
 from cfl_graph.tables.base import utc_now
 from cpl_sync.diff import DiffCounts
 from cpl_sync.fetch import (
@@ -35,7 +35,7 @@ from cpl_sync.fetch import (
 from cpl_sync.lock import sync_lock
 from cpl_sync.parse import read_table
 from cpl_sync.problems import CplFileRejected, Problem
-from cpl_sync.snapshot import store_snapshot
+from cpl_sync.snapshot import current_snapshot_id, store_snapshot
 from cpl_sync.validate import MAX_REPORTED_PROBLEMS, ProgressCallback, ValidCpl, validate
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def _read(path: Path, max_rows: int, progress: ProgressCallback | None) -> Valid
 async def _previous_validators(db: Database, source: str) -> Validators | None:
     """ETag / Last-Modified of the last good fetch of this source, if its content is still current."""
     async with db.sessions() as session:
-        current = (await session.execute(select(CplCurrent.snapshot_id))).scalar_one_or_none()
+        current = await current_snapshot_id(session)
         if current is None:
             return None
         run = (
@@ -244,7 +244,7 @@ async def _apply(
 ) -> SyncResult:
     if isinstance(fetched, NotModified):
         async with db.sessions() as session:
-            current = (await session.execute(select(CplCurrent.snapshot_id))).scalar_one_or_none()
+            current = await current_snapshot_id(session)
         return SyncResult(
             run_id,
             SyncOutcome.NOT_MODIFIED,

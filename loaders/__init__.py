@@ -18,4 +18,5 @@ class Loaders:
 
     @classmethod
     def for_request(cls, sessions: async_sessionmaker[AsyncSession], principal: Principal | None) -> Loaders:
-        return cls(cpl=CplLoaders(sessions), catalogue=CatalogueLoaders(sessions, principal))
+        cpl = CplLoaders(sessions)
+        return cls(cpl=cpl, catalogue=CatalogueLoaders(sessions, principal, cpl.current_snapshot_id))

@@ -8,7 +8,7 @@ and declarations is six statements, as is a page of 10.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,7 +19,6 @@ from cfl_graph.access.principal import Principal
 from cfl_graph.tables import (
     CommercialDeclaration,
     CplCertifiedFirmware,
-    CplCurrent,
     CplDeviceModel,
     ImageState,
     LibraryImage,
@@ -39,11 +38,16 @@ def version_key(row: CplCertifiedFirmware | LibraryImage | CommercialDeclaration
 
 
 class CatalogueLoaders:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], principal: Principal | None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        principal: Principal | None,
+        snapshot_id: Callable[[], Awaitable[int | None]],
+    ) -> None:
         self._sessions = sessions
         self._principal = principal
-        self._snapshot_id: int | None = None
-        self._snapshot_known = False
+        # The request's current snapshot id, read once and shared with the CPL loaders.
+        self.snapshot_id = snapshot_id
         self.device_model = DataLoader[ModelKey, CplDeviceModel | None](self._load_models)
         self.certified_by_model = DataLoader[ModelKey, list[CplCertifiedFirmware]](self._load_certified)
         self.certified = DataLoader[VersionKey, CplCertifiedFirmware | None](self._load_certified_versions)
@@ -52,15 +56,6 @@ class CatalogueLoaders:
             self._load_declarations
         )
         self.pathways_by_model = DataLoader[ModelKey, list[UpgradePathway]](self._load_pathways)
-
-    async def snapshot_id(self) -> int | None:
-        if not self._snapshot_known:
-            async with self._sessions() as session:
-                self._snapshot_id = (
-                    await session.execute(select(CplCurrent.snapshot_id))
-                ).scalar_one_or_none()
-            self._snapshot_known = True
-        return self._snapshot_id
 
     def prime_models(self, rows: Sequence[CplDeviceModel]) -> None:
         for row in rows:

@@ -8,7 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
-from cfl_graph.tables import CplCurrent, CplSnapshot
+from cfl_graph.tables import CplSnapshot
+from cpl_sync.snapshot import current_snapshot_id
 
 
 class CplLoaders:
@@ -29,8 +30,6 @@ class CplLoaders:
     async def current_snapshot_id(self) -> int | None:
         if not self._current_known:
             async with self._sessions() as session:
-                self._current_id = (
-                    await session.execute(select(CplCurrent.snapshot_id))
-                ).scalar_one_or_none()
+                self._current_id = await current_snapshot_id(session)
             self._current_known = True
         return self._current_id

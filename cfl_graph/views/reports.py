@@ -45,7 +45,6 @@ from typing import IO, Any
 
 import xlsxwriter
 from anyio import to_thread
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -58,7 +57,7 @@ from cfl_graph.access.policy import AccessDenied, Action, authorise
 from cfl_graph.access.principal import Principal
 from cfl_graph.catalogue import DeviceModelFilter, Page
 from cfl_graph.images.errors import InvalidInput, LibraryError
-from cfl_graph.tables import CplCurrent
+from cpl_sync.snapshot import current_snapshot_id
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +173,6 @@ def _since(request: Request) -> dt.date | None:
         raise InvalidInput(f"since must be a date as YYYY-MM-DD, like 2026-01-31, not {raw[:40]!r}") from None
 
 
-async def _snapshot_id(session: AsyncSession) -> int | None:
-    return (await session.execute(select(CplCurrent.snapshot_id))).scalar_one_or_none()
-
-
 class Reports:
     """Prepares each export: reads its parameters, checks them, and reads (or starts reading) its rows."""
 
@@ -187,7 +182,7 @@ class Reports:
     async def coverage(self, request: Request, principal: Principal, today: dt.date) -> Export:
         group_by = _group_by(request)
         async with self.sessions() as session:
-            snapshot = await _snapshot_id(session)
+            snapshot = await current_snapshot_id(session)
             groups = [] if snapshot is None else await reports.coverage_summary(session, snapshot, group_by)
         rows = [
             (g.key, g.label, g.certified, g.commercial, g.available, g.missing, g.coverage) for g in groups
@@ -207,7 +202,7 @@ class Reports:
             search=_param(request, "search"),
         ).normalised()
         async with self.sessions() as session:
-            snapshot = await _snapshot_id(session)
+            snapshot = await current_snapshot_id(session)
             if snapshot is None:
                 return Export("cfl-coverage-gaps", "Gaps", GAP_COLUMNS, _each([]))
             first = await reports.coverage_gaps(session, snapshot, where, GAP_PAGE, None, today=today)
@@ -246,7 +241,7 @@ class Reports:
         # As the graph asks: a manufacturer reads its own ids' report, the Panel and admins any.
         authorise(principal, Action.READ_CONSISTENCY, manufacturer_id=manufacturer)
         async with self.sessions() as session:
-            snapshot = await _snapshot_id(session)
+            snapshot = await current_snapshot_id(session)
             findings = (
                 []
                 if snapshot is None
@@ -262,7 +257,7 @@ class Reports:
         group_by = _group_by(request)
         since = _since(request)
         async with self.sessions() as session:
-            snapshot = await _snapshot_id(session)
+            snapshot = await current_snapshot_id(session)
             groups = [] if snapshot is None else await reports.timeliness(session, snapshot, group_by, since)
         rows = [(g.key, g.label, g.published, g.median_days, g.p90_days, g.worst_days) for g in groups]
         return Export(

@@ -34,7 +34,6 @@ from cfl_graph.tables import (
     AuditEvent,
     CommercialDeclaration,
     CplCertifiedFirmware,
-    CplCurrent,
     CplDeviceModel,
     CplSnapshot,
     CplSyncRun,
@@ -45,6 +44,8 @@ from cfl_graph.tables import (
 from cfl_graph.views.images import take_upload
 from cfl_graph.views.pages import render
 from cpl_sync.diff import diff_snapshots
+from cpl_sync.snapshot import current_snapshot_id
+from loaders import Loaders
 from loaders.catalogue import CatalogueLoaders, ModelKey
 from loaders.catalogue import version_key as key_of
 
@@ -185,9 +186,6 @@ def _timeliness_chart(groups: list[reports.TimelinessGroup], width: int = 640) -
 
 
 def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrary) -> list[Route]:
-    async def snapshot_id(session: AsyncSession) -> int | None:
-        return (await session.execute(select(CplCurrent.snapshot_id))).scalar_one_or_none()
-
     async def models(request: Request) -> Response:
         principal = principal_of(request.scope)
         try:
@@ -203,7 +201,7 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
             search=query.get("search") or None,
         )
         async with sessions() as session:
-            snapshot = await snapshot_id(session)
+            snapshot = await current_snapshot_id(session)
             try:
                 page = (
                     None
@@ -230,7 +228,7 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
             return _refused(request, exc)
         except ids.InvalidValue as exc:
             return render(request, "refused.html", 404, reason=f"No such device model: {exc}")
-        loaders = CatalogueLoaders(sessions, principal)
+        loaders = Loaders.for_request(sessions, principal).catalogue
         row = await loaders.device_model.load(key)
         if row is None:
             return render(request, "refused.html", 404, reason="The current CPL lists no such device model.")
@@ -255,14 +253,14 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
         except ids.InvalidValue as exc:
             return render(request, "refused.html", 404, reason=f"No such manufacturer: {exc}")
         async with sessions() as session:
-            snapshot = await snapshot_id(session)
+            snapshot = await current_snapshot_id(session)
             page = (
                 None
                 if snapshot is None
                 else await device_models(session, snapshot, DeviceModelFilter(manufacturer_id=mid), 500, None)
             )
         rows = [] if page is None else [item for _, item in page.items]
-        loaders = CatalogueLoaders(sessions, principal)
+        loaders = Loaders.for_request(sessions, principal).catalogue
         keys: list[ModelKey] = [(m.manufacturer_id, m.model_id, m.hardware_version) for m in rows]
         certified = await loaders.certified_by_model.load_many(keys)
         images = await loaders.images_by_model.load_many(keys)
@@ -422,7 +420,7 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
         except AccessDenied as exc:
             return _refused(request, exc)
         async with sessions() as session:
-            snapshot = await snapshot_id(session)
+            snapshot = await current_snapshot_id(session)
             by_manufacturer = (
                 []
                 if snapshot is None
@@ -468,7 +466,7 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
         except AccessDenied as exc:
             return _refused(request, exc)
         async with sessions() as session:
-            snapshot = await snapshot_id(session)
+            snapshot = await current_snapshot_id(session)
             findings = [] if snapshot is None else await reports.consistency_report(session, snapshot, mid)
         counts: dict[str, int] = {}
         for finding in findings:
@@ -491,7 +489,7 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
             runs = list(
                 (await session.execute(select(CplSyncRun).order_by(CplSyncRun.id.desc()).limit(50))).scalars()
             )
-            current = await snapshot_id(session)
+            current = await current_snapshot_id(session)
             diff = None
             error = None
             if query.get("from") and query.get("to"):
