@@ -26,6 +26,7 @@ from cfl_graph.access.policy import Action, authorise
 from cfl_graph.catalogue import DeviceModelFilter as FilterSpec
 from cfl_graph.catalogue import Page, device_models
 from cfl_graph.identifiers import CplStatus as CplStatusValue
+from cfl_graph.images.checks import VersionKey, normalised_model
 from cfl_graph.images.errors import ImageNotFound, InvalidInput
 from cfl_graph.tables import CommercialDeclaration as DeclarationRow
 from cfl_graph.tables import CplCertifiedFirmware as CertifiedRow
@@ -197,8 +198,17 @@ class DeviceModel(Node):
     @classmethod
     def resolve_reference(cls, manufacturerId: str, modelId: str, hardwareVersion: str) -> Self:
         """An entity reference from another subgraph; the keys arrive under their GraphQL names."""
-        model = _model_key(manufacturerId, modelId, hardwareVersion)
-        return cls(manufacturer_id=model[0], model_id=model[1], hardware_version=model[2])
+        manufacturer_id, model_id, hardware_version = normalised_model(
+            manufacturerId, modelId, hardwareVersion
+        )
+        return cls(manufacturer_id=manufacturer_id, model_id=model_id, hardware_version=hardware_version)
+
+    @classmethod
+    def at(cls, key: VersionKey) -> Self:
+        """The device model of a version, by key alone: its facts come through the request's loaders."""
+        return cls(
+            manufacturer_id=key.manufacturer_id, model_id=key.model_id, hardware_version=key.hardware_version
+        )
 
     def _fact(self, info: Info, pick: Callable[[ModelRow], T]) -> T | None:
         """From the row the object was made with, at once; else from the loader (an awaitable, which
@@ -306,13 +316,16 @@ class CertifiedFirmware(Node):
         firmwareVersion: str,
     ) -> Self:
         """An entity reference from another subgraph; the keys arrive under their GraphQL names."""
-        model = _model_key(manufacturerId, modelId, hardwareVersion)
-        try:
-            version = ids.firmware_version(firmwareVersion)
-        except ids.InvalidValue as exc:
-            raise InvalidInput(str(exc)) from None
+        return cls.at(VersionKey(manufacturerId, modelId, hardwareVersion, firmwareVersion).normalised())
+
+    @classmethod
+    def at(cls, key: VersionKey) -> Self:
+        """A reference by key alone: its facts come through the request's loaders."""
         return cls(
-            manufacturer_id=model[0], model_id=model[1], hardware_version=model[2], firmware_version=version
+            manufacturer_id=key.manufacturer_id,
+            model_id=key.model_id,
+            hardware_version=key.hardware_version,
+            firmware_version=key.firmware_version,
         )
 
     def _fact(self, info: Info, pick: Callable[[CertifiedRow], T]) -> T | None:
@@ -410,11 +423,8 @@ class CertifiedFirmware(Node):
         return [self._sibling(p.to_version) for p in pathways if p.from_version == self.firmware_version]
 
     def _sibling(self, firmware_version: str) -> CertifiedFirmware:
-        return CertifiedFirmware(
-            manufacturer_id=self.manufacturer_id,
-            model_id=self.model_id,
-            hardware_version=self.hardware_version,
-            firmware_version=firmware_version,
+        return CertifiedFirmware.at(
+            VersionKey(self.manufacturer_id, self.model_id, self.hardware_version, firmware_version)
         )
 
 
@@ -432,17 +442,8 @@ class CoverageGap:
     @classmethod
     def of(cls, gap: reports.Gap) -> CoverageGap:
         return cls(
-            device_model=DeviceModel(
-                manufacturer_id=gap.manufacturer_id,
-                model_id=gap.model_id,
-                hardware_version=gap.hardware_version,
-            ),
-            certified_firmware=CertifiedFirmware(
-                manufacturer_id=gap.manufacturer_id,
-                model_id=gap.model_id,
-                hardware_version=gap.hardware_version,
-                firmware_version=gap.firmware_version,
-            ),
+            device_model=DeviceModel.at(_key_of(gap)),
+            certified_firmware=CertifiedFirmware.at(_key_of(gap)),
             firmware_version=gap.firmware_version,
             listed_on=gap.listed_on,
             days_missing=gap.days_missing,
@@ -487,17 +488,8 @@ class ConsistencyFinding:
     def of(cls, finding: reports.Finding) -> ConsistencyFinding:
         return cls(
             kind=FindingKind(finding.kind.value),
-            device_model=DeviceModel(
-                manufacturer_id=finding.manufacturer_id,
-                model_id=finding.model_id,
-                hardware_version=finding.hardware_version,
-            ),
-            certified_firmware=CertifiedFirmware(
-                manufacturer_id=finding.manufacturer_id,
-                model_id=finding.model_id,
-                hardware_version=finding.hardware_version,
-                firmware_version=finding.firmware_version,
-            ),
+            device_model=DeviceModel.at(_key_of(finding)),
+            certified_firmware=CertifiedFirmware.at(_key_of(finding)),
             firmware_version=finding.firmware_version,
             detail=finding.detail,
             library_image_id=finding.image_id,
@@ -654,15 +646,8 @@ class CatalogueQuery:
         raise InvalidInput(f"{str(id)[:60]!r} is not an id this graph issued")
 
 
-def _model_key(manufacturer_id: str, model_id: str, hardware_version: str) -> tuple[str, str, str]:
-    try:
-        return (
-            ids.manufacturer_id(manufacturer_id),
-            ids.model_id(model_id),
-            ids.hardware_version(hardware_version),
-        )
-    except ids.InvalidValue as exc:
-        raise InvalidInput(str(exc)) from None
+def _key_of(row: reports.Gap | reports.Finding) -> VersionKey:
+    return VersionKey(row.manufacturer_id, row.model_id, row.hardware_version, row.firmware_version)
 
 
 def _manufacturer(raw: str) -> str:

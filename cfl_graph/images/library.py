@@ -525,7 +525,7 @@ class ImageLibrary:
     async def declare_commercial(
         self, principal: Principal | None, key: VersionKey, reason: str
     ) -> CommercialDeclaration:
-        key = _normalised_key(key)
+        key = key.normalised()
         principal = authorise(principal, Action.DECLARE_COMMERCIAL, manufacturer_id=key.manufacturer_id)
         why = _reason(reason, "reason")
         async with self.sessions.begin() as session:
@@ -578,12 +578,12 @@ class ImageLibrary:
         self, principal: Principal | None, model: VersionKey, from_version: str, to_version: str
     ) -> UpgradePathway:
         """Record that devices of `model` on `from_version` may upgrade to `to_version` (both certified)."""
-        start = _normalised_key(
-            VersionKey(model.manufacturer_id, model.model_id, model.hardware_version, from_version)
-        )
-        end = _normalised_key(
-            VersionKey(model.manufacturer_id, model.model_id, model.hardware_version, to_version)
-        )
+        start = VersionKey(
+            model.manufacturer_id, model.model_id, model.hardware_version, from_version
+        ).normalised()
+        end = VersionKey(
+            start.manufacturer_id, start.model_id, start.hardware_version, to_version
+        ).normalised()
         principal = authorise(principal, Action.RECORD_UPGRADE_PATHWAY, manufacturer_id=start.manufacturer_id)
         if start == end:
             raise InvalidInput("an upgrade pathway goes from one version to another, not to itself")
@@ -705,18 +705,6 @@ class ImageLibrary:
                 result.problems,
             )
         _apply_check(image, result)
-
-
-def _normalised_key(key: VersionKey) -> VersionKey:
-    try:
-        return VersionKey(
-            ids.manufacturer_id(key.manufacturer_id),
-            ids.model_id(key.model_id),
-            ids.hardware_version(key.hardware_version),
-            ids.firmware_version(key.firmware_version),
-        )
-    except ids.InvalidValue as exc:
-        raise InvalidInput(str(exc), [Problem(LibraryProblem.BAD_FIELD, str(exc))]) from exc
 
 
 async def download_receipts(
