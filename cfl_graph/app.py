@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-from cross_web import HTTPException
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -18,31 +15,32 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from strawberry.asgi import GraphQL
 
 from cfl_graph import migrate
-from cfl_graph.access.middleware import AuthenticationMiddleware, SecurityHeadersMiddleware, principal_of
+from cfl_graph.access.middleware import AuthenticationMiddleware, SecurityHeadersMiddleware
 from cfl_graph.blobs import BlobStore, blob_store_for
 from cfl_graph.database import Database
 from cfl_graph.images.library import ImageLibrary
 from cfl_graph.limits import BodySizeLimitMiddleware, RateLimitMiddleware
+from cfl_graph.response_cache import PersistedQueries, ResponseCache
 from cfl_graph.scheduler import run_scheduled_sync
 from cfl_graph.settings import Settings
 from cfl_graph.unavailable import DatabaseUnavailableMiddleware
 from cfl_graph.views.audit import audit_events
 from cfl_graph.views.catalogue import SignedCatalogue, catalogue_routes
 from cfl_graph.views.feeds import feed_routes
+from cfl_graph.views.graphql import GraphQLView
 from cfl_graph.views.images import image_routes
 from cfl_graph.views.pages import page_routes
 from cfl_graph.views.reports import report_routes
 from cfl_graph.views.site import site_routes
-from loaders import Loaders
-from schema import Graph, build_schema
-from schema.context import Context
+from schema import Graph
 from schema.protection import QueryLimits
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
+MIB = 1024 * 1024
+PERSISTED_QUERIES_MB = 16
 # One address may carry many clients (a supplier's office behind one NAT): its limit is looser.
 ADDRESS_FACTOR = 10
 
@@ -55,35 +53,6 @@ class SchemaNotCurrent(RuntimeError):
         self.pending = pending
 
 
-class _GraphQL(GraphQL[Context, None]):
-    def __init__(self, db: Database, library: ImageLibrary, limits: QueryLimits, graph: Graph) -> None:
-        # No GraphiQL: it loads its scripts from a CDN and runs inline script, both barred by the CSP.
-        super().__init__(build_schema(limits, graph), graphql_ide=None)
-        self._db = db
-        self._library = library
-
-    def parse_json(self, data: str | bytes) -> Any:
-        """The request body: a JSON object (or a list, which is refused as a batch), else a clear 400."""
-        try:
-            parsed = json.loads(data)
-        except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, nesting past the parser
-            raise HTTPException(400, "the request body is not valid JSON (UTF-8)") from exc
-        if not isinstance(parsed, dict | list):
-            raise HTTPException(
-                400, 'the request body must be a JSON object: {"query": "...", "variables": {...}}'
-            )
-        return parsed
-
-    async def get_context(self, request: Any, response: Any) -> Context:
-        principal = principal_of(request.scope)
-        return Context(
-            principal=principal,
-            loaders=Loaders.for_request(self._db.sessions, principal),
-            library=self._library,
-            sessions=self._db.sessions,
-        )
-
-
 # Room for the multipart envelope and release notes around an image of the largest size.
 UPLOAD_ENVELOPE_BYTES = 1024 * 1024
 
@@ -94,6 +63,9 @@ def create_app(
     database = db or Database.connect(settings.database_url)
     blobs = store or blob_store_for(settings)
     library = ImageLibrary(database.sessions, blobs, max_image_bytes=settings.max_image_bytes)
+    # One memory of answers and of persisted queries for the three graphs (their keys name the graph).
+    cache = ResponseCache(settings.response_cache_mb * MIB) if settings.response_cache_mb else None
+    persisted = PersistedQueries(PERSISTED_QUERIES_MB * MIB)
 
     async def healthz(request: Request) -> Response:
         try:
@@ -136,7 +108,14 @@ def create_app(
         *(
             Route(
                 "/graphql" if graph is Graph.COMBINED else f"/subgraphs/{graph.value}/graphql",
-                _GraphQL(database, library, QueryLimits(introspection=settings.graphql_introspection), graph),
+                GraphQLView(
+                    database,
+                    library,
+                    QueryLimits(introspection=settings.graphql_introspection),
+                    graph,
+                    cache=cache,
+                    persisted=persisted,
+                ),
                 methods=["GET", "POST"],
             )
             for graph in Graph

@@ -43,6 +43,8 @@ class Settings:
     catalogue_key_file: Path | None = None
     rate_limit_per_minute: int = 600
     graphql_introspection: bool = True
+    # Each worker's memory of GraphQL answers (cfl_graph/response_cache.py); 0 turns it off.
+    response_cache_mb: int = 128
     # None: INFO for `serve`, WARNING for one-shot commands, whose own output says what happened.
     log_level: str | None = None
 
@@ -165,6 +167,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         values["rate_limit_per_minute"] = _positive_int("CFL_RATE_LIMIT_PER_MINUTE", raw, allow_zero=True)
     if (raw := env.get("CFL_GRAPHQL_INTROSPECTION")) is not None:
         values["graphql_introspection"] = _flag("CFL_GRAPHQL_INTROSPECTION", raw)
+    if (raw := env.get("CFL_RESPONSE_CACHE_MB")) is not None:
+        values["response_cache_mb"] = _positive_int("CFL_RESPONSE_CACHE_MB", raw, allow_zero=True)
     if (raw := env.get("CFL_LOG_LEVEL")) is not None:
         values["log_level"] = _log_level("CFL_LOG_LEVEL", raw)
     return Settings(**values)  # type: ignore[arg-type]

@@ -27,6 +27,11 @@ class CplLoaders:
             found = {row.id: row for row in rows}
         return [found.get(i) for i in ids]
 
+    def pin_current_snapshot(self, snapshot_id: int | None) -> None:
+        """Answer for this snapshot as the current one: the one the request's cache key was read with."""
+        self._current_id = snapshot_id
+        self._current_known = True
+
     async def current_snapshot_id(self) -> int | None:
         if not self._current_known:
             async with self._sessions() as session:

@@ -36,7 +36,7 @@ from loaders.catalogue import version_key
 from schema.context import Info
 from schema.cpl import CplSnapshot, snapshot_by_id
 from schema.images import CommercialDeclaration, LibraryImage
-from schema.node import BOTH, CFL, COMBINED, CPL, Node, global_id, parse_global_id
+from schema.node import BOTH, CFL, COMBINED, CPL, CPL_FILTERED_BY_LIBRARY, Node, global_id, parse_global_id
 
 MODEL_KEY = "manufacturerId modelId hardwareVersion"
 VERSION_KEY = "manufacturerId modelId hardwareVersion firmwareVersion"
@@ -530,7 +530,9 @@ def _empty_connection() -> Any:
 
 @strawberry.type
 class CatalogueQuery:
-    @strawberry.field(metadata=CPL, description="Device models on the current CPL, in key order.")
+    @strawberry.field(
+        metadata=CPL_FILTERED_BY_LIBRARY, description="Device models on the current CPL, in key order."
+    )
     async def device_models(
         self,
         info: Info,
@@ -552,7 +554,7 @@ class CatalogueQuery:
         self, info: Info, manufacturer_id: str, model_id: str, hardware_version: str
     ) -> DeviceModel | None:
         authorise(info.context.principal, Action.READ_CATALOGUE)
-        key = (manufacturer_id.upper(), model_id.upper(), hardware_version.upper())
+        key = normalised_model(manufacturer_id, model_id, hardware_version)
         row = await info.context.loaders.catalogue.device_model.load(key)
         return None if row is None else DeviceModel.of(row)
 

@@ -15,6 +15,9 @@ CPL = {"subgraph": "cpl"}
 CFL = {"subgraph": "cfl"}
 BOTH = {"subgraph": "both"}
 COMBINED = {"subgraph": "combined"}
+# A CPL field whose answer also depends on the library (`deviceModels(filter: {hasCoverageGap})`): what
+# the response cache keys it on (schema/reads.py).
+CPL_FILTERED_BY_LIBRARY = {"subgraph": "cpl", "reads": ("cpl", "cfl")}
 
 
 def global_id(kind: str, *parts: object) -> strawberry.ID:

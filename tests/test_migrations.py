@@ -28,6 +28,15 @@ async def test_migrations_downgrade_to_nothing_and_back(db: Database) -> None:
     async with db.engine.connect() as conn:
         left = await conn.run_sync(lambda c: set(inspect(c).get_table_names()) - {"alembic_version"})
     assert left == set()
-    assert await migrate.pending(db.engine) == ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
+    assert await migrate.pending(db.engine) == [
+        "0001",
+        "0002",
+        "0003",
+        "0004",
+        "0005",
+        "0006",
+        "0007",
+        "0008",
+    ]
     await migrate.upgrade(db.engine)
     assert await migrate.pending(db.engine) == []

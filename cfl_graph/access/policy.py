@@ -139,3 +139,13 @@ def authorise(
 
 def allowed(principal: Principal | None, action: Action, *, manufacturer_id: str | None = None) -> bool:
     return principal is not None and _refusal(principal, action, manufacturer_id) is None
+
+
+def reader_view(principal: Principal) -> tuple[str, ...]:
+    """What this policy's read decisions for `principal` depend on, and nothing else: two principals
+    with the same view may read exactly the same things, so they may be given the same answers (the
+    GraphQL response cache shares answers between them). Writes are not covered: they are never
+    shared."""
+    downloads = "downloads" if allowed(principal, Action.DOWNLOAD_IMAGE) else "no-downloads"
+    own = sorted(principal.manufacturer_ids) if principal.role is Role.MANUFACTURER else []
+    return (principal.role.value, downloads, *own)

@@ -19,11 +19,12 @@ from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cfl_graph import identifiers as ids
+from cfl_graph import revisions
 from cfl_graph.access.policy import ANY_OWN, Action, authorise
 from cfl_graph.access.policy import allowed as policy_allows
 from cfl_graph.access.principal import Principal
@@ -51,7 +52,6 @@ from cfl_graph.images.ota import OtaHeader, ParsedImage
 from cfl_graph.images.receive import Received, Receiver
 from cfl_graph.tables import (
     AuditEvent,
-    CatalogueRevision,
     CommercialDeclaration,
     ImageState,
     LibraryImage,
@@ -161,14 +161,6 @@ def _hex_field(value: str | None, normalise: Any, field: str) -> str | None:
         return str(normalise(value.strip()))
     except ids.InvalidValue as exc:
         raise UploadRefused(422, [Problem(LibraryProblem.BAD_FIELD, f"{field}: {exc}")]) from exc
-
-
-async def _bump_revision(session: AsyncSession) -> None:
-    await session.execute(
-        update(CatalogueRevision)
-        .where(CatalogueRevision.id == 1)
-        .values(revision=CatalogueRevision.revision + 1, changed_at=utc_now())
-    )
 
 
 def _subject(image: LibraryImage) -> str:
@@ -302,6 +294,7 @@ class ImageLibrary:
                 _apply_check(image, result)
                 session.add(image)
                 await session.flush()
+                await revisions.bump(session, served=False)
                 await record(
                     session,
                     actor or Actor.of(principal),
@@ -410,6 +403,7 @@ class ImageLibrary:
             principal = authorise(principal, Action.UPLOAD_IMAGE, manufacturer_id=image.manufacturer_id)
             self._require_state(image, ImageState.DRAFT, "checked again")
             _apply_check(image, await self._check(session, image))
+            await revisions.bump(session, served=False)
             return image
 
     async def approve(self, principal: Principal | None, image_id: int) -> LibraryImage:
@@ -429,6 +423,7 @@ class ImageLibrary:
             await self._require_no_problems(session, image, "approved")
             image.approved_at = utc_now()
             image.approved_by_token = principal.token_public_id
+            await revisions.bump(session, served=False)
             await record(
                 session, Actor.of(principal), "image.approved", _subject(image), {"image_id": image.id}
             )
@@ -451,7 +446,7 @@ class ImageLibrary:
             image.state = ImageState.PUBLISHED.value
             image.published_at = utc_now()
             image.published_by = principal.party_name
-            await _bump_revision(session)
+            await revisions.bump(session, served=True)
             await record(
                 session,
                 actor or Actor.of(principal),
@@ -474,7 +469,7 @@ class ImageLibrary:
             image.state = ImageState.WITHDRAWN.value
             image.withdrawn_at = utc_now()
             image.withdrawn_by = principal.party_name
-            await _bump_revision(session)
+            await revisions.bump(session, served=True)
             await record(
                 session,
                 Actor.of(principal),
@@ -496,6 +491,7 @@ class ImageLibrary:
             image.release_notes_html = notes.html
             image.release_notes_text = notes.text
             _apply_check(image, await self._check(session, image))
+            await revisions.bump(session, served=False)
             await record(
                 session,
                 Actor.of(principal),
@@ -520,6 +516,7 @@ class ImageLibrary:
                 {"image_id": image.id, "file_sha256": sha256},
             )
             await session.delete(image)
+            await revisions.bump(session, served=False)
         await self._forget_blob(sha256, True)
 
     async def declare_commercial(
@@ -564,7 +561,7 @@ class ImageLibrary:
                 declared_by_party_id=principal.party_id,
             )
             session.add(declaration)
-            await _bump_revision(session)
+            await revisions.bump(session, served=True)
             await record(
                 session,
                 Actor.of(principal),
@@ -610,7 +607,7 @@ class ImageLibrary:
                 recorded_by_party_id=principal.party_id,
             )
             session.add(pathway)
-            await _bump_revision(session)
+            await revisions.bump(session, served=True)
             await record(
                 session,
                 Actor.of(principal),

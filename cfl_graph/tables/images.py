@@ -115,14 +115,17 @@ class CommercialDeclaration(Base):
 
 
 class CatalogueRevision(Base):
-    """One row counting changes to what the library serves (publish, withdraw, declare).
+    """One row counting changes to the library (see `cfl_graph.revisions`).
 
-    The signed catalogue's version and the response cache's key both come from it."""
+    `revision` counts changes to what every user sees (publish, withdraw, declare, record a pathway):
+    it is the signed catalogue's version. `record_revision` counts every change to the library's
+    records, drafts included. The response cache keys on them."""
 
     __tablename__ = "catalogue_revision"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
     revision: Mapped[int] = mapped_column(Integer, default=0)
+    record_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
 
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)

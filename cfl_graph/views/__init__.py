@@ -1,1 +1,1 @@
-"""HTTP endpoints other than GraphQL, one module per domain; each asks the access policy first."""
+"""HTTP endpoints, one module per domain (GraphQL among them); each asks the access policy first."""

@@ -113,3 +113,36 @@ def test_any_own_manufacturer_id_is_asked_before_an_upload_header_is_read() -> N
     bare = principal(Role.MANUFACTURER, ids=frozenset())
     with pytest.raises(Forbidden, match="no manufacturer id is registered to"):
         authorise(bare, Action.UPLOAD_IMAGE, manufacturer_id=ANY_OWN)
+
+
+def test_principals_with_the_same_reader_view_may_read_exactly_the_same_things() -> None:
+    """The response cache gives one answer to every principal of a view, so the view must capture every
+    fact a read decision depends on (and R4: every supplier party is given the same catalogue)."""
+    from itertools import product
+
+    from cfl_graph.access.policy import WRITES, reader_view
+
+    kinds = [
+        principal(role, ids=ids, read_only=read_only, downloads=downloads)
+        for role, ids, read_only, downloads in product(
+            Role, [frozenset(), frozenset({OWN}), frozenset({OWN, OTHER})], [False, True], [False, True]
+        )
+    ]
+    reads = [action for action in Action if action not in WRITES]
+    targets = [None, OWN, OTHER, ANY_OWN]
+
+    def decisions(who: Principal) -> list[bool]:
+        return [
+            allowed(who, action, manufacturer_id=target)
+            for action in reads
+            for target in targets
+            if target is not None or action not in OWN_MANUFACTURER_ONLY or who.role is not Role.MANUFACTURER
+        ]
+
+    by_view: dict[tuple[str, ...], list[bool]] = {}
+    for who in kinds:
+        seen = by_view.setdefault(reader_view(who), decisions(who))
+        assert seen == decisions(who), (reader_view(who), who)
+    suppliers = {reader_view(p) for p in kinds if p.role is Role.SUPPLIER}
+    assert suppliers == {("supplier", "downloads")}
+    assert reader_view(principal(Role.PANEL)) != reader_view(principal(Role.PANEL, downloads=True))

@@ -355,6 +355,16 @@ async def test_bad_arguments_are_user_errors(world: World) -> None:
     assert bad_filter["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
+async def test_a_device_model_is_found_by_its_key_in_any_spelling_the_cpl_accepts(world: World) -> None:
+    loose = '{ deviceModel(manufacturerId: "10b2", modelId: "1", hardwareVersion: "100") { modelId } }'
+    assert data(await ask(world, loose))["deviceModel"] == {"modelId": "0001"}
+    bad = await ask(
+        world, '{ deviceModel(manufacturerId: "10B2", modelId: "XYZ!", hardwareVersion: "1") { modelId } }'
+    )
+    assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "XYZ!" in bad["errors"][0]["message"]
+
+
 async def test_reports_are_refused_to_anonymous_callers(world: World) -> None:
     transport = httpx2.ASGITransport(app=world.app())
     async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
