@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import gc
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -117,27 +116,46 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     demo: Annotated[bool, typer.Option(help="Apply migrations and load demo data first.")] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker processes sharing the address (share nothing else).")
+    ] = 1,
 ) -> None:
     """Serve the catalogue (and sync the CPL every CFL_CPL_SYNC_INTERVAL seconds when a source is set)."""
     import uvicorn
 
-    from cfl_graph.app import create_app
+    from cfl_graph.app import create_app, tune_collector
 
     settings = _settings(default_log_level="INFO")
-    # A server's long-lived objects (app, schema, pools) are frozen out of the collector's view, and
-    # young-generation collections come less often: a GraphQL page allocates tens of thousands of
-    # short-lived objects, and the default thresholds spent a third of its CPU collecting them.
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    log_level = (settings.log_level or "INFO").lower()
     if demo:
         out.print(f"demo: database {settings.database_url}, blobs in {settings.blob_dir}")
-    out.print(f"serving on http://{host}:{port}/ (GraphQL at /graphql)")
-    uvicorn.run(
-        create_app(settings, demo=demo),
-        host=host,
-        port=port,
-        log_level=(settings.log_level or "INFO").lower(),
-    )
+        _with_db(settings, lambda db: _prepare_demo(settings, db))
+    out.print(f"serving on http://{host}:{port}/ (GraphQL at /graphql) with {workers} worker(s)")
+    if workers == 1:
+        tune_collector()
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    else:
+        # Each worker builds its own app from the same environment (cfl_graph.app:from_environment).
+        uvicorn.run(
+            "cfl_graph.app:from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+        )
+
+
+async def _prepare_demo(settings: Settings, db: Database) -> None:
+    """Migrate and load the demo once, before any worker starts."""
+    from cfl_graph.demo import prepare_demo
+
+    await migrate.upgrade(db.engine)
+    store = blob_store_for(settings)
+    try:
+        await prepare_demo(settings, db, store)
+    finally:
+        await store.close()
 
 
 @db_app.command("upgrade")

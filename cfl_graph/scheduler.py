@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 
 from cfl_graph.database import Database
 from cfl_graph.settings import Settings
 from cpl_sync.fetch import FetchLimits
 from cpl_sync.lock import SyncLockBusy
-from cpl_sync.sync import SyncLimits, sync_cpl
+from cpl_sync.sync import SyncLimits, SyncNotDue, sync_cpl
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,13 @@ def sync_limits(settings: Settings, *, lock_wait: float = 0.0) -> SyncLimits:
 
 
 async def run_scheduled_sync(settings: Settings, db: Database) -> None:
-    """Sync now and then every interval; a sync already running elsewhere makes this one skip a turn."""
+    """Sync now and then every interval. Every worker of a deployment runs this; the sync lock and the
+    due check under it (the last scheduled sync's start, in the database) make them sync once per
+    interval between them, whichever worker it falls to."""
     assert settings.cpl_source is not None and settings.cpl_sync_interval > 0
+    interval = dt.timedelta(seconds=settings.cpl_sync_interval)
     while True:
+        wait = float(settings.cpl_sync_interval)
         try:
             result = await sync_cpl(
                 db,
@@ -37,11 +42,15 @@ async def run_scheduled_sync(settings: Settings, db: Database) -> None:
                 work_dir=settings.work_dir,
                 limits=sync_limits(settings),
                 trigger="schedule",
+                not_within=interval,
             )
             log.info("scheduled CPL sync: %s (%s)", result.outcome.value, result.message)
+        except SyncNotDue as not_due:
+            wait = not_due.seconds_left
+            log.debug("scheduled CPL sync not due: %s", not_due)
         except SyncLockBusy:
             log.info("scheduled CPL sync skipped: another sync is running")
         except Exception:
             # Already recorded as a failed sync run and logged with context; keep the schedule alive.
             log.warning("scheduled CPL sync failed; retrying at the next interval")
-        await asyncio.sleep(settings.cpl_sync_interval)
+        await asyncio.sleep(wait)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph.audit import Actor, record
@@ -105,6 +106,23 @@ async def _previous_validators(db: Database, source: str) -> Validators | None:
     return Validators(run.etag, run.last_modified)
 
 
+class SyncNotDue(Exception):
+    """A sync of the same trigger ran recently (another worker's scheduler, say)."""
+
+    def __init__(self, seconds_left: float) -> None:
+        super().__init__(f"a sync of this kind started recently; the next is due in {seconds_left:.0f} s")
+        self.seconds_left = seconds_left
+
+
+async def _refuse_if_not_due(db: Database, trigger: str, interval: dt.timedelta) -> None:
+    async with db.sessions() as session:
+        last = await session.scalar(
+            select(func.max(CplSyncRun.started_at)).where(CplSyncRun.trigger == trigger)
+        )
+    if last is not None and (left := (last + interval - utc_now()).total_seconds()) > 0:
+        raise SyncNotDue(left)
+
+
 async def _start_run(db: Database, source: str, trigger: str) -> int:
     async with db.sessions() as session, session.begin():
         run = CplSyncRun(source=source, trigger=trigger, outcome=SyncOutcome.RUNNING.value, problems=[])
@@ -192,8 +210,11 @@ async def sync_cpl(
     limits: SyncLimits | None = None,
     trigger: str = "cli",
     progress: ProgressCallback | None = None,
+    not_within: dt.timedelta | None = None,
 ) -> SyncResult:
-    """Synchronise from `source` (a path or URL). Raises `SyncLockBusy` if another sync holds the lock."""
+    """Synchronise from `source` (a path or URL). Raises `SyncLockBusy` if another sync holds the lock,
+    and `SyncNotDue` if `not_within` is given and a sync of the same trigger started less than that long
+    ago (checked holding the lock, so several schedulers sharing a database sync once per interval)."""
     limits = limits or SyncLimits()
     work_dir.mkdir(parents=True, exist_ok=True)
     # What is stored and logged never carries a password from the URL; only the fetch sees it.
@@ -204,6 +225,8 @@ async def sync_cpl(
         await _close_interrupted_runs(db, actor)
         for leftover in remove_abandoned_downloads(work_dir):
             log.warning("removed %s, left by a sync that was killed", leftover.name)
+        if not_within is not None:
+            await _refuse_if_not_due(db, trigger, not_within)
         run_id = await _start_run(db, shown, trigger)
         fetched: Fetched | NotModified | None = None
         try:

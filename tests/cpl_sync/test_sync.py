@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from cfl_graph.tables import CplSnapshot, CplSyncRun
 from cpl_sync.fetch import FetchLimits
 from cpl_sync.lock import SyncLockBusy
 from cpl_sync.snapshot import current_snapshot
-from cpl_sync.sync import SyncLimits, sync_cpl
+from cpl_sync.sync import SyncLimits, SyncNotDue, sync_cpl
 from tests.fixtures.cpl_files import versions, write_csv
 from tests.fixtures.cpl_server import Publisher, serve_cpl
 
@@ -165,3 +166,21 @@ async def test_a_password_in_the_source_url_is_never_stored_or_logged(
     assert all("s3cret" not in text for pair in stored for text in pair)
     assert all(source.startswith("http://cpl-reader:***@") for source, _ in stored)
     assert "s3cret" not in caplog.text
+
+
+async def test_a_scheduled_sync_is_not_repeated_within_its_interval(db: Database, tmp_path: Path) -> None:
+    """Every worker runs the schedule; the due check under the lock makes them sync once an interval."""
+    source = str(write_csv(tmp_path / "cpl.csv", versions(3)))
+    hour = dt.timedelta(hours=1)
+    first = await sync_cpl(db, source, work_dir=tmp_path / "w", trigger="schedule", not_within=hour)
+    assert first.outcome.value == "applied"
+    with pytest.raises(SyncNotDue) as not_due:
+        await sync_cpl(db, source, work_dir=tmp_path / "w", trigger="schedule", not_within=hour)
+    assert 3590 < not_due.value.seconds_left <= 3600
+    assert len(await runs(db)) == 1  # a sync that was not due leaves no run behind
+    # Another trigger (an operator's `cfl-graph sync-cpl`) is not held back by the schedule.
+    by_hand = await sync_cpl(db, source, work_dir=tmp_path / "w", trigger="cli", not_within=hour)
+    assert by_hand.outcome.value == "unchanged"
+    assert (
+        await sync_cpl(db, source, work_dir=tmp_path / "w", trigger="schedule")
+    ).outcome.value == "unchanged"
