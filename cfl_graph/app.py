@@ -147,6 +147,8 @@ def create_app(
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.library = library
+    app.state.response_cache = cache
+    app.state.persisted_queries = persisted
     return app
 
 

@@ -9,6 +9,8 @@
 // (`_service { sdl }`): the subgraphs answer nobody without one. Every client request is forwarded with
 // the client's own Authorization header and never with that token, so the subgraphs decide what each
 // client may see. --port N (or CFL_GATEWAY_PORT) picks the loopback port; by default a free one.
+// CFL_GATEWAY_APQ=1 makes it send automatic persisted queries to the subgraphs (a hash first, the
+// text only when a subgraph does not know it yet), as Apollo's data sources can.
 //
 // On stdout it prints one line, `READY <url>`, once the composed graph is being served. If the subgraphs
 // do not compose it prints the composition errors to stderr and exits 1. SIGTERM or SIGINT stops it.
@@ -91,7 +93,7 @@ class ForwardingDataSource extends RemoteGraphQLDataSource {
 const gateway = new ApolloGateway({
   logger,
   supergraphSdl: new IntrospectAndCompose({ subgraphs, logger }),
-  buildService: ({ url }) => new ForwardingDataSource({ url }),
+  buildService: ({ url }) => new ForwardingDataSource({ url, apq: process.env.CFL_GATEWAY_APQ === '1' }),
 });
 
 const server = new ApolloServer({

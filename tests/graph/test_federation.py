@@ -70,14 +70,16 @@ def node() -> str:
     return found
 
 
-async def launch(node: str, subgraphs: dict[str, str], token: str, log: Path) -> asyncio.subprocess.Process:
+async def launch(
+    node: str, subgraphs: dict[str, str], token: str, log: Path, env: dict[str, str]
+) -> asyncio.subprocess.Process:
     with log.open("wb") as stderr:
         return await asyncio.create_subprocess_exec(
             node,
             str(GATEWAY_SCRIPT),
             *(f"{name}={url}" for name, url in subgraphs.items()),
             cwd=ROOT,
-            env={**os.environ, "CFL_GATEWAY_TOKEN": token},
+            env={**os.environ, "CFL_GATEWAY_TOKEN": token, **env},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,
@@ -97,9 +99,12 @@ async def stop(process: asyncio.subprocess.Process) -> int:
 
 
 @contextlib.asynccontextmanager
-async def gateway(node: str, subgraphs: dict[str, str], token: str, log: Path) -> AsyncIterator[str]:
-    """The gateway composing `subgraphs` for the block; yields its URL. Its log is in `log`."""
-    process = await launch(node, subgraphs, token, log)
+async def gateway(
+    node: str, subgraphs: dict[str, str], token: str, log: Path, *, apq: bool = False
+) -> AsyncIterator[str]:
+    """The gateway composing `subgraphs` for the block; yields its URL. Its log is in `log`. With `apq`
+    it sends the subgraphs automatic persisted queries."""
+    process = await launch(node, subgraphs, token, log, {"CFL_GATEWAY_APQ": "1" if apq else "0"})
     try:
         assert process.stdout is not None
         try:
@@ -226,6 +231,29 @@ async def test_cross_subgraph_queries_through_the_gateway_answer_as_the_combined
     assert gaps["coverageGaps"]["edges"]
     assert all(gap["node"]["deviceModel"]["modelName"] for gap in gaps["coverageGaps"]["edges"])
     assert report["consistencyReport"]["findings"]
+
+
+async def test_the_gateway_sends_persisted_queries_and_the_subgraphs_answer_them(
+    library: World, node: str, tmp_path: Path
+) -> None:
+    """Apollo's own data source speaks automatic persisted queries to the subgraphs: a hash first, the
+    text once a subgraph says it does not know it, then the hash alone from then on."""
+    app = library.app()
+    persisted = app.state.persisted_queries
+    token = library.tokens.manufacturer
+    async with serving(app) as url:
+        subgraphs = {"cpl": f"{url}/subgraphs/cpl/graphql", "cfl": f"{url}/subgraphs/cfl/graphql"}
+        async with gateway(node, subgraphs, library.tokens.supplier, tmp_path / "gw.log", apq=True) as gw:
+            direct = await ask(f"{url}/graphql", token, DEVICE_MODELS)
+            first = await ask(gw, token, DEVICE_MODELS)
+            registered = len(persisted)
+            again = await ask(gw, token, DEVICE_MODELS)
+    assert "errors" not in direct, direct
+    assert first == again == direct
+    # The plan fetches from both subgraphs; each operation's text was sent once, after the hash alone
+    # was not known, and the second time the hashes alone were enough.
+    assert registered >= 2, registered
+    assert len(persisted) == registered
 
 
 async def test_a_mutation_through_the_gateway_reaches_the_library(federation: Federation) -> None:
@@ -377,7 +405,7 @@ async def test_subgraphs_that_do_not_compose_stop_the_gateway_with_the_errors(
     log = tmp_path / "gateway.log"
     async with serving(create_fleet_app()) as fleet_url:
         subgraphs = {"fleet": f"{fleet_url}/graphql", "fleet_copy": f"{fleet_url}/graphql"}
-        process = await launch(node, subgraphs, "unused", log)
+        process = await launch(node, subgraphs, "unused", log, {})
         try:
             assert process.stdout is not None
             output = await asyncio.wait_for(process.stdout.read(), START_SECONDS)
