@@ -268,7 +268,9 @@ def _serve_bare(fd: int, path: str, chunk_kib: int) -> None:
 class Server:
     """A uvicorn server in a child process, listening on a socket made here (so no port race)."""
 
-    def __init__(self, kind: str, *args: str) -> None:
+    def __init__(
+        self, kind: str, *args: str, module: str = "bench.images", env: dict[str, str] | None = None
+    ) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
@@ -277,7 +279,9 @@ class Server:
         self.url = f"http://{host}:{port}"
         fd = self._socket.fileno()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.images", "--serve", kind, str(fd), *args], pass_fds=[fd]
+            [sys.executable, "-m", module, "--serve", kind, str(fd), *args],
+            pass_fds=[fd],
+            env=None if env is None else {**os.environ, **env},
         )
         self.pid = self.process.pid
 
