@@ -18,7 +18,8 @@ import pytest
 from cfl_graph.blobs.s3 import S3BlobStore
 from cfl_graph.database import Database
 from tests.fixtures.library import GOOD_NOTES, OWN_A1, World, client, make_world, serving, write_large_image
-from tests.fixtures.library import sqlite_world as sqlite_world_at
+
+pytestmark = pytest.mark.postgres
 
 LARGE = 200 * 1024 * 1024
 # The server's resident memory may grow this much while it takes 200 MB: a few chunks and buffers.
@@ -26,9 +27,9 @@ FLAT_GROWTH = 40 * 1024 * 1024
 
 
 @pytest.fixture
-async def sqlite_world(tmp_path: Path) -> AsyncIterator[World]:
-    async with sqlite_world_at(tmp_path) as world:
-        yield world
+async def served_world(db: Database, tmp_path: Path) -> World:
+    """A world whose server runs in another process: on SQLite and on PostgreSQL."""
+    return await make_world(db, tmp_path)
 
 
 def _high_water_mark(pid: int) -> int:
@@ -39,14 +40,14 @@ def _high_water_mark(pid: int) -> int:
 
 
 @pytest.fixture
-def server(sqlite_world: World, tmp_path: Path) -> Iterator[tuple[str, int]]:
+def server(served_world: World, tmp_path: Path) -> Iterator[tuple[str, int]]:
     """`cfl-graph serve` in its own process over the world's database and blob folder."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {
         **os.environ,
-        "CFL_DATABASE_URL": sqlite_world.db.url,
+        "CFL_DATABASE_URL": served_world.db.url,
         "CFL_BLOB_DIR": str(tmp_path / "blobs"),
         "CFL_WORK_DIR": str(tmp_path / "work"),
         "CFL_MAX_IMAGE_BYTES": str(LARGE + 1024 * 1024),
@@ -78,7 +79,7 @@ def server(sqlite_world: World, tmp_path: Path) -> Iterator[tuple[str, int]]:
 
 
 async def test_a_200_mb_upload_and_download_keep_the_servers_memory_flat(
-    sqlite_world: World, server: tuple[str, int], tmp_path: Path
+    served_world: World, server: tuple[str, int], tmp_path: Path
 ) -> None:
     base, pid = server
     path = write_large_image(
@@ -86,7 +87,7 @@ async def test_a_200_mb_upload_and_download_keep_the_servers_memory_flat(
         manufacturer_code="10B2",
         file_version=OWN_A1.firmware_version,
         size=LARGE,
-        key=sqlite_world.key,
+        key=served_world.key,
     )
     expected = hashlib.sha256()
     with path.open("rb") as handle:
@@ -99,7 +100,7 @@ async def test_a_200_mb_upload_and_download_keep_the_servers_memory_flat(
                 yield chunk
 
     before = _high_water_mark(pid)
-    async with client(base, sqlite_world.tokens.manufacturer) as http:
+    async with client(base, served_world.tokens.manufacturer) as http:
         response = await http.post(
             "/api/v1/images?modelId=0001&hardwareVersion=0100",
             content=body(),

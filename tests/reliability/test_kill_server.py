@@ -28,15 +28,17 @@ import pytest
 from sqlalchemy import select
 
 from cfl_graph.blobs import STAGED_SUFFIX, BlobStore
+from cfl_graph.database import Database
 from cfl_graph.images.integrity import verify_blobs
 from cfl_graph.tables import LibraryImage
-from tests.fixtures.library import OWN_A1, World, client, write_large_image
-from tests.fixtures.library import sqlite_world as sqlite_world_at
+from tests.fixtures.library import OWN_A1, World, client, make_world, write_large_image
+
+pytestmark = pytest.mark.postgres
 
 IMAGE_BYTES = 3 * 1024 * 1024
 CHUNK = 64 * 1024
-ROUNDS = 50
-LOOP_SECONDS = 60.0
+ROUNDS = 25  # on each database: 50 kills in all
+LOOP_SECONDS = 45.0
 # Every AFTER_BODY_EVERY-th round the kill comes up to AFTER_BODY_DELAY seconds after the server has the
 # whole body: while it parses, stores the blob and writes the record.
 AFTER_BODY_EVERY = 4
@@ -47,9 +49,8 @@ UPLOAD = "/api/v1/images?modelId=0001&hardwareVersion=0100"
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    async with sqlite_world_at(tmp_path) as world:
-        yield world
+async def world(db: Database, tmp_path: Path) -> World:
+    return await make_world(db, tmp_path)
 
 
 class Server:
