@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph.audit import Actor, record
@@ -330,11 +330,6 @@ async def _read_and_store(
         on_created=record_applied,
     )
     snapshot = stored.snapshot
-    if stored.created and db.engine.dialect.name == "postgresql":
-        # Fresh statistics for the new snapshot's rows: without them the planner expects one row per
-        # snapshot and the reports' joins run as nested loops (seconds instead of milliseconds).
-        async with db.engine.begin() as conn:
-            await conn.execute(text("ANALYZE cpl_device_models, cpl_certified_firmware"))
     if not stored.created:
         return SyncResult(
             run_id,
