@@ -208,12 +208,25 @@ def markdown_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def _short(count: int) -> str:
+    return (
+        f"{count // MILLION}M" if count >= MILLION else f"{count // 1000}k" if count >= 1000 else str(count)
+    )
+
+
+def _minor_label(value: float, _: object) -> str:
+    """Label 2 and 5 between the powers of ten, leave the other minor ticks bare."""
+    text = f"{value:g}"
+    return text if text.lstrip("0.")[:1] in ("2", "5") else ""
+
+
 def plot(rows: Sequence[Row], out: Path, title: str) -> None:
     """Three panels against CPL rows (log scales): P1 seconds, P2 requests per second, P4 milliseconds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     ordered = sorted(rows, key=lambda row: row.rows)
     x = [r.rows for r in ordered]
@@ -238,9 +251,19 @@ def plot(rows: Sequence[Row], out: Path, title: str) -> None:
     for axis, (name, (ours_label, ours), (base_label, base)) in zip(axes, panels, strict=True):
         axis.plot(x, ours, marker="o", label=ours_label)
         axis.plot(x, base, marker="s", linestyle="--", label=base_label)
+        for (at, found), (_, against) in zip(
+            zip(x, ours, strict=True), zip(x, base, strict=True), strict=True
+        ):
+            axis.annotate(
+                f"{found / against:.2f}×", (at, found), textcoords="offset points", xytext=(4, 6), fontsize=8
+            )
         axis.set_xscale("log")
         axis.set_yscale("log")
-        axis.set_xlabel("CPL rows")
+        axis.set_xticks(x, labels=[_short(count) for count in x])
+        axis.xaxis.set_minor_formatter(NullFormatter())
+        axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.yaxis.set_minor_formatter(FuncFormatter(_minor_label))
+        axis.set_xlabel("CPL rows (labels: ours / baseline)")
         axis.set_title(name, fontsize=10)
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=9)
