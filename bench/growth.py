@@ -259,6 +259,7 @@ def plot(rows: Sequence[Row], out: Path, title: str) -> None:
             )
         axis.set_xscale("log")
         axis.set_yscale("log")
+        axis.margins(x=0.15)  # room for the last point's label
         axis.set_xticks(x, labels=[_short(count) for count in x])
         axis.xaxis.set_minor_formatter(NullFormatter())
         axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))

@@ -15,8 +15,10 @@ each is declared commercial, and each version's library image:
 Both answers are reduced to the same facts (model, version, image hash, status, listed on, commercial,
 image id, state, SHA-256, size) and must agree before anything is timed. The load is `wrk` (bench.wrk), a
 separate process on loopback, `--clients` keep-alive connections, a warm-up then `--rounds` timed runs of
-`--seconds`, the sides taking turns; every answer must be a 200 of the checked length. CPU per request is
-read from /proc for each server's process tree and for the PostgreSQL backends serving the database.
+at least `--seconds` (longer for a slow side, so each client finishes several requests), the sides taking
+turns and the best run counting; every answer must be a 200 of the checked length, and the next run waits
+until the last one's abandoned requests are done. CPU per request is read from /proc for each server's
+process tree and for the PostgreSQL backends serving the database.
 """
 
 from __future__ import annotations
@@ -719,7 +721,7 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plain-output",
         action="store_true",
-        help="PostGraphile without grafserv's outputDataAsString (on by default: its faster setting)",
+        help="PostGraphile without grafserv's outputDataAsString (on by default: documented as faster)",
     )
 
 
