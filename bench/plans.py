@@ -127,8 +127,11 @@ async def _build(database_url: str, folder: Path, rows: int, history: int) -> di
     from cfl_graph.blobs.local import LocalBlobStore
     from cfl_graph.database import Database
     from cfl_graph.tables import Role
-    from cpl_sync.sync import sync_cpl
+    from cpl_sync.fetch import FetchLimits
+    from cpl_sync.sync import SyncLimits, sync_cpl
 
+    # A million rows as CSV pass the 200 MiB a real CPL is allowed (it has a few thousand).
+    limits = SyncLimits(fetch=FetchLimits(max_bytes=2 * 1024**3))
     records = list(generate(rows, seed=1))
     newest = max(r.date_added for r in records)
     db = Database.connect(database_url)
@@ -139,7 +142,9 @@ async def _build(database_url: str, folder: Path, rows: int, history: int) -> di
             path = folder / f"cpl-{back}.csv"
             write_csv(path, [r for r in records if r.date_added <= cutoff])
             began = time.perf_counter()
-            result = await sync_cpl(db, str(path), work_dir=folder / "work", trigger="bench")
+            result = await sync_cpl(db, str(path), work_dir=folder / "work", trigger="bench", limits=limits)
+            if result.outcome.value != "applied":
+                raise SystemExit(f"the CPL as of {cutoff} did not apply: {result.outcome.value} {result}")
             print(
                 f"  snapshot {result.snapshot_id}: {result.row_count:,} rows as of {cutoff} "
                 f"({result.outcome.value}, {time.perf_counter() - began:.0f} s)",
