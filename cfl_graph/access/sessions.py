@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph.access.principal import Principal
-from cfl_graph.access.tokens import TokenError, authenticate, principal_for
+from cfl_graph.access.tokens import TokenError, authenticate, manufacturer_ids_of_party, principal_for
 from cfl_graph.audit import Actor, record
 from cfl_graph.tables.access import ApiToken, Party, WebSession
 from cfl_graph.tables.base import utc_now
@@ -74,7 +74,7 @@ async def resume_session(session: AsyncSession, cookie_value: str) -> ActiveSess
     now = utc_now()
     row = (
         await session.execute(
-            select(WebSession, ApiToken, Party)
+            select(WebSession, ApiToken, Party, manufacturer_ids_of_party())
             .join(ApiToken, ApiToken.id == WebSession.token_id)
             .join(Party, Party.id == ApiToken.party_id)
             .where(
@@ -86,9 +86,9 @@ async def resume_session(session: AsyncSession, cookie_value: str) -> ActiveSess
     ).one_or_none()
     if row is None:
         return None
-    web, token, party = row
+    web, token, party, manufacturer_ids = row
     try:
-        principal = await principal_for(session, token, party, now=now)
+        principal = principal_for(token, party, manufacturer_ids, now=now)
     except TokenError:
         return None
     return ActiveSession(principal, web.csrf_token)

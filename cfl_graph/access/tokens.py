@@ -14,7 +14,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ScalarSelect, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph.access.principal import Principal
@@ -121,15 +121,24 @@ async def issue_token(
     return IssuedToken(text, public_id, expires_at)
 
 
+def manufacturer_ids_of_party() -> ScalarSelect[str | None]:
+    """The party's manufacturer ids joined by commas, beside the party in the same statement."""
+    return (
+        select(func.aggregate_strings(PartyManufacturer.manufacturer_id, ","))
+        .where(PartyManufacturer.party_id == Party.id)
+        .scalar_subquery()
+    )
+
+
 async def authenticate(session: AsyncSession, presented: str, *, now: dt.datetime | None = None) -> Principal:
-    """The principal behind a presented token, or a `TokenError` saying why not."""
+    """The principal behind a presented token (one statement), or a `TokenError` saying why not."""
     match = TOKEN_PATTERN.fullmatch(presented.strip())
     if match is None:
         raise MalformedToken()
     public_id, secret = match.groups()
     row = (
         await session.execute(
-            select(ApiToken, Party)
+            select(ApiToken, Party, manufacturer_ids_of_party())
             .join(Party, Party.id == ApiToken.party_id)
             .where(ApiToken.public_id == public_id)
         )
@@ -138,34 +147,28 @@ async def authenticate(session: AsyncSession, presented: str, *, now: dt.datetim
     stored = row[0].secret_sha256 if row is not None else "0" * 64
     if not hmac.compare_digest(stored, secret_digest(secret)) or row is None:
         raise UnknownToken()
-    token, party = row
+    token, party, manufacturer_ids = row
     # Only a presenter who holds the secret learns why a real token no longer works.
-    return await principal_for(session, token, party, now=now)
+    return principal_for(token, party, manufacturer_ids, now=now)
 
 
-async def principal_for(
-    session: AsyncSession, token: ApiToken, party: Party, *, now: dt.datetime | None = None
+def principal_for(
+    token: ApiToken, party: Party, manufacturer_ids: str | None, *, now: dt.datetime | None = None
 ) -> Principal:
     """The principal of a token already identified (by its secret, or by a web session opened with it),
-    or a `TokenError` if the token or its party may no longer be used."""
+    with its party's ids as `manufacturer_ids_of_party` reads them; or a `TokenError` if the token or
+    its party may no longer be used."""
     if token.revoked_at is not None:
         raise RevokedToken()
     if token.expires_at <= (now or utc_now()):
         raise ExpiredToken(token.expires_at)
     if party.disabled_at is not None:
         raise PartyDisabled()
-    manufacturer_ids = frozenset(
-        (
-            await session.execute(
-                select(PartyManufacturer.manufacturer_id).where(PartyManufacturer.party_id == party.id)
-            )
-        ).scalars()
-    )
     return Principal(
         party_id=party.id,
         party_name=party.name,
         role=Role(party.role),
-        manufacturer_ids=manufacturer_ids,
+        manufacturer_ids=frozenset(manufacturer_ids.split(",")) if manufacturer_ids else frozenset(),
         read_only=token.read_only,
         download_granted=party.download_granted,
         token_public_id=token.public_id,

@@ -22,7 +22,7 @@ from typing import Any, cast
 from cross_web import HTTPException
 from graphql import GraphQLError
 from graphql import parse as parse_document
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -43,6 +43,7 @@ from schema.context import Context
 from schema.protection import QueryLimits
 from schema.reads import Reads, query_reads
 
+NO_STATE = Revisions(snapshot_id=None, served=0, records=0)  # stands in where nothing is read
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 READS_MEMO_ENTRIES = 2_000  # documents whose reads are remembered, per graph
 # What a shared answer tells HTTP caches between us and the client: keep it for this asker only, and
@@ -136,7 +137,12 @@ class GraphQLView(GraphQL[Context, None]):
         ):
             return await super().run(request, context, root_value)  # refusals and streams: strawberry's
         assert isinstance(request, Request)
-        data = await self.parse_http_body(adapter)
+        try:
+            data = await self.parse_http_body(adapter)
+        except ClientDisconnect:
+            # The client went away before its body arrived (a load tool past its deadline): nobody is
+            # left to answer, and it is no fault of ours to log.
+            return Response(status_code=400)
         if isinstance(data, list):  # refused already unless batching is on; never shared
             return await super().run(request, context, root_value)
         try:
@@ -213,15 +219,18 @@ class GraphQLView(GraphQL[Context, None]):
         reads = self._reads(data.query, data.operation_name)
         if reads is None:
             return None
+        today = dt.datetime.now(dt.UTC).date()
+        if not reads:  # `__typename`, `_service { sdl }`: the schema alone answers
+            return self._key(data, reads, principal, NO_STATE, today)
         async with self._db.sessions() as session:
             now = await read_revisions(session)
-        today = dt.datetime.now(dt.UTC).date()
         self._cache.observe(now, today)
         return self._key(data, reads, principal, now, today)
 
     def _key(
         self, data: GraphQLRequestData, reads: Reads, principal: Principal, now: Revisions, today: dt.date
     ) -> AnswerKey:
+        """The key of the answer; only the parts of `now` that the document reads go into it."""
         library = Reads.LIBRARY in reads
         sees_drafts = allowed(principal, Action.READ_DRAFTS, manufacturer_id=ANY_OWN)
         return AnswerKey(

@@ -400,7 +400,7 @@ async def test_statements_per_request_do_not_grow_with_the_page(db: Database, tm
         counts[first] = len(statements)
     print(f"statements per catalogue request: {counts}")
     assert counts[10] == counts[100], counts
-    assert counts[100] <= 8, counts
+    assert counts[100] <= 7, counts
 
 
 RECORD_PATHWAY = """mutation($from: String!, $to: String!) {
