@@ -152,7 +152,12 @@ def _serve_s3(fd: int, database_url: str, work_dir: str, endpoint: str) -> None:
         max_image_bytes=MAX_IMAGE_BYTES,
         rate_limit_per_minute=RATE_LIMIT_PER_MINUTE,
     )
-    uvicorn.run(create_app(settings), fd=fd, log_level="warning", access_log=False, loop="auto")
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), log_level="warning", access_log=False, loop="auto")
+    )
+    # As bench.catalogue does: a socket of its real family, so uvicorn turns Nagle's algorithm off and
+    # small answers (the publications) do not wait out the client's delayed ACK.
+    server.run(sockets=[socket.socket(fileno=fd)])
 
 
 async def _upload_all(
