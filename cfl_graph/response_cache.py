@@ -133,8 +133,14 @@ class ResponseCache:
         if running is None:
             running = asyncio.ensure_future(compute())
             self._running[key] = running
-            running.add_done_callback(lambda _: self._running.pop(key, None))
+            running.add_done_callback(lambda done: self._finished(key, done))
         return cast(T, await asyncio.shield(running))
+
+
+    def _finished(self, key: AnswerKey, done: asyncio.Future[Any]) -> None:
+        self._running.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here, in case every asker went away before it was raised
 
 
 class PersistedQueries:
