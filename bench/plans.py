@@ -12,8 +12,8 @@ once to warm up and once recorded: every statement it issues is run again under
 `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` with the same parameters, and each plan node that reads a CPL
 table is listed. A `Seq Scan` of `cpl_device_models` or `cpl_certified_firmware` in a request marked
 hot fails the run (exit 1); the whole-snapshot reports (coverage summary, timeliness, the gap count)
-read every row of the current snapshot by their nature, and so does a diff of two snapshots: they are
-shown, not gated.
+read every row of the current snapshot by their nature, and so do the catalogue's `hasCoverageGap`
+filter (its total) and a diff of two snapshots: they are shown, not gated.
 
 Results go to bench/results/plans-<date>.json (machine, commit, every plan); the summary is printed.
 """
@@ -208,7 +208,9 @@ async def _asks(database_url: str) -> list[Ask]:
         Ask("catalogue by manufacturer", CATALOGUE, {**first_page, "filter": {"manufacturerId": middle[0]}}),
         Ask("catalogue by device type", CATALOGUE, {**first_page, "filter": {"deviceType": "GSME"}}),
         Ask("catalogue search", CATALOGUE, {**first_page, "filter": {"search": word}}),
-        Ask("catalogue with gaps", CATALOGUE, {**first_page, "filter": {"hasCoverageGap": True}}),
+        # Its total needs every version of the snapshot checked against the library: a whole-snapshot
+        # report that happens to be asked through the catalogue's list.
+        Ask("catalogue with gaps", CATALOGUE, {**first_page, "filter": {"hasCoverageGap": True}}, hot=False),
         Ask("one device model", MODEL, {"m": middle[0], "d": middle[1], "h": middle[2]}),
         Ask("coverage gaps of a manufacturer", GAPS, {"filter": {"manufacturerId": middle[0]}}),
         Ask("consistency of a manufacturer", CONSISTENCY, {"m": middle[0]}),
