@@ -93,9 +93,14 @@ def test_dates_in_every_shape_the_cpl_uses(cell: ids.Cell) -> None:
 
 @pytest.mark.parametrize(
     "cell,reason",
-    [("03/31/2024", "is not a date"), ("1850-01-01", "outside 1990-2100"), ("soon", "is not a date")],
+    [
+        ("03/31/2024", "is not a date"),
+        ("1850-01-01", "outside 1990-2100"),
+        ("soon", "is not a date"),
+        (dt.time(9, 30), "is a time of day"),  # a date cell before 1900, as readers give it
+    ],
 )
-def test_bad_dates_say_why(cell: str, reason: str) -> None:
+def test_bad_dates_say_why(cell: ids.Cell, reason: str) -> None:
     with pytest.raises(InvalidValue, match=reason):
         ids.date(cell, "date added")
 
