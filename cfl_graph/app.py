@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from cfl_graph import migrate
@@ -55,12 +56,33 @@ class SchemaNotCurrent(RuntimeError):
         self.pending = pending
 
 
+# GraphQL requests answered at once by one worker; more wait their turn at the door. Answering is CPU
+# work on one event loop, so more at once add no throughput: they only share the database pool, where a
+# wait past its timeout would fail a request that was merely queued.
+GRAPHQL_CONCURRENCY = 8
+
+
 class _GraphQL(GraphQL[Context, None]):
-    def __init__(self, db: Database, library: ImageLibrary, limits: QueryLimits, graph: Graph) -> None:
+    def __init__(
+        self,
+        db: Database,
+        library: ImageLibrary,
+        limits: QueryLimits,
+        graph: Graph,
+        admission: asyncio.Semaphore,
+    ) -> None:
         # No GraphiQL: it loads its scripts from a CDN and runs inline script, both barred by the CSP.
         super().__init__(build_schema(limits, graph), graphql_ide=None)
         self._db = db
         self._library = library
+        self._admission = admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        async with self._admission:
+            await super().__call__(scope, receive, send)
 
     def parse_json(self, data: str | bytes) -> Any:
         """The request body: a JSON object (or a list, which is refused as a batch), else a clear 400."""
@@ -131,12 +153,14 @@ def create_app(
             if db is None:
                 await database.dispose()
 
+    admission = asyncio.Semaphore(GRAPHQL_CONCURRENCY)
+    limits = QueryLimits(introspection=settings.graphql_introspection)
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         *(
             Route(
                 "/graphql" if graph is Graph.COMBINED else f"/subgraphs/{graph.value}/graphql",
-                _GraphQL(database, library, QueryLimits(introspection=settings.graphql_introspection), graph),
+                _GraphQL(database, library, limits, graph, admission),
                 methods=["GET", "POST"],
             )
             for graph in Graph

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from cfl_graph import migrate
 from cfl_graph.database import Database
 from cfl_graph.tables import GENESIS_HASH, Base
-from tests.fixtures import capabilities
+from tests.fixtures import capabilities, figures
 
 POSTGRES_ADMIN_DSN = os.environ.get("CFL_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("CFL_TEST_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
@@ -104,6 +104,10 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if figures.FIGURES:
+        terminalreporter.write_sep("-", "figures measured")
+        for line in figures.FIGURES:
+            terminalreporter.write_line(line)
     if capabilities.MISSING:
         terminalreporter.write_sep("!", "TESTS SKIPPED FOR WANT OF A CAPABILITY", red=True, bold=True)
         for reason in capabilities.MISSING:
