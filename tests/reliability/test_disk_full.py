@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import os
 import resource
-import signal
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -174,22 +173,19 @@ async def test_a_full_or_failing_disk_refuses_the_upload_plainly_and_keeps_nothi
         server.stop()
 
 
-def _file_size_limit() -> None:
-    """In the server process: no file may grow past 1 MiB, and writing past it fails (EFBIG) instead of
-    killing the process (SIGXFSZ)."""
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (MIB, MIB))
-
-
 async def test_a_file_size_limit_on_the_server_refuses_a_larger_upload_and_keeps_nothing(
     world: World, tmp_path: Path
 ) -> None:
     store = LocalBlobStore(tmp_path / "blobs")
     env = server_env(world.db.url, tmp_path / "blobs", tmp_path / "work")
-    server = ServerProcess(env, tmp_path / "serve.log", preexec=_file_size_limit)
+    server = ServerProcess(env, tmp_path / "serve.log")
     data = big_image(world, tmp_path)
     await server.start()
     try:
+        # From now on no file the server writes may grow past 1 MiB. CPython ignores SIGXFSZ, so a write
+        # past it fails with EFBIG instead of killing the process.
+        assert server.process is not None
+        resource.prlimit(server.process.pid, resource.RLIMIT_FSIZE, (MIB, MIB))
         async with client(server.base, world.tokens.manufacturer) as http:
             before = await recorded(world, store)
             await refused(http, data, 507, "INSUFFICIENT_STORAGE", "cannot hold a file this large (EFBIG)")
