@@ -23,7 +23,7 @@ from cfl_graph.tables import GENESIS_HASH, Base
 from tests.fixtures import capabilities, figures
 
 POSTGRES_ADMIN_DSN = os.environ.get("CFL_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REQUIRE_POSTGRES = os.environ.get("CFL_TEST_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
+REQUIRE_POSTGRES = capabilities.REQUIRED  # CI=true or CFL_TEST_REQUIRE_POSTGRES=1
 _postgres_problem: list[str] = []
 
 # The moto S3 server and its stores, for the blob store and image tests.
