@@ -497,10 +497,11 @@ def _announced_sha256(headers: Mapping[str, str]) -> str | None:
 
 def _difference(got: Mapping[str, str], now: Mapping[str, str], length: int) -> str | None:
     """How the file the server holds now (a HEAD's headers) differs from the one just downloaded (its
-    GET's headers and length). ETag and Last-Modified are compared only when both answers carry them."""
+    GET's headers and length). ETag and Last-Modified are compared only when both answers carry them,
+    ETags weakly (a server may mark one weak when it compresses a body and not when it does not)."""
     for name in ("ETag", "Last-Modified"):
         before, after = got.get(name), now.get(name)
-        if before is not None and after is not None and before != after:
+        if before is not None and after is not None and before.removeprefix("W/") != after.removeprefix("W/"):
             return f"its {name} was {before} and is now {after}"
     size = now.get("Content-Length")
     if size is not None and size.isdigit() and "Content-Encoding" not in now and int(size) != length:
