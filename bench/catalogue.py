@@ -369,9 +369,9 @@ async def _build_library(
             if result.outcome.value != "applied":
                 raise SystemExit(f"CPL sync did not apply: {result.outcome} {result.message}")
         synced = time.perf_counter()
-        demo_library.MAX_IMAGES = max_images  # the demo's cap, raised on request for more coverage
         blob_dir.mkdir(parents=True, exist_ok=True)
-        await demo_library.load_demo_library(db, LocalBlobStore(blob_dir))
+        # The demo's cap on images, raised on request for more coverage.
+        await demo_library.load_demo_library(db, LocalBlobStore(blob_dir), max_images=max_images)
         loaded = time.perf_counter()
         async with db.sessions.begin() as session:
             supplier = await add_party(session, "Calder Supply Ltd", Role.SUPPLIER, actor=SYSTEM)

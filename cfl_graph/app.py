@@ -54,6 +54,12 @@ class SchemaNotCurrent(RuntimeError):
         self.pending = pending
 
 
+# GraphQL requests executed at once by one worker; more wait their turn (answers kept by the response
+# cache do not). Executing is CPU work on one event loop, so more at once add no throughput: they only
+# share the database pool, where a wait past its timeout would fail a request that was merely queued.
+GRAPHQL_CONCURRENCY = 8
+
+
 # Room for the multipart envelope and release notes around an image of the largest size.
 UPLOAD_ENVELOPE_BYTES = 1024 * 1024
 
@@ -99,6 +105,8 @@ def create_app(
             if db is None:
                 await database.dispose()
 
+    admission = asyncio.Semaphore(GRAPHQL_CONCURRENCY)
+    limits = QueryLimits(introspection=settings.graphql_introspection)
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         *(
@@ -107,10 +115,11 @@ def create_app(
                 GraphQLView(
                     database,
                     library,
-                    QueryLimits(introspection=settings.graphql_introspection),
+                    limits,
                     graph,
                     cache=cache,
                     persisted=persisted,
+                    admission=admission,
                 ),
                 methods=["GET", "POST"],
             )

@@ -34,7 +34,7 @@ from cfl_graph.access.parties import (
 from cfl_graph.access.policy import AccessDenied
 from cfl_graph.access.tokens import IssuedToken, issue_token, revoke_token
 from cfl_graph.audit import Actor, ChainReport, export_range, verify_chain
-from cfl_graph.blobs import blob_store_for
+from cfl_graph.blobs import BlobStoreFailed, blob_store_for
 from cfl_graph.database import Database
 from cfl_graph.identifiers import InvalidValue
 from cfl_graph.images.errors import LibraryError
@@ -658,7 +658,7 @@ def image_import(
 
     try:
         image = _with_db(settings, work)
-    except (LibraryError, PartyError, AccessDenied) as exc:
+    except (LibraryError, PartyError, AccessDenied, BlobStoreFailed) as exc:
         err.print(f"image not imported: {exc}", markup=False, highlight=False)
         for problem in getattr(exc, "problems", []):
             err.print(f"  {problem.code}: {problem.detail}", markup=False, highlight=False)

@@ -68,8 +68,9 @@ def _notes(key: VersionKey, model_name: str) -> str:
     )
 
 
-async def load_demo_library(db: Database, store: BlobStore) -> int:
-    """Register the demo manufacturers and their keys, then upload and publish the demo images (once)."""
+async def load_demo_library(db: Database, store: BlobStore, *, max_images: int = MAX_IMAGES) -> int:
+    """Register the demo manufacturers and their keys, then upload and publish the demo images (once);
+    `max_images` caps them (the load test wants a library in seconds)."""
     async with db.sessions() as session:
         if await session.scalar(select(func.count()).select_from(LibraryImage)):
             return 0
@@ -116,7 +117,7 @@ async def load_demo_library(db: Database, store: BlobStore) -> int:
             if declared < MAX_DECLARATIONS:
                 await library.declare_commercial(principal, key, "developed for one supplier under contract")
                 declared += 1
-        elif share < COVERED_PER_TEN * 10 and len(published) < MAX_IMAGES:
+        elif share < COVERED_PER_TEN * 10 and len(published) < max_images:
             data = build_image(
                 manufacturer_image_for_key(
                     key.manufacturer_id, key.model_id, key.hardware_version, key.firmware_version

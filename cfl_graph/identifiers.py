@@ -251,6 +251,9 @@ def date(value: Cell, what: str) -> dt.date:
         return _plausible(value.date(), what, value.date().isoformat())
     if isinstance(value, dt.date):
         return _plausible(value, what, value.isoformat())
+    if isinstance(value, dt.time | dt.timedelta):
+        # What a reader makes of a date cell before 1900, or of a cell formatted as a time.
+        raise InvalidValue(f"{what} is a time of day ({value}), not a date")
     text = _cell_text(value, what)
     if text.isdigit() and len(text) <= 6:
         return _plausible(_EXCEL_EPOCH + dt.timedelta(days=int(text)), what, f"(Excel serial {text})")

@@ -136,7 +136,6 @@ class ResponseCache:
             running.add_done_callback(lambda done: self._finished(key, done))
         return cast(T, await asyncio.shield(running))
 
-
     def _finished(self, key: AnswerKey, done: asyncio.Future[Any]) -> None:
         self._running.pop(key, None)
         if not done.cancelled():

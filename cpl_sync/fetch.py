@@ -6,13 +6,15 @@ Every failure is a `FetchError` that names the source, and no partial download o
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hashlib
 import importlib.metadata
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -245,6 +247,32 @@ class TruncatedResponse(FetchError):
         self.received = received
 
 
+class ChangedWhileDownloading(FetchError):
+    """Every try got a body that is not the file the server then held: it kept changing as it was read."""
+
+    def __init__(self, source: str, attempts: int, why: str) -> None:
+        super().__init__(
+            source,
+            f"The CPL at {shown_source(source)} changed while it downloaded ({_attempts(attempts)}; "
+            f"last time {why}); nothing of it was kept. Try again once the publisher has finished "
+            "replacing the file.",
+        )
+        self.attempts = attempts
+        self.why = why
+
+
+class PartialContent(FetchError):
+    """A 206 to a request for the whole file: a part of the list is not the list."""
+
+    def __init__(self, source: str, content_range: str | None) -> None:
+        super().__init__(
+            source,
+            f"{shown_source(source)} answered with part of the file (HTTP 206, Content-Range: "
+            f"{content_range or 'none'}) to a request for all of it; check the URL or the proxy in front.",
+        )
+        self.content_range = content_range
+
+
 class HtmlInsteadOfData(FetchError):
     """A web page came back with 200 where the CPL file was expected (labelled or sniffed)."""
 
@@ -383,6 +411,13 @@ def _truncated(source: str, expected: int | None, received: int) -> _Transient:
     )
 
 
+def _changed(source: str, why: str) -> _Transient:
+    return _Transient(
+        f"the file changed while it downloaded ({why})",
+        lambda attempts: ChangedWhileDownloading(source, attempts, why),
+    )
+
+
 def _server_failed(source: str, status: int) -> _Transient:
     return _Transient(_status(status), lambda attempts: HttpStatusError(source, status, attempts))
 
@@ -418,6 +453,8 @@ async def _receive(
     if not 200 <= status < 300:
         # Includes a 304 we did not ask for: there is no earlier copy it could refer to.
         raise HttpStatusError(source, status, attempts=1)
+    if status == HTTPStatus.PARTIAL_CONTENT:  # we never ask for a range
+        raise PartialContent(source, response.headers.get("Content-Range"))
 
     content_type = response.headers.get("Content-Type")
     if content_type is not None and content_type.partition(";")[0].strip().lower() in _HTML_TYPES:
@@ -435,7 +472,41 @@ async def _receive(
             raise _truncated(source, expected, download.size) from exc
         if expected is not None and download.size < expected:
             raise _truncated(source, expected, download.size)
-        return download.finish(sent)
+        fetched = download.finish(sent)
+        # A digest of a compressed body covers the bytes on the wire, not the ones hashed here.
+        announced = None if response.headers.get("Content-Encoding") else _announced_sha256(response.headers)
+        if announced is not None and announced != fetched.sha256:
+            # The server hashed one file and sent another: it was replaced while being sent.
+            raise _changed(source, f"the body does not hash to the SHA-256 announced, {announced}")
+        return fetched
+
+
+def _announced_sha256(headers: Mapping[str, str]) -> str | None:
+    """The body's SHA-256 from `Repr-Digest` or `Content-Digest` (RFC 9530) as hex, if one was sent."""
+    for name in ("Repr-Digest", "Content-Digest"):
+        for member in headers.get(name, "").split(","):
+            algorithm, _, value = member.strip().partition("=")
+            if algorithm.strip().lower() == "sha-256" and value.startswith(":") and value.endswith(":"):
+                try:
+                    digest = base64.b64decode(value[1:-1], validate=True)
+                except binascii.Error:
+                    return None
+                return digest.hex() if len(digest) == 32 else None
+    return None
+
+
+def _difference(got: Mapping[str, str], now: Mapping[str, str], length: int) -> str | None:
+    """How the file the server holds now (a HEAD's headers) differs from the one just downloaded (its
+    GET's headers and length). ETag and Last-Modified are compared only when both answers carry them,
+    ETags weakly (a server may mark one weak when it compresses a body and not when it does not)."""
+    for name in ("ETag", "Last-Modified"):
+        before, after = got.get(name), now.get(name)
+        if before is not None and after is not None and before.removeprefix("W/") != after.removeprefix("W/"):
+            return f"its {name} was {before} and is now {after}"
+    size = now.get("Content-Length")
+    if size is not None and size.isdigit() and "Content-Encoding" not in now and int(size) != length:
+        return f"{length:,} bytes arrived and the file is now {int(size):,} bytes"
+    return None
 
 
 async def _attempt(
@@ -447,13 +518,40 @@ async def _attempt(
 ) -> Fetched | NotModified:
     try:
         async with session.get(source, headers=_conditional_headers(previous)) as response:
-            return await _receive(response, source, dest_dir, previous, max_bytes)
+            received = await _receive(response, source, dest_dir, previous, max_bytes)
+        if isinstance(received, Fetched):
+            await _still_the_same(session, source, received, response)
+        return received
     except aiohttp.InvalidURL as exc:
         raise UnsupportedSource(source, f"it is not a valid URL ({exc})") from exc
     except TimeoutError as exc:  # before ClientError: aiohttp's timeouts are both
         raise _unreachable(source, exc) from exc
     except aiohttp.ClientError as exc:
         raise _unreachable(source, exc) from exc
+
+
+async def _still_the_same(
+    session: aiohttp.ClientSession, source: str, fetched: Fetched, response: aiohttp.ClientResponse
+) -> None:
+    """Ask again (HEAD) whether the file is still the one downloaded, when the server named it (ETag,
+    Last-Modified): a file replaced in place while it was sent arrives whole in length but a mixture of
+    two versions, and only this can tell. No answer to the HEAD keeps the download (the GET was whole)."""
+    if fetched.validators == Validators():
+        return
+    try:
+        async with session.head(source, allow_redirects=True) as now:
+            if now.status != HTTPStatus.OK:
+                logger.info(
+                    "HEAD %s answered %s; the download is kept unchecked", shown_source(source), now.status
+                )
+                return
+            why = _difference(response.headers, now.headers, fetched.size)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        logger.info("HEAD %s failed (%s); the download is kept unchecked", shown_source(source), exc)
+        return
+    if why is not None:
+        fetched.path.unlink(missing_ok=True)
+        raise _changed(source, why)
 
 
 async def _fetch_http(

@@ -162,8 +162,17 @@ def _xlsx_rows(
 
 def _decode(raw: bytes) -> tuple[str, str, list[Problem]]:
     """UTF-8 (with or without BOM) or UTF-16 with BOM; else Windows-1252, as Excel on Windows saves CSV."""
+    if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE starts both
+        raise file_problem("CSV is UTF-32 (it starts with a UTF-32 byte order mark); save it as UTF-8")
     if raw.startswith(codecs.BOM_UTF8):
-        return raw[len(codecs.BOM_UTF8) :].decode("utf-8", errors="strict"), "utf-8-sig", []
+        try:
+            return raw[len(codecs.BOM_UTF8) :].decode("utf-8"), "utf-8-sig", []
+        except UnicodeDecodeError as exc:
+            offset = exc.start + len(codecs.BOM_UTF8)
+            raise file_problem(
+                f"CSV starts with a UTF-8 byte order mark but is not UTF-8 (byte 0x{raw[offset]:02X} at "
+                f"offset {offset}); save it again as UTF-8"
+            ) from None
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
             return raw.decode("utf-16"), "utf-16", []
@@ -173,8 +182,14 @@ def _decode(raw: bytes) -> tuple[str, str, list[Problem]]:
             ) from None
     try:
         return raw.decode("utf-8"), "utf-8", []
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as exc:
+        first_bad = exc.start
+    if _has_utf8_sequences(raw):
+        # Read as Windows-1252 the UTF-8 text would turn into mojibake ("SociÃ©tÃ©") without a word.
+        raise file_problem(
+            "CSV mixes encodings: its other non-ASCII text is UTF-8, but byte "
+            f"0x{raw[first_bad]:02X} at offset {first_bad} is not; save it again as UTF-8"
+        )
     try:
         text = raw.decode("cp1252")
     except UnicodeDecodeError as exc:
@@ -183,6 +198,14 @@ def _decode(raw: bytes) -> tuple[str, str, list[Problem]]:
         ) from None
     note = Problem("CSV is not UTF-8; read as Windows-1252", severity=Severity.WARNING)
     return text, "cp1252", [note]
+
+
+def _has_utf8_sequences(raw: bytes) -> bool:
+    """Whether bytes that are not UTF-8 as a whole still hold valid multi-byte UTF-8 characters.
+
+    Windows-1252 text almost never does: an accented letter there is one byte followed by ASCII."""
+    text = raw.decode("utf-8", errors="replace")
+    return any(ord(ch) > 0x7F and ch != "\ufffd" for ch in text)
 
 
 def _read_csv(path: Path) -> Table:
@@ -213,10 +236,12 @@ def _read_csv(path: Path) -> Table:
 
 
 def _csv_rows(numbered: Iterator[tuple[int, list[Cell]]]) -> Iterator[tuple[int, list[Cell]]]:
+    last = 0
     try:
-        yield from numbered
+        for last, cells in numbered:  # `last` then names the row before the one that failed
+            yield last, cells
     except csv.Error as exc:
-        raise file_problem(f"CSV cannot be read: {exc}") from None
+        raise CplFileRejected([Problem(f"CSV cannot be read: {exc}", row=last + 1)]) from None
 
 
 def is_xlsx(path: Path) -> bool:

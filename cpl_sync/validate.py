@@ -131,6 +131,11 @@ class _Problems:
         self.warnings: list[Problem] = []
         self.error_count = 0
 
+    @property
+    def full(self) -> bool:
+        """Whether no more errors are kept, only counted."""
+        return len(self.errors) >= self.cap
+
     def error(self, problem: Problem) -> None:
         self.error_count += 1
         if len(self.errors) < self.cap:
@@ -263,8 +268,13 @@ def validate(
         last_model: tuple[ModelKey, tuple[Any, ...]] | None = None
         for index, (sheet_row, _) in enumerate(chunk):
             if (cell_errors := bad_cells.get(index)) is not None:
-                for column, reason in cell_errors:
-                    problems.error(problem(sheet_row, column, reason))
+                if problems.full:
+                    # Past the cap only the count is kept: building each problem would cost a file of
+                    # a million bad rows a minute.
+                    problems.error_count += len(cell_errors)
+                else:
+                    for column, reason in cell_errors:
+                        problems.error(problem(sheet_row, column, reason))
                 continue
             key = (manufacturer_ids[index], model_ids[index], hardware[index], versions[index])
             image_hash = hashes[index]

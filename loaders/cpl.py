@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from sqlalchemy import select
@@ -18,8 +19,7 @@ class CplLoaders:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         self.snapshot = DataLoader[int, CplSnapshot | None](self._load_snapshots)
-        self._current_id: int | None = None
-        self._current_known = False
+        self._current: asyncio.Future[int | None] | None = None
 
     async def _load_snapshots(self, ids: Sequence[int]) -> list[CplSnapshot | None]:
         async with self._sessions() as session:
@@ -29,12 +29,18 @@ class CplLoaders:
 
     def pin_current_snapshot(self, snapshot_id: int | None) -> None:
         """Answer for this snapshot as the current one: the one the request's cache key was read with."""
-        self._current_id = snapshot_id
-        self._current_known = True
+        pinned: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        pinned.set_result(snapshot_id)
+        self._current = pinned
 
     async def current_snapshot_id(self) -> int | None:
-        if not self._current_known:
-            async with self._sessions() as session:
-                self._current_id = await current_snapshot_id(session)
-            self._current_known = True
-        return self._current_id
+        """The current snapshot as this request sees it: read once, whoever asks first and however many
+        ask at the same moment (a query's root fields resolve concurrently), so that every part of one
+        answer reads the same snapshot even while a sync moves the pointer."""
+        if self._current is None:
+            self._current = asyncio.get_running_loop().create_task(self._read_current())
+        return await asyncio.shield(self._current)
+
+    async def _read_current(self) -> int | None:
+        async with self._sessions() as session:
+            return await current_snapshot_id(session)

@@ -629,12 +629,15 @@ class CatalogueQuery:
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         authorise(info.context.principal, Action.READ_CATALOGUE)
         kind, parts = parse_global_id(str(id))
+        # Keys read from an id are normalised like any other (a forged id may hold anything).
         if kind == "DeviceModel" and len(parts) == 3:
-            row = await info.context.loaders.catalogue.device_model.load((parts[0], parts[1], parts[2]))
+            key = normalised_model(parts[0], parts[1], parts[2])
+            row = await info.context.loaders.catalogue.device_model.load(key)
             return None if row is None else DeviceModel.of(row)
         if kind == "CertifiedFirmware" and len(parts) == 4:
+            v = VersionKey(parts[0], parts[1], parts[2], parts[3]).normalised()
             found = await info.context.loaders.catalogue.certified.load(
-                (parts[0], parts[1], parts[2], parts[3])
+                (v.manufacturer_id, v.model_id, v.hardware_version, v.firmware_version)
             )
             return None if found is None else CertifiedFirmware.of(found)
         if kind == "LibraryImage" and len(parts) == 1 and parts[0].isdigit():

@@ -20,8 +20,14 @@ Limits (`QueryLimits`), each refused with a message naming the limit and what wa
 
 Introspection (`__schema`, `__type` and everything below them, and `__typename`) is left out of depth
 and cost: the standard introspection query alone is deeper than any honest data query. It is bounded
-instead by graphql-core's `MaxIntrospectionDepthRule` when introspection is on, and refused
-(`INTROSPECTION_DISABLED`) when it is off; `__typename` is always answered.
+instead by graphql-core's `MaxIntrospectionDepthRule` when introspection is on, and by a chain of at
+most `max_of_type_depth` nested `ofType` fields (the standard query nests 9; `QUERY_TOO_DEEP`), and
+refused (`INTROSPECTION_DISABLED`) when it is off; `__typename` is always answered.
+
+Requests are refused before they execute, too, when a document holds several operations and the
+request names none (`OPERATION_NAME_REQUIRED`: strawberry would quietly run the first), and when a
+string literal or variable holds a NUL or a lone surrogate (`INVALID_TEXT`: no field takes such text,
+and PostgreSQL cannot store it).
 
 The measurement is one pass over each definition plus one combination per fragment spread: a fragment
 is measured once however often it is spread, so neither a fragment cycle (reported by graphql-core's
@@ -65,12 +71,14 @@ from graphql import (
     Node,
     OperationDefinitionNode,
     SelectionSetNode,
+    StringValueNode,
     ValidationRule,
     ValueNode,
     VariableNode,
     get_named_type,
     is_introspection_type,
 )
+from graphql.language import SKIP, VisitorAction
 from graphql.validation import MaxIntrospectionDepthRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import MaskErrors, MaxTokensLimiter, SchemaExtension
 
@@ -96,6 +104,7 @@ class QueryLimits:
     max_tokens: int = 5_000  # lexer tokens in the document, comments included
     default_page_size: int = 50  # what a list field with no `first` argument is assumed to return
     max_page_size: int = 500  # `first` above this (or below zero) is refused, with the field's path
+    max_of_type_depth: int = 10  # nested `ofType` fields in introspection (the standard query has 9)
     introspection: bool = True
 
 
@@ -164,6 +173,93 @@ class _IntrospectionDepth(MaxIntrospectionDepthRule):
         super().report_error(_limit_error(message, "QUERY_TOO_DEEP", list(error.nodes or ())))
 
 
+def _of_type_rule(limit: int) -> type[ValidationRule]:
+    class OfTypeDepthRule(ValidationRule):
+        """Chains of `ofType` below `__schema` or `__type`, fragments followed (each once per depth)."""
+
+        def enter_field(self, node: FieldNode, *_args: Any) -> VisitorAction:
+            if node.name.value not in ("__schema", "__type"):
+                return None
+            deepest = 0
+            seen: dict[str, int] = {}
+            stack: list[tuple[SelectionSetNode | None, int]] = [(node.selection_set, 0)]
+            while stack and deepest <= limit:
+                selections, depth = stack.pop()
+                for selection in selections.selections if selections is not None else ():
+                    if isinstance(selection, FragmentSpreadNode):
+                        name = selection.name.value
+                        fragment = self.context.get_fragment(name)
+                        if fragment is not None and seen.get(name, -1) < depth:
+                            seen[name] = depth
+                            stack.append((fragment.selection_set, depth))
+                    elif isinstance(selection, InlineFragmentNode):
+                        stack.append((selection.selection_set, depth))
+                    elif isinstance(selection, FieldNode):
+                        below = depth + (selection.name.value == "ofType")
+                        deepest = max(deepest, below)
+                        stack.append((selection.selection_set, below))
+            if deepest > limit:
+                self.report_error(
+                    _limit_error(
+                        f"introspection nests `ofType` more than {limit} deep (no type wraps that deeply)",
+                        "QUERY_TOO_DEEP",
+                        node,
+                        limit=limit,
+                    )
+                )
+                return SKIP
+            return None
+
+    return OfTypeDepthRule
+
+
+def _request_rule(operation_named: bool, variables: Mapping[str, Any]) -> type[ValidationRule]:
+    class RequestRule(ValidationRule):
+        """What the request as a whole must be: one operation to run, and text that is text."""
+
+        def enter_document(self, node: DocumentNode, *_args: Any) -> None:
+            names = [
+                d.name.value if d.name else "(anonymous)"
+                for d in node.definitions
+                if isinstance(d, OperationDefinitionNode)
+            ]
+            if len(names) > 1 and not operation_named:
+                self.report_error(
+                    _limit_error(
+                        f"the document holds {len(names)} operations ({', '.join(names[:5])}); "
+                        "name the one to run with `operationName`",
+                        "OPERATION_NAME_REQUIRED",
+                    )
+                )
+            if (found := _bad_text(variables)) is not None:
+                where, code_point = found
+                message = f"variable ${where} holds U+{code_point:04X}, which no text may hold"
+                self.report_error(_limit_error(message, "INVALID_TEXT"))
+
+        def enter_string_value(self, node: StringValueNode, *_args: Any) -> None:
+            if (found := _bad_text(node.value)) is not None:
+                message = f"a string literal holds U+{found[1]:04X}, which no text may hold"
+                self.report_error(_limit_error(message, "INVALID_TEXT", node))
+
+    return RequestRule
+
+
+def _bad_text(value: Any) -> tuple[str, int] | None:
+    """Where a NUL or a lone surrogate hides in a value (lists and objects walked), and which, or None."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            for ch in item:
+                if ch == "\x00" or "\ud800" <= ch <= "\udfff":
+                    return where.lstrip("."), ord(ch)
+        elif isinstance(item, Mapping):
+            stack.extend((f"{where}.{key}", inner) for key, inner in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{index}]", inner) for index, inner in enumerate(item))
+    return None
+
+
 # --- depth, aliases, root fields, page size, cost -------------------------------------------------------
 
 
@@ -219,6 +315,10 @@ class _QueryLimitsExtension(SchemaExtension):
         # graphql-core's recommended rules (strawberry runs them) bound introspection; ours adds the code.
         rules = [rule for rule in context.validation_rules if rule is not MaxIntrospectionDepthRule]
         rules.append(_IntrospectionDepth if self.limits.introspection else _IntrospectionDisabled)
+        rules.append(_of_type_rule(self.limits.max_of_type_depth))
+        # strawberry fills `operation_name` in with the first operation's; only the request's counts here.
+        named = getattr(context, "_provided_operation_name", None) is not None
+        rules.append(_request_rule(named, context.variables or {}))
         rules.append(_query_limits_rule(self.limits, context.variables or {}))
         context.validation_rules = tuple(rules)
         yield

@@ -20,9 +20,10 @@ from sqlalchemy import text
 from cfl_graph import migrate
 from cfl_graph.database import Database
 from cfl_graph.tables import GENESIS_HASH, Base
+from tests.fixtures import capabilities, figures
 
 POSTGRES_ADMIN_DSN = os.environ.get("CFL_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REQUIRE_POSTGRES = os.environ.get("CFL_TEST_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
+REQUIRE_POSTGRES = capabilities.REQUIRED  # CI=true or CFL_TEST_REQUIRE_POSTGRES=1
 _postgres_problem: list[str] = []
 
 # The moto S3 server and its stores, for the blob store and image tests.
@@ -103,6 +104,14 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if figures.FIGURES:
+        terminalreporter.write_sep("-", "figures measured")
+        for line in figures.FIGURES:
+            terminalreporter.write_line(line)
+    if capabilities.MISSING:
+        terminalreporter.write_sep("!", "TESTS SKIPPED FOR WANT OF A CAPABILITY", red=True, bold=True)
+        for reason in capabilities.MISSING:
+            terminalreporter.write_line(f"  {reason}", red=True)
     if _postgres_problem:
         terminalreporter.write_sep("!", "POSTGRESQL TESTS DID NOT RUN", red=True, bold=True)
         terminalreporter.write_line(f"  {_postgres_problem[0]}", red=True)

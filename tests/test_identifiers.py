@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -93,9 +94,14 @@ def test_dates_in_every_shape_the_cpl_uses(cell: ids.Cell) -> None:
 
 @pytest.mark.parametrize(
     "cell,reason",
-    [("03/31/2024", "is not a date"), ("1850-01-01", "outside 1990-2100"), ("soon", "is not a date")],
+    [
+        ("03/31/2024", "is not a date"),
+        ("1850-01-01", "outside 1990-2100"),
+        ("soon", "is not a date"),
+        (dt.time(9, 30), "is a time of day"),  # a date cell before 1900, as readers give it
+    ],
 )
-def test_bad_dates_say_why(cell: str, reason: str) -> None:
+def test_bad_dates_say_why(cell: ids.Cell, reason: str) -> None:
     with pytest.raises(InvalidValue, match=reason):
         ids.date(cell, "date added")
 
@@ -111,3 +117,166 @@ def test_names_are_tidied_and_control_characters_refused() -> None:
     assert ids.name("  Northfield\u00a0 Metering\tLtd ", "manufacturer name") == "Northfield Metering Ltd"
     with pytest.raises(InvalidValue, match="control characters"):
         ids.name("Bad\x07Name", "model name")
+
+
+# --- properties over any input (hypothesis) ------------------------------------------------------------
+
+ANY_CELL = st.one_of(
+    st.none(),
+    st.text(max_size=40),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.dates(),
+    st.datetimes(),
+    st.times(),
+    st.timedeltas(),
+)
+NORMALISERS: dict[str, Callable[[ids.Cell], object]] = {
+    "manufacturer id": ids.manufacturer_id,
+    "model id": ids.model_id,
+    "hardware version": ids.hardware_version,
+    "firmware version": ids.firmware_version,
+    "image hash": ids.sha256_hex,
+    "device type": ids.device_type,
+    "SMETS version": ids.smets_version,
+    "status": ids.cpl_status,
+    "GBCS version": ids.gbcs_version,
+    "name": lambda cell: ids.name(cell, "model name"),
+    "date": lambda cell: ids.date(cell, "date added"),
+    "optional text": lambda cell: ids.optional_text(cell, "CPA certificate reference"),
+}
+
+
+@pytest.mark.parametrize("what", NORMALISERS)
+@given(cell=ANY_CELL)
+def test_any_cell_is_a_value_or_a_reasoned_refusal_and_nothing_else(what: str, cell: ids.Cell) -> None:
+    """Whatever a spreadsheet reader hands over: a normalised value, or InvalidValue with a reason; never
+    another exception (which would fail the whole sync as an internal error)."""
+    try:
+        NORMALISERS[what](cell)
+    except InvalidValue as exc:
+        assert exc.reason.strip()
+
+
+@pytest.mark.parametrize(
+    ("normalise", "width"), [(ids.manufacturer_id, 4), (ids.model_id, 4), (ids.hardware_version, 4)]
+)
+@given(number=st.integers(min_value=0, max_value=0xFFFF), spelling=st.integers(0, 5))
+def test_hex_ids_in_every_spelling_excel_and_people_use_normalise_alike(
+    normalise: Callable[[ids.Cell], str], width: int, number: int, spelling: int
+) -> None:
+    canonical = f"{number:0{width}X}"
+    cells: list[ids.Cell] = [
+        canonical,
+        canonical.lower(),
+        f"0x{number:x}",
+        f" {number:X} ",
+        # Excel turns an all-digit id into a number and drops its leading zeros.
+        int(canonical) if canonical.isdigit() else canonical,
+        float(canonical) if canonical.isdigit() else f"0X{canonical}",
+    ]
+    cell = cells[spelling]
+    assert normalise(cell) == canonical
+    assert normalise(normalise(cell)) == canonical  # idempotent
+
+
+@given(number=st.integers(min_value=0x10000, max_value=2**40))
+def test_hex_ids_wider_than_four_digits_are_refused_never_cut(number: int) -> None:
+    with pytest.raises(InvalidValue, match="at most 4 allowed"):
+        ids.manufacturer_id(f"{number:X}")
+
+
+@given(
+    day=st.dates(min_value=dt.date(1990, 1, 1), max_value=dt.date(2100, 12, 31)),
+    shape=st.sampled_from(
+        ["%Y-%m-%d", "%Y/%m/%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%d %b %Y", "%d %B %Y", "%d-%b-%Y"]
+    ),
+)
+def test_every_plausible_date_reads_back_in_every_text_shape(day: dt.date, shape: str) -> None:
+    assert ids.date(day.strftime(shape), "date added") == day
+
+
+@given(day=st.dates(min_value=dt.date(1990, 1, 1), max_value=dt.date(2100, 12, 31)), kind=st.integers(0, 4))
+def test_every_plausible_date_reads_back_as_a_cell_or_an_excel_serial(day: dt.date, kind: int) -> None:
+    serial = (day - dt.date(1899, 12, 30)).days
+    cells: list[ids.Cell] = [
+        day,
+        dt.datetime.combine(day, dt.time(13, 30)),
+        serial,
+        float(serial),
+        str(serial),
+    ]
+    cell = cells[kind]
+    assert ids.date(cell, "date added") == day
+
+
+@given(day=st.one_of(st.dates(max_value=dt.date(1989, 12, 31)), st.dates(min_value=dt.date(2101, 1, 1))))
+def test_dates_outside_1990_to_2100_are_refused_in_every_shape(day: dt.date) -> None:
+    for cell in (day, day.isoformat(), day.strftime("%d/%m/%Y")):
+        with pytest.raises(InvalidValue, match=r"outside 1990-2100|is not a date"):
+            ids.date(cell, "date added")
+
+
+FOLDINGS = st.sampled_from(["{}", "{} ", " {}", "{}.", "-{}-"]).flatmap(
+    lambda frame: st.sampled_from([str.upper, str.lower, str.title]).map(lambda case: (frame, case))
+)
+
+
+@given(member=st.sampled_from(list(ids.DeviceType)), folding=FOLDINGS)
+def test_device_types_fold_case_spacing_and_punctuation_only(
+    member: ids.DeviceType, folding: tuple[str, Callable[[str], str]]
+) -> None:
+    frame, case = folding
+    assert ids.device_type(frame.format(case(member.value))) is member
+
+
+@given(member=st.sampled_from(list(ids.CplStatus)), folding=FOLDINGS)
+def test_statuses_fold_case_spacing_and_punctuation_only(
+    member: ids.CplStatus, folding: tuple[str, Callable[[str], str]]
+) -> None:
+    frame, case = folding
+    assert ids.cpl_status(frame.format(case(member.value))) is member
+
+
+@given(text=st.text(max_size=30))
+def test_any_device_type_or_status_text_is_a_member_or_names_the_allowed_values(text: str) -> None:
+    for normalise, allowed in ((ids.device_type, "ESME, GSME"), (ids.cpl_status, "active, withdrawn")):
+        try:
+            normalise(text)
+        except InvalidValue as exc:
+            assert allowed in exc.reason or "is empty" in exc.reason
+
+
+@given(text=st.text(max_size=250))
+def test_a_name_is_refused_or_tidy_and_tidying_it_again_changes_nothing(text: str) -> None:
+    try:
+        tidy = ids.name(text, "model name")
+    except InvalidValue:
+        return
+    assert tidy == tidy.strip() and "  " not in tidy and 0 < len(tidy) <= 200
+    assert not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in tidy)
+    assert ids.name(tidy, "model name") == tidy
+
+
+@given(
+    digest=st.binary(min_size=32, max_size=32),
+    group=st.sampled_from([1, 2, 4, 8, 16]),
+    sep=st.sampled_from([" ", ":", "  "]),
+)
+def test_a_sha256_with_separators_between_any_groups_is_its_64_lower_case_digits(
+    digest: bytes, group: int, sep: str
+) -> None:
+    hexed = digest.hex().upper()
+    spaced = sep.join(hexed[i : i + group] for i in range(0, 64, group))
+    assert ids.sha256_hex(spaced) == digest.hex()
+
+
+@given(text=st.text(alphabet="0123456789abcdefABCDEF :x", max_size=80))
+def test_hex_like_text_is_a_sha256_only_with_exactly_64_digits(text: str) -> None:
+    try:
+        value = ids.sha256_hex(text)
+    except InvalidValue as exc:
+        assert "hex digits" in exc.reason or "not hexadecimal" in exc.reason or "is empty" in exc.reason
+    else:
+        assert len(value) == 64 and value == value.lower() and set(value) <= set("0123456789abcdef")

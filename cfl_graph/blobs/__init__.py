@@ -9,6 +9,7 @@ finds no blob at all.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -38,7 +39,39 @@ class BlobMissing(LookupError):
 
 
 class BlobStoreFailed(RuntimeError):
-    """The store could not take or give bytes (disk full, S3 unreachable); the message is safe to show."""
+    """The store could not take or give bytes (disk full, S3 unreachable); the message is safe to show.
+
+    `insufficient_storage`: there is no room for the bytes (a full disk or quota, a file size limit),
+    which HTTP calls 507 Insufficient Storage; any other failure is 503, try again later."""
+
+    def __init__(self, message: str, *, insufficient_storage: bool = False) -> None:
+        super().__init__(message)
+        self.insufficient_storage = insufficient_storage
+
+    @property
+    def status(self) -> int:
+        return 507 if self.insufficient_storage else 503
+
+    @property
+    def code(self) -> str:
+        return "INSUFFICIENT_STORAGE" if self.insufficient_storage else "UNAVAILABLE"
+
+
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def storage_failed(exc: OSError, where: str) -> BlobStoreFailed:
+    """A local file operation's failure as the uploader may be told it (no paths, no internals)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = f"{where}'s disk is full"
+    elif exc.errno == errno.EFBIG:
+        reason = f"{where} cannot hold a file this large (EFBIG)"
+    elif exc.errno in _NOT_WRITABLE:
+        reason = f"{where} cannot be written"
+    else:
+        reason = f"{where} failed ({errno.errorcode.get(exc.errno or 0, 'error')})"
+    return BlobStoreFailed(reason, insufficient_storage=exc.errno in _NO_ROOM)
 
 
 @dataclass(frozen=True)

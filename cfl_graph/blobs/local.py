@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from cfl_graph.blobs import (
     BlobStoreFailed,
     Staging,
     checked_digest,
+    storage_failed,
 )
 from cfl_graph.identifiers import Sha256Hex
 
@@ -61,7 +61,7 @@ class LocalBlobStore:
             _fsync_dir(target.parent)
             return True
         except OSError as exc:
-            raise BlobStoreFailed(_os_reason(exc)) from exc
+            raise storage_failed(exc, "the blob store") from exc
         finally:
             with contextlib.suppress(FileNotFoundError):
                 staged.unlink()
@@ -115,11 +115,3 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _os_reason(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "the blob store's disk is full"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "the blob store's folder cannot be written"
-    return f"the blob store failed ({errno.errorcode.get(exc.errno or 0, 'error')})"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from typing import Any, TypeVar
@@ -143,6 +144,9 @@ def _notes(markdown: str) -> ReleaseNotes:
         raise InvalidInput(f"the release notes were not accepted: {rejected}", problems) from rejected
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _reason(text: str, what: str) -> str:
     reason = " ".join(text.split())
     if not MIN_REASON_CHARACTERS <= len(reason) <= MAX_REASON_CHARACTERS:
@@ -150,6 +154,13 @@ def _reason(text: str, what: str) -> str:
             f"the {what} must be {MIN_REASON_CHARACTERS}–{MAX_REASON_CHARACTERS} characters; "
             f"it is {len(reason)}",
             [Problem(LibraryProblem.BAD_FIELD, f"{what}: {len(reason)} characters")],
+        )
+    # Whitespace is folded above; what is left of the control range (a NUL, a bell) is no one's reason,
+    # and PostgreSQL could not even store a NUL.
+    if found := _CONTROL.search(reason):
+        raise InvalidInput(
+            f"the {what} contains the control character U+{ord(found.group()):04X}",
+            [Problem(LibraryProblem.BAD_FIELD, f"{what}: control character U+{ord(found.group()):04X}")],
         )
     return reason
 

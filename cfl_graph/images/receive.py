@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import anyio.to_thread
 
-from cfl_graph.blobs import Staging
+from cfl_graph.blobs import Staging, storage_failed
 from cfl_graph.images.errors import LibraryProblem, Problem, UploadRefused
 from cfl_graph.images.ota import ImageRejected, OtaStreamParser, ParsedImage
 
@@ -31,13 +31,22 @@ class Received:
             self.path.unlink()
 
 
+STAGING = "the upload's staging folder"
+
+
 class Receiver:
-    """Feed it the image's bytes in order with `write`, then `finish`; `abandon` on any failure."""
+    """Feed it the image's bytes in order with `write`, then `finish`; `abandon` on any failure.
+
+    A staged file that cannot be written (a full disk, a read-only folder) is `BlobStoreFailed`, with
+    the staged file gone."""
 
     def __init__(self, staging: Staging, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.path = staging.new_path()
-        self._file: BinaryIO | None = self.path.open("xb")
+        try:
+            self.path = staging.new_path()
+            self._file: BinaryIO | None = self.path.open("xb")
+        except OSError as exc:
+            raise storage_failed(exc, STAGING) from exc
         self._parser = OtaStreamParser()
         self.size = 0
 
@@ -59,7 +68,11 @@ class Receiver:
                 ],
             )
         assert self._file is not None, "write after finish or abandon"
-        self._file.write(chunk)
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            self.abandon()
+            raise storage_failed(exc, STAGING) from exc
         self._parser.feed(chunk)
 
     async def finish(self) -> Received:
@@ -72,8 +85,11 @@ class Receiver:
 
     def _finish(self) -> Received:
         assert self._file is not None, "finish after finish or abandon"
-        self._file.flush()
-        self._file.close()
+        try:
+            self._file.flush()
+            self._file.close()
+        except OSError as exc:
+            raise storage_failed(exc, STAGING) from exc
         self._file = None
         if self.size == 0:
             raise UploadRefused(422, [Problem(LibraryProblem.NO_FILE, "the upload holds no image bytes")])
@@ -87,7 +103,9 @@ class Receiver:
 
     def abandon(self) -> None:
         if self._file is not None:
-            self._file.close()
+            # Closing flushes what is buffered, which fails again on a full disk: the file goes anyway.
+            with contextlib.suppress(OSError):
+                self._file.close()
             self._file = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()

@@ -11,6 +11,7 @@ anything not a plain JSON request go through strawberry as before.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -83,6 +84,7 @@ class GraphQLView(GraphQL[Context, None]):
         *,
         cache: ResponseCache | None,
         persisted: PersistedQueries,
+        admission: asyncio.Semaphore,
     ) -> None:
         # No GraphiQL: it loads its scripts from a CDN and runs inline script, both barred by the CSP.
         schema = build_schema(limits, graph)
@@ -93,6 +95,7 @@ class GraphQLView(GraphQL[Context, None]):
         self._limits = limits
         self._cache = cache
         self._persisted = persisted
+        self._admission = admission  # how many requests this worker executes at once (the rest wait)
         sdl = str(self.schema).encode()
         self._schema_tag = f"{graph.value}:{hashlib.sha256(sdl).hexdigest()[:16]}"
         self._reads_memo: OrderedDict[tuple[str, str | None], Reads | None] = OrderedDict()
@@ -273,14 +276,15 @@ class GraphQLView(GraphQL[Context, None]):
         self, request: Request, adapter: Any, data: GraphQLRequestData, current_snapshot: int | Unknown | None
     ) -> _Answer:
         sub_response = await self.get_sub_response(request)
-        result = await self.execute_operation(
-            request=request,
-            request_adapter=adapter,
-            request_data=data,
-            context=self._context(request, current_snapshot),
-            root_value=None,
-            sub_response=sub_response,
-        )
+        async with self._admission:
+            result = await self.execute_operation(
+                request=request,
+                request_adapter=adapter,
+                request_data=data,
+                context=self._context(request, current_snapshot),
+                root_value=None,
+                sub_response=sub_response,
+            )
         if not isinstance(result, ExecutionResult):
             raise HTTPException(400, "streamed and incremental answers are not served here")
         response_data = await self.process_result(request=request, result=result)

@@ -60,10 +60,10 @@ def _refusal(exc: Exception) -> JSONResponse:
         return JSONResponse(
             {
                 "error": f"the image could not be stored: {exc}; nothing was kept",
-                "code": "UNAVAILABLE",
+                "code": exc.code,
                 "problems": [],
             },
-            status_code=503,
+            status_code=exc.status,
         )
     raise exc
 

@@ -520,6 +520,11 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
         action = (query.get("action") or "").strip()[:64]
         actor = (query.get("actor") or "").strip()[:200]
         before = query.get("before") or ""
+        if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in action + actor):
+            # No action or actor holds one, and a NUL would reach PostgreSQL, which cannot compare it.
+            error = "the filter holds a control character; no action or actor does"
+            nothing: dict[str, Any] = {"events": [], "action": "", "actor": "", "older": None, "export": None}
+            return render(request, "audit.html", 422, error=error, **nothing)
         statement = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(AUDIT_PAGE + 1)
         if action:
             statement = statement.where(AuditEvent.action.startswith(action, autoescape=True))
@@ -542,7 +547,14 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
             else None
         )
         return render(
-            request, "audit.html", events=events, action=action, actor=actor, older=older, export=export
+            request,
+            "audit.html",
+            events=events,
+            action=action,
+            actor=actor,
+            older=older,
+            export=export,
+            error=None,
         )
 
     return [

@@ -1,10 +1,13 @@
-"""Hostile posts to the web forms and the upload endpoint (issue 9): each refused with a clear answer,
-never a 5xx, and nothing changed (no record, no blob, no audit event beyond the session's own)."""
+"""Hostile posts to the web forms and the upload endpoints, and hostile values in the search and
+filter forms (issue 9): each refused with a clear answer, never a 5xx, and nothing changed (no record,
+no blob, no staged file, no audit event beyond the session's own). At least 50 distinct cases."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -12,7 +15,7 @@ from sqlalchemy import func, select
 
 from cfl_graph.database import Database
 from cfl_graph.tables import AuditEvent, CommercialDeclaration, LibraryImage
-from tests.fixtures.library import GOOD_NOTES, OWN_A1, OWN_A2, World, make_world
+from tests.fixtures.library import GOOD_NOTES, OTHER_C1, OWN_A1, OWN_A2, World, make_world
 
 pytestmark = pytest.mark.postgres
 
@@ -182,5 +185,91 @@ async def test_hostile_form_posts_are_refused_cleanly_and_change_nothing(world: 
                 request.keys(),
                 answer.status_code,
             )
+        # The GET forms (search and filters) with hostile values.
+        searches = [
+            "/models?search=%00",
+            "/models?search=North%07field",
+            "/models?search=" + "x" * 101,
+            "/models?deviceType=TOASTER",
+            "/models?manufacturerId=ZZZZZ",
+            "/models?after=%00",
+        ]
+        for path in searches:
+            answer = await http.get(path)
+            assert answer.status_code == 422, (path[:40], answer.status_code)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as panel:
+        panel.headers["Authorization"] = f"Bearer {world.tokens.panel}"
+        audit_filters = ["/audit?action=%00", "/audit?actor=Northfield%00", "/audit?action=image.%07"]
+        for path in audit_filters:
+            answer = await panel.get(path)
+            assert answer.status_code == 422 and "control character" in answer.text, (
+                path,
+                answer.status_code,
+            )
+    api_uploads = await _hostile_api_uploads(world, transport)
+    cases = 8 + 4 + len(posts) + 3 * 2 + len(uploads) + len(searches) + len(audit_filters) + api_uploads
+    assert cases >= 50, cases
     assert await _counts(world) == before
     assert [b async for b in world.store.list()] and list(world.store.staging.folder.glob("*")) == []
+
+
+async def _hostile_api_uploads(world: World, transport: httpx2.ASGITransport) -> int:
+    """Hostile uploads to `POST /api/v1/images` with a bearer token; returns how many were sent."""
+    image = world.image(OWN_A1)
+    notes = ("notes.md", GOOD_NOTES.encode(), "text/markdown")
+
+    async def lying_body() -> AsyncIterator[bytes]:
+        yield image[:100]
+
+    raw = {"Content-Type": "application/octet-stream"}
+    uploads: list[tuple[str, str, dict[str, Any], set[int]]] = [
+        ("manufacturer", "?modelId=0001", {"content": image, "headers": raw}, {422}),
+        ("manufacturer", "?modelId=ZZZZ&hardwareVersion=0100", {"content": image, "headers": raw}, {422}),
+        ("manufacturer", "", {"content": b"", "headers": raw}, {422}),
+        (
+            "manufacturer",
+            "",
+            {"content": lying_body(), "headers": {**raw, "Content-Length": str(10**12)}},
+            {413},
+        ),
+        (
+            "manufacturer",
+            "",
+            {"files": [("file", ("a", image, "application/octet-stream")), ("file", ("b", image, "x/y"))]},
+            {422},
+        ),
+        ("manufacturer", "", {"files": {"file": ("a", image, "x/y")}, "data": {"modelId": "0" * 65}}, {422}),
+        (
+            "manufacturer",
+            "",
+            {
+                "files": {
+                    "file": ("a", image, "x/y"),
+                    "releaseNotes": ("n", b"- Fixed \x00 it at last", "text/plain"),
+                }
+            },
+            {422},
+        ),
+        (
+            "manufacturer",
+            "",
+            {
+                "files": {
+                    "file": ("a", image, "x/y"),
+                    "releaseNotes": ("n", "- Réparé".encode("cp1252"), "text/plain"),
+                }
+            },
+            {422},
+        ),
+        ("manufacturer", "", {"files": {"file": ("a", image, "x/y"), "notes": notes}}, {422}),
+        ("manufacturer", "", {"files": {"file": ("a", world.image(OTHER_C1), "x/y")}}, {403}),
+        ("supplier", "", {"files": {"file": ("a", image, "x/y")}}, {403}),
+        ("read_only_manufacturer", "", {"files": {"file": ("a", image, "x/y")}}, {403}),
+    ]
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as api:
+        for who, query, request, statuses in uploads:
+            headers = {"Authorization": f"Bearer {getattr(world.tokens, who)}", **request.pop("headers", {})}
+            answer = await api.post(f"/api/v1/images{query}", headers=headers, **request)
+            assert answer.status_code in statuses, (who, query, answer.status_code, answer.text[:200])
+            assert answer.json().get("problems") or answer.status_code in (403, 413), answer.text[:200]
+    return len(uploads)

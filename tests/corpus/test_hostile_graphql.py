@@ -1,5 +1,5 @@
 """Every hostile GraphQL request of the generated corpus is answered with a clear error, never a 5xx,
-and changes nothing (issue 9)."""
+and changes nothing (issue 9): no audit event, no image changes state, no declaration is made."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from cfl_graph.database import Database
-from cfl_graph.tables import AuditEvent
-from tests.corpus.hostile_graphql import graphql_cases
+from cfl_graph.tables import AuditEvent, CommercialDeclaration, LibraryImage
+from tests.corpus.hostile_graphql import IMAGE_ID, graphql_cases
 from tests.fixtures.library import OWN_A1, World, make_world
 
 pytestmark = pytest.mark.postgres
@@ -25,23 +25,35 @@ async def world(db: Database, tmp_path: Path) -> World:
     return world
 
 
-async def _events(world: World) -> int:
+async def _state(world: World) -> tuple[int, list[tuple[int, str]], int]:
+    """Audit events (every change is one), images and their states, commercial declarations."""
     async with world.db.sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+        events = int(await session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+        images = [
+            (row.id, row.state)
+            for row in await session.execute(
+                select(LibraryImage.id, LibraryImage.state).order_by(LibraryImage.id)
+            )
+        ]
+        declared = int(await session.scalar(select(func.count()).select_from(CommercialDeclaration)) or 0)
+    return events, images, declared
 
 
 async def test_every_hostile_graphql_request_is_a_clear_error_and_changes_nothing(world: World) -> None:
     corpus = list(graphql_cases())
-    assert len(corpus) >= 70, len(corpus)
-    before = await _events(world)
+    assert len(corpus) >= 100, len(corpus)
+    before = await _state(world)
+    assert before[1] == [(IMAGE_ID, "published")]
     failures = []
     transport = httpx2.ASGITransport(app=world.app(max_request_bytes=8 * 1024 * 1024))
     headers = {"Authorization": f"Bearer {world.tokens.manufacturer}"}
     async with httpx2.AsyncClient(transport=transport, base_url="http://test", headers=headers) as http:
         for case in corpus:
-            if case.raw is not None:
+            if case.method == "GET":
+                answer = await http.get("/graphql", params=case.params)
+            elif case.raw is not None:
                 answer = await http.post(
-                    "/graphql", content=case.raw, headers={"Content-Type": "application/json"}
+                    "/graphql", content=case.raw, headers={"Content-Type": case.content_type}
                 )
             else:
                 answer = await http.post("/graphql", json=case.body)
@@ -65,4 +77,4 @@ async def test_every_hostile_graphql_request_is_a_clear_error_and_changes_nothin
                 elif any(not e.get("message") for e in errors):
                     failures.append(f"{case.name}: an error without a message")
     assert not failures, f"{len(failures)} of {len(corpus)} cases mishandled:\n" + "\n".join(failures)
-    assert await _events(world) == before  # nothing was changed, so nothing was recorded
+    assert await _state(world) == before  # nothing was changed, so nothing was recorded

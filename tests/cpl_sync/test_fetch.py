@@ -5,6 +5,7 @@ pages, and never a partial download left behind."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import logging
 import socket
@@ -17,12 +18,14 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from cpl_sync.fetch import (
+    ChangedWhileDownloading,
     Fetched,
     FetchError,
     FetchLimits,
     HtmlInsteadOfData,
     HttpStatusError,
     NotModified,
+    PartialContent,
     ResponseTooLarge,
     SourceNotFound,
     SourceUnreachable,
@@ -45,7 +48,8 @@ class CplSite:
 
     def __init__(self) -> None:
         self.answer: Answer | None = None
-        self.requests: list[CIMultiDict[str]] = []  # the headers of every request, in order
+        self.requests: list[CIMultiDict[str]] = []  # the headers of every GET, in order
+        self.heads = 0  # HEADs: the check, after a download, that the file is still the one downloaded
         self.release = asyncio.Event()  # set at teardown so hanging answers can end
         self.root = ""
 
@@ -54,7 +58,10 @@ class CplSite:
         return f"{self.root}{name}"
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append(request.headers.copy())
+        if request.method == "HEAD":
+            self.heads += 1
+        else:
+            self.requests.append(request.headers.copy())
         assert self.answer is not None, "the test did not say how the site answers"
         return await self.answer(request)
 
@@ -381,6 +388,95 @@ async def test_an_undeclared_body_growing_past_the_limit_is_aborted_while_stream
     assert caught.value.limit == 200_000 and url in str(caught.value)
     assert len(site.requests) == 1
     assert nothing_left_in(tmp_path)
+
+
+# --- a file that changes while it downloads --------------------------------------------------------
+
+
+def replaced_after_the_first_answer(new_body: bytes) -> Answer:
+    """The first GET gets BODY; from then on (the HEAD that checks it included) the file is `new_body`."""
+    answers = 0
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        nonlocal answers
+        answers += request.method == "GET"
+        body, etag = (BODY, ETAG) if answers == 1 and request.method == "GET" else (new_body, '"newer"')
+        return web.Response(body=body, headers={"Content-Type": "text/csv", "ETag": etag})
+
+    return answer
+
+
+async def test_a_file_replaced_during_the_download_is_downloaded_again(site: CplSite, tmp_path: Path) -> None:
+    newer = BODY + b"Harrow Instruments plc,2C4F,0200\n"
+    url = site.serve(replaced_after_the_first_answer(newer))
+    fetched = await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert isinstance(fetched, Fetched) and fetched.path.read_bytes() == newer
+    assert fetched.validators.etag == '"newer"'
+    assert (len(site.requests), site.heads) == (2, 2)
+    assert [path.name for path in tmp_path.iterdir()] == [fetched.path.name]
+
+
+async def test_a_file_that_changes_on_every_try_is_given_up_after_the_allowed_attempts(
+    site: CplSite, tmp_path: Path
+) -> None:
+    async def always_newer(request: web.Request) -> web.StreamResponse:
+        stamp = f'"{len(site.requests)}-{site.heads}"'  # the HEAD after each GET sees another file
+        return web.Response(body=BODY, headers={"ETag": stamp})
+
+    url = site.serve(always_newer)
+    with pytest.raises(ChangedWhileDownloading) as caught:
+        await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert caught.value.attempts == QUICK.attempts and "its ETag was" in caught.value.why
+    assert nothing_left_in(tmp_path)
+
+
+async def test_a_check_the_server_cannot_answer_keeps_the_whole_download(
+    site: CplSite, tmp_path: Path
+) -> None:
+    async def no_head(request: web.Request) -> web.StreamResponse:
+        if request.method == "HEAD":
+            return web.Response(status=405)
+        return await publish()(request)
+
+    url = site.serve(no_head)
+    fetched = await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert isinstance(fetched, Fetched) and fetched.path.read_bytes() == BODY
+    assert (len(site.requests), site.heads) == (1, 1)
+
+
+@pytest.mark.parametrize("header", ["Repr-Digest", "Content-Digest"])
+async def test_a_body_that_does_not_hash_to_the_announced_digest_is_refused(
+    site: CplSite, tmp_path: Path, header: str
+) -> None:
+    other = base64.b64encode(hashlib.sha256(b"another file").digest()).decode()
+
+    async def lying(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=BODY, headers={header: f"sha-256=:{other}:"})
+
+    url = site.serve(lying)
+    with pytest.raises(ChangedWhileDownloading) as caught:
+        await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert "does not hash to the SHA-256 announced" in str(caught.value)
+    assert len(site.requests) == QUICK.attempts and nothing_left_in(tmp_path)
+
+    right = base64.b64encode(hashlib.sha256(BODY).digest()).decode()
+
+    async def honest(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=BODY, headers={header: f"sha-512=:AAAA:, sha-256=:{right}:"})
+
+    fetched = await fetch_cpl(site.serve(honest), tmp_path, limits=QUICK)
+    assert isinstance(fetched, Fetched) and fetched.path.read_bytes() == BODY
+
+
+async def test_part_of_the_file_is_refused_without_retrying(site: CplSite, tmp_path: Path) -> None:
+    async def partial(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=206, body=BODY[:100], headers={"Content-Range": f"bytes 0-99/{len(BODY)}"})
+
+    url = site.serve(partial)
+    with pytest.raises(PartialContent) as caught:
+        await fetch_cpl(url, tmp_path, limits=QUICK)
+    assert caught.value.content_range == f"bytes 0-99/{len(BODY)}" and "HTTP 206" in str(caught.value)
+    assert len(site.requests) == 1 and nothing_left_in(tmp_path)
 
 
 # --- local files and other sources ------------------------------------------------------------------

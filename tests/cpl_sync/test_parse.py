@@ -10,6 +10,7 @@ import pytest
 from cpl_sync.columns import Column
 from cpl_sync.parse import read_table
 from cpl_sync.problems import CplFileRejected, Severity
+from cpl_sync.validate import validate
 from tests.fixtures.cpl_files import HEADER, row, write_csv, write_xlsx
 
 
@@ -130,3 +131,33 @@ def test_binary_junk_is_not_read_as_csv(tmp_path: Path) -> None:
     path = tmp_path / "cpl.csv"
     path.write_bytes(b"\x00\x01\x02" * 100)
     assert "NUL" in rejected_reason(path)
+
+
+def test_a_utf8_bom_on_bytes_that_are_not_utf8_is_rejected_not_a_crash(tmp_path: Path) -> None:
+    # It used to escape as a UnicodeDecodeError: the sync failed as an internal error (exit 3).
+    path = tmp_path / "cpl.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + ",".join(HEADER).encode() + "\r\nSociété".encode("cp1252"))
+    assert "UTF-8 byte order mark but is not UTF-8 (byte 0xE9 at offset" in rejected_reason(path)
+
+
+def test_utf8_text_with_a_stray_windows_1252_byte_is_rejected_rather_than_read_as_mojibake(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cpl.csv"
+    path.write_bytes(",".join(HEADER).encode() + "\r\nSociété,".encode() + "Modèle".encode("cp1252"))
+    assert "CSV mixes encodings" in rejected_reason(path)
+
+
+def test_a_utf32_file_is_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "cpl.csv"
+    path.write_bytes(b"\xff\xfe\x00\x00" + ",".join(HEADER).encode("utf-32-le"))
+    assert "CSV is UTF-32" in rejected_reason(path)
+
+
+def test_a_csv_that_cannot_be_read_names_the_row(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "cpl.csv", [row(), row(model_name="M" * 200_000)])
+    with pytest.raises(CplFileRejected) as caught:
+        validate(read_table(path))  # rows are read as validation asks for them
+    assert [str(p) for p in caught.value.problems] == [
+        "row 3: CSV cannot be read: field larger than field limit (131072)"
+    ]

@@ -403,6 +403,21 @@ async def test_statements_per_request_do_not_grow_with_the_page(db: Database, tm
     assert counts[100] <= 7, counts
 
 
+async def test_one_request_reads_the_current_snapshot_once_however_many_fields_ask_at_once(
+    world: World,
+) -> None:
+    """Root fields resolve concurrently: had each read the pointer itself, a sync committing between two
+    reads would make one answer of two snapshots (the load test caught `cplSnapshot` naming snapshot 1
+    beside a page of snapshot 2)."""
+    query = """{ cplSnapshot { snapshotId } deviceModels(first: 5) { totalCount
+      edges { node { certifiedFirmware { firmwareVersion } } } }
+      coverageGaps(first: 5) { totalCount } coverageSummary(groupBy: MANUFACTURER) { key } }"""
+    with counting(world.db) as statements:
+        data(await ask(world, query))
+    reads = [statement for statement in statements if "FROM cpl_current" in statement]
+    assert len(reads) == 1, reads
+
+
 RECORD_PATHWAY = """mutation($from: String!, $to: String!) {
   recordUpgradePathway(manufacturerId: "10B2", modelId: "0001", hardwareVersion: "0100",
                        fromVersion: $from, toVersion: $to) { fromVersion toVersion recordedBy } }"""

@@ -628,6 +628,60 @@ def test_any_bytes_streamed_in_any_chunk_size_give_the_one_shot_result(data: byt
     assert outcome(data, chunk_size) == outcome(data)
 
 
+HEADER_TEXT = st.text(
+    alphabet=st.characters(categories=("L", "N", "P", "Zs"), max_codepoint=0x2FF), max_size=32
+).filter(lambda text: len(text.encode()) <= 32 and text == text.rstrip("\0"))
+
+
+@st.composite
+def well_formed_images(draw: st.DrawFn) -> tuple[bytes, dict[str, object], bytes]:
+    """Any image the format allows, built from the format's description, with the fields it holds."""
+    hardware = draw(st.none() | st.tuples(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF)).map(sorted))
+    fields: dict[str, object] = {
+        "manufacturer_code": f"{draw(st.integers(0, 0xFFFF)):04X}",
+        "image_type": draw(st.integers(0, 0xFFFF)),
+        "file_version": f"{draw(st.integers(0, 0xFFFFFFFF)):08X}",
+        "header_string": draw(HEADER_TEXT),
+        "security_credential_version": draw(st.none() | st.integers(0, 255)),
+        "destination": draw(st.none() | st.binary(min_size=8, max_size=8)),
+        "min_hw": None if hardware is None else f"{hardware[0]:04X}",
+        "max_hw": None if hardware is None else f"{hardware[1]:04X}",
+    }
+    manufacturer_image = draw(st.binary(min_size=1, max_size=2000))  # none at all is a named problem
+    return (
+        build_image(manufacturer_image, private_key=MANUFACTURER_KEY, **fields),  # type: ignore[arg-type]
+        fields,
+        manufacturer_image,
+    )
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(well_formed_images(), st.integers(1, 4096))
+def test_any_well_formed_image_parses_back_to_the_fields_it_was_built_with(
+    built: tuple[bytes, dict[str, object], bytes], chunk_size: int
+) -> None:
+    data, fields, manufacturer_image = built
+    parsed = outcome(data, chunk_size)
+    assert isinstance(parsed, ParsedImage), parsed
+    header = parsed.header
+    assert (header.manufacturer_code, header.image_type, header.file_version) == (
+        fields["manufacturer_code"],
+        fields["image_type"],
+        fields["file_version"],
+    )
+    assert header.header_string == fields["header_string"]
+    assert header.security_credential_version == fields["security_credential_version"]
+    assert header.upgrade_file_destination == fields["destination"]
+    assert (header.minimum_hardware_version, header.maximum_hardware_version) == (
+        fields["min_hw"],
+        fields["max_hw"],
+    )
+    assert header.total_image_size == parsed.total_length == len(data)
+    assert parsed.manufacturer_image_sha256 == hashlib.sha256(manufacturer_image).hexdigest()
+    assert parsed.file_sha256 == hashlib.sha256(data).hexdigest()
+    assert verify_signature(parsed, [OTHER_KEY.public_key(), MANUFACTURER_KEY.public_key()]) == 1
+
+
 # --- streaming ---------------------------------------------------------------------------------------
 
 SMALL_STREAM = full_image(bytes(range(251)) * 80)  # about 20 KB

@@ -12,12 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -32,6 +27,7 @@ from cfl_graph.database import Database
 from cfl_graph.images.integrity import verify_blobs
 from cfl_graph.tables import LibraryImage
 from tests.fixtures.library import OWN_A1, World, client, make_world, write_large_image
+from tests.fixtures.server import ServerProcess, server_env
 
 pytestmark = pytest.mark.postgres
 
@@ -43,7 +39,6 @@ LOOP_SECONDS = 45.0
 # whole body: while it parses, stores the blob and writes the record.
 AFTER_BODY_EVERY = 4
 AFTER_BODY_DELAY = 0.25
-START_TIMEOUT = 60.0
 UPLOAD_TIMEOUT = 10.0
 UPLOAD = "/api/v1/images?modelId=0001&hardwareVersion=0100"
 
@@ -53,57 +48,10 @@ async def world(db: Database, tmp_path: Path) -> World:
     return await make_world(db, tmp_path)
 
 
-class Server:
-    """`cfl-graph serve` in its own process over the world's database and blob folder, started again and
-    again, each time on a fresh port."""
-
-    def __init__(self, world: World, tmp_path: Path) -> None:
-        self.env = {
-            **os.environ,
-            "CFL_DATABASE_URL": world.db.url,
-            "CFL_BLOB_DIR": str(tmp_path / "blobs"),
-            "CFL_WORK_DIR": str(tmp_path / "work"),
-            "CFL_LOG_LEVEL": "WARNING",
-        }
-        self.log = tmp_path / "server.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.base = ""
-
-    async def start(self) -> float:
-        """Start it and wait until /healthz answers; return how long that took."""
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        began = time.monotonic()
-        self.process = self._spawn(port)
-        self.base = f"http://127.0.0.1:{port}"
-        async with httpx2.AsyncClient(base_url=self.base, timeout=2) as http:
-            while True:
-                assert self.process.poll() is None, f"the server exited: {self.log.read_text()[-2000:]}"
-                with contextlib.suppress(httpx2.TransportError):
-                    if (await http.get("/healthz")).status_code == 200:
-                        return time.monotonic() - began
-                assert time.monotonic() - began < START_TIMEOUT, "the server did not start in time"
-                await asyncio.sleep(0.05)
-
-    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
-        with self.log.open("ab") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "cfl_graph", "serve", "--port", str(port)],
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-
-    def kill(self) -> bool:
-        """SIGKILL it and reap it; False if it had already exited."""
-        assert self.process is not None
-        alive = self.process.poll() is None
-        if alive:
-            self.process.send_signal(signal.SIGKILL)
-        # Reaped, so its pid is free: start-up cleaning keeps the staged files of live processes only.
-        self.process.wait(timeout=10)
-        return alive
+def server_for(world: World, tmp_path: Path) -> ServerProcess:
+    """`cfl-graph serve` over the world's database and blob folder, started again and again."""
+    env = server_env(world.db.url, tmp_path / "blobs", tmp_path / "work")
+    return ServerProcess(env, tmp_path / "server.log")
 
 
 def staged_files(world: World) -> list[Path]:
@@ -128,7 +76,7 @@ async def partial_blobs(store: BlobStore, checked: set[str]) -> list[str]:
 
 
 async def check_after_restart(
-    world: World, server: Server, image_sha256: str, checked: set[str], where: str
+    world: World, server: ServerProcess, image_sha256: str, checked: set[str], where: str
 ) -> tuple[int, int]:
     """Everything the restarted server holds is whole; then its drafts are discarded.
 
@@ -162,7 +110,7 @@ async def check_after_restart(
     return len(images), sum(blob == image_sha256 for blob in report.unreferenced)
 
 
-async def kill_when_staged(server: Server, world: World, offset: int, delay: float) -> bool:
+async def kill_when_staged(server: ServerProcess, world: World, offset: int, delay: float) -> bool:
     """SIGKILL the server `delay` seconds after its staged copy of the upload holds `offset` bytes."""
     # Polled, not awaited: the server's progress shows only in its staged file. `upload` cancels this
     # when the answer comes first.
@@ -181,7 +129,9 @@ def _size(path: Path) -> int:
         return 0
 
 
-async def upload(server: Server, world: World, data: bytes, offset: int, delay: float) -> tuple[str, bool]:
+async def upload(
+    server: ServerProcess, world: World, data: bytes, offset: int, delay: float
+) -> tuple[str, bool]:
     """Stream `data` to the server and SIGKILL it `delay` seconds after it has written `offset` bytes of
     it, or once it answers if that comes first. Returns what happened, and whether the kill found the
     server alive."""
@@ -216,7 +166,7 @@ async def test_a_server_killed_mid_upload_never_keeps_or_serves_partial_bytes(
     world: World, tmp_path: Path
 ) -> None:
     rng = random.Random()
-    server = Server(world, tmp_path)
+    server = server_for(world, tmp_path)
     kills = 0
     left_staged = 0
     outcomes: Counter[str] = Counter()

@@ -81,6 +81,11 @@ class Query:
         return [Manufacturer(name=f"M{n}") for n in _page(first)]
 
     @strawberry.field
+    def echo(self, info: Info, text: str | None = None) -> str | None:
+        info.context.resolved += 1
+        return text
+
+    @strawberry.field
     def failing(self, info: Info) -> str | None:
         info.context.resolved += 1
         raise RuntimeError("SELECT secret FROM x")
@@ -378,6 +383,58 @@ async def test_introspection_that_nests_type_lists_is_refused(client: Client) ->
         '{ __type(name: "Query") { fields { type { fields { type { fields { name } } } } } } }'
     )
     assert answer.codes == {"QUERY_TOO_DEEP"}
+
+
+async def test_an_of_type_chain_deeper_than_any_type_wraps_is_refused(client: Client) -> None:
+    chain = "name"
+    for _ in range(11):
+        chain = f"ofType {{ {chain} }}"
+    answer = await client.refused(f"{{ __schema {{ types {{ fields {{ type {{ {chain} }} }} }} }} }}")
+    assert answer.codes == {"QUERY_TOO_DEEP"}
+    assert answer.messages == ["introspection nests `ofType` more than 10 deep (no type wraps that deeply)"]
+    # Through fragments too, each spread counted where it stands.
+    fragments = "fragment T on __Type { ofType { ofType { ofType { ...U } } } } fragment U on __Type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } }"
+    answer = await client.refused(f"{{ __schema {{ types {{ ...T }} }} }} {fragments}")
+    assert answer.codes == {"QUERY_TOO_DEEP"}
+
+
+async def test_several_operations_without_an_operation_name_are_refused_not_run_first_come(
+    client: Client,
+) -> None:
+    document = "query A { manufacturers { name } } query B { manufacturers { name } }"
+    answer = await client.refused(document)
+    assert answer.codes == {"OPERATION_NAME_REQUIRED"}
+    assert answer.messages == [
+        "the document holds 2 operations (A, B); name the one to run with `operationName`"
+    ]
+    named = await client.http.post("/graphql", json={"query": document, "operationName": "B"})
+    assert named.json() == {"data": {"manufacturers": [{"name": "M0"}, {"name": "M1"}]}}
+
+
+@pytest.mark.parametrize(
+    "query,variables,message",
+    [
+        ('{ echo(text: "a\\u0000b") }', None, "a string literal holds U+0000, which no text may hold"),
+        (
+            "query($w: String) { echo(text: $w) }",
+            {"w": "a\x00b"},
+            "variable $w holds U+0000, which no text may hold",
+        ),
+        (
+            "query($w: String) { echo(text: $w) }",
+            {"w": "fine", "extra": {"list": ["fine", "\ud800"]}},
+            "variable $extra.list[1] holds U+D800, which no text may hold",
+        ),
+    ],
+)
+async def test_a_nul_or_a_lone_surrogate_anywhere_in_the_request_is_refused(
+    client: Client, query: str, variables: dict[str, object] | None, message: str
+) -> None:
+    body = json.dumps({"query": query, "variables": variables})  # escaped: \\ud800 has no UTF-8 form
+    response = await client.http.post("/graphql", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200 and client.resolved == 0
+    assert message in [e["message"] for e in response.json()["errors"]]
+    assert "INVALID_TEXT" in {e["extensions"]["code"] for e in response.json()["errors"]}
 
 
 async def test_introspection_can_be_turned_off_but_typename_still_answers() -> None:
