@@ -160,8 +160,8 @@ def _search_text(text: str) -> str:
     if len(clean) > 100:
         raise ids.InvalidValue("search text is at most 100 characters")
     # A NUL would reach PostgreSQL, which cannot hold one in text; no name holds any control character.
-    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or 0xD800 <= ord(ch) <= 0xDFFF for ch in clean):
-        raise ids.InvalidValue("search text contains a control character")
+    if found := ids.control_character(clean):
+        raise ids.InvalidValue(f"search text contains the control character {found}")
     return clean
 
 

@@ -209,6 +209,15 @@ def gbcs_version(value: Cell) -> str:
 
 _WHITESPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What no one-line text a person writes holds: C0 and C1 controls, and lone surrogates (no UTF-8 for
+# them); PostgreSQL cannot even store a NUL.
+_UNWRITTEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def control_character(text: str) -> str | None:
+    """The first control character (or lone surrogate) in a line of text, as `U+XXXX`; None if none."""
+    found = _UNWRITTEN.search(text)
+    return None if found is None else f"U+{ord(found.group()):04X}"
 
 
 def name(value: Cell, what: str, max_length: int = 200) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from typing import Any, TypeVar
@@ -144,9 +143,6 @@ def _notes(markdown: str) -> ReleaseNotes:
         raise InvalidInput(f"the release notes were not accepted: {rejected}", problems) from rejected
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
 def _reason(text: str, what: str) -> str:
     reason = " ".join(text.split())
     if not MIN_REASON_CHARACTERS <= len(reason) <= MAX_REASON_CHARACTERS:
@@ -157,10 +153,10 @@ def _reason(text: str, what: str) -> str:
         )
     # Whitespace is folded above; what is left of the control range (a NUL, a bell) is no one's reason,
     # and PostgreSQL could not even store a NUL.
-    if found := _CONTROL.search(reason):
+    if found := ids.control_character(reason):
         raise InvalidInput(
-            f"the {what} contains the control character U+{ord(found.group()):04X}",
-            [Problem(LibraryProblem.BAD_FIELD, f"{what}: control character U+{ord(found.group()):04X}")],
+            f"the {what} contains the control character {found}",
+            [Problem(LibraryProblem.BAD_FIELD, f"{what}: control character {found}")],
         )
     return reason
 

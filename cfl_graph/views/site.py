@@ -520,7 +520,7 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
         action = (query.get("action") or "").strip()[:64]
         actor = (query.get("actor") or "").strip()[:200]
         before = query.get("before") or ""
-        if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in action + actor):
+        if ids.control_character(action + actor):
             # No action or actor holds one, and a NUL would reach PostgreSQL, which cannot compare it.
             error = "the filter holds a control character; no action or actor does"
             nothing: dict[str, Any] = {"events": [], "action": "", "actor": "", "older": None, "export": None}
