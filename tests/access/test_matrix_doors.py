@@ -76,6 +76,11 @@ MATRIX: dict[str, list[str]] = {
     "GET /api/v1/audit/events":             ["401", "403",  "403", "403", "403", "ok",  "ok",  "ok",  "401",  "401",  "401"],
     "GET /feeds/images.atom":               ["401", "ok",   "ok",  "ok",  "ok",  "ok",  "ok",  "ok",  "401",  "401",  "401"],
     "GET /api/v1/catalogue.json":           ["401", "ok",   "ok",  "ok",  "ok",  "ok",  "ok",  "ok",  "401",  "401",  "401"],
+    "recordUpgradePathway":                 ["401", "403",  "ok",  "403", "403", "403", "403", "403", "401",  "401",  "401"],
+    "coverageGaps":                         ["401", "ok",   "ok",  "ok",  "ok",  "ok",  "ok",  "ok",  "401",  "401",  "401"],
+    "consistencyReport(10B2)":              ["401", "403",  "ok",  "403", "ok",  "ok",  "ok",  "ok",  "401",  "401",  "401"],
+    "GET /reports/coverage.csv":            ["401", "ok",   "ok",  "ok",  "ok",  "ok",  "ok",  "ok",  "401",  "401",  "401"],
+    "GET /reports/consistency/10B2.xlsx":   ["401", "403",  "ok",  "403", "ok",  "ok",  "ok",  "ok",  "401",  "401",  "401"],
 }  # fmt: skip
 
 # Cells where the service does not do what the rules say, each with why; they run on their own, as strict
@@ -186,6 +191,12 @@ async def upload(http: httpx2.AsyncClient, target: Target, headers: dict[str, st
         data={"releaseNotes": GOOD_NOTES},
         headers=headers,
     )
+
+
+def _next_version(version: Version) -> str:
+    """The firmware version of the next column's own version (the same device model)."""
+    versions = list(OWN_VERSIONS.values())
+    return versions[(versions.index(version) + 1) % len(versions)].firmware_version
 
 
 def image_id(target: Target) -> str:
@@ -313,6 +324,35 @@ OPERATIONS: dict[str, Operation] = {
     "GET /api/v1/audit/events": Operation(published, get(lambda _: "/api/v1/audit/events")),
     "GET /feeds/images.atom": Operation(published, get(lambda _: "/feeds/images.atom")),
     "GET /api/v1/catalogue.json": Operation(published, get(lambda _: "/api/v1/catalogue.json")),
+    # From the cell's own version to the next column's, both certified versions of one model: every cell
+    # records a pathway no other cell touches.
+    "recordUpgradePathway": Operation(
+        version_only,
+        graphql(
+            "mutation($m: String!, $model: String!, $hw: String!, $from: String!, $to: String!) {"
+            " recordUpgradePathway(manufacturerId: $m, modelId: $model, hardwareVersion: $hw,"
+            " fromVersion: $from, toVersion: $to) { fromVersion toVersion } }",
+            m=lambda t: t.version.manufacturer_id,
+            model=lambda t: t.version.model_id,
+            hw=lambda t: t.version.hardware_version,
+            **{"from": lambda t: t.version.firmware_version, "to": lambda t: _next_version(t.version)},
+        ),
+        "recordUpgradePathway",
+        fresh=True,
+        effect=("pathway.recorded",),
+    ),
+    "coverageGaps": Operation(
+        published, graphql("{ coverageGaps(first: 10) { totalCount } }"), "coverageGaps"
+    ),
+    "consistencyReport(10B2)": Operation(
+        published,
+        graphql('{ consistencyReport(manufacturerId: "10B2") { findings { kind } } }'),
+        "consistencyReport",
+    ),
+    "GET /reports/coverage.csv": Operation(published, get(lambda _: "/reports/coverage.csv")),
+    "GET /reports/consistency/10B2.xlsx": Operation(
+        published, get(lambda _: "/reports/consistency/10B2.xlsx")
+    ),
 }
 
 GRAPHQL_CODES = {"FORBIDDEN": "403", "NOT_FOUND": "404", "GONE": "410"}
