@@ -180,7 +180,7 @@ def growth_record(g: Growth) -> dict[str, Any]:
 
 
 def _uncached_rps(sides: list[dict[str, Any]]) -> float | None:
-    found = [side["best_requests_per_s"] for side in sides if "cache off" in side["name"]]
+    found = [side["best_requests_per_s"] for side in sides if "cache off" in side["label"]]
     return float(found[0]) if found else None
 
 
