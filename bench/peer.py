@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -309,8 +309,35 @@ class Facts:
         return ""
 
 
-def our_facts(answer: Mapping[str, Any]) -> Facts:
-    page = answer["data"]["deviceModels"]
+@dataclass(frozen=True)
+class AnswerShape:
+    """Where one server's answer keeps each fact of the page."""
+
+    connection: str  # the root field
+    versions: Callable[[Mapping[str, Any]], list[Mapping[str, Any]]]  # a model's certified versions
+    listed_on: str
+    commercial: Callable[[Mapping[str, Any]], bool]
+    image_id: str
+
+
+OURS = AnswerShape(
+    "deviceModels",
+    lambda node: node["certifiedFirmware"],
+    "listedOn",
+    lambda v: bool(v["commercial"]),
+    "imageId",
+)
+PEERS = AnswerShape(
+    "allCplDeviceModels",
+    lambda node: node["certifiedFirmware"]["nodes"],
+    "dateAdded",
+    lambda v: v["commercialDeclaration"] is not None,
+    "rowId",
+)
+
+
+def facts(answer: Mapping[str, Any], shape: AnswerShape) -> Facts:
+    page = answer["data"][shape.connection]
     models, versions = [], set()
     for edge in page["edges"]:
         node = edge["node"]
@@ -318,7 +345,7 @@ def our_facts(answer: Mapping[str, Any]) -> Facts:
         models.append(
             (*key, node["manufacturerName"], node["modelName"], node["deviceType"], node["smetsVersion"])
         )
-        for v in node["certifiedFirmware"]:
+        for v in shape.versions(node):
             image = v["libraryImage"] or {}
             versions.add(
                 (
@@ -326,37 +353,9 @@ def our_facts(answer: Mapping[str, Any]) -> Facts:
                     v["firmwareVersion"],
                     v["imageHash"],
                     v["status"].lower(),
-                    v["listedOn"],
-                    bool(v["commercial"]),
-                    None if not image else int(image["imageId"]),
-                    None if not image else image["state"].lower(),
-                    image.get("fileSha256"),
-                    None if not image else int(image["size"]),
-                )
-            )
-    return Facts(page["totalCount"], tuple(models), frozenset(versions))
-
-
-def peer_facts(answer: Mapping[str, Any]) -> Facts:
-    page = answer["data"]["allCplDeviceModels"]
-    models, versions = [], set()
-    for edge in page["edges"]:
-        node = edge["node"]
-        key = (node["manufacturerId"], node["modelId"], node["hardwareVersion"])
-        models.append(
-            (*key, node["manufacturerName"], node["modelName"], node["deviceType"], node["smetsVersion"])
-        )
-        for v in node["certifiedFirmware"]["nodes"]:
-            image = v["libraryImage"] or {}
-            versions.add(
-                (
-                    *key,
-                    v["firmwareVersion"],
-                    v["imageHash"],
-                    v["status"].lower(),
-                    v["dateAdded"],
-                    v["commercialDeclaration"] is not None,
-                    None if not image else int(image["rowId"]),
+                    v[shape.listed_on],
+                    shape.commercial(v),
+                    None if not image else int(image[shape.image_id]),
                     None if not image else image["state"].lower(),
                     image.get("fileSha256"),
                     None if not image else int(image["size"]),  # a bigint: PostGraphile sends a string
@@ -555,12 +554,12 @@ def compare(
     peer_question, peer_answer = ask(
         peer, json_headers, PEER_QUERY, {"snapshot": current_snapshot(database_url), "after": None}
     )
-    expected = peer_facts(peer_answer)
+    expected = facts(peer_answer, PEERS)
     questions = {peer.name: peer_question}
     for server in ours:
         headers = {**json_headers, "Authorization": f"Bearer {token}"}
         question, answer = ask(server, headers, CATALOGUE_QUERY, {"after": None})
-        if difference := our_facts(answer).difference(expected):
+        if difference := facts(answer, OURS).difference(expected):
             raise SystemExit(f"{server.name} and {peer.name} disagree on the first page: {difference}")
         questions[server.name] = question
     everyone = [*ours, peer]

@@ -11,18 +11,16 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from sqlalchemy import func, select
-
 from bench.datagen import generate, write_xlsx
 from cfl_graph.access.parties import UnknownParty, add_party, find_party
 from cfl_graph.access.tokens import issue_token
 from cfl_graph.audit import Actor
 from cfl_graph.blobs import BlobStore
 from cfl_graph.database import Database
-from cfl_graph.demo_library import demo_party_name, load_demo_library
+from cfl_graph.demo_library import demo_party_name, largest_manufacturer, load_demo_library
 from cfl_graph.scheduler import sync_limits
 from cfl_graph.settings import Settings
-from cfl_graph.tables import CplCurrent, CplDeviceModel, Role
+from cfl_graph.tables import Role
 from cpl_sync.snapshot import current_snapshot
 from cpl_sync.sync import sync_cpl
 
@@ -63,20 +61,12 @@ async def _load_cpl(settings: Settings, db: Database) -> None:
 
 
 async def _issue_demo_tokens(settings: Settings, db: Database) -> Path:
-    """One party per role (the manufacturer owns the two biggest manufacturer ids of the demo CPL).
+    """One party per role (the manufacturer owns the demo CPL's manufacturer id with the most models).
 
     Tokens go to a file readable by its owner only, never to the log: a token in a log is a leak.
     """
     async with db.sessions() as session, session.begin():
-        biggest = (
-            await session.execute(
-                select(CplDeviceModel.manufacturer_id, CplDeviceModel.manufacturer_name)
-                .join(CplCurrent, CplCurrent.snapshot_id == CplDeviceModel.snapshot_id)
-                .group_by(CplDeviceModel.manufacturer_id, CplDeviceModel.manufacturer_name)
-                .order_by(func.count().desc(), CplDeviceModel.manufacturer_id)
-                .limit(1)
-            )
-        ).one()
+        biggest = await largest_manufacturer(session)
         parties = [
             ("Demo Supplier Energy Ltd", Role.SUPPLIER, ()),
             (demo_party_name(biggest[1]), Role.MANUFACTURER, (biggest[0],)),

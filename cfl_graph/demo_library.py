@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import (
     derive_private_key,
 )
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bench.datagen import manufacturer_image_for_key
 from bench.ota_images import P256_ORDER, build_image
@@ -46,6 +47,20 @@ WITHDRAWN = 2
 
 def demo_party_name(manufacturer_name: str) -> str:
     return f"{manufacturer_name} (demo)"
+
+
+async def largest_manufacturer(session: AsyncSession) -> tuple[str, str]:
+    """(manufacturer id, name) with the most device models in the current CPL snapshot, ties by id."""
+    found = (
+        await session.execute(
+            select(CplDeviceModel.manufacturer_id, CplDeviceModel.manufacturer_name)
+            .join(CplCurrent, CplCurrent.snapshot_id == CplDeviceModel.snapshot_id)
+            .group_by(CplDeviceModel.manufacturer_id, CplDeviceModel.manufacturer_name)
+            .order_by(func.count().desc(), CplDeviceModel.manufacturer_id)
+            .limit(1)
+        )
+    ).one()
+    return str(found[0]), str(found[1])
 
 
 def _share(key: VersionKey, salt: str) -> int:
