@@ -58,6 +58,7 @@ from bench.images import RATE_LIMIT_PER_MINUTE, Server
 
 RESULTS = Path(__file__).parent / "results"
 AIM_GAPS_RATIO = 1.5  # P4: ours / the hand-written anti-join, at most
+KEEPALIVE_S = 2.0  # the client's idle keep-alive, under uvicorn's default 5 s
 FAR_OFF_RATIO = 3.0  # beyond this, ours is worth a profile (`--profile`)
 PAGE_SIZE = 100
 GAPS_FIRST = 500
@@ -491,8 +492,11 @@ class GraphClient:
         self._url = f"{server.url}/graphql"
         self.server_cpu_s: Clock = server.cpu_s
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        # Idle connections are dropped before uvicorn's 5 s keep-alive closes them: a request sent on a
+        # connection the server is closing at that moment is reset (seen between the measured phases).
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=clients), timeout=aiohttp.ClientTimeout(total=600)
+            connector=aiohttp.TCPConnector(limit=clients, keepalive_timeout=KEEPALIVE_S),
+            timeout=aiohttp.ClientTimeout(total=600),
         )
 
     async def raw(self, query: str, variables: dict[str, Any]) -> bytes:
