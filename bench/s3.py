@@ -202,7 +202,7 @@ async def _upload_all(
         began = time.perf_counter()
         await asyncio.gather(*(worker(http) for _ in range(concurrency)))
         seconds = time.perf_counter() - began
-    return _phase(f"{len(images)} uploads + publications", latencies, errors, seconds, nbytes), published
+    return _phase(f"{len(images)} × upload + publication", latencies, errors, seconds, nbytes), published
 
 
 async def _download_all(

@@ -162,9 +162,12 @@ async def _stored_counts(session: AsyncSession, old_id: int, new_id: int) -> Dif
 async def diff_snapshots(
     session: AsyncSession, old_id: int, new_id: int, *, limit: int = 1000
 ) -> SnapshotDiff:
-    """Rows added, removed and changed from snapshot `old_id` to `new_id`, at most `limit` of each."""
+    """Rows added, removed and changed from snapshot `old_id` to `new_id`, at most `limit` of each
+    (`limit=0`: the counts alone, without comparing the snapshots again when the sync stored them)."""
     old, new = _Side(old_id), _Side(new_id)
     counts = await _stored_counts(session, old_id, new_id) or await diff_counts(session, old_id, new_id)
+    if limit == 0:
+        return SnapshotDiff(old_id, new_id, counts, [], [], [])
     added = [
         CplRow(*r) for r in await session.execute(_only_in(new, old).order_by(*new.order()).limit(limit))
     ]

@@ -4,9 +4,11 @@ what changed between any two (R6)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import strawberry
 from sqlalchemy import select
+from strawberry.types.nodes import SelectedField, Selection
 
 from cfl_graph.access.policy import Action, authorise
 from cfl_graph.images.errors import InvalidInput
@@ -16,6 +18,18 @@ from schema.context import Info
 from schema.node import BOTH, CPL, Node, global_id, parse_global_id
 
 MAX_DIFF_ROWS = 500
+DIFF_ROW_FIELDS = frozenset({"added", "removed", "changed"})
+
+
+def _selects_any(selections: Sequence[Selection], names: frozenset[str]) -> bool:
+    """Whether any of `names` is among these selections, looking into fragments."""
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            if selection.name in names:
+                return True
+        elif _selects_any(selection.selections, names):
+            return True
+    return False
 
 
 @strawberry.type(description="A CPL row as a snapshot holds it (used in diffs).")
@@ -116,6 +130,8 @@ class CplSnapshot(Node):
             return None
         if await info.context.loaders.cpl.snapshot.load(older) is None:
             raise InvalidInput(f"there is no snapshot {older}")
+        if not any(_selects_any(field.selections, DIFF_ROW_FIELDS) for field in info.selected_fields):
+            limit = 0  # only counts asked: no comparison of the two snapshots' rows
         async with info.context.sessions() as session:
             found = await diff_snapshots(session, older, self.snapshot_id, limit=limit)
         return SnapshotDiff(

@@ -343,6 +343,27 @@ async def test_snapshots_and_their_diff(world: World, tmp_path: Path) -> None:
     assert body[1]["diff"] is None
 
 
+async def test_a_diff_asked_for_its_counts_alone_does_not_compare_the_snapshots_rows(
+    world: World, tmp_path: Path
+) -> None:
+    """The counts a sync stored answer `diff { addedCount ... }`; the row comparisons (three full reads of
+    both snapshots: 9 s at a million rows) run only when a row list is asked, through a fragment too."""
+    rows = [v.as_row() for v in CPL if v != OWN_A3]
+    await sync_cpl(world.db, str(write_csv(tmp_path / "next.csv", rows)), work_dir=tmp_path / "sync2")
+    counts_only = "{ cplSnapshot { diff { addedCount removedCount changedCount } } }"
+    with_rows = """{ cplSnapshot { diff { removedCount ...Rows } } }
+                   fragment Rows on SnapshotDiff { removed { firmwareVersion } }"""
+
+    with counting(world.db) as counted:
+        brief = data(await ask(world, counts_only))["cplSnapshot"]["diff"]
+    with counting(world.db) as counted_with_rows:
+        full = data(await ask(world, with_rows))["cplSnapshot"]["diff"]
+
+    assert brief == {"addedCount": 0, "removedCount": 1, "changedCount": 0}
+    assert full == {"removedCount": 1, "removed": [{"firmwareVersion": "01020000"}]}
+    assert len(counted_with_rows) == len(counted) + 3, (counted, counted_with_rows)
+
+
 async def test_bad_arguments_are_user_errors(world: World) -> None:
     cursor = await ask(world, CATALOGUE, first=2, after="not-a-cursor")
     assert cursor["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
