@@ -20,7 +20,6 @@ is reported, not an error; a step that fails makes the exit status 1.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import subprocess
 import sys
@@ -30,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import growth, peer
+from bench.records import RESULTS, machine_record, write_record
 
-RESULTS = Path(__file__).parent / "results"
 STEPS = ("growth", "plans", "images")
 ORDER = ("P1", "P2", "P3", "plans", "P4", "P5", "P6", "P7")
 
@@ -216,7 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=STEPS, default=list(STEPS), help="run these steps only")
     args = parser.parse_args(argv)
 
-    RESULTS.mkdir(exist_ok=True)
     figures: list[Figure] = []
     records: dict[str, str] = {}
     failed: list[str] = []
@@ -240,16 +238,17 @@ def main(argv: list[str] | None = None) -> int:
     figures.sort(key=lambda f: ORDER.index(f.id))  # stable: each id's lines stay in their order
     print("\nIssue 8's benchmarks, PostgreSQL, this machine:\n")
     print(markdown(figures))
-    stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H%M%S}"
-    summary = {
-        **peer.machine_record("summary of P1 to P7"),
-        "records": records,
-        "failed": failed,
-        "figures": [asdict(f) for f in figures],
-    }
-    out = RESULTS / f"summary-{stamp}.json"
-    out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"\nwritten {out}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    summary = machine_record(
+        "summary of P1 to P7",
+        database="postgresql",
+        records=records,
+        failed=failed,
+        figures=[asdict(f) for f in figures],
+    )
+    print()
+    write_record(summary, "summary")
+    if failed:
+        print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0
 
 

@@ -35,7 +35,6 @@ import datetime as dt
 import io
 import json
 import os
-import platform
 import pstats
 import signal
 import socket
@@ -55,8 +54,8 @@ import aiohttp
 from bench.cpl_sync import _drop_database, _fresh_database
 from bench.datagen import generate, write_csv
 from bench.images import RATE_LIMIT_PER_MINUTE, Server
+from bench.records import machine_record, write_record
 
-RESULTS = Path(__file__).parent / "results"
 AIM_GAPS_RATIO = 1.5  # P4: ours / the hand-written anti-join, at most
 KEEPALIVE_S = 2.0  # the client's idle keep-alive, under uvicorn's default 5 s
 FAR_OFF_RATIO = 3.0  # beyond this, ours is worth a profile (`--profile`)
@@ -952,22 +951,12 @@ def main(argv: list[str] | None = None) -> int:
         print_measurement(m, database)
         print(m.profile, end="", flush=True)
 
-    RESULTS.mkdir(exist_ok=True)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    stamp = time.strftime("%Y-%m-%dT%H%M%S")
-    record = {
-        "benchmark": "P2 catalogue page, P4 coverage gaps",
-        "date": stamp,
-        "commit": commit,
-        "machine": platform.node(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "database": database,
-        "clients": args.clients,
-        "aim_gaps_ratio_max": AIM_GAPS_RATIO,
-        "results": [
+    record = machine_record(
+        "P2 catalogue page, P4 coverage gaps",
+        database=database,
+        clients=args.clients,
+        aim_gaps_ratio_max=AIM_GAPS_RATIO,
+        results=[
             {
                 "setup": {**asdict(m.setup), "seconds": round(m.setup.seconds, 2)},
                 "hand_pool": m.hand_pool,
@@ -991,10 +980,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             for m in results
         ],
-    }
-    out = RESULTS / f"catalogue-{database}-{stamp}.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"written {out}")
+    )
+    write_record(record, f"catalogue-{database}")
     return 0
 
 

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -22,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.datagen import SHEET_NAME, generate, write_xlsx
+from bench.records import machine_record, write_record
 
-RESULTS = Path(__file__).parent / "results"
 AIM_RATIO = 2.0
 AIM_PEAK_MB = 300.0
 
@@ -164,24 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"aim: ratio <= {AIM_RATIO}x, sync peak <= {AIM_PEAK_MB:.0f} MB at 100,000 rows")
 
-    RESULTS.mkdir(exist_ok=True)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    stamp = time.strftime("%Y-%m-%dT%H%M%S")
-    record = {
-        "benchmark": "P1 cpl_sync",
-        "date": stamp,
-        "commit": commit,
-        "machine": platform.node(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "database": "sqlite" if args.database_url is None else "postgresql",
-        "results": [{**asdict(m), "ratio": round(m.ratio, 3)} for m in results],
-    }
-    out = RESULTS / f"cpl_sync-{record['database']}-{stamp}.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"written {out}")
+    record = machine_record(
+        "P1 cpl_sync",
+        database="sqlite" if args.database_url is None else "postgresql",
+        results=[{**asdict(m), "ratio": round(m.ratio, 3)} for m in results],
+    )
+    write_record(record, f"cpl_sync-{record['database']}")
     return 0
 
 

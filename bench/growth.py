@@ -33,8 +33,8 @@ from bench.catalogue import GapsMeasurement, GraphClient, app_pool_size, measure
 from bench.cpl_sync import Measurement as SyncMeasurement
 from bench.cpl_sync import _child, _drop_database, _fresh_database
 from bench.datagen import generate, write_xlsx
+from bench.records import machine_record, write_record
 
-RESULTS = Path(__file__).parent / "results"
 PLOT = Path(__file__).parent.parent / "docs" / "performance-growth.png"
 CACHE = Path("var/bench")
 MILLION = 1_000_000
@@ -333,16 +333,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     peer.ensure_peer_packages()
     counts = sorted({*args.rows, *([MILLION] if args.million else [])})
-    record = peer.machine_record("P7 growth: P1, P2 against PostGraphile, P4")
-    record.update(
-        output_data_as_string=not args.plain_output, seed=args.seed, max_images=args.max_images, results=[]
+    record = machine_record(
+        "P7 growth: P1, P2 against PostGraphile, P4",
+        database="postgresql",
+        output_data_as_string=not args.plain_output,
+        seed=args.seed,
+        max_images=args.max_images,
+        results=[],
     )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"growth-postgresql-{record['date']}.json"
     for rows in counts:
         record["results"].append(growth_record(measure(rows, args)))
-        out.write_text(json.dumps(record, indent=2) + "\n")  # after each row count: a long run keeps its part
-    print(f"written {out}")
+        write_record(record, "growth-postgresql")  # after each row count: a long run keeps its part
     report([record], args.plot)
     return 0
 

@@ -22,9 +22,7 @@ import asyncio
 import contextlib
 import datetime
 import hashlib
-import json
 import os
-import platform
 import socket
 import struct
 import subprocess
@@ -48,11 +46,11 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_ds
 from cryptography.hazmat.primitives.hashes import SHA256
 
 from bench.ota_images import build_header
+from bench.records import machine_record, write_record
 
 # The service's own modules are imported where they are used, so that the bare server child runs
 # Starlette alone, as a plain file server would.
 
-RESULTS = Path(__file__).parent / "results"
 AIM_INGEST_RATIO = 1.5  # ours / (sha256sum && cp), at most
 AIM_DOWNLOAD_RATIO = 0.9  # ours / bare FileResponse, in MB/s, at least
 
@@ -607,27 +605,17 @@ def main(argv: list[str] | None = None) -> int:
 
     ingest, download = run(args)
 
-    RESULTS.mkdir(exist_ok=True)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    stamp = time.strftime("%Y-%m-%dT%H%M%S")
-    record = {
-        "benchmark": "P5 image ingest, P6 image downloads",
-        "date": stamp,
-        "commit": commit,
-        "machine": platform.node(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "database": "sqlite" if args.database_url is None else "postgresql",
-        "repeats": args.repeats,
-        "ingest": {
+    record = machine_record(
+        "P5 image ingest, P6 image downloads",
+        database="sqlite" if args.database_url is None else "postgresql",
+        repeats=args.repeats,
+        ingest={
             **asdict(ingest),
             "ratio": round(ingest.ratio, 3),
             "strict_ratio": round(ingest.strict_ratio, 3),
             "aim_ratio_max": AIM_INGEST_RATIO,
         },
-        "download": {
+        download={
             "file_mb": download.file_mb,
             "clients": download.clients,
             "downloads": download.downloads,
@@ -642,10 +630,8 @@ def main(argv: list[str] | None = None) -> int:
             "ratio": round(download.ratio, 3),
             "aim_ratio_min": AIM_DOWNLOAD_RATIO,
         },
-    }
-    out = RESULTS / f"images-{record['database']}-{stamp}.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"written {out}")
+    )
+    write_record(record, f"images-{record['database']}")
     return 0
 
 

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +20,7 @@ from typing import Any
 import httpx2
 from sqlalchemy import event, select
 
+from bench.records import machine_record, write_record
 from cfl_graph import migrate
 from cfl_graph.app import create_app
 from cfl_graph.blobs.local import LocalBlobStore
@@ -31,7 +29,6 @@ from cfl_graph.demo import prepare_demo
 from cfl_graph.settings import Settings
 from cfl_graph.tables import LibraryImage
 
-RESULTS = Path(__file__).parent / "results"
 AIM_MS = 100.0
 
 
@@ -112,21 +109,7 @@ def main() -> None:
     for name, r in results.items():
         flag = "" if r["p90_ms"] < AIM_MS else "  over the aim"
         print(f"{name:<16} {r['median_ms']:>10.1f} {r['p90_ms']:>8.1f} {int(r['statements']):>5}{flag}")
-    RESULTS.mkdir(exist_ok=True)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    )
-    stamp = time.strftime("%Y-%m-%dT%H%M%S")
-    record = {
-        "machine": platform.node(),
-        "python": platform.python_version(),
-        "commit": commit.stdout.strip(),
-        "aim_ms": AIM_MS,
-        "pages": results,
-    }
-    path = RESULTS / f"pages-{stamp}.json"
-    path.write_text(json.dumps(record, indent=1))
-    print(f"written {path}")
+    write_record(machine_record("issue 7 pages", aim_ms=AIM_MS, pages=results), "pages", indent=1)
 
 
 if __name__ == "__main__":

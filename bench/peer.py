@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -46,9 +45,9 @@ from bench.catalogue import CATALOGUE_QUERY, Setup, _build_library
 from bench.cpl_sync import _drop_database, _fresh_database
 from bench.datagen import generate, write_csv
 from bench.images import RATE_LIMIT_PER_MINUTE, SERVER_START_TIMEOUT_S, Server
+from bench.records import machine_record, write_record
 from bench.wrk import WrkResult, run_wrk
 
-RESULTS = Path(__file__).parent / "results"
 PEER_DIR = Path(__file__).parent / "peer"
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 AIM_RATIO = 1.0  # ours / PostGraphile's requests per second, at least
@@ -729,21 +728,6 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def machine_record(benchmark: str) -> dict[str, Any]:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return {
-        "benchmark": benchmark,
-        "date": time.strftime("%Y-%m-%dT%H%M%S"),
-        "commit": commit,
-        "machine": platform.node(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "database": "postgresql",
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     from cfl_graph import demo_library
 
@@ -762,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ensure_peer_packages()
 
-    record = machine_record("P2 catalogue page against PostGraphile 5")
+    record = machine_record("P2 catalogue page against PostGraphile 5", database="postgresql")
     results = []
     for rows in args.rows:
         with tempfile.TemporaryDirectory(prefix="cfl-bench-") as tmp:
@@ -782,10 +766,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append({"rows": rows, "setup": asdict(lib.setup), **peer_record(m)})
 
     record.update(output_data_as_string=not args.plain_output, results=results)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"peer-postgresql-{record['date']}.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"written {out}")
+    write_record(record, "peer-postgresql")
     return 0
 
 

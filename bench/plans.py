@@ -24,10 +24,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
-import platform
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -40,8 +36,8 @@ from sqlalchemy import event, select, text
 
 from bench.cpl_sync import _drop_database, _fresh_database
 from bench.datagen import generate, write_csv
+from bench.records import machine_record, write_record
 
-RESULTS = Path(__file__).parent / "results"
 CPL_TABLES = frozenset({"cpl_device_models", "cpl_certified_firmware"})
 HISTORY_STEP_DAYS = 90
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -284,13 +280,6 @@ async def _explain(db: Any, sql: str, parameters: Any) -> StatementPlan:
     )
 
 
-def _commit() -> str:
-    found = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    )
-    return found.stdout.strip() or "unknown"
-
-
 def _report(rows: int, history: int, results: list[AskResult]) -> int:
     print(f"\nPlans at {rows:,} CPL rows with {history} earlier snapshots (PostgreSQL):\n")
     print("| request | gated | statements | request | slowest statement | scans of CPL tables |")
@@ -352,29 +341,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.keep:
                 _drop_database(args.database_url, url)
     status = _report(args.rows, args.history, results)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"plans-{dt.datetime.now(dt.UTC):%Y-%m-%dT%H%M%S}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "benchmark": "plans",
-                "machine": {
-                    "platform": platform.platform(),
-                    "cpus": os.cpu_count(),
-                    "python": sys.version.split()[0],
-                },
-                "date": dt.datetime.now(dt.UTC).isoformat(),
-                "commit": _commit(),
-                "rows": args.rows,
-                "history": args.history,
-                "passed": status == 0,
-                "results": [asdict(r) for r in results],
-            },
-            indent=1,
-            default=str,
-        )
+    record = machine_record(
+        "plans",
+        database="postgresql",
+        rows=args.rows,
+        history=args.history,
+        passed=status == 0,
+        results=[asdict(r) for r in results],
     )
-    print(f"written to {out}")
+    write_record(record, "plans", indent=1)
     return status
 
 

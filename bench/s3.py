@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import hashlib
-import json
 import os
-import platform
 import random
 import socket
 import statistics
@@ -52,8 +49,8 @@ from bench.images import (
     write_cpl,
     write_signed_image,
 )
+from bench.records import machine_record, write_record
 
-RESULTS = Path(__file__).parent / "results"
 BUCKET = "cfl-bench"
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "AKIABENCHKEYID000001",
@@ -349,17 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         f"server memory {result['server_rss_before_mb']:.0f} MB before, "
         f"peak {result['server_peak_mb']:.0f} MB; moto peak {result['moto_peak_mb']:.0f} MB"
     )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"s3-{dt.datetime.now(dt.UTC):%Y-%m-%dT%H%M%S}.json"
-    record = {
-        "benchmark": "s3",
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "date": dt.datetime.now(dt.UTC).isoformat(),
-        "arguments": vars(args),
-        **result,
-    }
-    out.write_text(json.dumps(record, indent=1))
-    print(f"written to {out}")
+    write_record(machine_record("s3", arguments=vars(args), **result), "s3", indent=1)
     return 1 if result["errors"] else 0
 
 
