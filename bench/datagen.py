@@ -319,6 +319,17 @@ _GBCS_ERAS: tuple[tuple[datetime.date, str], ...] = (
     (datetime.date(2023, 4, 1), "v4.1"),
 )
 _GBCS_ERA_STARTS = tuple(start.toordinal() for start, _ in _GBCS_ERAS)
+# The SMETS2 version a version listed from each date was certified against (the CPL's SMETS/CHTS column
+# belongs to the firmware version: an upgrade can move a meter to a later version). The CPL writes it
+# `SMETS2 v4.1`, sometimes `SMETS2 V4.1`; a few rows give the generation alone.
+_SMETS2_ERAS: tuple[tuple[datetime.date, str], ...] = (
+    (datetime.date(2014, 1, 1), "v1.58"),
+    (datetime.date(2017, 1, 1), "v2.0"),
+    (datetime.date(2019, 7, 1), "v3.2"),
+    (datetime.date(2021, 7, 1), "v4.0"),
+    (datetime.date(2023, 4, 1), "v4.1"),
+)
+_SMETS2_ERA_STARTS = tuple(start.toordinal() for start, _ in _SMETS2_ERAS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,7 +508,7 @@ def _firmware_history(
             hardware_version=device_model.hardware_version,
             firmware_version=firmware_version,
             device_type=device_model.device_type,
-            smets_version=device_model.smets_version,
+            smets_version=_technical_specification(device_model.smets_version, listed, gbcs_lag, draw()),
             gbcs_version=_gbcs_version(listed, gbcs_lag),
             image_hash=hashlib.sha256(image).hexdigest(),
             cpa_reference=certificate,
@@ -521,6 +532,16 @@ def _next_firmware(rng: random.Random, firmware: tuple[int, int, int, int]) -> t
     if minor > 0xFF:
         major, minor, patch = major + 1, 0, 0
     return major, minor, patch, int(rng.random() * 0x100)
+
+
+def _technical_specification(generation: str, listed: int, lag: int, draw: float) -> str:
+    if generation == "SMETS1":
+        return "SMETS1" if draw < 0.5 else "SMETS1 v1.2"
+    if draw < 0.05:
+        return "SMETS2"
+    era = bisect.bisect_right(_SMETS2_ERA_STARTS, listed) - 1
+    version = _SMETS2_ERAS[max(era - lag, 0)][1]
+    return f"SMETS2 {'V' + version[1:] if draw > 0.9 else version}"
 
 
 def _gbcs_version(listed: int, lag: int) -> str:

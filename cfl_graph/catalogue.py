@@ -1,9 +1,10 @@
-"""Searching the catalogue: device models of the current CPL snapshot, and the coverage-gap rule.
+"""Searching the catalogue: device models of the current CPL snapshot, and the coverage rule.
 
 A **coverage gap** is a certified version that is active on the current CPL, of an in-scope device type
 (ESME, GSME, PPMID, HCALCS), not declared commercial, with no published image in the library (a
-withdrawn image leaves the gap open again). `version_is_gap` is that rule as SQL, used by the
-`hasCoverageGap` filter, the gap list and the reports alike.
+withdrawn or held image leaves the gap open). The rule is written once, twice over: `version_is_gap`
+as SQL (the `hasCoverageGap` filter, the gap list and the reports) and `availability` for one version
+in hand (the pages); a test holds the two to the same answers.
 
 Pages are keyset pages: the cursor is opaque (base64 of the sort key) and stable while rows are added.
 """
@@ -15,6 +16,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select, tuple_
@@ -65,6 +67,48 @@ def check_first(first: int) -> int:
     if not 0 <= first <= MAX_PAGE:
         raise InvalidInput(f"`first` must be between 0 and {MAX_PAGE}, not {first}")
     return first
+
+
+class Availability(StrEnum):
+    """What the library offers for one certified version, as every door shows it."""
+
+    AVAILABLE = "available"  # a published image is served
+    COMMERCIAL = "commercial"  # declared commercial: listed, never distributed, not due
+    NOT_ACTIVE = "not active"  # the CPL lists it as withdrawn, suspended or expired: not due
+    OUT_OF_SCOPE = "out of scope"  # a device type outside the library (CHF, GPF): not due
+    HELD = "held"  # a gap: its image is held, as the CPL no longer certifies it as it is
+    WITHDRAWN = "withdrawn"  # a gap: its image was withdrawn
+    MISSING = "missing"  # a gap: no image, or a draft only
+
+    @property
+    def is_gap(self) -> bool:
+        return self in GAPS
+
+    @property
+    def is_due(self) -> bool:
+        """Counted in coverage: active, in scope, not commercial (available or a gap)."""
+        return self is Availability.AVAILABLE or self.is_gap
+
+
+GAPS = frozenset({Availability.HELD, Availability.WITHDRAWN, Availability.MISSING})
+
+
+def availability(status: str, device_type: str, image_state: str | None, *, declared: bool) -> Availability:
+    """The coverage rule for one version in hand: its CPL status, its model's device type, its image's
+    state (None without one) and whether it is declared commercial. `version_is_gap` is the same rule."""
+    if declared:
+        return Availability.COMMERCIAL
+    if image_state == ImageState.PUBLISHED:
+        return Availability.AVAILABLE
+    if status != CplStatus.ACTIVE.value:
+        return Availability.NOT_ACTIVE
+    if device_type not in IN_SCOPE:
+        return Availability.OUT_OF_SCOPE
+    if image_state == ImageState.HELD:
+        return Availability.HELD
+    if image_state == ImageState.WITHDRAWN:
+        return Availability.WITHDRAWN
+    return Availability.MISSING
 
 
 def version_is_gap(cf: type[CplCertifiedFirmware] = CplCertifiedFirmware) -> ColumnElement[bool]:
@@ -121,14 +165,20 @@ class DeviceModelFilter:
         except ids.InvalidValue as exc:
             raise InvalidInput(f"filter: {exc}", [Problem(LibraryProblem.BAD_FIELD, str(exc))]) from None
 
-    def conditions(self) -> list[ColumnElement[bool]]:
+    def conditions(self, versions: type[CplCertifiedFirmware] | None = None) -> list[ColumnElement[bool]]:
+        """The filter over device models, or, given the certified-firmware table, over its versions."""
         found: list[ColumnElement[bool]] = []
         if self.manufacturer_id is not None:
             found.append(CplDeviceModel.manufacturer_id == self.manufacturer_id)
         if self.device_type is not None:
             found.append(CplDeviceModel.device_type == self.device_type)
         if self.smets_version is not None:
-            found.append(CplDeviceModel.smets_version == self.smets_version)
+            # A model matches when any of its versions was certified against that generation; a list of
+            # versions (the gaps) narrows to the versions themselves.
+            if versions is None:
+                found.append(CplDeviceModel.smets_versions.contains(self.smets_version))
+            else:
+                found.append(versions.smets_version == self.smets_version)
         if self.search:
             pattern = f"%{_escape_like(self.search.lower())}%"
             found.append(

@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -40,7 +40,7 @@ from cfl_graph.identifiers import InvalidValue
 from cfl_graph.images.errors import LibraryError
 from cfl_graph.images.integrity import BlobReport, verify_blobs
 from cfl_graph.images.library import ImageLibrary, UploadFields
-from cfl_graph.scheduler import sync_limits
+from cfl_graph.scheduler import sync_library, sync_limits
 from cfl_graph.settings import Settings, SettingsError, from_env
 from cfl_graph.tables import (
     ApiToken,
@@ -55,8 +55,9 @@ from cfl_graph.tables import (
 from cfl_graph.tables.base import utc_now
 from cpl_sync.diff import SnapshotDiff, diff_snapshots
 from cpl_sync.lock import SyncLockBusy
-from cpl_sync.snapshot import current_snapshot
-from cpl_sync.sync import SyncResult, sync_cpl
+from cpl_sync.problems import Problem
+from cpl_sync.snapshot import current_snapshot, recent_runs, recent_snapshots
+from cpl_sync.sync import SyncResult
 
 app = typer.Typer(
     help="cfl-graph: the Centralised Firmware Library for GB smart meters.", no_args_is_help=True
@@ -189,6 +190,21 @@ class _RichProgress:
         self.progress.update(self.tasks[stage], completed=done, total=total)
 
 
+def _followed(held: Sequence[int], released: Sequence[int]) -> str:
+    parts = []
+    for count, verb, ids in ((len(held), "held", held), (len(released), "released", released)):
+        shown = ", ".join(map(str, ids[:20])) + (" …" if count > 20 else "")
+        parts.append(f"{count:,} image(s) {verb}" + (f" ({shown})" if count else ""))
+    return "; ".join(parts)
+
+
+def _print_warnings(warnings: Sequence[Problem | str]) -> None:
+    if warnings:
+        out.print(f"{len(warnings):,} warning(s); the file was applied:")
+    for warning in warnings:
+        out.print(f"warning: {warning}", markup=False, highlight=False)
+
+
 def _print_result(result: SyncResult) -> None:
     if result.outcome in (SyncOutcome.APPLIED, SyncOutcome.UNCHANGED, SyncOutcome.NOT_MODIFIED):
         out.print(f"{result.outcome.value}: snapshot {result.snapshot_id}", end="")
@@ -204,8 +220,10 @@ def _print_result(result: SyncResult) -> None:
                 f"changes from the previous snapshot: {c.added:,} added, {c.removed:,} removed, "
                 f"{c.changed:,} changed"
             )
-        for warning in result.warnings:
-            out.print(f"warning: {warning}", markup=False, highlight=False)
+        followed = result.followed
+        if followed is not None and (followed.held or followed.released):
+            out.print(f"library: {_followed(followed.held, followed.released)}", highlight=False)
+        _print_warnings(result.warnings)
         return
     if result.outcome is SyncOutcome.REJECTED:
         err.print(f"rejected: {result.error_count:,} error(s); the current snapshot stays current")
@@ -231,7 +249,7 @@ def sync_cpl_command(
 
     async def work(db: Database) -> SyncResult:
         with _progress_bar() as progress:
-            return await sync_cpl(
+            return await sync_library(
                 db,
                 chosen,
                 work_dir=settings.work_dir,
@@ -261,10 +279,7 @@ def cpl_snapshots(limit: Annotated[int, typer.Option(help="How many, newest firs
     async def work(db: Database) -> tuple[list[CplSnapshot], int | None]:
         async with db.sessions() as session:
             current = await current_snapshot(session)
-            rows = (
-                await session.execute(select(CplSnapshot).order_by(CplSnapshot.id.desc()).limit(limit))
-            ).scalars()
-            return list(rows), current.id if current else None
+            return await recent_snapshots(session, limit), current.id if current else None
 
     rows, current_id = _with_db(settings, work)
     table = Table(
@@ -293,13 +308,21 @@ def cpl_runs(limit: Annotated[int, typer.Option(help="How many, newest first.")]
 
     async def work(db: Database) -> list[CplSyncRun]:
         async with db.sessions() as session:
-            return list(
-                (
-                    await session.execute(select(CplSyncRun).order_by(CplSyncRun.id.desc()).limit(limit))
-                ).scalars()
-            )
+            return await recent_runs(session, limit)
 
-    table = Table("run", "started (UTC)", "trigger", "outcome", "snapshot", "rows", "errors", "message")
+    table = Table(
+        "run",
+        "started (UTC)",
+        "trigger",
+        "outcome",
+        "snapshot",
+        "rows",
+        "errors",
+        "warnings",
+        "held",
+        "released",
+        "message",
+    )
     for r in _with_db(settings, work):
         table.add_row(
             str(r.id),
@@ -309,9 +332,56 @@ def cpl_runs(limit: Annotated[int, typer.Option(help="How many, newest first.")]
             str(r.snapshot_id or ""),
             "" if r.row_count is None else f"{r.row_count:,}",
             str(r.error_count),
+            str(r.warning_count),
+            str(r.images_held),
+            str(r.images_released),
             r.message or "",
         )
     out.print(table)
+    out.print("`cfl-graph cpl run ID` shows a run's errors and warnings, row by row.")
+
+
+@cpl_app.command("run")
+def cpl_run(run_id: Annotated[int, typer.Argument(help="The sync run's id (see `cpl runs`).")]) -> None:
+    """One sync run: its outcome, and every error and warning it kept, row by row."""
+    settings = _settings()
+
+    async def work(db: Database) -> CplSyncRun | None:
+        async with db.sessions() as session:
+            return await session.get(CplSyncRun, run_id)
+
+    run = _with_db(settings, work)
+    if run is None:
+        err.print(f"no sync run {run_id}")
+        raise typer.Exit(EXIT_REJECTED)
+    out.print(
+        f"run {run.id}: {run.outcome}, {run.trigger}, started {run.started_at:%Y-%m-%d %H:%M:%S} UTC, "
+        f"from {run.source}",
+        markup=False,
+        highlight=False,
+    )
+    if run.snapshot_id is not None:
+        out.print(f"snapshot {run.snapshot_id}, {run.row_count or 0:,} rows", highlight=False)
+    if run.message:
+        out.print(run.message, markup=False, highlight=False)
+    if run.images_held or run.images_released:
+        out.print(f"library: {run.images_held:,} image(s) held, {run.images_released:,} released")
+    shown = [p for p in run.problems if p.get("severity") == "error"]
+    if run.error_count:
+        out.print(f"{run.error_count:,} error(s) (the first {len(shown):,} kept):")
+    for problem in shown:
+        out.print(f"error: {_problem_text(problem)}", markup=False, highlight=False)
+    _print_warnings([_problem_text(p) for p in run.problems if p.get("severity") == "warning"])
+
+
+def _problem_text(problem: dict[str, Any]) -> str:
+    where = []
+    if problem.get("row") is not None:
+        where.append(f"row {problem['row']}")
+    if problem.get("column") is not None:
+        letter = f" {problem['column_letter']}" if problem.get("column_letter") else ""
+        where.append(f'column{letter} "{problem["column"]}"')
+    return f"{', '.join(where)}: {problem['reason']}" if where else str(problem["reason"])
 
 
 @cpl_app.command("diff")
@@ -334,17 +404,17 @@ def cpl_diff(
     diff = _with_db(settings, work)
     c = diff.counts
     out.print(f"snapshot {old} -> {new}: {c.added:,} added, {c.removed:,} removed, {c.changed:,} changed")
-    for row in diff.added:
-        out.print(
-            f"+ {'/'.join(row.key)} {row.model_name} hash {row.image_hash} {row.status}", highlight=False
-        )
-    for row in diff.removed:
-        out.print(
-            f"- {'/'.join(row.key)} {row.model_name} hash {row.image_hash} {row.status}", highlight=False
-        )
+    for sign, rows in (("+", diff.added), ("-", diff.removed)):
+        for row in rows:
+            out.print(
+                f"{sign} {'/'.join(row.key)} {row.model_name} {row.specification} hash {row.image_hash} "
+                f"{row.status}",
+                markup=False,
+                highlight=False,
+            )
     for change in diff.changed:
         fields = ", ".join(f"{f.field}: {f.old} -> {f.new}" for f in change.fields)
-        out.print(f"~ {'/'.join(change.key)} {fields}", highlight=False)
+        out.print(f"~ {'/'.join(change.key)} {fields}", markup=False, highlight=False)
     if diff.truncated:
         out.print(f"(showing at most {limit} of each; use --limit for more)")
 

@@ -18,11 +18,10 @@ from cfl_graph.audit import Actor
 from cfl_graph.blobs import BlobStore
 from cfl_graph.database import Database
 from cfl_graph.demo_library import demo_party_name, largest_manufacturer, load_demo_library
-from cfl_graph.scheduler import sync_limits
+from cfl_graph.scheduler import sync_library, sync_limits
 from cfl_graph.settings import Settings
 from cfl_graph.tables import Role
 from cpl_sync.snapshot import current_snapshot
-from cpl_sync.sync import sync_cpl
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ async def _load_cpl(settings: Settings, db: Database) -> None:
     write_xlsx(earlier, [r for r in records if r.date_added <= cutoff])
     write_xlsx(latest, records)
     for path in (earlier, latest):
-        result = await sync_cpl(
+        result = await sync_library(
             db, str(path), work_dir=settings.work_dir, limits=sync_limits(settings), trigger="demo"
         )
         log.info("demo CPL %s: %s, %s rows", path.name, result.outcome.value, result.row_count)

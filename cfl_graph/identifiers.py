@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import NewType
 
@@ -167,13 +168,80 @@ def device_type(value: Cell) -> DeviceType:
 
 
 def smets_version(value: Cell) -> SmetsVersion:
+    """A SMETS generation (the filters' and reports' word); a full CPL cell such as `SMETS2 v4.1`
+    reads as its generation."""
     text = _cell_text(value, "SMETS version")
     folded = _folded(text)
     if folded in ("smets1", "1"):
         return SmetsVersion.SMETS1
     if folded in ("smets2", "2"):
         return SmetsVersion.SMETS2
-    raise InvalidValue(f"SMETS version {text!r} is not SMETS1 or SMETS2")
+    try:
+        return technical_specification(text).generation
+    except InvalidValue:
+        raise InvalidValue(f"SMETS version {text!r} is not SMETS1 or SMETS2") from None
+
+
+class Specification(StrEnum):
+    """The technical specification a firmware version was certified against: SMETS1, SMETS2, or the
+    Communications Hub Technical Specification (CHTS) for hubs."""
+
+    SMETS1 = "SMETS1"
+    SMETS2 = "SMETS2"
+    CHTS = "CHTS"
+
+    @property
+    def generation(self) -> SmetsVersion:
+        # Communications hubs certified against the CHTS serve SMETS2 installations.
+        return SmetsVersion.SMETS1 if self is Specification.SMETS1 else SmetsVersion.SMETS2
+
+
+@dataclass(frozen=True, slots=True)
+class TechnicalSpecification:
+    """What the CPL's SMETS/CHTS column says of one firmware version: `SMETS2 v4.1`, `CHTS v1.3`, or a
+    bare `SMETS2` (version None). `version` holds the digits alone (`4.1`)."""
+
+    specification: Specification
+    version: str | None = None
+
+    @property
+    def generation(self) -> SmetsVersion:
+        return self.specification.generation
+
+    def __str__(self) -> str:
+        return specification_text(self.specification, self.version)
+
+
+def specification_text(specification: str, version: str | None) -> str:
+    """How the library writes a technical specification: `SMETS2 v4.1`, or `SMETS2` with no version."""
+    return str(specification) if version is None else f"{specification} v{version}"
+
+
+# `SMETS2 v4.1`, `smets 2 V3.2`, `SMETS1 (v1.2)`, `SMETS2 - version 4.1`, `CHTS v1.3`, `2`, `SMETS2`.
+_SPECIFICATION = re.compile(
+    r"(?:(?P<name>smets|chts)\s*)?(?P<generation>[12])?"
+    r"(?:\s*[-,:;/(]?\s*(?:v|ver\.?|version)?\s*(?P<version>\d{1,2}(?:\.\d{1,3}){0,2})\s*\)?)?",
+    re.IGNORECASE,
+)
+
+
+def technical_specification(value: Cell) -> TechnicalSpecification:
+    """The SMETS/CHTS cell of a CPL row, in the spellings people use (case, `v`/`V`/none, spaces)."""
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        value = f"{value:g}" if isinstance(value, float) else str(value)
+    text = _cell_text(value, "SMETS version")
+    match = _SPECIFICATION.fullmatch(_WHITESPACE.sub(" ", text))
+    wanted = f"SMETS version {text!r} is not a technical specification like SMETS2, SMETS2 v4.1 or CHTS v1.3"
+    if match is None:
+        raise InvalidValue(wanted)
+    name, generation, version = match.group("name"), match.group("generation"), match.group("version")
+    if name is not None and name.lower() == "chts":
+        if generation is not None:
+            raise InvalidValue(wanted)
+        return TechnicalSpecification(Specification.CHTS, version)
+    if generation is None:
+        raise InvalidValue(wanted)
+    return TechnicalSpecification(Specification(f"SMETS{generation}"), version)
 
 
 _STATUS_NAMES: dict[str, CplStatus] = {
@@ -221,11 +289,27 @@ def control_character(text: str) -> str | None:
 
 
 def name(value: Cell, what: str, max_length: int = 200) -> str:
+    """A one-line name a person types (a party's name): runs of whitespace fold to one space."""
     text = _WHITESPACE.sub(" ", _cell_text(value, what))
     if len(text) > max_length:
         raise InvalidValue(f"{what} is {len(text)} characters long, at most {max_length} allowed")
     if _CONTROL.search(text):
         raise InvalidValue(f"{what} contains control characters")
+    return text
+
+
+# What a spreadsheet cell may hold besides printable text: tabs and line breaks (Alt+Enter in Excel).
+_CELL_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def cell_text(value: Cell, what: str, max_length: int = 200) -> str:
+    """Text from the CPL exactly as written (quotes, commas, line breaks, any script), only trimmed at
+    its ends, where a spreadsheet shows no difference; a Windows or old Mac line break reads as `\\n`."""
+    text = _cell_text(value, what).replace("\r\n", "\n").replace("\r", "\n")
+    if len(text) > max_length:
+        raise InvalidValue(f"{what} is {len(text)} characters long, at most {max_length} allowed")
+    if found := _CELL_CONTROL.search(text):
+        raise InvalidValue(f"{what} contains the control character U+{ord(found.group()):04X}")
     return text
 
 
@@ -280,4 +364,4 @@ def date(value: Cell, what: str) -> dt.date:
 def optional_text(value: Cell, what: str, max_length: int = 64) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    return name(value, what, max_length)
+    return cell_text(value, what, max_length)

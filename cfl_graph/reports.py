@@ -133,8 +133,8 @@ async def coverage_gaps(
     `count=False` skips the total (reported as -1) for callers walking every page, who know it already."""
     check_first(first)
     today = today or _today()
-    model_conditions = where.normalised().conditions()
     cf = CplCertifiedFirmware
+    model_conditions = where.normalised().conditions(cf)
     base = (
         select(cf.manufacturer_id, cf.model_id, cf.hardware_version, cf.firmware_version, cf.date_added)
         .select_from(cf)
@@ -163,13 +163,41 @@ def _group_column(group_by: GroupBy) -> tuple[Any, Any]:
         return CplDeviceModel.manufacturer_id, func.max(CplDeviceModel.manufacturer_name)
     if group_by is GroupBy.DEVICE_TYPE:
         return CplDeviceModel.device_type, CplDeviceModel.device_type
-    return CplDeviceModel.smets_version, CplDeviceModel.smets_version
+    # The generation each version was certified against, not its model's.
+    return CplCertifiedFirmware.smets_version, CplCertifiedFirmware.smets_version
 
 
 async def coverage_summary(session: AsyncSession, snapshot_id: int, group_by: GroupBy) -> list[CoverageGroup]:
     """Per group: active in-scope certified versions, how many are commercial, available, missing."""
-    cf = CplCertifiedFirmware
     key, label = _group_column(group_by)
+    return await _coverage(session, snapshot_id, [key], label)
+
+
+async def coverage_by_model(
+    session: AsyncSession, snapshot_id: int, manufacturer_id: str
+) -> dict[tuple[str, str, str], CoverageGroup]:
+    """The same counts per device model of one manufacturer (keyed by model key; models with nothing
+    due, such as a comms hub's, are absent)."""
+    keys = [CplDeviceModel.manufacturer_id, CplDeviceModel.model_id, CplDeviceModel.hardware_version]
+    groups = await _coverage(
+        session,
+        snapshot_id,
+        keys,
+        func.max(CplDeviceModel.model_name),
+        CplDeviceModel.manufacturer_id == manufacturer_id,
+    )
+    return {tuple(g.key.split("/")): g for g in groups}  # type: ignore[misc]
+
+
+async def _coverage(
+    session: AsyncSession,
+    snapshot_id: int,
+    keys: list[Any],
+    label: Any,
+    *where: ColumnElement[bool],
+) -> list[CoverageGroup]:
+    """The coverage rule's counts (`catalogue.version_is_gap`'s terms) grouped by `keys`."""
+    cf = CplCertifiedFirmware
     declared = (
         select(CommercialDeclaration.firmware_version)
         .where(
@@ -194,7 +222,7 @@ async def coverage_summary(session: AsyncSession, snapshot_id: int, group_by: Gr
     rows = (
         await session.execute(
             select(
-                key,
+                *keys,
                 label,
                 func.count(),
                 func.sum(case((declared, 1), else_=0)),
@@ -206,21 +234,24 @@ async def coverage_summary(session: AsyncSession, snapshot_id: int, group_by: Gr
                 cf.snapshot_id == snapshot_id,
                 cf.status == CplStatus.ACTIVE.value,
                 CplDeviceModel.device_type.in_(IN_SCOPE),
+                *where,
             )
-            .group_by(key)
-            .order_by(key)
+            .group_by(*keys)
+            .order_by(*keys)
         )
     ).all()
+    width = len(keys)
     return [
         CoverageGroup(
-            key=str(group),
+            key="/".join(map(str, row[:width])),
             label=str(name),
             certified=int(certified),
             commercial=int(commercial or 0),
             available=int(available or 0),
             missing=int(certified) - int(commercial or 0) - int(available or 0),
         )
-        for group, name, certified, commercial, available in rows
+        for row in rows
+        for name, certified, commercial, available in [row[width:]]
     ]
 
 
@@ -261,7 +292,8 @@ async def consistency_report(
             )
             .where(
                 LibraryImage.manufacturer_id == manufacturer_id,
-                LibraryImage.state == ImageState.PUBLISHED.value,
+                # Held images too: the CPL moved under them, which is what this report is for.
+                LibraryImage.state.in_([ImageState.PUBLISHED.value, ImageState.HELD.value]),
             )
             .order_by(LibraryImage.model_id, LibraryImage.hardware_version, LibraryImage.firmware_version)
         )
@@ -269,12 +301,17 @@ async def consistency_report(
     for image, maybe_certified in images:
         certified: CplCertifiedFirmware | None = maybe_certified  # None where the outer join found no row
         where = (image.manufacturer_id, image.model_id, image.hardware_version, image.firmware_version)
+        standing = (
+            f"is held since {image.held_at:%Y-%m-%d} and not served"
+            if image.state == ImageState.HELD and image.held_at is not None
+            else "is published"
+        )
         if certified is None:
             findings.append(
                 Finding(
                     FindingKind.NOT_ON_CPL,
                     *where,
-                    f"image {image.id} is published but the current CPL does not list this version",
+                    f"image {image.id} {standing}: the current CPL does not list this version",
                     image.id,
                 )
             )
@@ -284,7 +321,7 @@ async def consistency_report(
                 Finding(
                     FindingKind.DELISTED_FROM_CPL,
                     *where,
-                    f"image {image.id} is published but the CPL now lists the version as {certified.status} "
+                    f"image {image.id} {standing}: the CPL now lists the version as {certified.status} "
                     f"(sheet row {certified.sheet_row})",
                     image.id,
                 )
@@ -294,8 +331,9 @@ async def consistency_report(
                 Finding(
                     FindingKind.HASH_MISMATCH,
                     *where,
-                    f"image {image.id}'s Manufacturer Image SHA-256 is {image.manufacturer_image_sha256}; "
-                    f"the CPL lists {certified.image_hash} (sheet row {certified.sheet_row})",
+                    f"image {image.id} {standing}: its Manufacturer Image SHA-256 is "
+                    f"{image.manufacturer_image_sha256}; the CPL lists {certified.image_hash} (sheet row "
+                    f"{certified.sheet_row})",
                     image.id,
                 )
             )

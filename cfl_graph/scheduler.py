@@ -1,16 +1,20 @@
-"""The background CPL sync that `serve` runs every CFL_CPL_SYNC_INTERVAL seconds."""
+"""The library's CPL sync (`sync_library`, which every door calls) and the background sync that `serve`
+runs every CFL_CPL_SYNC_INTERVAL seconds."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
+from pathlib import Path
 
 from cfl_graph.database import Database
+from cfl_graph.images.lifecycle import follow_snapshot
 from cfl_graph.settings import Settings
 from cpl_sync.fetch import FetchLimits
 from cpl_sync.lock import SyncLockBusy
-from cpl_sync.sync import SyncLimits, SyncNotDue, sync_cpl
+from cpl_sync.sync import SyncLimits, SyncNotDue, SyncResult, sync_cpl
+from cpl_sync.validate import ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,30 @@ def sync_limits(settings: Settings, *, lock_wait: float = 0.0) -> SyncLimits:
     )
 
 
+async def sync_library(
+    db: Database,
+    source: str,
+    *,
+    work_dir: Path,
+    limits: SyncLimits | None = None,
+    trigger: str = "cli",
+    progress: ProgressCallback | None = None,
+    not_within: dt.timedelta | None = None,
+) -> SyncResult:
+    """A CPL sync as the service runs it: each applied snapshot holds the published images it no longer
+    certifies as they are, and releases held ones it certifies again, in the snapshot's transaction."""
+    return await sync_cpl(
+        db,
+        source,
+        work_dir=work_dir,
+        limits=limits,
+        trigger=trigger,
+        progress=progress,
+        not_within=not_within,
+        follower=follow_snapshot,
+    )
+
+
 async def run_scheduled_sync(settings: Settings, db: Database) -> None:
     """Sync now and then every interval. Every worker of a deployment runs this; the sync lock and the
     due check under it (the last scheduled sync's start, in the database) make them sync once per
@@ -36,7 +64,7 @@ async def run_scheduled_sync(settings: Settings, db: Database) -> None:
     while True:
         wait = float(settings.cpl_sync_interval)
         try:
-            result = await sync_cpl(
+            result = await sync_library(
                 db,
                 settings.cpl_source,
                 work_dir=settings.work_dir,

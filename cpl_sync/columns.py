@@ -60,7 +60,17 @@ _ALIASES: dict[Column, tuple[str, ...]] = {
     Column.HARDWARE_VERSION: ("Hardware Version", "HW Version", "Hardware Revision", "HW Ver"),
     Column.FIRMWARE_VERSION: ("Firmware Version", "FW Version", "Firmware Revision", "FW Ver"),
     Column.DEVICE_TYPE: ("Device Type", "Type", "Device Category"),
-    Column.SMETS_VERSION: ("SMETS Version", "SMETS", "SMETS Ver", "Technical Specification"),
+    Column.SMETS_VERSION: (
+        "SMETS Version",
+        "SMETS",
+        "SMETS Ver",
+        "Technical Specification",
+        "Technical Specification Version",
+        "SMETS/CHTS",
+        "SMETS/CHTS Version",
+        "SMETS or CHTS Version",
+        "SMETS/CHTS Technical Specification",
+    ),
     Column.GBCS_VERSION: ("GBCS Version", "GBCS", "GBCS Ver"),
     Column.IMAGE_HASH: (
         "Manufacturer Image Hash",

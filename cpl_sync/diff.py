@@ -10,12 +10,23 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from cfl_graph.identifiers import specification_text
 from cfl_graph.tables import CplCertifiedFirmware, CplDeviceModel, CplSnapshot
 
 KEY_FIELDS = ("manufacturer_id", "model_id", "hardware_version", "firmware_version")
 # What a row says, as opposed to where it sat in the file (sheet_row is not compared).
-FIRMWARE_FIELDS = ("image_hash", "status", "gbcs_version", "cpa_reference", "cpa_expiry", "date_added")
-MODEL_FIELDS = ("manufacturer_name", "model_name", "device_type", "smets_version")
+FIRMWARE_FIELDS = (
+    "image_hash",
+    "status",
+    "smets_version",
+    "technical_specification",
+    "specification_version",
+    "gbcs_version",
+    "cpa_reference",
+    "cpa_expiry",
+    "date_added",
+)
+MODEL_FIELDS = ("manufacturer_name", "model_name", "device_type")
 
 
 @dataclass(frozen=True)
@@ -27,9 +38,11 @@ class CplRow:
     manufacturer_name: str
     model_name: str
     device_type: str
-    smets_version: str
     image_hash: str
     status: str
+    smets_version: str
+    technical_specification: str
+    specification_version: str | None
     gbcs_version: str | None
     cpa_reference: str | None
     cpa_expiry: dt.date | None
@@ -38,6 +51,11 @@ class CplRow:
     @property
     def key(self) -> tuple[str, str, str, str]:
         return (self.manufacturer_id, self.model_id, self.hardware_version, self.firmware_version)
+
+    @property
+    def specification(self) -> str:
+        """What the CPL's SMETS/CHTS column says, as the library writes it (`SMETS2 v4.1`)."""
+        return specification_text(self.technical_specification, self.specification_version)
 
 
 @dataclass(frozen=True)

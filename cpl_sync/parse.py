@@ -208,16 +208,46 @@ def _has_utf8_sequences(raw: bytes) -> bool:
     return any(ord(ch) > 0x7F and ch != "\ufffd" for ch in text)
 
 
+CSV_DELIMITERS = (",", ";", "\t")
+
+
+class _Rfc4180(csv.excel):
+    """RFC 4180 as spreadsheets write it: fields in double quotes may hold the delimiter, line breaks
+    and quotes (doubled); nothing else about a field is interpreted."""
+
+    doublequote = True
+    quotechar = '"'
+    skipinitialspace = False
+    strict = False
+
+
+def _delimiter(text: str) -> str:
+    """The delimiter whose reading of the first rows finds the most CPL headings. Only the delimiter is
+    chosen: quoting is RFC 4180's, never guessed (a sniffer guesses both and can mangle quoted text)."""
+    best, best_matched = ",", -1
+    for delimiter in CSV_DELIMITERS:
+        dialect = type("Dialect", (_Rfc4180,), {"delimiter": delimiter})
+        matched = 0
+        try:
+            reader = csv.reader(io.StringIO(text[:65536], newline=""), dialect)
+            for index, cells in enumerate(reader):
+                if index >= HEADER_SEARCH_ROWS:
+                    break
+                matched = max(matched, len(_match_header(cells, 0)[0]))
+        except csv.Error:
+            pass
+        if matched > best_matched:
+            best, best_matched = delimiter, matched
+    return best
+
+
 def _read_csv(path: Path) -> Table:
     text, encoding, notes = _decode(path.read_bytes())
     if "\x00" in text:
         raise file_problem("CSV contains NUL characters; it is probably a binary file")
-    sample = text[:65536]
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
+    dialect = type("Dialect", (_Rfc4180,), {"delimiter": _delimiter(text)})
     rows = csv.reader(io.StringIO(text, newline=""), dialect)
+    # Rows are numbered as a spreadsheet shows them: one per record, whatever line breaks a field holds.
     numbered = ((i + 1, list[Cell](r)) for i, r in enumerate(rows))
 
     def cells_only() -> Iterator[list[Cell]]:

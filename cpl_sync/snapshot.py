@@ -13,7 +13,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cfl_graph.database import bulk_insert
-from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot
+from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot, CplSyncRun
 from cfl_graph.tables.base import utc_now
 from cpl_sync.diff import diff_counts
 from cpl_sync.validate import ProgressCallback, ValidCpl
@@ -38,6 +38,20 @@ async def current_snapshot(session: AsyncSession) -> CplSnapshot | None:
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def recent_snapshots(session: AsyncSession, limit: int) -> list[CplSnapshot]:
+    """Snapshots, newest first."""
+    return list(
+        (await session.execute(select(CplSnapshot).order_by(CplSnapshot.id.desc()).limit(limit))).scalars()
+    )
+
+
+async def recent_runs(session: AsyncSession, limit: int) -> list[CplSyncRun]:
+    """Sync runs with their outcomes, newest first."""
+    return list(
+        (await session.execute(select(CplSyncRun).order_by(CplSyncRun.id.desc()).limit(limit))).scalars()
+    )
+
+
 def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
     batch: list[T] = []
     for item in items:
@@ -58,6 +72,7 @@ MODEL_COLUMNS = (
     "model_name",
     "device_type",
     "smets_version",
+    "smets_versions",
     "firmware_count",
 )
 FIRMWARE_COLUMNS = (
@@ -68,6 +83,9 @@ FIRMWARE_COLUMNS = (
     "firmware_version",
     "image_hash",
     "status",
+    "smets_version",
+    "technical_specification",
+    "specification_version",
     "gbcs_version",
     "cpa_reference",
     "cpa_expiry",
@@ -87,6 +105,7 @@ def _model_rows(snapshot_id: int, valid: ValidCpl) -> Iterator[tuple[Any, ...]]:
             m.model_name,
             m.device_type,
             m.smets_version,
+            m.smets_versions,
             m.firmware_count,
         )
 

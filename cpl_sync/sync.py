@@ -11,9 +11,10 @@ import contextlib
 import datetime as dt
 import gc
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,6 +50,22 @@ class SyncLimits:
     lock_wait: float = 0.0
 
 
+class FollowReport(Protocol):
+    """What the library did as the CPL moved (the ids of images held and released); its `str` says it."""
+
+    @property
+    def held(self) -> Sequence[int]: ...
+
+    @property
+    def released(self) -> Sequence[int]: ...
+
+
+# Run by a sync in the transaction that makes a snapshot current (or, when the CPL did not change, in the
+# one that records the run): the library's side of the CPL moving. `cpl_sync` never reads the library's
+# tables itself; the service passes `cfl_graph.images.lifecycle.follow_snapshot`.
+Follower = Callable[[AsyncSession, int, Actor], Awaitable[FollowReport]]
+
+
 @dataclass(frozen=True)
 class SyncResult:
     run_id: int
@@ -62,6 +79,7 @@ class SyncResult:
     error_count: int = 0
     warnings: list[Problem] = field(default_factory=list)
     message: str | None = None
+    followed: FollowReport | None = None
 
 
 @contextlib.contextmanager
@@ -132,13 +150,33 @@ async def _start_run(db: Database, source: str, trigger: str) -> int:
 
 
 async def _finish_run(
-    db: Database, result: SyncResult, fetched: Fetched | NotModified | None, actor: Actor
-) -> None:
+    db: Database,
+    result: SyncResult,
+    fetched: Fetched | NotModified | None,
+    actor: Actor,
+    follower: Follower | None = None,
+) -> SyncResult:
     async with db.sessions() as session, session.begin():
         run = await session.get_one(CplSyncRun, result.run_id)
         if run.outcome != SyncOutcome.RUNNING.value:
-            return  # written already, in the transaction that made its snapshot current
+            return result  # written already, in the transaction that made its snapshot current
+        if (
+            follower is not None
+            and result.snapshot_id is not None
+            and result.outcome in (SyncOutcome.UNCHANGED, SyncOutcome.NOT_MODIFIED)
+        ):
+            # The CPL did not move, but the library follows the current snapshot all the same: what an
+            # earlier version of the service, or a sync without a follower, left behind is put right.
+            result = _with_followed(result, await follower(session, result.snapshot_id, actor))
         await _write_run(session, run, result, fetched, actor)
+        return result
+
+
+def _with_followed(result: SyncResult, followed: FollowReport) -> SyncResult:
+    if not followed.held and not followed.released:
+        return replace(result, followed=followed)
+    message = f"{result.message}; {followed}" if result.message else str(followed)
+    return replace(result, followed=followed, message=message)
 
 
 async def _write_run(
@@ -155,6 +193,9 @@ async def _write_run(
     run.row_count = result.row_count
     run.error_count = result.error_count
     run.warning_count = len(result.warnings)
+    if result.followed is not None:
+        run.images_held = len(result.followed.held)
+        run.images_released = len(result.followed.released)
     run.problems = [p.as_dict() for p in (*result.errors, *result.warnings)][: MAX_REPORTED_PROBLEMS * 2]
     run.message = result.message
     if fetched is not None:
@@ -175,6 +216,9 @@ async def _write_run(
             "error_count": result.error_count,
             "content_sha256": run.content_sha256,
             "changes": None if result.changes is None else vars(result.changes),
+            "warning_count": len(result.warnings),
+            "images_held": None if result.followed is None else list(result.followed.held),
+            "images_released": None if result.followed is None else list(result.followed.released),
         },
     )
 
@@ -211,10 +255,12 @@ async def sync_cpl(
     trigger: str = "cli",
     progress: ProgressCallback | None = None,
     not_within: dt.timedelta | None = None,
+    follower: Follower | None = None,
 ) -> SyncResult:
     """Synchronise from `source` (a path or URL). Raises `SyncLockBusy` if another sync holds the lock,
     and `SyncNotDue` if `not_within` is given and a sync of the same trigger started less than that long
-    ago (checked holding the lock, so several schedulers sharing a database sync once per interval)."""
+    ago (checked holding the lock, so several schedulers sharing a database sync once per interval).
+    `follower` is the library's side of an applied snapshot, run in the snapshot's own transaction."""
     limits = limits or SyncLimits()
     work_dir.mkdir(parents=True, exist_ok=True)
     # What is stored and logged never carries a password from the URL; only the fetch sees it.
@@ -236,7 +282,7 @@ async def sync_cpl(
             except FetchError as exc:
                 result = SyncResult(run_id, SyncOutcome.FETCH_FAILED, shown, message=str(exc))
             else:
-                result = await _apply(db, run_id, shown, fetched, limits, progress, actor)
+                result = await _apply(db, run_id, shown, fetched, limits, progress, actor, follower)
         except Exception as exc:
             log.exception("CPL sync run %s from %s failed", run_id, shown)
             failed = SyncResult(
@@ -251,7 +297,7 @@ async def sync_cpl(
             if isinstance(fetched, Fetched):
                 with contextlib.suppress(FileNotFoundError):
                     fetched.path.unlink()
-        await _finish_run(db, result, fetched, actor)
+        result = await _finish_run(db, result, fetched, actor, follower)
         log.info("CPL sync run %s from %s: %s", run_id, shown, result.outcome.value)
         return result
 
@@ -264,6 +310,7 @@ async def _apply(
     limits: SyncLimits,
     progress: ProgressCallback | None,
     actor: Actor,
+    follower: Follower | None,
 ) -> SyncResult:
     if isinstance(fetched, NotModified):
         async with db.sessions() as session:
@@ -276,7 +323,7 @@ async def _apply(
             message="the source has not changed since the last sync",
         )
     with _cyclic_gc_paused():
-        return await _read_and_store(db, run_id, source, fetched, limits, progress, actor)
+        return await _read_and_store(db, run_id, source, fetched, limits, progress, actor, follower)
 
 
 async def _read_and_store(
@@ -287,6 +334,7 @@ async def _read_and_store(
     limits: SyncLimits,
     progress: ProgressCallback | None,
     actor: Actor,
+    follower: Follower | None,
 ) -> SyncResult:
     try:
         # Parsing and validating are CPU work: keep them off the event loop that serves requests.
@@ -315,11 +363,18 @@ async def _read_and_store(
             message=f"snapshot {snapshot.id} is now current",
         )
 
+    done: list[SyncResult] = []
+
     async def record_applied(session: AsyncSession, snapshot: CplSnapshot) -> None:
-        # The run's outcome and its audit event commit with the snapshot: a sync killed after its
-        # commit still leaves the change on the record.
+        # The library follows the new snapshot, and the run's outcome and its audit event are written,
+        # all in the snapshot's transaction: a sync killed after its commit leaves no image served that
+        # the current CPL does not certify, and the change on the record.
+        result = applied(snapshot)
+        if follower is not None:
+            result = _with_followed(result, await follower(session, snapshot.id, actor))
         run = await session.get_one(CplSyncRun, run_id)
-        await _write_run(session, run, applied(snapshot), fetched, actor)
+        await _write_run(session, run, result, fetched, actor)
+        done.append(result)
 
     stored = await store_snapshot(
         db.sessions,
@@ -341,4 +396,4 @@ async def _read_and_store(
             warnings=valid.warnings,
             message=f"same content as current snapshot {snapshot.id}; nothing written",
         )
-    return applied(snapshot)
+    return done[0]

@@ -1,7 +1,12 @@
 """Turn a parsed CPL table into typed, normalised rows, or reject it with every problem it has.
 
-Any error rejects the whole file; warnings (a manufacturer spelt two ways, say) are kept with the
-sync run. Errors are reported in full up to a cap, and counted exactly beyond it.
+A file is rejected whole only when it cannot be trusted as a whole: a key (manufacturer id, model id,
+hardware or firmware version) or an image hash that cannot be read, a duplicate key, or a fact a
+version's certification rests on (status, date added, technical specification) that cannot be read.
+Facts that merely disagree between the rows of one device model (a name spelt two ways, a device type
+typo) are applied with a warning per row; the value kept is the one on the most recently listed row
+(`prevails`, the one rule). An unreadable optional cell (GBCS version, CPA reference or expiry) is a
+warning and stays empty. Errors are reported in full up to a cap, and counted exactly beyond it.
 """
 
 from __future__ import annotations
@@ -35,7 +40,10 @@ class DeviceModelRow:
     manufacturer_name: str
     model_name: str
     device_type: ids.DeviceType
+    # The generation of the most recently listed version, and every generation its versions have
+    # (`SMETS1,SMETS2` when a firmware upgrade moved the model from one to the other).
     smets_version: ids.SmetsVersion
+    smets_versions: str
     firmware_count: int
 
     @property
@@ -51,6 +59,7 @@ class FirmwareRow:
     firmware_version: ids.FirmwareVersion
     image_hash: ids.Sha256Hex
     status: ids.CplStatus
+    specification: ids.TechnicalSpecification
     gbcs_version: str | None
     cpa_reference: str | None
     cpa_expiry: dt.date | None
@@ -71,6 +80,9 @@ class FirmwareRow:
             self.firmware_version,
             self.image_hash,
             self.status,
+            self.specification.generation,
+            self.specification.specification,
+            self.specification.version,
             self.gbcs_version,
             self.cpa_reference,
             self.cpa_expiry,
@@ -88,14 +100,14 @@ class ValidCpl:
 
 
 _NORMALISERS: dict[Column, Callable[[Cell], Any]] = {
-    Column.MANUFACTURER_NAME: lambda v: ids.name(v, "manufacturer name"),
+    Column.MANUFACTURER_NAME: lambda v: ids.cell_text(v, "manufacturer name"),
     Column.MANUFACTURER_ID: ids.manufacturer_id,
-    Column.MODEL_NAME: lambda v: ids.name(v, "model name"),
+    Column.MODEL_NAME: lambda v: ids.cell_text(v, "model name"),
     Column.MODEL_ID: ids.model_id,
     Column.HARDWARE_VERSION: ids.hardware_version,
     Column.FIRMWARE_VERSION: ids.firmware_version,
     Column.DEVICE_TYPE: ids.device_type,
-    Column.SMETS_VERSION: ids.smets_version,
+    Column.SMETS_VERSION: ids.technical_specification,
     Column.GBCS_VERSION: lambda v: None if _blank(v) else ids.gbcs_version(v),
     Column.IMAGE_HASH: ids.sha256_hex,
     Column.CPA_REFERENCE: lambda v: ids.optional_text(v, "CPA certificate reference"),
@@ -107,21 +119,24 @@ _NORMALISERS: dict[Column, Callable[[Cell], Any]] = {
 
 _MOSTLY_UNIQUE = frozenset({Column.IMAGE_HASH, Column.FIRMWARE_VERSION})
 _CACHE_LIMIT = 200_000
+# Facts of a device model (or of a manufacturer id) that its other rows can supply: a row whose cell
+# cannot be read is kept, with a warning, when another row of the same model gives a value.
+MODEL_FACTS = (Column.MANUFACTURER_NAME, Column.MODEL_NAME, Column.DEVICE_TYPE)
+# Optional facts: an unreadable cell is a warning and the fact stays empty.
+OPTIONAL_FACTS = frozenset({Column.GBCS_VERSION, Column.CPA_REFERENCE, Column.CPA_EXPIRY})
+
+
+When = tuple[dt.date, int]  # (date added, sheet row) of the row a value was read from
+
+
+def prevails(candidate: When, kept: When | None) -> bool:
+    """The one rule for facts that rows of one device model (or manufacturer) give differently: the
+    most recently listed row wins, and of rows listed the same day, the one further down the sheet."""
+    return kept is None or candidate > kept
 
 
 def _blank(value: Cell) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
-
-
-@dataclass
-class _ModelSeen:
-    row: int
-    manufacturer_name: str
-    model_name: str
-    device_type: ids.DeviceType
-    smets_version: ids.SmetsVersion
-    newest: dt.date
-    firmware_count: int = 0
 
 
 class _Problems:
@@ -221,8 +236,7 @@ def validate(
     ]
     pick = itemgetter(*(position for _, position, _, _ in plan))
     width = max(position for _, position, _, _ in plan) + 1
-    models: dict[ModelKey, _ModelSeen] = {}
-    manufacturer_names: dict[str, tuple[str, dt.date, int]] = {}
+    facts = _Facts(problems, header)
     seen: dict[FirmwareKey, tuple[int, str]] = {}
     firmware: list[FirmwareRow] = []
     data_rows = 0
@@ -253,6 +267,7 @@ def validate(
             columns[Column.STATUS],
             columns[Column.DATE_ADDED],
         )
+        specifications = columns[Column.SMETS_VERSION]
         gbcs = columns.get(Column.GBCS_VERSION, none)
         cpa = columns.get(Column.CPA_REFERENCE, none)
         expiry = columns.get(Column.CPA_EXPIRY, none)
@@ -261,21 +276,28 @@ def validate(
                 columns[Column.MANUFACTURER_NAME],
                 columns[Column.MODEL_NAME],
                 columns[Column.DEVICE_TYPE],
-                columns[Column.SMETS_VERSION],
                 strict=True,
             )
         )
-        last_model: tuple[ModelKey, tuple[Any, ...]] | None = None
         for index, (sheet_row, _) in enumerate(chunk):
+            unreadable: list[tuple[Column, str]] = []
             if (cell_errors := bad_cells.get(index)) is not None:
-                if problems.full:
-                    # Past the cap only the count is kept: building each problem would cost a file of
-                    # a million bad rows a minute.
-                    problems.error_count += len(cell_errors)
-                else:
-                    for column, reason in cell_errors:
-                        problems.error(problem(sheet_row, column, reason))
-                continue
+                if any(c not in OPTIONAL_FACTS and c not in MODEL_FACTS for c, _ in cell_errors):
+                    # The row cannot be trusted: every cell of it that cannot be read is reported.
+                    fatal = [(c, r) for c, r in cell_errors if c not in OPTIONAL_FACTS]
+                    if problems.full:
+                        # Past the cap only the count is kept: building each problem would cost a file
+                        # of a million bad rows a minute.
+                        problems.error_count += len(fatal)
+                    else:
+                        for column, reason in fatal:
+                            problems.error(problem(sheet_row, column, reason))
+                    continue
+                for column, reason in cell_errors:
+                    if column in OPTIONAL_FACTS:
+                        problems.warn(problem(sheet_row, column, f"{reason}; left empty", Severity.WARNING))
+                    else:
+                        unreadable.append((column, reason))
             key = (manufacturer_ids[index], model_ids[index], hardware[index], versions[index])
             image_hash = hashes[index]
             if (earlier := seen.get(key)) is not None:
@@ -297,138 +319,213 @@ def validate(
                 key[3],
                 image_hash,
                 statuses[index],
+                specifications[index],
                 gbcs[index],
                 cpa[index],
                 expiry[index],
                 added[index],
                 sheet_row,
             )
-            model_key = (key[0], key[1], key[2])
-            said = described[index]
-            # Rows of one device model usually sit together and agree: then only the counts move.
-            if last_model == (model_key, said):
-                seen_model = models[model_key]
-                seen_model.firmware_count += 1
-                seen_model.newest = max(seen_model.newest, row.date_added)
-                firmware.append(row)
-                continue
-            if not _check_model(row, _Described(*said), models, problems, problem):
-                continue
-            _note_manufacturer_name(row, said[0], manufacturer_names, problems, problem)
-            last_model = (model_key, said)
+            facts.note(row, described[index], unreadable)
             firmware.append(row)
 
     if data_rows == 0:
         problems.error(Problem("the file has a header row but no data rows", header.row))
+    device_models = facts.device_models()
     if problems.error_count:
         raise CplFileRejected(problems.errors, problems.error_count, problems.warnings)
     if progress is not None:
         progress("validate", data_rows, data_rows)
 
     firmware.sort(key=lambda r: r.key)
-    names = {mid: n for mid, (n, _, _) in manufacturer_names.items()}
-    device_models = [
-        DeviceModelRow(
-            key[0],
-            key[1],
-            key[2],
-            names[key[0]],
-            m.model_name,
-            m.device_type,
-            m.smets_version,
-            m.firmware_count,
-        )
-        for key, m in sorted(models.items())
-    ]
     return ValidCpl(header, device_models, firmware, problems.warnings, rows_digest(device_models, firmware))
 
 
-@dataclass(frozen=True, slots=True)
-class _Described:
-    """What a row says about its device model, checked against the model's other rows."""
+@dataclass
+class _ModelSeen:
+    """What the rows of one device model say of it so far."""
 
-    manufacturer_name: str
-    model_name: str
-    device_type: ids.DeviceType
-    smets_version: ids.SmetsVersion
+    row: int  # its first row
+    first: tuple[str | None, ids.DeviceType | None]  # the first readable model name and device type
+    first_rows: list[int]  # the rows they were read from
+    latest: When | None  # the prevailing row among those that give both facts, and what it gives
+    values: tuple[str, ids.DeviceType] | None
+    generation_when: When
+    generation: ids.SmetsVersion
+    generations: set[ids.SmetsVersion]
+    partial: list[tuple[When, str | None, ids.DeviceType | None]]  # rows that give only one fact
+    firmware_count: int = 1
 
 
-def _check_model(
-    row: FirmwareRow,
-    described: _Described,
-    models: dict[ModelKey, _ModelSeen],
-    problems: _Problems,
-    problem: Callable[..., Problem],
-) -> bool:
-    key = (row.manufacturer_id, row.model_id, row.hardware_version)
-    seen = models.get(key)
-    if seen is None:
-        models[key] = _ModelSeen(
-            row.sheet_row,
-            described.manufacturer_name,
-            described.model_name,
-            described.device_type,
-            described.smets_version,
-            row.date_added,
-            1,
-        )
-        return True
-    label = "/".join(key)
-    ok = True
-    for column, attr in ((Column.DEVICE_TYPE, "device_type"), (Column.SMETS_VERSION, "smets_version")):
-        given, first = getattr(described, attr), getattr(seen, attr)
-        if given != first:
-            problems.error(
-                problem(
+@dataclass
+class _MakerSeen:
+    """What the rows of one manufacturer id say its name is."""
+
+    first: str
+    first_row: int
+    latest: When
+    name: str
+
+
+class _Facts:
+    """Model-level facts (names, device type, SMETS generations) gathered over the rows of a file, each
+    chosen by `prevails`, with a warning for every row that disagrees with the first reading."""
+
+    def __init__(self, problems: _Problems, header: Header) -> None:
+        self.problems = problems
+        self.header = header
+        self.models: dict[ModelKey, _ModelSeen] = {}
+        self.makers: dict[ids.ManufacturerId, _MakerSeen] = {}
+        self.unreadable: list[tuple[FirmwareRow, Column, str]] = []
+
+    def _problem(self, row: int, column: Column, reason: str, severity: Severity) -> Problem:
+        return Problem(reason, row, self.header.heading(column), self.header.columns[column], severity)
+
+    def _warn(self, row: int, column: Column, reason: str) -> None:
+        self.problems.warn(self._problem(row, column, reason, Severity.WARNING))
+
+    def note(
+        self,
+        row: FirmwareRow,
+        said: tuple[str | None, str | None, ids.DeviceType | None],
+        unreadable: list[tuple[Column, str]],
+    ) -> None:
+        when = (row.date_added, row.sheet_row)
+        maker_name, model_name, device_type = said
+        key = (row.manufacturer_id, row.model_id, row.hardware_version)
+        generation = row.specification.generation
+        seen = self.models.get(key)
+        maker = self.makers.get(row.manufacturer_id)
+        if (
+            seen is not None
+            and maker is not None
+            and not unreadable
+            and seen.first == (model_name, device_type)
+            and maker.first == maker_name
+        ):
+            # The common case, rows that agree with the model's first row: only counts and winners move.
+            seen.firmware_count += 1
+            if prevails(when, seen.latest):
+                seen.latest, seen.values = when, (model_name, device_type)  # type: ignore[assignment]
+            if prevails(when, seen.generation_when):
+                seen.generation_when, seen.generation = when, generation
+            seen.generations.add(generation)
+            if prevails(when, maker.latest):
+                maker.latest, maker.name = when, maker_name
+            return
+        for column, reason in unreadable:
+            self.unreadable.append((row, column, reason))
+        label = "/".join(key)
+        if maker_name is not None:
+            if maker is None:
+                self.makers[row.manufacturer_id] = _MakerSeen(maker_name, row.sheet_row, when, maker_name)
+            else:
+                if maker_name != maker.first:
+                    self._warn(
+                        row.sheet_row,
+                        Column.MANUFACTURER_NAME,
+                        f'manufacturer name "{maker_name}" differs from "{maker.first}" on row '
+                        f"{maker.first_row} for manufacturer id {row.manufacturer_id}; the most recently "
+                        "listed name is kept",
+                    )
+                if prevails(when, maker.latest):
+                    maker.latest, maker.name = when, maker_name
+        if seen is None:
+            seen = _ModelSeen(
+                row=row.sheet_row,
+                first=(model_name, device_type),
+                first_rows=[row.sheet_row, row.sheet_row],
+                latest=None,
+                values=None,
+                generation_when=when,
+                generation=generation,
+                generations={generation},
+                partial=[],
+                firmware_count=1,
+            )
+            self.models[key] = seen
+        else:
+            seen.firmware_count += 1
+            first_name, first_type = seen.first
+            if first_name is None and model_name is not None:
+                seen.first, seen.first_rows[0] = (model_name, first_type), row.sheet_row
+            elif model_name is not None and model_name != first_name:
+                self._warn(
                     row.sheet_row,
-                    column,
-                    f"{given} differs from {first} on row {seen.row} for the same device model {label}",
+                    Column.MODEL_NAME,
+                    f'model name "{model_name}" differs from "{first_name}" on row {seen.first_rows[0]} '
+                    f"for device model {label}; the most recently listed name is kept",
+                )
+            if first_type is None and device_type is not None:
+                seen.first, seen.first_rows[1] = (seen.first[0], device_type), row.sheet_row
+            elif device_type is not None and device_type != first_type:
+                self._warn(
+                    row.sheet_row,
+                    Column.DEVICE_TYPE,
+                    f"device type {device_type} differs from {first_type} on row {seen.first_rows[1]} for "
+                    f"device model {label}; the device type of the most recently listed row is kept",
+                )
+            if prevails(when, seen.generation_when):
+                seen.generation_when, seen.generation = when, generation
+            seen.generations.add(generation)
+        if model_name is not None and device_type is not None:
+            if prevails(when, seen.latest):
+                seen.latest, seen.values = when, (model_name, device_type)
+        else:
+            seen.partial.append((when, model_name, device_type))
+
+    def device_models(self) -> list[DeviceModelRow]:
+        """Each model's facts as `prevails` chooses them; an unreadable fact no row of the model (or,
+        for a name, of the manufacturer) gives is an error, else a warning."""
+        chosen: dict[ModelKey, tuple[str | None, ids.DeviceType | None]] = {}
+        for key, seen in self.models.items():
+            picks: list[Any] = []
+            for position in (0, 1):
+                best: tuple[When, Any] | None = None
+                if seen.latest is not None and seen.values is not None:
+                    best = (seen.latest, seen.values[position])
+                for when, *values in seen.partial:
+                    if values[position] is not None and prevails(when, None if best is None else best[0]):
+                        best = (when, values[position])
+                picks.append(None if best is None else best[1])
+            chosen[key] = (picks[0], picks[1])
+        for row, column, reason in self.unreadable:
+            key = (row.manufacturer_id, row.model_id, row.hardware_version)
+            if column is Column.MANUFACTURER_NAME:
+                maker = self.makers.get(row.manufacturer_id)
+                kept, whose = (
+                    (None if maker is None else maker.name),
+                    f"manufacturer id {row.manufacturer_id}",
+                )
+            else:
+                kept = chosen[key][0 if column is Column.MODEL_NAME else 1]
+                whose = "device model " + "/".join(key)
+            if kept is None:
+                self.problems.error(self._problem(row.sheet_row, column, reason, Severity.ERROR))
+            else:
+                self._warn(
+                    row.sheet_row, column, f"{reason}; the other rows of {whose} give {kept}, which is kept"
+                )
+        result = []
+        for key, seen in sorted(self.models.items()):
+            maker = self.makers.get(key[0])
+            model_name, device_type = chosen[key]
+            if maker is None or model_name is None or device_type is None:
+                continue  # reported above as an error: the file is rejected
+            result.append(
+                DeviceModelRow(
+                    key[0],
+                    key[1],
+                    key[2],
+                    maker.name,
+                    model_name,
+                    device_type,
+                    seen.generation,
+                    ",".join(sorted(seen.generations)),
+                    seen.firmware_count,
                 )
             )
-            ok = False
-    if not ok:
-        return False
-    seen.firmware_count += 1
-    if described.model_name != seen.model_name:
-        problems.warn(
-            problem(
-                row.sheet_row,
-                Column.MODEL_NAME,
-                f'model name "{described.model_name}" differs from "{seen.model_name}" on row '
-                f"{seen.row} for device model {label}; the most recently listed name is kept",
-                Severity.WARNING,
-            )
-        )
-        if row.date_added > seen.newest:
-            seen.model_name = described.model_name
-    seen.newest = max(seen.newest, row.date_added)
-    return True
-
-
-def _note_manufacturer_name(
-    row: FirmwareRow,
-    spelt: str,
-    names: dict[str, tuple[str, dt.date, int]],
-    problems: _Problems,
-    problem: Callable[..., Problem],
-) -> None:
-    known = names.get(row.manufacturer_id)
-    if known is None:
-        names[row.manufacturer_id] = (spelt, row.date_added, row.sheet_row)
-        return
-    name, newest, first_row = known
-    if spelt != name:
-        problems.warn(
-            problem(
-                row.sheet_row,
-                Column.MANUFACTURER_NAME,
-                f'manufacturer name "{spelt}" differs from "{name}" on row {first_row} for '
-                f"manufacturer id {row.manufacturer_id}; the most recently listed name is kept",
-                Severity.WARNING,
-            )
-        )
-    if row.date_added > newest:
-        names[row.manufacturer_id] = (spelt, row.date_added, first_row)
+        return result
 
 
 def rows_digest(device_models: list[DeviceModelRow], firmware: list[FirmwareRow]) -> str:

@@ -14,13 +14,12 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
-from cfl_graph.access.policy import Action, allowed
 from cfl_graph.access.principal import Principal
+from cfl_graph.images import lifecycle
 from cfl_graph.tables import (
     CommercialDeclaration,
     CplCertifiedFirmware,
     CplDeviceModel,
-    ImageState,
     LibraryImage,
     UpgradePathway,
 )
@@ -112,15 +111,8 @@ class CatalogueLoaders:
         return [found.get(key) for key in keys]
 
     async def _load_images(self, keys: Sequence[ModelKey]) -> list[list[LibraryImage]]:
-        """Published and withdrawn images, and drafts only of the caller's own manufacturer ids."""
-        own = [
-            m
-            for m in {k[0] for k in keys}
-            if self._principal is not None and allowed(self._principal, Action.READ_DRAFTS, manufacturer_id=m)
-        ]
-        visible = LibraryImage.state != ImageState.DRAFT.value
-        if own:
-            visible = visible | LibraryImage.manufacturer_id.in_(own)
+        """The images the caller may see (`lifecycle.visible_to`: drafts only of its own manufacturer ids)."""
+        visible = lifecycle.visible_to(self._principal)
         grouped: dict[ModelKey, list[LibraryImage]] = defaultdict(list)
         async with self._sessions() as session:
             rows = (

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from enum import Enum
 
 import strawberry
-from sqlalchemy import select
 from strawberry.types.nodes import SelectedField, Selection
 
 from cfl_graph.access.policy import Action, authorise
 from cfl_graph.images.errors import InvalidInput
 from cfl_graph.tables import CplSnapshot as CplSnapshotRow
+from cfl_graph.tables import CplSyncRun as CplSyncRunRow
 from cpl_sync.diff import CplRow, diff_snapshots
+from cpl_sync.snapshot import recent_runs, recent_snapshots
 from schema.context import Info
-from schema.node import BOTH, CPL, Node, global_id, parse_global_id
+from schema.node import BOTH, CPL, CPL_UNCACHED, Node, global_id, parse_global_id
 
 MAX_DIFF_ROWS = 500
 DIFF_ROW_FIELDS = frozenset({"added", "removed", "changed"})
@@ -42,6 +44,9 @@ class CplListing:
     model_name: str
     device_type: str
     smets_version: str
+    technical_specification: str = strawberry.field(
+        description="What the CPL's SMETS/CHTS column says, as the library writes it (`SMETS2 v4.1`)."
+    )
     image_hash: str
     status: str
     gbcs_version: str | None
@@ -58,6 +63,7 @@ class CplListing:
             model_name=row.model_name,
             device_type=row.device_type,
             smets_version=row.smets_version,
+            technical_specification=row.specification,
             image_hash=row.image_hash,
             status=row.status,
             gbcs_version=row.gbcs_version,
@@ -178,6 +184,80 @@ async def snapshot_by_id(info: Info, snapshot_id: int) -> CplSnapshot | None:
     return None if row is None else CplSnapshot.from_row(row, await loaders.current_snapshot_id())
 
 
+@strawberry.enum(description="How a CPL sync ended.")
+class SyncOutcome(Enum):
+    RUNNING = "running"
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    NOT_MODIFIED = "not_modified"
+    REJECTED = "rejected"
+    FETCH_FAILED = "fetch_failed"
+    FAILED = "failed"
+
+
+@strawberry.enum(description="An error rejects a CPL file whole; a warning is applied and recorded.")
+class ProblemSeverity(Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@strawberry.type(description="A problem a sync found in a CPL file, where a spreadsheet shows it.")
+class CplFileProblem:
+    row: int | None = strawberry.field(description="The sheet row; null for the file as a whole.")
+    column: str | None = strawberry.field(description="The column's heading as the file writes it.")
+    column_letter: str | None
+    reason: str
+    severity: ProblemSeverity
+
+
+@strawberry.type(description="One attempt to synchronise the CPL, and what came of it.")
+class CplSyncRun:
+    run_id: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    trigger: str
+    source: str
+    outcome: SyncOutcome
+    snapshot_id: int | None
+    row_count: int | None
+    error_count: int
+    warning_count: int
+    images_held: int = strawberry.field(description="Published images the snapshot held.")
+    images_released: int = strawberry.field(description="Held images the snapshot released.")
+    message: str | None
+    problems: list[CplFileProblem] = strawberry.field(
+        description="The first errors and warnings, row by row (the counts are exact)."
+    )
+
+    @classmethod
+    def from_row(cls, row: CplSyncRunRow) -> CplSyncRun:
+        return cls(
+            run_id=row.id,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            trigger=row.trigger,
+            source=row.source,
+            outcome=SyncOutcome(row.outcome),
+            snapshot_id=row.snapshot_id,
+            row_count=row.row_count,
+            error_count=row.error_count,
+            warning_count=row.warning_count,
+            images_held=row.images_held,
+            images_released=row.images_released,
+            message=row.message,
+            problems=[
+                CplFileProblem(
+                    row=p.get("row"),
+                    column=p.get("column"),
+                    column_letter=p.get("column_letter"),
+                    reason=str(p.get("reason", "")),
+                    severity=ProblemSeverity(p.get("severity", "error")),
+                )
+                for p in row.problems
+            ],
+        )
+
+
 @strawberry.type
 class CplQuery:
     @strawberry.field(
@@ -196,7 +276,17 @@ class CplQuery:
             raise InvalidInput(f"`first` must be between 0 and 500, not {first}")
         current = await info.context.loaders.cpl.current_snapshot_id()
         async with info.context.sessions() as session:
-            rows = (
-                await session.execute(select(CplSnapshotRow).order_by(CplSnapshotRow.id.desc()).limit(first))
-            ).scalars()
-            return [CplSnapshot.from_row(row, current) for row in rows]
+            rows = await recent_snapshots(session, first)
+        return [CplSnapshot.from_row(row, current) for row in rows]
+
+    @strawberry.field(
+        metadata=CPL_UNCACHED,
+        description="Sync runs, newest first: outcome, counts, and each error and warning by row.",
+    )
+    async def cpl_sync_runs(self, info: Info, first: int = 20) -> list[CplSyncRun]:
+        authorise(info.context.principal, Action.READ_CATALOGUE)
+        if not 0 <= first <= 500:
+            raise InvalidInput(f"`first` must be between 0 and 500, not {first}")
+        async with info.context.sessions() as session:
+            rows = await recent_runs(session, first)
+        return [CplSyncRun.from_row(row) for row in rows]

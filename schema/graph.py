@@ -56,10 +56,20 @@ class DeviceType(Enum):
     GPF = "GPF"
 
 
-@strawberry.enum
+@strawberry.enum(description="A SMETS generation.")
 class SmetsVersion(Enum):
     SMETS1 = "SMETS1"
     SMETS2 = "SMETS2"
+
+
+@strawberry.enum(
+    description="The technical specification a firmware version was certified against: SMETS1, SMETS2, or "
+    "the Communications Hub Technical Specification (CHTS)."
+)
+class TechnicalSpecification(Enum):
+    SMETS1 = "SMETS1"
+    SMETS2 = "SMETS2"
+    CHTS = "CHTS"
 
 
 @strawberry.enum(description="A certified version's status on the CPL.")
@@ -90,7 +100,11 @@ class FindingKind(Enum):
 class DeviceModelFilter:
     manufacturer_id: str | None = None
     device_type: DeviceType | None = None
-    smets_version: SmetsVersion | None = None
+    smets_version: SmetsVersion | None = strawberry.field(
+        default=None,
+        description="Models with a version certified against this generation (in coverageGaps: the "
+        "versions themselves).",
+    )
     has_coverage_gap: bool | None = strawberry.field(
         default=None, description="Models with at least one coverage gap (true) or none (false)."
     )
@@ -244,9 +258,22 @@ class DeviceModel(Node):
     def device_type(self, info: Info) -> DeviceType | None:
         return self._fact(info, lambda row: DeviceType(row.device_type))
 
-    @strawberry.field(metadata=CPL)
+    @strawberry.field(
+        metadata=CPL,
+        deprecation_reason="The CPL certifies each firmware version against a SMETS generation of its own: "
+        "use smetsVersions, or CertifiedFirmware.smetsVersion. This is the generation of the most recently "
+        "listed version.",
+    )
     def smets_version(self, info: Info) -> SmetsVersion | None:
         return self._fact(info, lambda row: SmetsVersion(row.smets_version))
+
+    @strawberry.field(
+        metadata=CPL,
+        description="The SMETS generations its certified versions were certified against (two when a "
+        "firmware upgrade moved the model from one to the other).",
+    )
+    def smets_versions(self, info: Info) -> list[SmetsVersion] | None:
+        return self._fact(info, lambda row: [SmetsVersion(v) for v in row.smets_versions.split(",")])
 
     @strawberry.field(
         metadata=CPL, description="Its certified firmware versions on the current CPL, oldest first."
@@ -369,6 +396,28 @@ class CertifiedFirmware(Node):
     @strawberry.field(metadata=CPL)
     def status(self, info: Info) -> CplStatus | None:
         return self._fact(info, lambda row: CplStatus(CplStatusValue(row.status).value))
+
+    @strawberry.field(
+        metadata=CPL,
+        description="The SMETS generation this version was certified against (a firmware upgrade can move "
+        "a meter to another).",
+    )
+    def smets_version(self, info: Info) -> SmetsVersion | None:
+        return self._fact(info, lambda row: SmetsVersion(row.smets_version))
+
+    @strawberry.field(
+        metadata=CPL, description="The technical specification this version was certified against."
+    )
+    def technical_specification(self, info: Info) -> TechnicalSpecification | None:
+        return self._fact(info, lambda row: TechnicalSpecification(row.technical_specification))
+
+    @strawberry.field(
+        metadata=CPL,
+        description="That specification's version as the CPL lists it (`4.1` of `SMETS2 v4.1`); null where "
+        "the CPL names the specification alone.",
+    )
+    def specification_version(self, info: Info) -> str | None:
+        return self._fact(info, lambda row: row.specification_version)
 
     @strawberry.field(metadata=CPL)
     def gbcs_version(self, info: Info) -> str | None:

@@ -18,14 +18,19 @@ from cfl_graph.images.errors import ImageNotFound, InvalidInput
 from cfl_graph.images.library import download_name
 from cfl_graph.tables import CommercialDeclaration as DeclarationRow
 from cfl_graph.tables import LibraryImage as ImageRow
+from cfl_graph.tables import UpgradePathway as PathwayRow
 from schema.context import Info
 from schema.node import BOTH, CFL, Node, global_id, parse_global_id
 
 
-@strawberry.enum(description="Where an image is in its life: drafts are seen by their manufacturer only.")
+@strawberry.enum(
+    description="Where an image is in its life: drafts are seen by their manufacturer only; only published "
+    "images are served. A held image is one the current CPL no longer certifies as it is."
+)
 class ImageState(Enum):
     DRAFT = "draft"
     PUBLISHED = "published"
+    HELD = "held"
     WITHDRAWN = "withdrawn"
 
 
@@ -50,6 +55,17 @@ class OtaHeader:
     upgrade_file_destination: str | None
     minimum_hardware_version: str | None
     maximum_hardware_version: str | None
+
+
+@strawberry.type(
+    description="Why a published image is held: the current CPL no longer lists its version, lists it as "
+    "not active, or lists another hash. Released when a later snapshot lists it again as it is."
+)
+class ImageHold:
+    problem: str = strawberry.field(description="not-on-cpl, not-active-on-cpl or hash-mismatch.")
+    detail: str
+    since: dt.datetime
+    cpl_snapshot_id: int = strawberry.field(description="The snapshot that caused the hold.")
 
 
 @strawberry.type(description="Release notes: the Markdown as uploaded, and sanitised HTML and plain text.")
@@ -91,6 +107,8 @@ class LibraryImage(Node):
     published_at: dt.datetime | None
     withdrawn_at: dt.datetime | None
     withdrawal_reason: str | None
+    hold: ImageHold | None = strawberry.field(description="Set while the image is held.")
+    released_at: dt.datetime | None = strawberry.field(description="When it was last released from a hold.")
     download_url: str
 
     @strawberry.federation.field(shareable=True, metadata=BOTH)
@@ -129,6 +147,15 @@ class LibraryImage(Node):
             published_at=row.published_at,
             withdrawn_at=row.withdrawn_at,
             withdrawal_reason=row.withdrawal_reason,
+            hold=None
+            if row.state != ImageState.HELD.value or row.held_at is None
+            else ImageHold(
+                problem=row.hold_problem or "",
+                detail=row.hold_detail or "",
+                since=row.held_at,
+                cpl_snapshot_id=row.held_snapshot_id or 0,
+            ),
+            released_at=row.released_at,
             download_url=f"/api/v1/images/{row.id}/file",
         )
 
@@ -158,7 +185,10 @@ class CommercialDeclaration:
         )
 
 
-@strawberry.type(description="Devices of a model on `fromVersion` may upgrade straight to `toVersion`.")
+@strawberry.type(
+    description="Devices of a model on `fromVersion` may upgrade straight to `toVersion` (always a higher "
+    "version, as ZigBee OTA orders them)."
+)
 class UpgradePathway:
     manufacturer_id: str
     model_id: str
@@ -167,6 +197,18 @@ class UpgradePathway:
     to_version: str
     recorded_at: dt.datetime
     recorded_by: str
+
+    @classmethod
+    def from_row(cls, row: PathwayRow) -> UpgradePathway:
+        return cls(
+            manufacturer_id=row.manufacturer_id,
+            model_id=row.model_id,
+            hardware_version=row.hardware_version,
+            from_version=row.from_version,
+            to_version=row.to_version,
+            recorded_at=row.recorded_at,
+            recorded_by=row.recorded_by,
+        )
 
 
 @functools.cache
@@ -271,12 +313,22 @@ class ImageMutation:
         row = await info.context.library.record_upgrade_pathway(
             info.context.principal, model, from_version, to_version
         )
-        return UpgradePathway(
-            manufacturer_id=row.manufacturer_id,
-            model_id=row.model_id,
-            hardware_version=row.hardware_version,
-            from_version=row.from_version,
-            to_version=row.to_version,
-            recorded_at=row.recorded_at,
-            recorded_by=row.recorded_by,
+        return UpgradePathway.from_row(row)
+
+    @strawberry.mutation(
+        metadata=CFL, description="Remove a recorded upgrade pathway (the audit trail keeps the record)."
+    )
+    async def remove_upgrade_pathway(
+        self,
+        info: Info,
+        manufacturer_id: str,
+        model_id: str,
+        hardware_version: str,
+        from_version: str,
+        to_version: str,
+    ) -> UpgradePathway:
+        model = VersionKey(manufacturer_id, model_id, hardware_version, from_version)
+        row = await info.context.library.remove_upgrade_pathway(
+            info.context.principal, model, from_version, to_version
         )
+        return UpgradePathway.from_row(row)

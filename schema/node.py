@@ -18,6 +18,9 @@ COMBINED = {"subgraph": "combined"}
 # A CPL field whose answer also depends on the library (`deviceModels(filter: {hasCoverageGap})`): what
 # the response cache keys it on (schema/reads.py).
 CPL_FILTERED_BY_LIBRARY = {"subgraph": "cpl", "reads": ("cpl", "cfl")}
+# A CPL field that reads what neither the snapshot nor the library's counters name (sync runs): never
+# kept by the response cache.
+CPL_UNCACHED = {"subgraph": "cpl", "cacheable": False}
 
 
 def global_id(kind: str, *parts: object) -> strawberry.ID:

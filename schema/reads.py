@@ -43,6 +43,12 @@ _BY_SUBGRAPH = {
 _BY_NAME = {"cpl": Reads.CPL, "cfl": Reads.LIBRARY}
 
 
+def _kept(metadata: dict[str, Any]) -> bool:
+    """Whether an answer holding the field may be kept: not when it reads state the cache's key does not
+    name (sync runs: a rejected sync changes them and neither the snapshot nor the library)."""
+    return bool(metadata.get("cacheable", True))
+
+
 def _field_reads(metadata: dict[str, Any]) -> Reads:
     if (explicit := metadata.get("reads")) is not None:
         reads = Reads.NOTHING
@@ -66,7 +72,10 @@ class _Collect(Visitor):
                 self.unknown = True
             return
         field = (definition.extensions or {}).get("strawberry-definition")
-        self.reads |= _field_reads(dict(getattr(field, "metadata", None) or {}))
+        metadata = dict(getattr(field, "metadata", None) or {})
+        self.reads |= _field_reads(metadata)
+        if not _kept(metadata):
+            self.unknown = True
 
 
 def selected_operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode | None:
@@ -81,7 +90,8 @@ def selected_operation(document: DocumentNode, operation_name: str | None) -> Op
 def query_reads(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None) -> Reads | None:
     """What the answer to the document's query reads, over every field of every definition in it (a
     fragment counts wherever it is spread); None when it is not one query whose every field is known
-    (a mutation, or a request that will fail validation): such answers are not shared."""
+    and keyed (a mutation, a request that will fail validation, a field marked `cacheable: False`):
+    such answers are not shared."""
     operation = selected_operation(document, operation_name)
     if operation is None or operation.operation is not OperationType.QUERY:
         return None

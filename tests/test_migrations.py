@@ -38,6 +38,7 @@ async def test_migrations_downgrade_to_nothing_and_back(db: Database) -> None:
         "0007",
         "0008",
         "0009",
+        "0010",
     ]
     await migrate.upgrade(db.engine)
     assert await migrate.pending(db.engine) == []

@@ -69,9 +69,21 @@ class ImageNotFound(LibraryError):
         super().__init__(f"there is no image {image_id} that you may see")
 
 
+class PathwayNotFound(LibraryError):
+    status = 404
+    code = "NOT_FOUND"
+
+
 class ImageGone(LibraryError):
     status = 410
     code = "GONE"
+
+
+class ImageHeld(LibraryError):
+    """The image is held: the current CPL does not certify it as it is; `problems` say why."""
+
+    status = 409
+    code = "HELD"
 
 
 class UploadRefused(LibraryError):

@@ -26,10 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cfl_graph import identifiers as ids
 from cfl_graph import revisions
 from cfl_graph.access.policy import ANY_OWN, Action, authorise
-from cfl_graph.access.policy import allowed as policy_allows
 from cfl_graph.access.principal import Principal
 from cfl_graph.audit import Actor, record
 from cfl_graph.blobs import BlobStore
+from cfl_graph.images import lifecycle
 from cfl_graph.images.checks import (
     CheckResult,
     ImageFacts,
@@ -39,14 +39,15 @@ from cfl_graph.images.checks import (
     check_image,
 )
 from cfl_graph.images.errors import (
-    ImageGone,
     ImageNotFound,
     InvalidInput,
     LibraryError,
     LibraryProblem,
+    PathwayNotFound,
     Problem,
     UploadRefused,
 )
+from cfl_graph.images.lifecycle import Step
 from cfl_graph.images.notes import ReleaseNotes, ReleaseNotesRejected, render_release_notes
 from cfl_graph.images.ota import OtaHeader, ParsedImage
 from cfl_graph.images.receive import Received, Receiver
@@ -182,19 +183,12 @@ class ImageLibrary:
 
     # --- reading -------------------------------------------------------------------------------
 
-    @staticmethod
-    def may_see(principal: Principal | None, image: LibraryImage) -> bool:
-        """Drafts are their manufacturer's alone; published and withdrawn images are in the catalogue."""
-        if image.state == ImageState.DRAFT:
-            return policy_allows(principal, Action.READ_DRAFTS, manufacturer_id=image.manufacturer_id)
-        return policy_allows(principal, Action.READ_CATALOGUE)
-
     async def _visible(
         self, session: AsyncSession, principal: Principal | None, image_id: int
     ) -> LibraryImage:
         authorise(principal, Action.READ_CATALOGUE)
         image = await session.get(LibraryImage, image_id, with_for_update=True)
-        if image is None or not self.may_see(principal, image):
+        if image is None or not lifecycle.may_see(principal, image):
             raise ImageNotFound(image_id)
         return image
 
@@ -202,7 +196,7 @@ class ImageLibrary:
         async with self.sessions() as session:
             authorise(principal, Action.READ_CATALOGUE)
             image = await session.get(LibraryImage, image_id)
-            if image is None or not self.may_see(principal, image):
+            if image is None or not lifecycle.may_see(principal, image):
                 raise ImageNotFound(image_id)
             return image
 
@@ -294,7 +288,8 @@ class ImageLibrary:
                     release_notes_markdown=None if notes is None else notes.markdown,
                     release_notes_html=None if notes is None else notes.html,
                     release_notes_text=None if notes is None else notes.text,
-                    uploaded_at=utc_now(),
+                    uploaded_at=(now := utc_now()),
+                    state_changed_at=now,
                     uploaded_by_party_id=principal.party_id,
                     uploaded_by_token=principal.token_public_id,
                 )
@@ -408,7 +403,7 @@ class ImageLibrary:
         async with self.sessions.begin() as session:
             image = await self._visible(session, principal, image_id)
             principal = authorise(principal, Action.UPLOAD_IMAGE, manufacturer_id=image.manufacturer_id)
-            self._require_state(image, ImageState.DRAFT, "checked again")
+            lifecycle.require(image, Step.RECHECK)
             _apply_check(image, await self._check(session, image))
             await revisions.bump(session, served=False)
             return image
@@ -417,7 +412,7 @@ class ImageLibrary:
         async with self.sessions.begin() as session:
             image = await self._visible(session, principal, image_id)
             principal = authorise(principal, Action.APPROVE_IMAGE, manufacturer_id=image.manufacturer_id)
-            self._require_state(image, ImageState.DRAFT, "approved")
+            lifecycle.require(image, Step.APPROVE)
             if image.approved_at is not None:
                 raise LibraryError(
                     f"image {image.id} was already approved on {image.approved_at:%Y-%m-%d %H:%M}"
@@ -442,7 +437,7 @@ class ImageLibrary:
         async with self.sessions.begin() as session:
             image = await self._visible(session, principal, image_id)
             principal = authorise(principal, Action.PUBLISH_IMAGE, manufacturer_id=image.manufacturer_id)
-            self._require_state(image, ImageState.DRAFT, "published")
+            lifecycle.require(image, Step.PUBLISH)
             await self._require_no_problems(session, image, "published")
             uploader = await session.get(Party, image.uploaded_by_party_id)
             if uploader is not None and uploader.requires_approval and image.approved_at is None:
@@ -451,7 +446,7 @@ class ImageLibrary:
                     "a second token first (approveImage)"
                 )
             image.state = ImageState.PUBLISHED.value
-            image.published_at = utc_now()
+            image.published_at = image.state_changed_at = utc_now()
             image.published_by = principal.party_name
             await revisions.bump(session, served=True)
             await record(
@@ -471,18 +466,22 @@ class ImageLibrary:
         async with self.sessions.begin() as session:
             image = await self._visible(session, principal, image_id)
             principal = authorise(principal, Action.WITHDRAW_IMAGE, manufacturer_id=image.manufacturer_id)
-            self._require_state(image, ImageState.PUBLISHED, "withdrawn")
+            lifecycle.require(image, Step.WITHDRAW)
             image.withdrawal_reason = _reason(reason, "withdrawal reason")
+            was_held = image.state == ImageState.HELD
             image.state = ImageState.WITHDRAWN.value
-            image.withdrawn_at = utc_now()
+            image.withdrawn_at = image.state_changed_at = utc_now()
             image.withdrawn_by = principal.party_name
+            # A withdrawal ends a hold for good; the audit trail keeps why it was held.
+            image.hold_problem = image.hold_detail = None
+            image.held_at = image.held_snapshot_id = None
             await revisions.bump(session, served=True)
             await record(
                 session,
                 Actor.of(principal),
                 "image.withdrawn",
                 _subject(image),
-                {"image_id": image.id, "reason": image.withdrawal_reason},
+                {"image_id": image.id, "reason": image.withdrawal_reason, "was_held": was_held},
             )
             return image
 
@@ -493,7 +492,7 @@ class ImageLibrary:
         async with self.sessions.begin() as session:
             image = await self._visible(session, principal, image_id)
             principal = authorise(principal, Action.EDIT_RELEASE_NOTES, manufacturer_id=image.manufacturer_id)
-            self._require_state(image, ImageState.DRAFT, "given new release notes")
+            lifecycle.require(image, Step.EDIT_NOTES)
             image.release_notes_markdown = notes.markdown
             image.release_notes_html = notes.html
             image.release_notes_text = notes.text
@@ -513,7 +512,7 @@ class ImageLibrary:
         async with self.sessions.begin() as session:
             image = await self._visible(session, principal, image_id)
             principal = authorise(principal, Action.UPLOAD_IMAGE, manufacturer_id=image.manufacturer_id)
-            self._require_state(image, ImageState.DRAFT, "discarded")
+            lifecycle.require(image, Step.DISCARD)
             sha256 = image.file_sha256
             await record(
                 session,
@@ -548,14 +547,15 @@ class ImageLibrary:
                         LibraryImage.model_id == key.model_id,
                         LibraryImage.hardware_version == key.hardware_version,
                         LibraryImage.firmware_version == key.firmware_version,
-                        LibraryImage.state == ImageState.PUBLISHED.value,
+                        # A held image would be served again once the CPL lists it again.
+                        LibraryImage.state.in_([ImageState.PUBLISHED.value, ImageState.HELD.value]),
                     )
                 )
             ).scalar_one_or_none()
             if image is not None:
                 raise LibraryError(
-                    f"image {image.id} is published for {key}; withdraw it before declaring the version "
-                    "commercial"
+                    f"image {image.id} is {image.state} for {key}; withdraw it before declaring the "
+                    "version commercial"
                 )
             declaration = CommercialDeclaration(
                 manufacturer_id=key.manufacturer_id,
@@ -591,6 +591,15 @@ class ImageLibrary:
         principal = authorise(principal, Action.RECORD_UPGRADE_PATHWAY, manufacturer_id=start.manufacturer_id)
         if start == end:
             raise InvalidInput("an upgrade pathway goes from one version to another, not to itself")
+        # ZigBee OTA orders file versions as unsigned numbers and a device takes only a higher one; that
+        # every pathway goes up is also what keeps pathways free of cycles.
+        if int(end.firmware_version, 16) < int(start.firmware_version, 16):
+            raise InvalidInput(
+                f"an upgrade pathway goes to a higher firmware version: {end.firmware_version} is lower than "
+                f"{start.firmware_version} (ZigBee OTA compares versions as numbers), so devices would not "
+                "take it",
+                [Problem(LibraryProblem.BAD_FIELD, f"toVersion: {end.firmware_version} is a downgrade")],
+            )
         async with self.sessions.begin() as session:
             for key in (start, end):
                 if await certified_version(session, key) is None:
@@ -624,11 +633,43 @@ class ImageLibrary:
             )
             return pathway
 
+    async def remove_upgrade_pathway(
+        self, principal: Principal | None, model: VersionKey, from_version: str, to_version: str
+    ) -> UpgradePathway:
+        """Remove a recorded pathway (its versions need not be on the CPL any more); the audit trail
+        keeps that it was there."""
+        start = VersionKey(
+            model.manufacturer_id, model.model_id, model.hardware_version, from_version
+        ).normalised()
+        end = VersionKey(
+            start.manufacturer_id, start.model_id, start.hardware_version, to_version
+        ).normalised()
+        principal = authorise(principal, Action.RECORD_UPGRADE_PATHWAY, manufacturer_id=start.manufacturer_id)
+        async with self.sessions.begin() as session:
+            pathway = await session.get(
+                UpgradePathway, (*astuple(start), end.firmware_version), with_for_update=True
+            )
+            if pathway is None:
+                raise PathwayNotFound(
+                    f"no pathway {start.firmware_version} → {end.firmware_version} is recorded for "
+                    f"manufacturer {start.manufacturer_id} model {start.model_id} hardware "
+                    f"{start.hardware_version}"
+                )
+            await session.delete(pathway)
+            await revisions.bump(session, served=True)
+            await record(
+                session,
+                Actor.of(principal),
+                "pathway.removed",
+                f"{start} → {end.firmware_version}",
+                {**start.__dict__, "to_version": end.firmware_version},
+            )
+            return pathway
+
     # --- downloads -----------------------------------------------------------------------------
 
     async def for_download(self, principal: Principal | None, image_id: int) -> LibraryImage:
-        """The image if this caller may take its bytes: published ones for any downloader; drafts and
-        withdrawn ones only for their own manufacturer."""
+        """The image if this caller may take its bytes (`lifecycle.download_refusal` says whose)."""
         async with self.sessions() as session:
             return await self._downloadable(session, principal, image_id)
 
@@ -637,14 +678,10 @@ class ImageLibrary:
     ) -> LibraryImage:
         authorise(principal, Action.READ_CATALOGUE)
         image = await session.get(LibraryImage, image_id)
-        if image is None or not self.may_see(principal, image):
+        if image is None or not lifecycle.may_see(principal, image):
             raise ImageNotFound(image_id)
-        own = policy_allows(principal, Action.READ_DRAFTS, manufacturer_id=image.manufacturer_id)
-        if image.state == ImageState.WITHDRAWN and not own:
-            assert image.withdrawn_at is not None
-            raise ImageGone(
-                f"image {image.id} was withdrawn on {image.withdrawn_at:%Y-%m-%d}: {image.withdrawal_reason}"
-            )
+        if (refusal := lifecycle.download_refusal(principal, image)) is not None:
+            raise refusal
         authorise(principal, Action.DOWNLOAD_IMAGE)
         return image
 
@@ -685,11 +722,6 @@ class ImageLibrary:
         )
 
     # --- helpers -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _require_state(image: LibraryImage, state: ImageState, verb: str) -> None:
-        if image.state != state:
-            raise LibraryError(f"image {image.id} is {image.state}; only {state} images can be {verb}")
 
     @staticmethod
     async def _check(session: AsyncSession, image: LibraryImage) -> CheckResult:

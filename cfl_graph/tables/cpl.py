@@ -59,6 +59,9 @@ class CplSyncRun(Base):
     row_count: Mapped[int | None] = mapped_column(Integer)
     error_count: Mapped[int] = mapped_column(Integer, default=0)
     warning_count: Mapped[int] = mapped_column(Integer, default=0)
+    # What the library did as the CPL moved: published images held, held images released.
+    images_held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    images_released: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The first problems found (each {"row", "column", "reason", "severity"}), capped; counts are exact.
     problems: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     message: Mapped[str | None] = mapped_column(Text)
@@ -110,7 +113,10 @@ class CplDeviceModel(Base):
     manufacturer_name: Mapped[str] = mapped_column(Text)
     model_name: Mapped[str] = mapped_column(Text)
     device_type: Mapped[str] = mapped_column(String(8))
+    # The SMETS generation of its most recently listed version, and every generation its versions have
+    # (`SMETS1,SMETS2`): the CPL certifies each firmware version against a specification of its own.
     smets_version: Mapped[str] = mapped_column(String(8))
+    smets_versions: Mapped[str] = mapped_column(String(16))
     firmware_count: Mapped[int] = mapped_column(Integer)
 
     # The catalogue's filters by device type (and SMETS version) within the current snapshot: without it,
@@ -130,6 +136,11 @@ class CplCertifiedFirmware(Base):
     firmware_version: Mapped[str] = mapped_column(HEX8, primary_key=True)
     image_hash: Mapped[str] = mapped_column(SHA256)
     status: Mapped[str] = mapped_column(String(16))
+    # What the version was certified against: its SMETS generation, the specification (SMETS1, SMETS2 or
+    # CHTS) and that specification's version (`4.1`; None where the CPL names none).
+    smets_version: Mapped[str] = mapped_column(String(8))
+    technical_specification: Mapped[str] = mapped_column(String(8))
+    specification_version: Mapped[str | None] = mapped_column(String(16))
     gbcs_version: Mapped[str | None] = mapped_column(String(16))
     cpa_reference: Mapped[str | None] = mapped_column(Text)
     cpa_expiry: Mapped[dt.date | None] = mapped_column(Date)

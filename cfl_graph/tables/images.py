@@ -29,8 +29,11 @@ from cfl_graph.tables.cpl import HEX4, HEX8, SHA256
 
 
 class ImageState(StrEnum):
+    """Where an image is in its life; `cfl_graph.images.lifecycle` holds the transitions and who sees what."""
+
     DRAFT = "draft"  # uploaded; seen by its manufacturer only
     PUBLISHED = "published"  # served to every party that may download
+    HELD = "held"  # published, but the current CPL no longer certifies it as it is: listed, not served
     WITHDRAWN = "withdrawn"  # still listed, with the reason; no longer served
 
 
@@ -76,6 +79,14 @@ class LibraryImage(Base):
     withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     withdrawn_by: Mapped[str | None] = mapped_column(Text)
     withdrawal_reason: Mapped[str | None] = mapped_column(Text)
+    # While held: why (a LibraryProblem code and its detail), since when, and the snapshot that caused it.
+    hold_problem: Mapped[str | None] = mapped_column(String(32))
+    hold_detail: Mapped[str | None] = mapped_column(Text)
+    held_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    held_snapshot_id: Mapped[int | None] = mapped_column(Integer)
+    released_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # the last release from a hold
+    # The last change of state (upload, publication, hold, release, withdrawal): what feeds order by.
+    state_changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
 
     __table_args__ = (
         UniqueConstraint(
@@ -87,11 +98,17 @@ class LibraryImage(Base):
         ),
         Index("ix_library_images_state_published_at", "state", "published_at"),
         Index("ix_library_images_manufacturer_state", "manufacturer_id", "state"),
+        Index("ix_library_images_state_changed_at", "state_changed_at"),
         CheckConstraint("state IN (" + ", ".join(f"'{s.value}'" for s in ImageState) + ")", name="state"),
         CheckConstraint("(state = 'draft') = (published_at IS NULL)", name="published_at_unless_draft"),
         CheckConstraint(
             "(state = 'withdrawn') = (withdrawn_at IS NOT NULL AND withdrawal_reason IS NOT NULL)",
             name="withdrawal_complete",
+        ),
+        CheckConstraint(
+            "(state = 'held') = "
+            "(held_at IS NOT NULL AND hold_problem IS NOT NULL AND hold_detail IS NOT NULL)",
+            name="hold_complete",
         ),
         # An id names one image forever (audit events, receipts, links): SQLite must not reuse a
         # discarded draft's id, which it does for the highest rowid without AUTOINCREMENT.

@@ -1,4 +1,5 @@
-"""`GET /api/v1/catalogue.json`: every published and withdrawn image, signed with the library's Ed25519 key.
+"""`GET /api/v1/catalogue.json`: every published, held and withdrawn image, signed with the library's Ed25519
+key; only `published` entries are served (a held one carries why it is held).
 
 The document's `version` is the catalogue revision (bumped by every publication, withdrawal and
 declaration), so it only grows; it expires `CATALOGUE_LIFETIME` after it was signed, so a client that
@@ -26,6 +27,7 @@ from starlette.routing import Route
 from cfl_graph.access.middleware import principal_of
 from cfl_graph.access.policy import AccessDenied, Action, authorise
 from cfl_graph.catalogue_signing import key_id, load_or_create_key, public_pem, sign_catalogue
+from cfl_graph.images import lifecycle
 from cfl_graph.images.library import download_name
 from cfl_graph.tables import CatalogueRevision, ImageState, LibraryImage
 from cfl_graph.tables.base import utc_now
@@ -52,6 +54,15 @@ def _entry(image: LibraryImage) -> dict[str, Any]:
         "published_at": None if image.published_at is None else image.published_at.isoformat(),
         "withdrawn_at": None if image.withdrawn_at is None else image.withdrawn_at.isoformat(),
         "withdrawal_reason": image.withdrawal_reason,
+        # Held: listed, not served, because the current CPL no longer certifies it as it is.
+        "hold": None
+        if image.state != ImageState.HELD or image.held_at is None
+        else {
+            "problem": image.hold_problem,
+            "detail": image.hold_detail,
+            "since": image.held_at.isoformat(),
+            "cpl_snapshot_id": image.held_snapshot_id,
+        },
     }
 
 
@@ -85,7 +96,7 @@ class SignedCatalogue:
                 images = (
                     await session.execute(
                         select(LibraryImage)
-                        .where(LibraryImage.state != ImageState.DRAFT.value)
+                        .where(LibraryImage.state.in_(sorted(lifecycle.LISTED)))
                         .order_by(LibraryImage.id)
                     )
                 ).scalars()

@@ -8,12 +8,15 @@ password (the middleware accepts that on every path and challenges for it under 
 never pushes: the reader polls, and the ETag lets it do so for the price of a 304.
 
 What is in a feed, and why:
-- The newest 100 images by `updated`, the later of published_at and withdrawn_at. Drafts never appear.
+- The newest 100 images by `updated`, the last change of their state (publication, hold, release,
+  withdrawal). Drafts never appear.
 - A withdrawn image stays in the feed as an updated entry (same id, a later `updated`, "withdrawn" in
   its title, the reason first in its content, and no enclosure since its bytes are no longer served):
-  a supplier that took the image must learn it was withdrawn. Ordering by `updated` rather than
-  published_at is what makes that hold for an old image too: its withdrawal moves it to the top,
-  where a reader polling only the feed's first page sees it.
+  a supplier that took the image must learn it was withdrawn. A held image (the current CPL no longer
+  certifies it as it is) is shown the same way with the hold's reason, and its release moves it to the
+  top again with its enclosure back. Ordering by `updated` rather than published_at is what makes that
+  hold for an old image too: the change moves it to the top, where a reader polling only the feed's
+  first page sees it.
 - Every party that may read the catalogue gets the same bytes for the same URL (R4): nothing in a feed
   depends on who asks.
 
@@ -33,7 +36,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -42,6 +45,7 @@ from starlette.routing import Route
 from cfl_graph.access.middleware import principal_of
 from cfl_graph.access.policy import AccessDenied, Action, authorise
 from cfl_graph.identifiers import ManufacturerId
+from cfl_graph.images import lifecycle
 from cfl_graph.tables import ImageState, LibraryImage
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -81,14 +85,21 @@ class FeedEntry:
     published_at: dt.datetime
     withdrawn_at: dt.datetime | None
     withdrawal_reason: str | None
+    held_at: dt.datetime | None
+    hold_detail: str | None
+    state_changed_at: dt.datetime
 
     @property
     def updated(self) -> dt.datetime:
-        return self.withdrawn_at or self.published_at
+        return self.state_changed_at
 
     @property
     def withdrawn(self) -> bool:
         return self.state == ImageState.WITHDRAWN
+
+    @property
+    def served(self) -> bool:
+        return ImageState(self.state) in lifecycle.SERVED
 
 
 _COLUMNS = (
@@ -107,18 +118,20 @@ _COLUMNS = (
     LibraryImage.published_at,
     LibraryImage.withdrawn_at,
     LibraryImage.withdrawal_reason,
+    LibraryImage.held_at,
+    LibraryImage.hold_detail,
+    LibraryImage.state_changed_at,
 )
 
 
 async def feed_entries(
     session: AsyncSession, manufacturer_id: ManufacturerId | None = None, *, limit: int = FEED_ENTRIES
 ) -> list[FeedEntry]:
-    """The newest published or withdrawn images, most recently updated first, in one query."""
-    updated = func.coalesce(LibraryImage.withdrawn_at, LibraryImage.published_at)
+    """The newest listed images (published, held or withdrawn), most recently changed first, in one query."""
     query = (
         select(*_COLUMNS)
-        .where(LibraryImage.state.in_([ImageState.PUBLISHED.value, ImageState.WITHDRAWN.value]))
-        .order_by(updated.desc(), LibraryImage.id.desc())
+        .where(LibraryImage.state.in_(sorted(lifecycle.LISTED)))
+        .order_by(LibraryImage.state_changed_at.desc(), LibraryImage.id.desc())
         .limit(limit)
     )
     if manufacturer_id is not None:
@@ -152,8 +165,22 @@ def _withdrawal(entry: FeedEntry) -> str:
     return f"Withdrawn on {entry.withdrawn_at:%Y-%m-%d}: {entry.withdrawal_reason or ''}"
 
 
+def _hold(entry: FeedEntry) -> str:
+    assert entry.held_at is not None
+    return f"Held since {entry.held_at:%Y-%m-%d}, not served: {entry.hold_detail or ''}"
+
+
+def _standing(entry: FeedEntry) -> list[str]:
+    """Why a listed image is not served, first in its entry."""
+    if entry.withdrawn:
+        return [_withdrawal(entry)]
+    if entry.state == ImageState.HELD:
+        return [_hold(entry)]
+    return []
+
+
 def _summary(entry: FeedEntry) -> str:
-    lines = [_withdrawal(entry)] if entry.withdrawn else []
+    lines = _standing(entry)
     lines += [
         f"Manufacturer {entry.manufacturer_id}, model {entry.model_id}, hardware {entry.hardware_version}, "
         f"firmware {entry.firmware_version}; {entry.size:,} bytes.",
@@ -167,9 +194,7 @@ def _summary(entry: FeedEntry) -> str:
 
 def _content_html(entry: FeedEntry) -> str:
     """HTML for the entry's content: the facts escaped here, then the notes' already-sanitised HTML."""
-    parts = []
-    if entry.withdrawn:
-        parts.append(f"<p><strong>{html.escape(_withdrawal(entry))}</strong></p>")
+    parts = [f"<p><strong>{html.escape(line)}</strong></p>" for line in _standing(entry)]
     facts = [
         ("Manufacturer", html.escape(entry.manufacturer_id)),
         ("Model", html.escape(entry.model_id)),
@@ -205,8 +230,8 @@ def render_feed(entries: Sequence[FeedEntry], *, base_url: str, path: str, feed_
         _add(item, "published", rfc3339(entry.published_at))
         record = f"{base_url}/api/v1/images/{entry.id}"
         _add(item, "link", rel="alternate", type="application/json", href=record)
-        if not entry.withdrawn:
-            # A withdrawn image's bytes are no longer served, so a reader must not be led to fetch them.
+        if entry.served:
+            # A withdrawn or held image's bytes are not served, so a reader must not be led to fetch them.
             _add(
                 item,
                 "link",

@@ -18,6 +18,7 @@ from cfl_graph.access.middleware import csrf_token_of, principal_of
 from cfl_graph.access.policy import Action, allowed
 from cfl_graph.access.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, end_session, open_session
 from cfl_graph.access.tokens import TokenError
+from cfl_graph.images import lifecycle
 from cfl_graph.tables import LibraryImage
 from cfl_graph.tables.base import utc_now
 from cpl_sync.snapshot import current_snapshot
@@ -98,17 +99,15 @@ def page_routes(sessions: async_sessionmaker[AsyncSession]) -> list[Route]:
         principal = principal_of(request.scope)
         async with sessions() as session:
             snapshot = await current_snapshot(session)
+            served = LibraryImage.state.in_(sorted(lifecycle.SERVED))
             published = int(
-                await session.scalar(
-                    select(func.count()).select_from(LibraryImage).where(LibraryImage.state == "published")
-                )
-                or 0
+                await session.scalar(select(func.count()).select_from(LibraryImage).where(served)) or 0
             )
             latest = list(
                 (
                     await session.execute(
                         select(LibraryImage)
-                        .where(LibraryImage.state == "published")
+                        .where(served)
                         .order_by(LibraryImage.published_at.desc(), LibraryImage.id.desc())
                         .limit(10)
                     )

@@ -26,7 +26,8 @@ from cfl_graph import reports
 from cfl_graph.access.middleware import principal_of
 from cfl_graph.access.policy import AccessDenied, Action, allowed, authorise
 from cfl_graph.blobs import BlobStoreFailed
-from cfl_graph.catalogue import DeviceModelFilter, device_models
+from cfl_graph.catalogue import Availability, DeviceModelFilter, availability, device_models
+from cfl_graph.images import lifecycle
 from cfl_graph.images.checks import VersionKey
 from cfl_graph.images.errors import ImageNotFound, InvalidInput, LibraryError
 from cfl_graph.images.library import ImageLibrary, download_name
@@ -35,16 +36,13 @@ from cfl_graph.tables import (
     CommercialDeclaration,
     CplCertifiedFirmware,
     CplDeviceModel,
-    CplSnapshot,
-    CplSyncRun,
-    ImageState,
     LibraryImage,
     UpgradePathway,
 )
 from cfl_graph.views.images import take_upload
 from cfl_graph.views.pages import render
 from cpl_sync.diff import diff_snapshots
-from cpl_sync.snapshot import current_snapshot_id
+from cpl_sync.snapshot import current_snapshot_id, recent_runs, recent_snapshots
 from loaders import Loaders
 from loaders.catalogue import CatalogueLoaders, ModelKey
 from loaders.catalogue import version_key as key_of
@@ -75,34 +73,23 @@ class VersionRow:
     upgrades_from: list[str]
     upgrades_to: list[str]
     today: dt.date
-
-    @property
-    def availability(self) -> str:
-        if self.declaration is not None:
-            return "commercial"
-        if self.image is not None and self.image.state == ImageState.PUBLISHED:
-            return "available"
-        if self.image is not None and self.image.state == ImageState.WITHDRAWN:
-            return "withdrawn"
-        if self.certified.status != ids.CplStatus.ACTIVE.value:
-            return "not active"
-        return "missing"
+    availability: Availability
 
     @property
     def days_missing(self) -> int:
         return (self.today - self.certified.date_added).days
 
+    @property
+    def specification(self) -> str:
+        return ids.specification_text(
+            self.certified.technical_specification, self.certified.specification_version
+        )
+
 
 @dataclass(frozen=True)
 class ModelCoverage:
     model: CplDeviceModel
-    certified: int
-    commercial: int
-    available: int
-
-    @property
-    def missing(self) -> int:
-        return self.certified - self.commercial - self.available
+    coverage: reports.CoverageGroup | None  # None: nothing of it is due (a comms hub, say)
 
 
 def _today() -> dt.date:
@@ -115,23 +102,33 @@ def _refused(request: Request, exc: Exception, status: int | None = None) -> Res
 
 
 async def _version_rows(
-    loaders: CatalogueLoaders, key: ModelKey, rows: list[CplCertifiedFirmware]
+    loaders: CatalogueLoaders, model: CplDeviceModel, key: ModelKey, rows: list[CplCertifiedFirmware]
 ) -> list[VersionRow]:
     images = {key_of(i): i for i in await loaders.images_by_model.load(key)}
     declarations = {key_of(d): d for d in await loaders.declarations_by_model.load(key)}
     pathways: list[UpgradePathway] = await loaders.pathways_by_model.load(key)
     today = _today()
-    return [
-        VersionRow(
-            certified=row,
-            image=images.get(key_of(row)),
-            declaration=declarations.get(key_of(row)),
-            upgrades_from=[p.from_version for p in pathways if p.to_version == row.firmware_version],
-            upgrades_to=[p.to_version for p in pathways if p.from_version == row.firmware_version],
-            today=today,
+    versions = []
+    for row in reversed(rows):  # newest version first
+        image = images.get(key_of(row))
+        declaration = declarations.get(key_of(row))
+        versions.append(
+            VersionRow(
+                certified=row,
+                image=image,
+                declaration=declaration,
+                upgrades_from=[p.from_version for p in pathways if p.to_version == row.firmware_version],
+                upgrades_to=[p.to_version for p in pathways if p.from_version == row.firmware_version],
+                today=today,
+                availability=availability(
+                    row.status,
+                    model.device_type,
+                    None if image is None else image.state,
+                    declared=declaration is not None,
+                ),
+            )
         )
-        for row in reversed(rows)  # newest version first
-    ]
+    return versions
 
 
 def _bar_chart(groups: list[reports.CoverageGroup], width: int = 640) -> dict[str, Any]:
@@ -185,6 +182,30 @@ def _timeliness_chart(groups: list[reports.TimelinessGroup], width: int = 640) -
     }
 
 
+def _image_page(
+    request: Request,
+    image: LibraryImage,
+    status: int = 200,
+    *,
+    done: str | None = None,
+    error: Exception | None = None,
+) -> Response:
+    """An image's page: what the lifecycle lets this principal see and do (no form it may not use)."""
+    principal = principal_of(request.scope)
+    return render(
+        request,
+        "image.html",
+        status,
+        image=image,
+        file_name=download_name(image),
+        steps=lifecycle.steps_for(principal, image),
+        may_download=allowed(principal, Action.DOWNLOAD_IMAGE)
+        and lifecycle.download_refusal(principal, image) is None,
+        done=done,
+        error=error,
+    )
+
+
 def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrary) -> list[Route]:
     async def models(request: Request) -> Response:
         principal = principal_of(request.scope)
@@ -232,7 +253,7 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
         row = await loaders.device_model.load(key)
         if row is None:
             return render(request, "refused.html", 404, reason="The current CPL lists no such device model.")
-        versions = await _version_rows(loaders, key, await loaders.certified_by_model.load(key))
+        versions = await _version_rows(loaders, row, key, await loaders.certified_by_model.load(key))
         may_declare = allowed(principal, Action.DECLARE_COMMERCIAL, manufacturer_id=key[0])
         return render(
             request,
@@ -259,22 +280,11 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
                 if snapshot is None
                 else await device_models(session, snapshot, DeviceModelFilter(manufacturer_id=mid), 500, None)
             )
+            by_model = {} if snapshot is None else await reports.coverage_by_model(session, snapshot, mid)
         rows = [] if page is None else [item for _, item in page.items]
-        loaders = Loaders.for_request(sessions, principal).catalogue
-        keys: list[ModelKey] = [(m.manufacturer_id, m.model_id, m.hardware_version) for m in rows]
-        certified = await loaders.certified_by_model.load_many(keys)
-        images = await loaders.images_by_model.load_many(keys)
-        declared = await loaders.declarations_by_model.load_many(keys)
-        coverage = []
-        for model_row, versions, its_images, its_declarations in zip(
-            rows, certified, images, declared, strict=True
-        ):
-            active = {key_of(v) for v in versions if v.status == ids.CplStatus.ACTIVE.value}
-            commercial = {key_of(d) for d in its_declarations} & active
-            available = {key_of(i) for i in its_images if i.state == ImageState.PUBLISHED} & (
-                active - commercial
-            )
-            coverage.append(ModelCoverage(model_row, len(active), len(commercial), len(available)))
+        coverage = [
+            ModelCoverage(m, by_model.get((m.manufacturer_id, m.model_id, m.hardware_version))) for m in rows
+        ]
         name = rows[0].manufacturer_name if rows else mid
         may_consistency = allowed(principal, Action.READ_CONSISTENCY, manufacturer_id=mid)
         return render(
@@ -296,20 +306,7 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
             found = await library.get(principal, int(raw))
         except (AccessDenied, LibraryError) as exc:
             return _refused(request, exc)
-        own = allowed(principal, Action.READ_DRAFTS, manufacturer_id=found.manufacturer_id)
-        may_download = found.state == ImageState.PUBLISHED and allowed(principal, Action.DOWNLOAD_IMAGE)
-        return render(
-            request,
-            "image.html",
-            image=found,
-            file_name=download_name(found),
-            own=own,
-            may_publish=own
-            and allowed(principal, Action.PUBLISH_IMAGE, manufacturer_id=found.manufacturer_id),
-            may_download=may_download or (own and found.state != ImageState.WITHDRAWN),
-            done=DONE.get(request.query_params.get("done", "")),
-            error=None,
-        )
+        return _image_page(request, found, done=DONE.get(request.query_params.get("done", "")))
 
     def image_action(verb: str) -> Page:
         async def act(request: Request) -> Response:
@@ -340,18 +337,7 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
                     found = await library.get(principal, image_id)
                 except (AccessDenied, LibraryError):
                     return _refused(request, exc)
-                return render(
-                    request,
-                    "image.html",
-                    getattr(exc, "status", 409),
-                    image=found,
-                    file_name=download_name(found),
-                    own=True,
-                    may_publish=True,
-                    may_download=False,
-                    done=None,
-                    error=exc,
-                )
+                return _image_page(request, found, getattr(exc, "status", 409), error=exc)
             done = {"publish": "published", "approve": "approved", "withdraw": "withdrawn"}.get(verb, verb)
             return RedirectResponse(
                 f"/images/{image_id}?done={'rechecked' if verb == 'recheck' else done}", 303
@@ -386,10 +372,7 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
                 (
                     await session.execute(
                         select(LibraryImage)
-                        .where(
-                            LibraryImage.manufacturer_id.in_(sorted(principal.manufacturer_ids)),
-                            LibraryImage.state == ImageState.DRAFT.value,
-                        )
+                        .where(lifecycle.own_drafts(principal))
                         .order_by(LibraryImage.id.desc())
                         .limit(50)
                     )
@@ -481,14 +464,8 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
             return _refused(request, exc)
         query = request.query_params
         async with sessions() as session:
-            snapshots = list(
-                (
-                    await session.execute(select(CplSnapshot).order_by(CplSnapshot.id.desc()).limit(50))
-                ).scalars()
-            )
-            runs = list(
-                (await session.execute(select(CplSyncRun).order_by(CplSyncRun.id.desc()).limit(50))).scalars()
-            )
+            snapshots = await recent_snapshots(session, 50)
+            runs = await recent_runs(session, 50)
             current = await current_snapshot_id(session)
             diff = None
             error = None

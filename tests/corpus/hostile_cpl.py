@@ -77,9 +77,11 @@ BAD_VALUES: dict[Column, list[tuple[str, Any, str]]] = {
     ],
     Column.SMETS_VERSION: [
         ("empty", "", "smets version is empty"),
-        ("unknown", "SMETS9", "is not smets1 or smets2"),
-        ("emoji", "SMETS2😀", "is not smets1 or smets2"),
-        ("a Cyrillic letter that looks Latin", "SМETS2", "is not smets1 or smets2"),
+        ("unknown", "SMETS9", "is not a technical specification"),
+        ("emoji", "SMETS2😀", "is not a technical specification"),
+        ("a Cyrillic letter that looks Latin", "SМETS2", "is not a technical specification"),
+        ("a generation and a version run together", "SMETS2.4", "is not a technical specification"),
+        ("a version without its specification", "v4.1", "is not a technical specification"),
     ],
     Column.IMAGE_HASH: [
         ("empty", "", "image hash is empty"),
@@ -118,7 +120,7 @@ BAD_VALUES: dict[Column, list[tuple[str, Any, str]]] = {
         ("emoji", "v3😀", "is not a version like v3.2"),
     ],
     Column.CPA_REFERENCE: [
-        ("control characters", "CPA\x07-2024-0001", "contains control characters"),
+        ("control characters", "CPA\x07-2024-0001", "contains the control character u+0007"),
         ("too long", "C" * 65, "at most 64 allowed"),
     ],
     Column.CPA_EXPIRY: [
@@ -127,12 +129,12 @@ BAD_VALUES: dict[Column, list[tuple[str, Any, str]]] = {
     ],
     Column.MANUFACTURER_NAME: [
         ("empty", "", "manufacturer name is empty"),
-        ("control characters", "Northfield\x00Metering", "contains control characters"),
+        ("control characters", "Northfield\x00Metering", "contains the control character u+0000"),
         ("too long", "N" * 201, "at most 200 allowed"),
     ],
     Column.MODEL_NAME: [
         ("empty", "", "model name is empty"),
-        ("control characters", "NM\x07E470", "contains control characters"),
+        ("control characters", "NM\x07E470", "contains the control character u+0007"),
         ("too long", "M" * 201, "at most 200 allowed"),
     ],
 }
@@ -187,6 +189,10 @@ class Case:
     max_rows: int | None = None  # a row limit for this case, as CFL_CPL_MAX_ROWS sets it
     errors: int | None = None  # exactly this many errors, when the case says so
     xlsx: dict[str, Any] = field(default_factory=dict)  # more options for write_xlsx
+    # Applied with a warning, not refused: the row merely disagrees with the others of its device model
+    # (which give the value kept), or an optional cell cannot be read (left empty). `expect` then holds
+    # the words of the first warning.
+    warns: bool = False
 
 
 def _ok(**overrides: Any) -> dict[Column, Any]:
@@ -196,6 +202,17 @@ def _ok(**overrides: Any) -> dict[Column, Any]:
 def _second(**overrides: Any) -> dict[Column, Any]:
     """A second valid version of the same device model (row 3 of a file), with `overrides`."""
     return _ok(**{"firmware_version": "01010000", "image_hash": "cd" * 32, **overrides})
+
+
+def _stranger(**overrides: Any) -> dict[Column, Any]:
+    """A valid row of another manufacturer's device model (row 3 of a file): nothing else in the file
+    speaks for its device model or its manufacturer."""
+    return _ok(**{"manufacturer_id": "20C3", "model_id": "0002", "image_hash": "cd" * 32, **overrides})
+
+
+# Facts other rows can give (a device model's type and name, a manufacturer's name), and optional ones.
+MODEL_FACTS = frozenset({Column.MANUFACTURER_NAME, Column.MODEL_NAME, Column.DEVICE_TYPE})
+OPTIONAL_FACTS = frozenset({Column.GBCS_VERSION, Column.CPA_REFERENCE, Column.CPA_EXPIRY})
 
 
 def _where(row_number: int, column: Column, header: Sequence[str] = HEADER) -> str:
@@ -224,12 +241,33 @@ def _bad_cells() -> Iterator[Case]:
     for column, values in BAD_VALUES.items():
         for label, value, reason in values:
             for fmt in ("csv", "xlsx"):
-                rows = [_ok(), _second(**{column.value: value})]
-                if fmt == "csv" and "\x00" in str(value):
-                    # A NUL makes a CSV a binary file, refused as a whole before any row is read.
-                    expect: tuple[str, ...] = ("nul characters",)
+                nul = fmt == "csv" and "\x00" in str(value)
+                # A NUL makes a CSV a binary file, refused as a whole before any row is read.
+                expect: tuple[str, ...] = ("nul characters",) if nul else (_where(3, column), reason)
+                if column in OPTIONAL_FACTS and not nul:
+                    rows = [_ok(), _second(**{column.value: value})]
+                    yield Case(
+                        f"{column.value} {label} ({fmt})",
+                        rows,
+                        list(HEADER),
+                        fmt,
+                        (*expect, "left empty"),
+                        warns=True,
+                    )
+                    continue
+                if column in MODEL_FACTS and not nul:
+                    rows = [_ok(), _second(**{column.value: value})]
+                    yield Case(
+                        f"{column.value} {label}, the model's other row giving it ({fmt})",
+                        rows,
+                        list(HEADER),
+                        fmt,
+                        (*expect, "which is kept"),
+                        warns=True,
+                    )
+                    rows = [_ok(), _stranger(**{column.value: value})]
                 else:
-                    expect = (_where(3, column), reason)
+                    rows = [_ok(), _second(**{column.value: value})]
                 yield Case(f"{column.value} {label} ({fmt})", rows, list(HEADER), fmt, expect, errors=1)
     # Cells only a workbook can hold.
     for column, value, reason in [
@@ -270,7 +308,8 @@ def _whole_files() -> Iterator[Case]:
             [_ok(), _second(device_type="GSME")],
             list(HEADER),
             fmt,
-            (_where(3, Column.DEVICE_TYPE), "row 2"),
+            (_where(3, Column.DEVICE_TYPE), "differs from esme on row 2", "most recently listed row is kept"),
+            warns=True,
         )
         yield Case(
             f"one bad row among many ({fmt})",
@@ -357,13 +396,20 @@ def _dates() -> Iterator[Case]:
                     if fmt == "xlsx" or not isinstance(day, dt.date)
                 ]
                 bad = _ok(firmware_version="FFFFFFFF", image_hash="ee" * 32, **{column.value: value})
+                optional = column in OPTIONAL_FACTS
                 yield Case(
                     f"{what}: good dates of every shape, then a {shape} {label} ({fmt})",
                     [*good, bad],
                     list(HEADER),
                     fmt,
-                    (_where(len(good) + 2, column), f"{what}", reason),
-                    errors=1,
+                    (
+                        _where(len(good) + 2, column),
+                        f"{what}",
+                        reason,
+                        *(("left empty",) if optional else ()),
+                    ),
+                    errors=None if optional else 1,
+                    warns=optional,
                 )
 
 
@@ -457,7 +503,7 @@ def _sheets_and_cells() -> Iterator[Case]:
     ]:
         yield Case(
             f"{column.value} a formula giving {formula.cached!r} (xlsx)",
-            [_ok(), _second(**{column.value: formula})],
+            [_ok(), (_stranger if column in MODEL_FACTS else _second)(**{column.value: formula})],
             list(HEADER),
             "xlsx",
             (_where(3, column), reason),

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cfl_graph.identifiers import CplStatus, DeviceType
-from cpl_sync.columns import Column
+from cpl_sync.columns import HEADINGS, Column
 from cpl_sync.parse import read_table
 from cpl_sync.problems import CplFileRejected
 from cpl_sync.validate import ValidCpl, validate
@@ -100,11 +100,110 @@ def test_duplicate_keys_with_conflicting_hashes_point_at_the_hash(tmp_path: Path
     ]
 
 
-def test_a_device_model_cannot_change_device_type_between_rows(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "cpl.csv", [row(), row(firmware_version="02000000", device_type="GSME")])
-    assert errors(path) == [
-        'row 3, column G "Device Type": GSME differs from ESME on row 2 for the same device model 10B2/0001/0100'
+def test_a_device_type_typo_on_one_row_is_a_warning_and_the_latest_listing_decides(tmp_path: Path) -> None:
+    # The most recently listed row says GSME: the model is a GSME, and the other row gets a warning.
+    rows = [
+        row(date_added="2024-01-15"),
+        row(firmware_version="02000000", device_type="GSME", date_added="2024-06-01"),
     ]
+    result = valid(write_csv(tmp_path / "cpl.csv", rows))
+    assert [m.device_type for m in result.device_models] == [DeviceType.GSME]
+    assert [str(w) for w in result.warnings] == [
+        'row 3, column G "Device Type": device type GSME differs from ESME on row 2 for device model '
+        "10B2/0001/0100; the device type of the most recently listed row is kept"
+    ]
+    # The same rows the other way up the sheet: the listing date decides, not the order.
+    flipped = valid(write_csv(tmp_path / "flipped.csv", list(reversed(rows))))
+    assert [m.device_type for m in flipped.device_models] == [DeviceType.GSME]
+    assert len(flipped.warnings) == 1
+
+
+def test_rows_listed_the_same_day_are_decided_by_the_later_row(tmp_path: Path) -> None:
+    rows = [row(), row(firmware_version="02000000", model_name="LM-E926 Twin Element")]
+    result = valid(write_csv(tmp_path / "cpl.csv", rows))
+    assert result.device_models[0].model_name == "LM-E926 Twin Element"
+    assert "the most recently listed name is kept" in str(result.warnings[0])
+
+
+def test_an_unreadable_device_type_is_taken_from_the_model_s_other_rows(tmp_path: Path) -> None:
+    rows = [row(), row(firmware_version="02000000", device_type="ESEM"), row(firmware_version="03000000")]
+    result = valid(write_csv(tmp_path / "cpl.csv", rows))
+    assert [m.device_type for m in result.device_models] == [DeviceType.ESME]
+    assert [fw.firmware_version for fw in result.firmware] == ["01000000", "02000000", "03000000"]
+    assert [str(w) for w in result.warnings] == [
+        "row 3, column G \"Device Type\": device type 'ESEM' is not one of ESME, GSME, PPMID, HCALCS, CHF, GPF; "
+        "the other rows of device model 10B2/0001/0100 give ESME, which is kept"
+    ]
+
+
+def test_an_unreadable_device_type_no_other_row_gives_rejects_the_file(tmp_path: Path) -> None:
+    rows = [row(), row(model_id="0002", device_type="ESEM")]
+    assert errors(write_csv(tmp_path / "cpl.csv", rows)) == [
+        "row 3, column G \"Device Type\": device type 'ESEM' is not one of ESME, GSME, PPMID, HCALCS, CHF, GPF"
+    ]
+
+
+def test_an_unreadable_optional_cell_is_a_warning_and_stays_empty(tmp_path: Path) -> None:
+    result = valid(write_csv(tmp_path / "cpl.csv", [row(cpa_expiry="TBC", gbcs_version="latest")]))
+    fw = result.firmware[0]
+    assert (fw.gbcs_version, fw.cpa_expiry) == (None, None)
+    assert sorted(str(w) for w in result.warnings) == [
+        "row 2, column I \"GBCS Version\": GBCS version 'latest' is not a version like v3.2; left empty",
+        "row 2, column L \"CPA Expiry Date\": CPA expiry date 'TBC' is not a date (use 2024-03-31, "
+        "31/03/2024 or 31 Mar 2024); left empty",
+    ]
+
+
+def test_the_smets_column_belongs_to_each_firmware_version(tmp_path: Path) -> None:
+    # A firmware upgrade moved the model to a later SMETS2 version, and a non-compliant meter became
+    # SMETS1 through an upgrade: the file is applied, each version keeping what it was certified against.
+    rows = [
+        row(firmware_version="01000000", smets_version="SMETS2 v3.2", date_added="2022-01-10"),
+        row(firmware_version="02000000", smets_version="SMETS2 V4.1", date_added="2023-05-02"),
+        row(firmware_version="03000000", smets_version="SMETS1 v1.2", date_added="2024-02-20"),
+    ]
+    result = valid(write_csv(tmp_path / "cpl.csv", rows))
+    assert [str(fw.specification) for fw in result.firmware] == ["SMETS2 v3.2", "SMETS2 v4.1", "SMETS1 v1.2"]
+    assert result.warnings == []
+    (model,) = result.device_models
+    assert (model.smets_version, model.smets_versions) == ("SMETS1", "SMETS1,SMETS2")
+
+
+@pytest.mark.parametrize(
+    ("cell", "written"),
+    [
+        ("SMETS2 v4.1", "SMETS2 v4.1"),
+        ("SMETS2 V3.2", "SMETS2 v3.2"),
+        ("smets2v4.1", "SMETS2 v4.1"),
+        ("SMETS 2 v 4.1", "SMETS2 v4.1"),
+        ("SMETS1 v1.2", "SMETS1 v1.2"),
+        ("SMETS1 (v1.2)", "SMETS1 v1.2"),
+        ("SMETS2 - version 4.1", "SMETS2 v4.1"),
+        ("SMETS2", "SMETS2"),
+        ("2", "SMETS2"),
+        ("CHTS v1.3", "CHTS v1.3"),
+        ("chts", "CHTS"),
+    ],
+)
+def test_the_specification_is_read_in_the_spellings_people_use(
+    tmp_path: Path, cell: str, written: str
+) -> None:
+    fw = valid(write_xlsx(tmp_path / "cpl.xlsx", [row(smets_version=cell)])).firmware[0]
+    assert str(fw.specification) == written
+
+
+@pytest.mark.parametrize("cell", ["SMETS3", "SMETS", "v4.1", "SMETS2.5", "CHTS2", "SMETS2 v4.1.x"])
+def test_an_unreadable_specification_rejects_the_file(tmp_path: Path, cell: str) -> None:
+    (problem,) = errors(write_csv(tmp_path / "cpl.csv", [row(smets_version=cell)]))
+    assert problem.startswith('row 2, column H "SMETS Version": SMETS version')
+    assert "like SMETS2, SMETS2 v4.1 or CHTS v1.3" in problem
+
+
+def test_the_smets_chts_heading_of_the_published_cpl_is_read(tmp_path: Path) -> None:
+    header = [HEADINGS[c] if c is not Column.SMETS_VERSION else "SMETS/CHTS Version" for c in Column]
+    path = write_csv(tmp_path / "cpl.csv", [row(smets_version="SMETS2 v4.1")], header=header)
+    fw = valid(path).firmware[0]
+    assert str(fw.specification) == "SMETS2 v4.1"
 
 
 def test_empty_required_cells_are_errors_and_optional_ones_are_not(tmp_path: Path) -> None:
