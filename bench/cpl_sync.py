@@ -54,13 +54,14 @@ def _bare_read(path: str) -> float:
 def _sync(path: str, database_url: str, work_dir: str) -> float:
     from cfl_graph import migrate
     from cfl_graph.database import Database
-    from cpl_sync.sync import sync_cpl
+    from cfl_graph.scheduler import sync_library
 
     async def run() -> float:
         db = Database.connect(database_url)
         await migrate.upgrade(db.engine)
         start = time.perf_counter()
-        result = await sync_cpl(db, path, work_dir=Path(work_dir), trigger="bench")
+        # As the service syncs: the library follows the snapshot (no image here, so one query).
+        result = await sync_library(db, path, work_dir=Path(work_dir), trigger="bench")
         elapsed = time.perf_counter() - start
         await db.dispose()
         if result.outcome != "applied":

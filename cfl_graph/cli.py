@@ -747,7 +747,7 @@ def image_import(
 
 @image_app.command("list")
 def image_list(
-    state: Annotated[str | None, typer.Option(help="draft, published or withdrawn.")] = None,
+    state: Annotated[str | None, typer.Option(help="draft, published, held or withdrawn.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
 ) -> None:
     """List images with their state and problems (operators see every image, drafts included)."""

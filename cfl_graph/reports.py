@@ -27,7 +27,7 @@ from cfl_graph.catalogue import (
     model_join,
     version_is_gap,
 )
-from cfl_graph.identifiers import CplStatus
+from cfl_graph.identifiers import CplStatus, specification_text
 from cfl_graph.images.errors import InvalidInput
 from cfl_graph.tables import (
     CommercialDeclaration,
@@ -63,6 +63,7 @@ class Gap:
     firmware_version: str
     listed_on: dt.date
     days_missing: int
+    specification: str  # what the CPL's SMETS/CHTS column says of the version (`SMETS2 v4.1`)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,15 @@ async def coverage_gaps(
     cf = CplCertifiedFirmware
     model_conditions = where.normalised().conditions(cf)
     base = (
-        select(cf.manufacturer_id, cf.model_id, cf.hardware_version, cf.firmware_version, cf.date_added)
+        select(
+            cf.manufacturer_id,
+            cf.model_id,
+            cf.hardware_version,
+            cf.firmware_version,
+            cf.date_added,
+            cf.technical_specification,
+            cf.specification_version,
+        )
         .select_from(cf)
         .join(CplDeviceModel, model_join())
         .where(cf.snapshot_id == snapshot_id, version_is_gap(), *model_conditions)
@@ -152,9 +161,10 @@ async def coverage_gaps(
         query = query.where(tuple_(*order) > tuple_(*values))
     rows = (await session.execute(query.order_by(*order).limit(first + 1))).all()
     items = []
-    for mid, model, hardware, firmware, listed in rows[:first]:
+    for mid, model, hardware, firmware, listed, specification, version in rows[:first]:
         cursor = encode_cursor("Gap", [listed.isoformat(), mid, model, hardware, firmware])
-        items.append((cursor, Gap(mid, model, hardware, firmware, listed, (today - listed).days)))
+        spec = specification_text(specification, version)
+        items.append((cursor, Gap(mid, model, hardware, firmware, listed, (today - listed).days, spec)))
     return Page(items=items, total=total, has_next=len(rows) > first, has_previous=after is not None)
 
 

@@ -155,6 +155,21 @@ def _changed(old: _Side, new: _Side) -> Select[Any]:
     )
 
 
+# The three columns the CPL's SMETS/CHTS cell is stored in, shown as the one cell they came from.
+SPECIFICATION_FIELDS = ("smets_version", "technical_specification", "specification_version")
+
+
+def _field_changes(before: CplRow, after: CplRow) -> tuple[FieldChange, ...]:
+    changes = []
+    for name in (*MODEL_FIELDS, *FIRMWARE_FIELDS):
+        if name in SPECIFICATION_FIELDS:
+            if name == SPECIFICATION_FIELDS[0] and before.specification != after.specification:
+                changes.append(FieldChange("specification", before.specification, after.specification))
+        elif getattr(before, name) != getattr(after, name):
+            changes.append(FieldChange(name, getattr(before, name), getattr(after, name)))
+    return tuple(changes)
+
+
 async def _count(session: AsyncSession, query: Select[Any]) -> int:
     return int((await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one())
 
@@ -196,10 +211,5 @@ async def diff_snapshots(
     changed: list[RowChange] = []
     for row in await session.execute(_changed(old, new).order_by(*old.order()).limit(limit)):
         before, after = CplRow(*row[:width]), CplRow(*row[width:])
-        fields = tuple(
-            FieldChange(f, getattr(before, f), getattr(after, f))
-            for f in (*MODEL_FIELDS, *FIRMWARE_FIELDS)
-            if getattr(before, f) != getattr(after, f)
-        )
-        changed.append(RowChange(before, after, fields))
+        changed.append(RowChange(before, after, _field_changes(before, after)))
     return SnapshotDiff(old_id, new_id, counts, added, removed, changed)

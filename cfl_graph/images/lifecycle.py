@@ -31,7 +31,7 @@ from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph import revisions
-from cfl_graph.access.policy import Action, allowed
+from cfl_graph.access.policy import ANY_OWN, Action, allowed
 from cfl_graph.access.principal import Principal
 from cfl_graph.audit import Actor, record
 from cfl_graph.identifiers import CplStatus
@@ -104,6 +104,11 @@ def require(image: LibraryImage, step: Step) -> Transition:
 def is_own(principal: Principal | None, manufacturer_id: str) -> bool:
     """Whether the principal acts for the image's manufacturer (and so sees its drafts)."""
     return allowed(principal, Action.READ_DRAFTS, manufacturer_id=manufacturer_id)
+
+
+def sees_drafts(principal: Principal | None) -> bool:
+    """Whether the principal sees any drafts at all (of one of its own manufacturer ids)."""
+    return allowed(principal, Action.READ_DRAFTS, manufacturer_id=ANY_OWN)
 
 
 def may_see(principal: Principal | None, image: LibraryImage) -> bool:

@@ -32,9 +32,10 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from cfl_graph.access.middleware import principal_of
-from cfl_graph.access.policy import ANY_OWN, Action, allowed, reader_view
+from cfl_graph.access.policy import reader_view
 from cfl_graph.access.principal import Principal
 from cfl_graph.database import Database
+from cfl_graph.images import lifecycle
 from cfl_graph.images.library import ImageLibrary
 from cfl_graph.response_cache import AnswerKey, PersistedQueries, ResponseCache
 from cfl_graph.revisions import Revisions, read_revisions
@@ -235,7 +236,7 @@ class GraphQLView(GraphQL[Context, None]):
     ) -> AnswerKey:
         """The key of the answer; only the parts of `now` that the document reads go into it."""
         library = Reads.LIBRARY in reads
-        sees_drafts = allowed(principal, Action.READ_DRAFTS, manufacturer_id=ANY_OWN)
+        sees_drafts = lifecycle.sees_drafts(principal)
         return AnswerKey(
             schema=self._schema_tag,
             document_sha256=hashlib.sha256((data.query or "").encode()).hexdigest(),

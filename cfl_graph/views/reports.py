@@ -119,6 +119,7 @@ GAP_COLUMNS = (
     Column("Model id", width=10),
     Column("Hardware version", width=17),
     Column("Firmware version", width=17),
+    Column("Technical specification", width=24),
     Column("Listed on", Kind.DATE, 12),
     Column("Days missing", Kind.INTEGER, 13),
 )
@@ -221,6 +222,7 @@ class Reports:
                     gap.model_id,
                     gap.hardware_version,
                     gap.firmware_version,
+                    gap.specification,
                     gap.listed_on,
                     gap.days_missing,
                 )

@@ -253,13 +253,18 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
         row = await loaders.device_model.load(key)
         if row is None:
             return render(request, "refused.html", 404, reason="The current CPL lists no such device model.")
-        versions = await _version_rows(loaders, row, key, await loaders.certified_by_model.load(key))
+        certified = await loaders.certified_by_model.load(key)
+        versions = await _version_rows(loaders, row, key, certified)
+        listed = {key_of(c) for c in certified}
+        # Images whose version the current CPL no longer lists (held, or withdrawn): still the library's.
+        unlisted = [i for i in await loaders.images_by_model.load(key) if key_of(i) not in listed]
         may_declare = allowed(principal, Action.DECLARE_COMMERCIAL, manufacturer_id=key[0])
         return render(
             request,
             "model.html",
             model=row,
             versions=versions,
+            unlisted=unlisted,
             may_declare=may_declare,
             done=DONE.get(request.query_params.get("done", "")),
         )

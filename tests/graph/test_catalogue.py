@@ -9,9 +9,11 @@ from typing import Any
 
 import httpx2
 import pytest
+from sqlalchemy import select
 
 from cfl_graph.database import Database
 from cfl_graph.images.checks import VersionKey
+from cfl_graph.tables import AuditEvent
 from cpl_sync.columns import Column
 from cpl_sync.sync import sync_cpl
 from tests.fixtures.cpl_files import row, write_csv
@@ -487,6 +489,8 @@ async def test_upgrade_pathways_a_manufacturer_records_show_on_both_versions(wor
     [
         ("manufacturer", ("01000000", "01990000"), "BAD_USER_INPUT", "is not on the current CPL"),
         ("manufacturer", ("01000000", "01000000"), "BAD_USER_INPUT", "not to itself"),
+        ("manufacturer", ("01020000", "01000000"), "BAD_USER_INPUT", "01000000 is lower than 01020000"),
+        ("manufacturer", ("01010000", "00900000"), "BAD_USER_INPUT", "goes to a higher firmware version"),
         ("other_manufacturer", ("01000000", "01020000"), "FORBIDDEN", "not registered to Harrow"),
         ("supplier", ("01000000", "01020000"), "FORBIDDEN", "the supplier role does not include it"),
     ],
@@ -502,3 +506,51 @@ async def test_upgrade_pathways_are_checked(
     )
     assert refused["errors"][0]["extensions"]["code"] == code
     assert message in refused["errors"][0]["message"]
+
+
+REMOVE_PATHWAY = """mutation($from: String!, $to: String!) {
+  removeUpgradePathway(manufacturerId: "10B2", modelId: "0001", hardwareVersion: "0100",
+                       fromVersion: $from, toVersion: $to) { fromVersion toVersion } }"""
+
+
+async def test_pathways_only_go_up_so_a_cycle_cannot_be_recorded(world: World) -> None:
+    """ZigBee OTA orders versions as numbers: 01000000 → 01010000 → 01020000, and back is refused at
+    every step, so no chain of pathways ever returns to where it started."""
+    for start, end in (("01000000", "01010000"), ("01010000", "01020000")):
+        data(await ask(world, RECORD_PATHWAY, token=world.tokens.manufacturer, **{"from": start, "to": end}))
+    for start, end in (("01020000", "01000000"), ("01020000", "01010000"), ("01010000", "01000000")):
+        back = await ask(world, RECORD_PATHWAY, token=world.tokens.manufacturer, **{"from": start, "to": end})
+        assert back["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", back
+        assert "is lower than" in back["errors"][0]["message"]
+
+
+async def test_a_manufacturer_removes_its_pathway_and_the_audit_trail_keeps_it(world: World) -> None:
+    versions = {"from": "01000000", "to": "01020000"}
+    data(await ask(world, RECORD_PATHWAY, token=world.tokens.manufacturer, **versions))
+    refused = await ask(world, REMOVE_PATHWAY, token=world.tokens.other_manufacturer, **versions)
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    removed = data(await ask(world, REMOVE_PATHWAY, token=world.tokens.manufacturer, **versions))
+    assert removed["removeUpgradePathway"] == {"fromVersion": "01000000", "toVersion": "01020000"}
+    again = await ask(world, REMOVE_PATHWAY, token=world.tokens.manufacturer, **versions)
+    assert again["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    model = data(
+        await ask(
+            world,
+            """{ deviceModel(manufacturerId: "10B2", modelId: "0001", hardwareVersion: "0100") {
+                 certifiedFirmware { upgradesTo { firmwareVersion } } } }""",
+        )
+    )["deviceModel"]
+    assert all(v["upgradesTo"] == [] for v in model["certifiedFirmware"])
+    async with world.db.sessions() as session:
+        actions = (
+            (
+                await session.execute(
+                    select(AuditEvent.action)
+                    .where(AuditEvent.action.like("pathway.%"))
+                    .order_by(AuditEvent.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert actions == ["pathway.recorded", "pathway.removed"]

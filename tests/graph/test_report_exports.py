@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import delete
 
 from cfl_graph.database import Database
+from cfl_graph.identifiers import specification_text
 from cfl_graph.tables import CplCurrent
 from cfl_graph.views import reports as exports
 from cpl_sync.columns import Column
@@ -32,7 +33,8 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 COVERAGE = "query($g: ReportGroupBy!) { coverageSummary(groupBy: $g) { key label certified commercial available missing coverage } }"
 GAPS = """query($filter: DeviceModelFilter) { coverageGaps(first: 500, filter: $filter) { totalCount edges { node {
-  deviceModel { manufacturerId modelId hardwareVersion } firmwareVersion listedOn daysMissing } } } }"""
+  deviceModel { manufacturerId modelId hardwareVersion } firmwareVersion listedOn daysMissing
+  certifiedFirmware { technicalSpecification specificationVersion } } } } }"""
 CONSISTENCY = """query($m: String!) { consistencyReport(manufacturerId: $m) { findings {
   kind firmwareVersion libraryImageId detail deviceModel { modelId hardwareVersion } } } }"""
 TIMELINESS = "query($g: ReportGroupBy!, $since: Date) { timeliness(groupBy: $g, since: $since) { key label published medianDays p90Days worstDays } }"
@@ -182,6 +184,10 @@ async def test_gap_exports_hold_every_gap_page_after_page(
             n["deviceModel"]["modelId"],
             n["deviceModel"]["hardwareVersion"],
             n["firmwareVersion"],
+            specification_text(
+                n["certifiedFirmware"]["technicalSpecification"],
+                n["certifiedFirmware"]["specificationVersion"],
+            ),
             dt.date.fromisoformat(n["listedOn"]),
             n["daysMissing"],
         )
@@ -189,12 +195,13 @@ async def test_gap_exports_hold_every_gap_page_after_page(
     ]
     assert answer["totalCount"] == len(expected) == 4
 
-    headings, rows = csv_rows(await fetch(world, "/reports/gaps.csv"), "cfl-coverage-gaps", "ttttdi")
+    headings, rows = csv_rows(await fetch(world, "/reports/gaps.csv"), "cfl-coverage-gaps", "tttttdi")
     assert headings == [
         "Manufacturer id",
         "Model id",
         "Hardware version",
         "Firmware version",
+        "Technical specification",
         "Listed on",
         "Days missing",
     ]
@@ -203,7 +210,7 @@ async def test_gap_exports_hold_every_gap_page_after_page(
     sheet = xlsx_sheet(await fetch(world, "/reports/gaps.xlsx"), "cfl-coverage-gaps")
     assert xlsx_rows(sheet) == (headings, expected)
     assert sheet["B2"].data_type == "s", "ids stay text, leading zeros and all"
-    assert sheet["E2"].is_date and sheet["E2"].number_format == "yyyy-mm-dd"
+    assert sheet["F2"].is_date and sheet["F2"].number_format == "yyyy-mm-dd"
 
 
 async def test_gap_filters_narrow_the_export_as_they_narrow_the_graph(world: World) -> None:
@@ -213,14 +220,14 @@ async def test_gap_filters_narrow_the_export_as_they_narrow_the_graph(world: Wor
     expected = [e["node"]["firmwareVersion"] for e in answer["coverageGaps"]["edges"]]
     assert expected == ["02000000"]
     path = "/reports/gaps.csv?manufacturerId=10b2&deviceType=esme&smetsVersion=&search=Model%200002"
-    _, rows = csv_rows(await fetch(world, path), "cfl-coverage-gaps", "ttttdi")
+    _, rows = csv_rows(await fetch(world, path), "cfl-coverage-gaps", "tttttdi")
     assert [r[3] for r in rows] == expected
 
 
 async def test_the_gap_export_stops_at_its_cap(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(exports, "GAP_PAGE", 2)
     monkeypatch.setattr(exports, "MAX_ROWS", 3)
-    _, rows = csv_rows(await fetch(world, "/reports/gaps.csv"), "cfl-coverage-gaps", "ttttdi")
+    _, rows = csv_rows(await fetch(world, "/reports/gaps.csv"), "cfl-coverage-gaps", "tttttdi")
     assert len(rows) == 3
 
 
