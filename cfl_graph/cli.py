@@ -435,7 +435,7 @@ def party_add(
     settings = _settings()
 
     async def work(db: Database) -> list[str]:
-        async with db.sessions() as session, session.begin():
+        async with db.writes.begin() as session:
             party = await add_party(
                 session,
                 name,
@@ -491,7 +491,7 @@ def token_create(
     settings = _settings()
 
     async def work(db: Database) -> IssuedToken:
-        async with db.sessions() as session, session.begin():
+        async with db.writes.begin() as session:
             found = await find_party(session, party)
             return await issue_token(
                 session,
@@ -527,7 +527,7 @@ def token_revoke(
     settings = _settings()
 
     async def work(db: Database) -> bool:
-        async with db.sessions() as session, session.begin():
+        async with db.writes.begin() as session:
             return await revoke_token(session, public_id, actor=Actor.cli()) is not None
 
     if not _with_db(settings, work):
@@ -576,7 +576,7 @@ def key_add(
     settings = _settings()
 
     async def work(db: Database) -> list[ManufacturerKey]:
-        async with db.sessions() as session, session.begin():
+        async with db.writes.begin() as session:
             found = await find_party(session, party)
             return await add_key_for_party(
                 session,
@@ -603,7 +603,7 @@ def key_revoke(
     settings = _settings()
 
     async def work(db: Database) -> list[ManufacturerKey]:
-        async with db.sessions() as session, session.begin():
+        async with db.writes.begin() as session:
             return await revoke_key(session, key_id, actor=Actor.cli())
 
     try:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -29,6 +30,9 @@ sqlite3.register_adapter(dt.date, dt.date.isoformat)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # SQLAlchemy, not the driver, begins each transaction (`_sqlite_begin`): a writer's then begins
+    # IMMEDIATE, and the driver's own implicit BEGIN (deferred, and only before a write) never runs.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets readers go on while a sync writes; foreign keys are off by default in SQLite.
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -38,6 +42,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# The execution option that marks a writer's connection (`writer_of`).
+WRITER = "cfl_writer"
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """A writer takes SQLite's write lock when it begins, so what it reads to decide is what it acts on
+    and writers never interleave; a reader's transaction stays deferred and never waits for one (WAL)."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITER) else "BEGIN")
+
+
 def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     path = sqlite_path(database_url)
     if path is not None:
@@ -45,7 +59,37 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     engine = create_async_engine(database_url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
+
+
+def writer_of(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    """Sessions for transactions that change state: every check that decides a write is read inside the
+    transaction that writes. On SQLite they begin IMMEDIATE (the database's write lock first); on
+    PostgreSQL they are the same sessions, and writers take row locks on what they decide by."""
+    cached: async_sessionmaker[AsyncSession] | None = getattr(sessions, "_cfl_writes", None)
+    if cached is not None:
+        return cached
+    bind = sessions.kw["bind"]
+    writes = sessions
+    if isinstance(bind, AsyncEngine) and bind.dialect.name == "sqlite":
+        writes = async_sessionmaker(
+            bind.execution_options(**{WRITER: True}), **{k: v for k, v in sessions.kw.items() if k != "bind"}
+        )
+    sessions._cfl_writes = writes  # type: ignore[attr-defined]
+    return writes
+
+
+async def lock_key(session: AsyncSession, *key: str) -> None:
+    """Serialise the transactions that decide by the same thing (a blob's digest, a certified version):
+    on PostgreSQL a transaction-scoped advisory lock on a hash of `key`, held until commit; on SQLite a
+    writer's transaction holds the database's write lock already (`writer_of`)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256("\x1f".join(("cfl-graph", *key)).encode()).digest()
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(:key)"), {"key": int.from_bytes(digest[:8], "big", signed=True)}
+    )
 
 
 @dataclass(frozen=True)
@@ -57,6 +101,11 @@ class Database:
     def connect(cls, database_url: str, **kwargs: Any) -> Database:
         engine = create_engine(database_url, **kwargs)
         return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
+
+    @property
+    def writes(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions for transactions that change state (`writer_of`)."""
+        return writer_of(self.sessions)
 
     @property
     def url(self) -> str:

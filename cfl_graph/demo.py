@@ -64,7 +64,7 @@ async def _issue_demo_tokens(settings: Settings, db: Database) -> Path:
 
     Tokens go to a file readable by its owner only, never to the log: a token in a log is a leak.
     """
-    async with db.sessions() as session, session.begin():
+    async with db.writes.begin() as session:
         biggest = await largest_manufacturer(session)
         parties = [
             ("Demo Supplier Energy Ltd", Role.SUPPLIER, ()),

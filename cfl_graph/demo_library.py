@@ -159,7 +159,7 @@ async def load_demo_library(db: Database, store: BlobStore, *, max_images: int =
 
 
 async def _register_manufacturers(db: Database, names: dict[str, str]) -> None:
-    async with db.sessions.begin() as session:
+    async with db.writes.begin() as session:
         for manufacturer_id, name in sorted(names.items()):
             try:
                 await find_party(session, demo_party_name(name))

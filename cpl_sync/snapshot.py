@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cfl_graph.database import bulk_insert
+from cfl_graph.database import bulk_insert, writer_of
 from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot, CplSyncRun
 from cfl_graph.tables.base import utc_now
 from cpl_sync.diff import diff_counts
@@ -33,8 +33,13 @@ async def current_snapshot_id(session: AsyncSession) -> int | None:
     return (await session.execute(select(CplCurrent.snapshot_id))).scalar_one_or_none()
 
 
-async def current_snapshot(session: AsyncSession) -> CplSnapshot | None:
+async def current_snapshot(session: AsyncSession, *, lock: bool = False) -> CplSnapshot | None:
+    """The current snapshot. `lock`: a writer that decides by it holds it until commit (PostgreSQL
+    `FOR SHARE` of the pointer), so a sync cannot make another snapshot current in between, and a sync
+    that has just moved it is waited for and seen (SQLite writers hold the write lock already)."""
     query = select(CplSnapshot).join(CplCurrent, CplCurrent.snapshot_id == CplSnapshot.id)
+    if lock:
+        query = query.with_for_update(read=True, of=CplCurrent)
     return (await session.execute(query)).scalar_one_or_none()
 
 
@@ -128,7 +133,7 @@ async def store_snapshot(
 
     `on_created` runs inside the same transaction once the snapshot is current (the sync records its
     outcome and audit event there, so they commit with it or not at all)."""
-    async with sessions() as session, session.begin():
+    async with writer_of(sessions).begin() as session:
         previous = await current_snapshot(session)
         if previous is not None and (
             previous.content_sha256 == content_sha256 or previous.rows_sha256 == valid.rows_sha256

@@ -142,7 +142,7 @@ async def _refuse_if_not_due(db: Database, trigger: str, interval: dt.timedelta)
 
 
 async def _start_run(db: Database, source: str, trigger: str) -> int:
-    async with db.sessions() as session, session.begin():
+    async with db.writes.begin() as session:
         run = CplSyncRun(source=source, trigger=trigger, outcome=SyncOutcome.RUNNING.value, problems=[])
         session.add(run)
         await session.flush()
@@ -156,7 +156,7 @@ async def _finish_run(
     actor: Actor,
     follower: Follower | None = None,
 ) -> SyncResult:
-    async with db.sessions() as session, session.begin():
+    async with db.writes.begin() as session:
         run = await session.get_one(CplSyncRun, result.run_id)
         if run.outcome != SyncOutcome.RUNNING.value:
             return result  # written already, in the transaction that made its snapshot current
@@ -226,7 +226,7 @@ async def _write_run(
 async def _close_interrupted_runs(db: Database, actor: Actor) -> None:
     """Runs still `running` while we hold the lock belong to a sync that died (killed, crashed, power
     lost): record them as failed, with an audit event each, so the history says what happened."""
-    async with db.sessions() as session, session.begin():
+    async with db.writes.begin() as session:
         stale = (
             await session.execute(select(CplSyncRun).where(CplSyncRun.outcome == SyncOutcome.RUNNING.value))
         ).scalars()

@@ -39,6 +39,7 @@ async def test_migrations_downgrade_to_nothing_and_back(db: Database) -> None:
         "0008",
         "0009",
         "0010",
+        "0011",
     ]
     await migrate.upgrade(db.engine)
     assert await migrate.pending(db.engine) == []

@@ -36,6 +36,10 @@ class VersionKey:
             f"firmware {self.firmware_version}"
         )
 
+    @property
+    def parts(self) -> tuple[str, str, str, str]:
+        return (self.manufacturer_id, self.model_id, self.hardware_version, self.firmware_version)
+
     @classmethod
     def of(cls, row: LibraryImage | CommercialDeclaration | CplCertifiedFirmware) -> VersionKey:
         return cls(row.manufacturer_id, row.model_id, row.hardware_version, row.firmware_version)
@@ -95,17 +99,20 @@ async def _certified(session: AsyncSession, snapshot_id: int, key: VersionKey) -
 
 
 async def certified_version(session: AsyncSession, key: VersionKey) -> CplCertifiedFirmware | None:
-    """The current CPL's row for `key`, or None (also when there is no snapshot yet)."""
-    snapshot = await current_snapshot(session)
+    """The current CPL's row for `key`, or None (also when there is no snapshot yet); the pointer is
+    held until the caller's write commits."""
+    snapshot = await current_snapshot(session, lock=True)
     return None if snapshot is None else await _certified(session, snapshot.id, key)
 
 
 async def check_image(
     session: AsyncSession, key: VersionKey, facts: ImageFacts, *, has_release_notes: bool
 ) -> CheckResult:
-    """Every library problem of an image for `key` as things stand now; an empty list may be published."""
+    """Every library problem of an image for `key` as things stand now; an empty list may be published.
+    The current snapshot is held until the caller's transaction ends: a publication decided by one
+    snapshot commits before the next one is applied (and followed), never across it."""
     problems: list[Problem] = []
-    snapshot = await current_snapshot(session)
+    snapshot = await current_snapshot(session, lock=True)
     if snapshot is None:
         problems.append(Problem(LibraryProblem.NOT_ON_CPL, "the library holds no CPL snapshot yet"))
     else:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,7 +29,9 @@ from cfl_graph.access.policy import ANY_OWN, Action, authorise
 from cfl_graph.access.principal import Principal
 from cfl_graph.audit import Actor, record
 from cfl_graph.blobs import BlobStore
+from cfl_graph.database import lock_key, writer_of
 from cfl_graph.images import lifecycle
+from cfl_graph.images.blob_claims import BlobClaims
 from cfl_graph.images.checks import (
     CheckResult,
     ImageFacts,
@@ -178,6 +180,9 @@ def _subject(image: LibraryImage) -> str:
 class ImageLibrary:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], store: BlobStore, *, max_image_bytes: int):
         self.sessions = sessions
+        # Every state change reads what it decides by inside the transaction that acts on it.
+        self.writes = writer_of(sessions)
+        self.claims = BlobClaims(self.writes, store)
         self.store = store
         self.max_image_bytes = max_image_bytes
 
@@ -263,9 +268,12 @@ class ImageLibrary:
             key = await self._version_key(session, parsed, model_id, hardware_version)
             await self._refuse_duplicate(session, key)
 
-        is_new_blob = await self.store.put(received.path, parsed.file_sha256, parsed.total_length)
+        # The bytes are claimed before they go into the store, so no collection can take them away
+        # between the put and the record (`blob_claims`).
+        claim = await self.claims.claim_upload(parsed.file_sha256)
         try:
-            async with self.sessions.begin() as session:
+            await self.store.put(received.path, parsed.file_sha256, parsed.total_length)
+            async with self.writes.begin() as session:
                 result = await check_image(
                     session, key, _parsed_facts(parsed), has_release_notes=notes is not None
                 )
@@ -310,14 +318,15 @@ class ImageLibrary:
                         "problems": [p["problem"] for p in image.problems],
                     },
                 )
+                await self.claims.release_in(session, claim)
         except IntegrityError as exc:
-            await self._forget_blob(parsed.file_sha256, is_new_blob)
+            await self._give_up(claim, parsed.file_sha256)
             raise UploadRefused(
                 409,
                 [Problem(LibraryProblem.ALREADY_IN_LIBRARY, f"an image for {key} was stored a moment ago")],
             ) from exc
         except BaseException:
-            await self._forget_blob(parsed.file_sha256, is_new_blob)
+            await self._give_up(claim, parsed.file_sha256)
             raise
         log.info("image %s uploaded by %s: %s", image.id, principal.party_name, image.dcc_file_name)
         return image
@@ -383,16 +392,10 @@ class ImageLibrary:
                 ],
             )
 
-    async def _forget_blob(self, sha256: str, is_new_blob: bool) -> None:
-        """Remove a blob this request added if no record refers to it (the record's write failed)."""
-        if not is_new_blob:
-            return
-        async with self.sessions() as session:
-            users = await session.scalar(
-                select(func.count()).select_from(LibraryImage).where(LibraryImage.file_sha256 == sha256)
-            )
-        if not users:
-            await self.store.delete(ids.Sha256Hex(sha256))
+    async def _give_up(self, claim: int, sha256: str) -> None:
+        """After a failed upload: give the claim up, and the bytes too if nothing else refers to them."""
+        await self.claims.release(claim)
+        await self.claims.collect(sha256)
 
     # --- state changes -------------------------------------------------------------------------
 
@@ -400,7 +403,7 @@ class ImageLibrary:
         """Check a draft again (after a CPL sync, a key registration or new notes) and keep the result.
 
         Keeping the result changes the draft, so it is the uploader's write, refused to read-only tokens."""
-        async with self.sessions.begin() as session:
+        async with self.writes.begin() as session:
             image = await self._visible(session, principal, image_id)
             principal = authorise(principal, Action.UPLOAD_IMAGE, manufacturer_id=image.manufacturer_id)
             lifecycle.require(image, Step.RECHECK)
@@ -409,7 +412,7 @@ class ImageLibrary:
             return image
 
     async def approve(self, principal: Principal | None, image_id: int) -> LibraryImage:
-        async with self.sessions.begin() as session:
+        async with self.writes.begin() as session:
             image = await self._visible(session, principal, image_id)
             principal = authorise(principal, Action.APPROVE_IMAGE, manufacturer_id=image.manufacturer_id)
             lifecycle.require(image, Step.APPROVE)
@@ -425,26 +428,38 @@ class ImageLibrary:
             await self._require_no_problems(session, image, "approved")
             image.approved_at = utc_now()
             image.approved_by_token = principal.token_public_id
+            # The approval covers these bytes and these notes; a change to the notes voids it.
+            image.approved_notes_sha256 = lifecycle.notes_sha256(image)
             await revisions.bump(session, served=False)
             await record(
-                session, Actor.of(principal), "image.approved", _subject(image), {"image_id": image.id}
+                session,
+                Actor.of(principal),
+                "image.approved",
+                _subject(image),
+                {
+                    "image_id": image.id,
+                    "file_sha256": image.file_sha256,
+                    "notes_sha256": image.approved_notes_sha256,
+                },
             )
             return image
 
     async def publish(
         self, principal: Principal | None, image_id: int, *, actor: Actor | None = None
     ) -> LibraryImage:
-        async with self.sessions.begin() as session:
+        async with self.writes.begin() as session:
             image = await self._visible(session, principal, image_id)
             principal = authorise(principal, Action.PUBLISH_IMAGE, manufacturer_id=image.manufacturer_id)
             lifecycle.require(image, Step.PUBLISH)
+            # Publication and a commercial declaration of the same version decide by each other's rows.
+            await lock_key(session, "version", *VersionKey.of(image).parts)
             await self._require_no_problems(session, image, "published")
             uploader = await session.get(Party, image.uploaded_by_party_id)
-            if uploader is not None and uploader.requires_approval and image.approved_at is None:
-                raise LibraryError(
-                    f"{uploader.name} publishes only approved images: image {image.id} needs approval by "
-                    "a second token first (approveImage)"
-                )
+            refusal = lifecycle.approval_refusal(
+                image, required=uploader is not None and uploader.requires_approval
+            )
+            if refusal is not None:
+                raise refusal
             image.state = ImageState.PUBLISHED.value
             image.published_at = image.state_changed_at = utc_now()
             image.published_by = principal.party_name
@@ -463,7 +478,7 @@ class ImageLibrary:
             return image
 
     async def withdraw(self, principal: Principal | None, image_id: int, reason: str) -> LibraryImage:
-        async with self.sessions.begin() as session:
+        async with self.writes.begin() as session:
             image = await self._visible(session, principal, image_id)
             principal = authorise(principal, Action.WITHDRAW_IMAGE, manufacturer_id=image.manufacturer_id)
             lifecycle.require(image, Step.WITHDRAW)
@@ -489,10 +504,11 @@ class ImageLibrary:
         self, principal: Principal | None, image_id: int, markdown: str
     ) -> LibraryImage:
         notes = _notes(markdown)
-        async with self.sessions.begin() as session:
+        async with self.writes.begin() as session:
             image = await self._visible(session, principal, image_id)
             principal = authorise(principal, Action.EDIT_RELEASE_NOTES, manufacturer_id=image.manufacturer_id)
             lifecycle.require(image, Step.EDIT_NOTES)
+            voided = image.approved_at is not None and image.release_notes_markdown != notes.markdown
             image.release_notes_markdown = notes.markdown
             image.release_notes_html = notes.html
             image.release_notes_text = notes.text
@@ -505,11 +521,22 @@ class ImageLibrary:
                 _subject(image),
                 {"image_id": image.id, "notes_sha256": hashlib.sha256(notes.markdown.encode()).hexdigest()},
             )
+            if voided:
+                # An approval binds to exactly what was approved: new notes need a new approval.
+                approved_by = image.approved_by_token
+                image.approved_at = image.approved_by_token = image.approved_notes_sha256 = None
+                await record(
+                    session,
+                    Actor.of(principal),
+                    "image.approval_voided",
+                    _subject(image),
+                    {"image_id": image.id, "approved_by_token": approved_by, "why": "release notes changed"},
+                )
             return image
 
     async def discard(self, principal: Principal | None, image_id: int) -> None:
         """Delete a draft (a published image never is); its bytes go unless another record has them."""
-        async with self.sessions.begin() as session:
+        async with self.writes.begin() as session:
             image = await self._visible(session, principal, image_id)
             principal = authorise(principal, Action.UPLOAD_IMAGE, manufacturer_id=image.manufacturer_id)
             lifecycle.require(image, Step.DISCARD)
@@ -523,7 +550,7 @@ class ImageLibrary:
             )
             await session.delete(image)
             await revisions.bump(session, served=False)
-        await self._forget_blob(sha256, True)
+        await self.claims.collect(sha256)
 
     async def declare_commercial(
         self, principal: Principal | None, key: VersionKey, reason: str
@@ -531,7 +558,8 @@ class ImageLibrary:
         key = key.normalised()
         principal = authorise(principal, Action.DECLARE_COMMERCIAL, manufacturer_id=key.manufacturer_id)
         why = _reason(reason, "reason")
-        async with self.sessions.begin() as session:
+        async with self.writes.begin() as session:
+            await lock_key(session, "version", *key.parts)
             if await certified_version(session, key) is None:
                 raise InvalidInput(
                     f"{key} is not on the current CPL; only certified versions can be declared commercial",
@@ -600,7 +628,7 @@ class ImageLibrary:
                 "take it",
                 [Problem(LibraryProblem.BAD_FIELD, f"toVersion: {end.firmware_version} is a downgrade")],
             )
-        async with self.sessions.begin() as session:
+        async with self.writes.begin() as session:
             for key in (start, end):
                 if await certified_version(session, key) is None:
                     raise InvalidInput(
@@ -645,7 +673,7 @@ class ImageLibrary:
             start.manufacturer_id, start.model_id, start.hardware_version, to_version
         ).normalised()
         principal = authorise(principal, Action.RECORD_UPGRADE_PATHWAY, manufacturer_id=start.manufacturer_id)
-        async with self.sessions.begin() as session:
+        async with self.writes.begin() as session:
             pathway = await session.get(
                 UpgradePathway, (*astuple(start), end.firmware_version), with_for_update=True
             )
@@ -696,7 +724,7 @@ class ImageLibrary:
         """Look the image up, let `decide` say what the response will be, and record a download event in
         the same transaction when bytes will go out (`decide` gave a `Download` and `record_bytes`, false
         for HEAD): one transaction per download, which matters when many clients download at once."""
-        async with self.sessions.begin() as session:
+        async with self.writes.begin() as session:
             image = await self._downloadable(session, principal, image_id)
             decision = decide(image)
             if record_bytes and isinstance(decision, Download):

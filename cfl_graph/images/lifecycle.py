@@ -23,6 +23,7 @@ declarations are `checks.check_image`; the library (`library.ImageLibrary`) runs
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -164,6 +165,34 @@ def download_refusal(principal: Principal | None, image: LibraryImage) -> Librar
             [Problem(image.hold_problem or LibraryProblem.NOT_ON_CPL, image.hold_detail or "")],
         )
     return None
+
+
+# --- four eyes -------------------------------------------------------------------------------------
+
+
+def notes_sha256(image: LibraryImage) -> str:
+    """What an approval binds to besides the bytes (which a record never changes): the release notes."""
+    return hashlib.sha256((image.release_notes_markdown or "").encode()).hexdigest()
+
+
+def approval_covers(image: LibraryImage) -> bool:
+    """Whether the image was approved as it is now: an approval covers exactly the notes it saw."""
+    return image.approved_at is not None and image.approved_notes_sha256 == notes_sha256(image)
+
+
+def approval_refusal(image: LibraryImage, *, required: bool) -> LibraryError | None:
+    """Why a party that publishes only approved drafts may not publish this one yet, or None."""
+    if not required or approval_covers(image):
+        return None
+    if image.approved_at is None:
+        return LibraryError(
+            f"image {image.id} needs approval by a second token first (approveImage): its manufacturer "
+            "publishes only approved images"
+        )
+    return LibraryError(
+        f"image {image.id}'s approval of {image.approved_at:%Y-%m-%d %H:%M} does not cover its release notes "
+        "as they are now; a second token approves it again"
+    )
 
 
 # --- following the CPL ------------------------------------------------------------------------------

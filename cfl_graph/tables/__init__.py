@@ -12,6 +12,8 @@ from cfl_graph.tables.cpl import (
     SyncOutcome,
 )
 from cfl_graph.tables.images import (
+    BlobClaim,
+    BlobClaimKind,
     CatalogueRevision,
     CommercialDeclaration,
     ImageState,
@@ -25,6 +27,8 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "Base",
+    "BlobClaim",
+    "BlobClaimKind",
     "CatalogueRevision",
     "CommercialDeclaration",
     "CplCertifiedFirmware",

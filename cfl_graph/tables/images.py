@@ -74,6 +74,9 @@ class LibraryImage(Base):
     uploaded_by_token: Mapped[str | None] = mapped_column(String(16))
     approved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     approved_by_token: Mapped[str | None] = mapped_column(String(16))
+    # What was approved: the release notes' SHA-256 (the bytes of a record never change). Any change to
+    # the notes voids the approval.
+    approved_notes_sha256: Mapped[str | None] = mapped_column(SHA256)
     published_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     published_by: Mapped[str | None] = mapped_column(Text)
     withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
@@ -112,6 +115,32 @@ class LibraryImage(Base):
         ),
         # An id names one image forever (audit events, receipts, links): SQLite must not reuse a
         # discarded draft's id, which it does for the highest rowid without AUTOINCREMENT.
+        {"sqlite_autoincrement": True},
+    )
+
+
+class BlobClaimKind(StrEnum):
+    UPLOAD = "upload"  # an upload is putting these bytes in the store and will record them
+    DELETE = "delete"  # a collector found nothing refers to them and is removing them from the store
+
+
+class BlobClaim(Base):
+    """Who is using a blob's bytes besides the library's records, so that a blob is deleted only when
+    no record and no upload in progress refers to it: an upload claims the bytes before it puts them in
+    the store and gives the claim up with the transaction that records them; a collector claims them
+    for deletion only when, under the blob's lock, no record and no claim refers to them, and an upload
+    that finds a deletion under way waits for it (`cfl_graph.images.blobs_in_use`)."""
+
+    __tablename__ = "blob_claims"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_sha256: Mapped[str] = mapped_column(SHA256, index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    claimed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    holder: Mapped[str] = mapped_column(String(200))  # the process, for an operator reading a stale claim
+
+    __table_args__ = (
+        CheckConstraint("kind IN (" + ", ".join(f"'{k.value}'" for k in BlobClaimKind) + ")", name="kind"),
         {"sqlite_autoincrement": True},
     )
 

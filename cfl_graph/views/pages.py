@@ -18,6 +18,7 @@ from cfl_graph.access.middleware import csrf_token_of, principal_of
 from cfl_graph.access.policy import Action, allowed
 from cfl_graph.access.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, end_session, open_session
 from cfl_graph.access.tokens import TokenError
+from cfl_graph.database import writer_of
 from cfl_graph.images import lifecycle
 from cfl_graph.tables import LibraryImage
 from cfl_graph.tables.base import utc_now
@@ -67,7 +68,7 @@ def page_routes(sessions: async_sessionmaker[AsyncSession]) -> list[Route]:
         if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
             return await login_form(request, "The sign-in form expired; please try again.", 403)
         try:
-            async with sessions() as session, session.begin():
+            async with writer_of(sessions).begin() as session:
                 opened = await open_session(session, str(form.get("token", "")))
         except TokenError as exc:
             return await login_form(request, f"Not signed in: {exc}.", 401)
@@ -89,7 +90,7 @@ def page_routes(sessions: async_sessionmaker[AsyncSession]) -> list[Route]:
         principal = principal_of(request.scope)
         cookie = request.cookies.get(SESSION_COOKIE)
         if principal is not None and cookie:
-            async with sessions() as session, session.begin():
+            async with writer_of(sessions).begin() as session:
                 await end_session(session, cookie, principal)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
