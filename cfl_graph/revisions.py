@@ -38,7 +38,11 @@ async def read_revisions(session: AsyncSession) -> Revisions:
 
 
 async def bump(session: AsyncSession, *, served: bool) -> None:
-    """Count a change to the library in the caller's transaction; `served`: every user sees it."""
+    """Count a change to the library in the caller's transaction; `served`: every user sees it.
+
+    Writers lock in one order, so that two of them never wait for each other: the rows they decide by
+    (an image, a version's key, the current-snapshot pointer), then this counter, then the audit trail's
+    head (`audit.record`), which every writer takes last."""
     values = {"record_revision": CatalogueRevision.record_revision + 1, "changed_at": utc_now()}
     if served:
         values["revision"] = CatalogueRevision.revision + 1

@@ -541,15 +541,16 @@ class ImageLibrary:
             principal = authorise(principal, Action.UPLOAD_IMAGE, manufacturer_id=image.manufacturer_id)
             lifecycle.require(image, Step.DISCARD)
             sha256 = image.file_sha256
+            subject = _subject(image)
+            await session.delete(image)
+            await revisions.bump(session, served=False)
             await record(
                 session,
                 Actor.of(principal),
                 "image.discarded",
-                _subject(image),
-                {"image_id": image.id, "file_sha256": sha256},
+                subject,
+                {"image_id": image_id, "file_sha256": sha256},
             )
-            await session.delete(image)
-            await revisions.bump(session, served=False)
         await self.claims.collect(sha256)
 
     async def declare_commercial(

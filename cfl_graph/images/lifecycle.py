@@ -290,8 +290,11 @@ async def follow_snapshot(session: AsyncSession, snapshot_id: int, actor: Actor)
     released: list[int] = []
     reheld: list[int] = []
     now = utc_now()
-    for image, certified in rows:
-        problem = hold_problem(image, snapshot_id, certified)
+    changes = [(image, certified, hold_problem(image, snapshot_id, certified)) for image, certified in rows]
+    if any(_changes(image, problem) for image, _, problem in changes):
+        # Writers take the library's counter before the audit trail's head, whatever they do.
+        await revisions.bump(session, served=True)
+    for image, _certified, problem in changes:
         if image.state == ImageState.PUBLISHED and problem is not None:
             require(image, Step.HOLD)
             _hold(image, problem, snapshot_id, now)
@@ -324,9 +327,14 @@ async def follow_snapshot(session: AsyncSession, snapshot_id: int, actor: Actor)
                 "detail": None if problem is None else problem.detail,
             },
         )
-    if held or released or reheld:
-        await revisions.bump(session, served=True)
     return Followed(snapshot_id, held, released, reheld)
+
+
+def _changes(image: LibraryImage, problem: Problem | None) -> bool:
+    """Whether `follow_snapshot` changes the image: a hold, a release, or a hold for another reason."""
+    if image.state == ImageState.PUBLISHED:
+        return problem is not None
+    return problem is None or problem.code != image.hold_problem
 
 
 def _hold(image: LibraryImage, problem: Problem, snapshot_id: int, since: dt.datetime) -> None:
