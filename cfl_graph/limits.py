@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfl_graph.access.middleware import SECURITY_HEADERS, principal_of
+from cfl_graph.row_ids import is_ascii_number
 
 
 async def _answer(send: Send, status: int, message: str, extra: dict[str, str] | None = None) -> None:
@@ -30,6 +31,12 @@ async def _answer(send: Send, status: int, message: str, extra: dict[str, str] |
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _within(declared: str, max_bytes: int) -> bool:
+    """A Content-Length of ASCII digits (`isdigit` also takes '²', which int() refuses) up to the limit."""
+    digits = declared.lstrip("0")
+    return is_ascii_number(declared) and len(digits) <= len(str(max_bytes)) and int(declared) <= max_bytes
 
 
 class BodySizeLimitMiddleware:
@@ -50,7 +57,7 @@ class BodySizeLimitMiddleware:
             return
         max_bytes = self.per_path.get((scope["method"], scope["path"]), self.max_bytes)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+        if declared is not None and not _within(declared, max_bytes):
             await _answer(send, 413, f"the request body is larger than the {max_bytes:,}-byte limit")
             return
         received = 0

@@ -25,7 +25,7 @@ from starlette.routing import Route
 from cfl_graph.access.middleware import principal_of
 from cfl_graph.access.policy import AccessDenied, Action, authorise
 from cfl_graph.blobs import BlobStoreFailed
-from cfl_graph.identifiers import Sha256Hex
+from cfl_graph.identifiers import InvalidValue, Sha256Hex
 from cfl_graph.images.errors import LibraryError, LibraryProblem, Problem, UploadRefused
 from cfl_graph.images.library import (
     Download,
@@ -35,6 +35,7 @@ from cfl_graph.images.library import (
     download_receipts,
 )
 from cfl_graph.images.receive import Receiver
+from cfl_graph.row_ids import row_id
 from cfl_graph.tables import LibraryImage
 
 log = logging.getLogger(__name__)
@@ -262,18 +263,19 @@ async def _receive(request: Request, receiver: Receiver) -> UploadFields:
     )
 
 
-def _image_id(request: Request) -> int | None:
-    raw = request.path_params["image_id"]
-    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+def _image_id(request: Request) -> int | JSONResponse:
+    """The path's image id, or the 404 that says what an image id is."""
+    try:
+        return row_id(request.path_params["image_id"], "an image id")
+    except InvalidValue as exc:
+        return JSONResponse({"error": exc.reason, "code": "NOT_FOUND", "problems": []}, 404)
 
 
 def metadata_endpoint(library: ImageLibrary) -> Endpoint:
     async def metadata(request: Request) -> Response:
         image_id = _image_id(request)
-        if image_id is None:
-            return JSONResponse(
-                {"error": "image ids are whole numbers", "code": "NOT_FOUND", "problems": []}, 404
-            )
+        if isinstance(image_id, Response):
+            return image_id
         try:
             image = await library.get(principal_of(request.scope), image_id)
         except (LibraryError, AccessDenied) as exc:
@@ -344,10 +346,8 @@ def _decision(request: Request, image: LibraryImage, headers: dict[str, str]) ->
 def download_endpoint(library: ImageLibrary) -> Endpoint:
     async def download(request: Request) -> Response:
         image_id = _image_id(request)
-        if image_id is None:
-            return JSONResponse(
-                {"error": "image ids are whole numbers", "code": "NOT_FOUND", "problems": []}, 404
-            )
+        if isinstance(image_id, Response):
+            return image_id
         headers: dict[str, str] = {}
 
         def decide(image: LibraryImage) -> Download | _Refusal:
