@@ -133,6 +133,7 @@ class _MultipartUpload:
         self._headers: dict[str, str] = {}
         self._name: str | None = None
         self._files = 0
+        self._ended = False  # the closing boundary was read
         self.problem: Problem | None = None
         self.parser = MultipartParser(
             boundary,
@@ -143,8 +144,12 @@ class _MultipartUpload:
                 "on_header_end": self._header_end,
                 "on_headers_finished": self._headers_finished,
                 "on_part_data": self._part_data,
+                "on_end": self._end,
             },
         )
+
+    def _end(self) -> None:
+        self._ended = True
 
     def _part_begin(self) -> None:
         self._headers = {}
@@ -165,6 +170,9 @@ class _MultipartUpload:
         elif name not in TEXT_FIELDS:
             allowed = ", ".join([FILE_FIELD, *TEXT_FIELDS])
             self._fail(f"unknown form field {name[:40]!r}; the fields are {allowed}")
+        elif name in self._text:
+            # Which of two values was meant cannot be told; keeping the last would drop one silently.
+            self._fail(f"the form field {name} came more than once; send each field once")
         else:
             self._text[name] = bytearray()
         self._name = name
@@ -194,6 +202,19 @@ class _MultipartUpload:
 
     def finish(self) -> UploadFields:
         self.parser.finalize()
+        if not self._ended:
+            # python-multipart's finalize() does not check this: without the closing boundary the body
+            # was cut short, and the last part (release notes, say) may be missing its end.
+            raise UploadRefused(
+                422,
+                [
+                    Problem(
+                        LibraryProblem.BAD_FIELD,
+                        "the multipart body ends without its closing boundary: it was cut short; "
+                        "nothing was kept",
+                    )
+                ],
+            )
         if self._files == 0:
             raise UploadRefused(
                 422, [Problem(LibraryProblem.NO_FILE, "the form has no `file` part holding the image")]

@@ -408,3 +408,68 @@ async def test_if_none_match_compares_weakly_and_star_matches(world: World) -> N
         digest: 200,
     }
     assert len(receipts) == 3  # only the answers that carried bytes
+
+
+def multipart(
+    parts: list[tuple[str, bytes]], boundary: str = "cfl-boundary-15", *, close: bool = True
+) -> bytes:
+    """A multipart/form-data body written by hand, so that it can be wrong in exactly one way."""
+    body = b""
+    for name, value in parts:
+        filename = '; filename="image.zigbee"' if name == "file" else ""
+        body += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"{filename}\r\n\r\n'.encode()
+        body += value + b"\r\n"
+    return body + (f"--{boundary}--\r\n".encode() if close else b"")
+
+
+async def test_a_cut_short_multipart_body_or_a_repeated_field_is_refused_naming_the_problem(
+    world: World,
+) -> None:
+    data = world.image(OWN_A1)
+    notes = GOOD_NOTES.encode()
+    whole = multipart([("file", data), ("releaseNotes", notes)])
+    cases = {
+        "no closing boundary": (
+            multipart([("file", data), ("releaseNotes", notes)], close=False),
+            "closing boundary",
+        ),
+        "cut inside the notes": (whole[: whole.index(notes) + 30], "closing boundary"),
+        "cut inside the file": (whole[: whole.index(data) + 100], "closing boundary"),
+        "cut inside the closing boundary": (whole[:-6], "closing boundary"),
+        "release notes twice": (
+            multipart(
+                [
+                    ("file", data),
+                    ("releaseNotes", notes),
+                    ("releaseNotes", b"## Other\n\n- Something else entirely."),
+                ]
+            ),
+            "releaseNotes came more than once",
+        ),
+        "model id twice": (
+            multipart([("file", data), ("modelId", b"0001"), ("modelId", b"0002"), ("releaseNotes", notes)]),
+            "modelId came more than once",
+        ),
+        "hardware version twice, the same": (
+            multipart([("file", data), ("hardwareVersion", b"0100"), ("hardwareVersion", b"0100")]),
+            "hardwareVersion came more than once",
+        ),
+    }
+    headers = {"Content-Type": "multipart/form-data; boundary=cfl-boundary-15"}
+    async with serving(world.app()) as url, client(url, world.tokens.manufacturer) as http:
+        answers = {
+            name: await http.post("/api/v1/images", content=body, headers=headers)
+            for name, (body, _) in cases.items()
+        }
+        with_epilogue = await http.post(
+            "/api/v1/images", content=whole + b"an epilogue, which RFC 2046 allows", headers=headers
+        )
+    for name, (_, said) in cases.items():
+        response = answers[name]
+        assert response.status_code == 422, (name, response.text)
+        [problem] = response.json()["problems"]
+        assert problem["problem"] == "bad-field" and said in problem["detail"], (name, problem)
+    assert await images_stored(world) == 1
+    assert with_epilogue.status_code == 201, with_epilogue.text
+    assert with_epilogue.json()["releaseNotes"]["markdown"] == GOOD_NOTES.strip()
+    assert list(world.store.staging.folder.glob("*")) == []
