@@ -127,7 +127,7 @@ def create_app(
         ),
         Route("/api/v1/audit/events", audit_events(database.sessions), methods=["GET"]),
         *image_routes(library),
-        *feed_routes(database.sessions),
+        *feed_routes(database.sessions, settings.public_base_url),
         *report_routes(database.sessions),
         *catalogue_routes(SignedCatalogue(database.sessions, settings.signing_key_file)),
         *page_routes(database.sessions),

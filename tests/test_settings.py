@@ -61,3 +61,43 @@ def test_bad_values_name_the_variable_and_why(variable: str, value: str, reason:
     with pytest.raises(SettingsError) as caught:
         from_env({variable: value})
     assert str(caught.value) == f"{variable}={value!r}: {reason}"
+
+
+@pytest.mark.parametrize(
+    "raw,kept",
+    [
+        ("https://cfl.example.org", "https://cfl.example.org"),
+        ("https://cfl.example.org/", "https://cfl.example.org"),
+        ("http://127.0.0.1:8000/cfl/", "http://127.0.0.1:8000/cfl"),
+        ("  https://cfl.example.org/library  ", "https://cfl.example.org/library"),
+    ],
+)
+def test_the_public_base_url_is_kept_without_a_trailing_slash(raw: str, kept: str) -> None:
+    assert from_env({"CFL_PUBLIC_BASE_URL": raw}).public_base_url == kept
+    assert from_env({"CFL_PUBLIC_BASE_URL": ""}).public_base_url is None
+    assert from_env({}).public_base_url is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "cfl.example.org",
+        "ftp://cfl.example.org",
+        "javascript:alert(1)",
+        "https://",
+        "https:///path",
+        "https://cfl.example.org/?x=1",
+        "https://cfl.example.org/#top",
+        "https://cfl.example.org?",
+        "https://user:secret@cfl.example.org",
+        "https://cfl.example.org:99999",
+        "https://cfl.example.org:0",
+        "https://cfl.example.org/a b",
+        "https://cfl.exämple.org",
+        "https://cfl.example.org/\x00",
+    ],
+)
+def test_a_bad_public_base_url_is_refused_naming_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        from_env({"CFL_PUBLIC_BASE_URL": raw})
+    assert refused.value.name == "CFL_PUBLIC_BASE_URL"
