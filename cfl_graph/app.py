@@ -22,7 +22,7 @@ from cfl_graph.access.middleware import AuthenticationMiddleware, SecurityHeader
 from cfl_graph.blobs import BlobStore, blob_store_for
 from cfl_graph.database import Database
 from cfl_graph.images.library import ImageLibrary
-from cfl_graph.limits import BodySizeLimitMiddleware, RateLimitMiddleware
+from cfl_graph.limits import BodySizeLimitMiddleware, ClientGoneMiddleware, RateLimitMiddleware
 from cfl_graph.response_cache import PersistedQueries, ResponseCache
 from cfl_graph.scheduler import run_scheduled_sync
 from cfl_graph.settings import Settings, from_env
@@ -134,11 +134,12 @@ def create_app(
         *site_routes(database.sessions, library),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
-    # Outermost first: headers on every answer; a database outage anywhere below is a 503; a loose
-    # per-address rate before any database work; the body limit before anything reads a body; who is
-    # asking; then how often that token may ask.
+    # Outermost first: headers on every answer; a client gone mid-request ends it quietly; a database
+    # outage anywhere below is a 503; a loose per-address rate before any database work; the body limit
+    # before anything reads a body; who is asking; then how often that token may ask.
     middleware = [
         Middleware(SecurityHeadersMiddleware),
+        Middleware(ClientGoneMiddleware),
         Middleware(DatabaseUnavailableMiddleware),
         Middleware(
             RateLimitMiddleware, per_minute=settings.rate_limit_per_minute * ADDRESS_FACTOR, by_address=True

@@ -170,8 +170,7 @@ def serve(
     ] = 1,
 ) -> None:
     """Serve the catalogue (and sync the CPL every CFL_CPL_SYNC_INTERVAL seconds when a source is set)."""
-    import uvicorn
-
+    from cfl_graph import serving
     from cfl_graph.app import create_app, tune_collector
 
     settings = _settings(default_log_level="INFO")
@@ -182,19 +181,13 @@ def serve(
     else:
         _with_db(settings, _require_schema, needs_schema=False)
     out.print(f"serving on http://{host}:{port}/ (GraphQL at /graphql) with {workers} worker(s)")
+    # Each of several workers builds its own app from the same environment (cfl_graph.app:from_environment).
+    app: Any = "cfl_graph.app:from_environment"
     if workers == 1:
         tune_collector()
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
-    else:
-        # Each worker builds its own app from the same environment (cfl_graph.app:from_environment).
-        uvicorn.run(
-            "cfl_graph.app:from_environment",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-        )
+        app = create_app(settings)
+    if not serving.serve(app, settings, host=host, port=port, workers=workers, log_level=log_level):
+        raise typer.Exit(EXIT_FAILED)
 
 
 async def _prepare_demo(settings: Settings, db: Database) -> None:

@@ -8,6 +8,7 @@ deliberate trade: no shared store to run, and the limit still stops one client f
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -20,6 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfl_graph.access.middleware import SECURITY_HEADERS, principal_of
 from cfl_graph.row_ids import is_ascii_number
+
+log = logging.getLogger(__name__)
 
 
 async def _answer(send: Send, status: int, message: str, extra: dict[str, str] | None = None) -> None:
@@ -86,6 +89,25 @@ class BodySizeLimitMiddleware:
         except ClientDisconnect:
             if not refused:
                 raise
+
+
+class ClientGoneMiddleware:
+    """A client that goes away in the middle of its request (or is cut off by the server's body timeout,
+    `cfl_graph.serving`) has nobody left to answer: `ClientDisconnect` from any handler that reads a body
+    ends the request quietly, logged at INFO, instead of as an unexpected exception with a traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            if scope["type"] != "http":
+                raise
+            log.info(
+                "%s %s: the client went away before its request body arrived", scope["method"], scope["path"]
+            )
 
 
 @dataclass

@@ -52,6 +52,11 @@ class Settings:
     # absolute links it writes (feeds); None: links are written relative to the site, never from the
     # request's Host header.
     public_base_url: str | None = None
+    # `serve`: open connections per worker (one more is answered 503), seconds a request's header may
+    # take to arrive, and seconds a request body may pause (cfl_graph/serving.py).
+    max_connections: int = 1000
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
 
     @property
     def signing_key_file(self) -> Path:
@@ -198,6 +203,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         values["response_cache_mb"] = _positive_int("CFL_RESPONSE_CACHE_MB", raw, allow_zero=True)
     if (raw := env.get("CFL_LOG_LEVEL")) is not None:
         values["log_level"] = _log_level("CFL_LOG_LEVEL", raw)
+    if (raw := env.get("CFL_MAX_CONNECTIONS")) is not None:
+        values["max_connections"] = _positive_int("CFL_MAX_CONNECTIONS", raw)
+    if (raw := env.get("CFL_HEADER_TIMEOUT")) is not None:
+        values["header_timeout"] = _positive_float("CFL_HEADER_TIMEOUT", raw)
+    if (raw := env.get("CFL_BODY_TIMEOUT")) is not None:
+        values["body_timeout"] = _positive_float("CFL_BODY_TIMEOUT", raw)
     if (raw := env.get("CFL_PUBLIC_BASE_URL")) is not None and raw.strip():
         values["public_base_url"] = _public_base_url("CFL_PUBLIC_BASE_URL", raw)
     return Settings(**values)  # type: ignore[arg-type]
