@@ -33,6 +33,10 @@ def test_every_variable_is_read() -> None:
             "CFL_MAX_REQUEST_BYTES": "2048",
             "CFL_RATE_LIMIT_PER_MINUTE": "0",
             "CFL_GRAPHQL_INTROSPECTION": "off",
+            "CFL_MAX_CONNECTIONS": "250",
+            "CFL_HEADER_TIMEOUT": "4.5",
+            "CFL_BODY_TIMEOUT": "12",
+            "CFL_PUBLIC_BASE_URL": "https://cfl.example.org/",
         }
     )
     assert settings.database_url == "postgresql+asyncpg://postgres@db:5432/cfl"
@@ -43,6 +47,8 @@ def test_every_variable_is_read() -> None:
     assert (settings.cpl_fetch_timeout, settings.log_level) == (12.5, "DEBUG")
     assert (settings.max_request_bytes, settings.rate_limit_per_minute) == (2048, 0)
     assert settings.graphql_introspection is False
+    assert (settings.max_connections, settings.header_timeout, settings.body_timeout) == (250, 4.5, 12.0)
+    assert settings.public_base_url == "https://cfl.example.org"
 
 
 @pytest.mark.parametrize(
@@ -55,6 +61,9 @@ def test_every_variable_is_read() -> None:
         ("CFL_CPL_FETCH_TIMEOUT", "fast", "not a number"),
         ("CFL_LOG_LEVEL", "LOUD", "expected DEBUG, INFO, WARNING or ERROR"),
         ("CFL_GRAPHQL_INTROSPECTION", "maybe", "expected true or false"),
+        ("CFL_MAX_CONNECTIONS", "0", "must be positive"),
+        ("CFL_HEADER_TIMEOUT", "-1", "must be positive"),
+        ("CFL_BODY_TIMEOUT", "never", "not a number"),
     ],
 )
 def test_bad_values_name_the_variable_and_why(variable: str, value: str, reason: str) -> None:
