@@ -18,6 +18,7 @@ import httpx2
 import pytest
 
 from cfl_graph.database import Database
+from cfl_graph.row_ids import MAX_ROW_ID
 from tests.corpus.odd_ids import odd_cursors, odd_global_ids, odd_numbers
 from tests.fixtures.figures import report
 from tests.fixtures.library import OWN_A1, World, client, make_world, serving
@@ -81,7 +82,9 @@ async def world(db: Database, tmp_path: Path) -> World:
 def must_refuse(value: str) -> bool:
     """A value every GraphQL door must refuse as the caller's error: not ASCII, or a bare number that
     no id column holds (as a hex key it is too long, as an id too large)."""
-    return not value.isascii() or (value.isdigit() and len(value.lstrip("0")) >= 10)
+    digits = value.lstrip("0")
+    too_large = value.isascii() and value.isdigit() and (len(digits) > 10 or int(digits or "0") > MAX_ROW_ID)
+    return not value.isascii() or too_large
 
 
 def graphql_literal(value: str) -> str:
