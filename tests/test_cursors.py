@@ -76,3 +76,17 @@ def test_any_text_is_a_cursor_or_a_reasoned_refusal(text: str) -> None:
         decode_cursor("DeviceModel", text, 3)
     except InvalidInput as refused:
         assert not any(word in refused.problems[0].detail for word in DECODER_WORDS)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 15: cfl_graph/catalogue.py must take decode_cursor from cfl_graph.cursors",
+)
+def test_the_lists_decode_their_cursors_with_this_reader() -> None:
+    from cfl_graph import catalogue
+
+    with pytest.raises(InvalidInput) as refused:
+        catalogue.decode_cursor("DeviceModel", FORGED["bad padding"], 3)
+    assert not any(word in refused.value.problems[0].detail for word in DECODER_WORDS)
+    with pytest.raises(InvalidInput):
+        catalogue.decode_cursor("DeviceModel", FORGED["numbers where ids belong"], 3)

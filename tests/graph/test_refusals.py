@@ -284,3 +284,14 @@ async def test_refusals_are_logged_at_info_without_a_traceback_and_failures_at_e
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].name == "schema.errors" and errors[0].exc_info is not None
     assert failed.json()["errors"][0]["extensions"]["reference"] in errors[0].getMessage()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 15: schema/cpl.py `_snapshot_id` must refuse what is no snapshot id instead of answering null",
+)
+async def test_cpl_snapshot_refuses_an_id_that_names_no_snapshot(world: World) -> None:
+    async with graph(world) as http:
+        for odd in ("abc", "1e3", "LibraryImage", "-1", "99999999999"):
+            response = await Graph(http).ask("query($i: ID) { cplSnapshot(id: $i) { snapshotId } }", i=odd)
+            assert codes(response) == ["BAD_USER_INPUT"], (odd, response.text)
