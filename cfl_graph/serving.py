@@ -142,6 +142,10 @@ class GuardedH11Protocol(H11Protocol):
             self._lingering = False
         super().connection_lost(exc)
 
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._cancel()  # the connection is another protocol's from here on
+        super().handle_websocket_upgrade(event)
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
         # uvicorn's keep-alive timer now waits for the next request (and is the shorter); a request
