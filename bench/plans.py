@@ -165,7 +165,7 @@ async def _build(database_url: str, folder: Path, rows: int, history: int) -> di
 
 async def _asks(database_url: str) -> list[Ask]:
     """The requests, with keys picked from the data: a big manufacturer, a model, a deep cursor."""
-    from cfl_graph.catalogue import encode_cursor
+    from cfl_graph.cursors import encode_cursor
     from cfl_graph.database import Database
     from cfl_graph.tables import CplCurrent, CplDeviceModel
 

@@ -22,7 +22,7 @@ from cfl_graph.access.middleware import AuthenticationMiddleware, SecurityHeader
 from cfl_graph.blobs import BlobStore, blob_store_for
 from cfl_graph.database import Database
 from cfl_graph.images.library import ImageLibrary
-from cfl_graph.limits import BodySizeLimitMiddleware, RateLimitMiddleware
+from cfl_graph.limits import BodySizeLimitMiddleware, ClientGoneMiddleware, RateLimitMiddleware
 from cfl_graph.response_cache import PersistedQueries, ResponseCache
 from cfl_graph.scheduler import run_scheduled_sync
 from cfl_graph.settings import Settings, from_env
@@ -127,18 +127,19 @@ def create_app(
         ),
         Route("/api/v1/audit/events", audit_events(database.sessions), methods=["GET"]),
         *image_routes(library),
-        *feed_routes(database.sessions),
+        *feed_routes(database.sessions, settings.public_base_url),
         *report_routes(database.sessions),
         *catalogue_routes(SignedCatalogue(database.sessions, settings.signing_key_file)),
         *page_routes(database.sessions),
         *site_routes(database.sessions, library),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
-    # Outermost first: headers on every answer; a database outage anywhere below is a 503; a loose
-    # per-address rate before any database work; the body limit before anything reads a body; who is
-    # asking; then how often that token may ask.
+    # Outermost first: headers on every answer; a client gone mid-request ends it quietly; a database
+    # outage anywhere below is a 503; a loose per-address rate before any database work; the body limit
+    # before anything reads a body; who is asking; then how often that token may ask.
     middleware = [
         Middleware(SecurityHeadersMiddleware),
+        Middleware(ClientGoneMiddleware),
         Middleware(DatabaseUnavailableMiddleware),
         Middleware(
             RateLimitMiddleware, per_minute=settings.rate_limit_per_minute * ADDRESS_FACTOR, by_address=True

@@ -11,18 +11,15 @@ Pages are keyset pages: the cursor is opaque (base64 of the sort key) and stable
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph import identifiers as ids
+from cfl_graph.cursors import decode_cursor, encode_cursor
 from cfl_graph.identifiers import LIBRARY_DEVICE_TYPES, CplStatus
 from cfl_graph.images.errors import InvalidInput, LibraryProblem, Problem
 from cfl_graph.tables import (
@@ -44,23 +41,6 @@ class Page(Generic[T]):
     total: int
     has_next: bool
     has_previous: bool
-
-
-def encode_cursor(kind: str, values: Sequence[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps([kind, *values]).encode()).decode()
-
-
-def decode_cursor(kind: str, cursor: str, width: int) -> list[Any]:
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if not (isinstance(decoded, list) and len(decoded) == width + 1 and decoded[0] == kind):
-            raise ValueError("not this list's cursor")
-        return list(decoded[1:])
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            "`after` is not a cursor of this list; pass an `endCursor` or `cursor` it returned",
-            [Problem(LibraryProblem.BAD_FIELD, f"after: {exc}")],
-        ) from None
 
 
 def check_first(first: int) -> int:

@@ -27,11 +27,12 @@ from cfl_graph.access.keys import KeyRejected, add_key_for_party, revoke_key
 from cfl_graph.access.parties import (
     PartyError,
     add_party,
+    as_principal,
     find_party,
     manufacturer_ids_of,
     operator_acting_for,
 )
-from cfl_graph.access.policy import AccessDenied
+from cfl_graph.access.policy import AccessDenied, Action, allowed
 from cfl_graph.access.tokens import IssuedToken, issue_token, revoke_token
 from cfl_graph.audit import Actor, ChainReport, export_range, verify_chain
 from cfl_graph.blobs import BlobStoreFailed, blob_store_for
@@ -40,6 +41,7 @@ from cfl_graph.identifiers import InvalidValue
 from cfl_graph.images.errors import LibraryError
 from cfl_graph.images.integrity import BlobReport, verify_blobs
 from cfl_graph.images.library import ImageLibrary, UploadFields
+from cfl_graph.row_ids import MAX_ROW_ID, row_id
 from cfl_graph.scheduler import sync_library, sync_limits
 from cfl_graph.settings import Settings, SettingsError, from_env
 from cfl_graph.tables import (
@@ -53,6 +55,7 @@ from cfl_graph.tables import (
     SyncOutcome,
 )
 from cfl_graph.tables.base import utc_now
+from cfl_graph.unavailable import database_unavailable
 from cpl_sync.diff import SnapshotDiff, diff_snapshots
 from cpl_sync.lock import SyncLockBusy
 from cpl_sync.problems import Problem
@@ -101,15 +104,62 @@ def _settings(default_log_level: str = "WARNING") -> Settings:
     return settings
 
 
-def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+class SchemaMissing(Exception):
+    """The database lacks migrations a command needs; the message says what to run."""
+
+
+def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]], *, needs_schema: bool = True) -> T:
+    """Run `work` on the database; first, unless it is `db upgrade`, make sure the schema is current, so
+    that an un-migrated database is told as such (exit 3) and not as the first query's failure."""
+
     async def run() -> T:
         db = Database.connect(settings.database_url)
         try:
+            if needs_schema:
+                await _require_schema(db)
             return await work(db)
         finally:
             await db.dispose()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except SchemaMissing as exc:
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+async def _require_schema(db: Database) -> None:
+    try:
+        pending = await migrate.pending(db.engine)
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise SchemaMissing(
+                f"cannot reach the database ({type(exc).__name__}); check CFL_DATABASE_URL and that it runs"
+            ) from None
+        raise
+    if pending:
+        raise SchemaMissing(
+            f"the database lacks migrations {', '.join(pending)}; run `cfl-graph db upgrade` first"
+        )
+
+
+def _number(what: str, *, minimum: int = 1, maximum: int = MAX_ROW_ID) -> Callable[[str], int]:
+    """A parser for a numeric argument: ASCII digits within the bounds (`cfl_graph.row_ids`), so that
+    '٣' is not read as 3 nor a number past the id columns sent to the database."""
+
+    def parse(raw: str | int) -> int:
+        try:
+            return row_id(raw, what, minimum=minimum, maximum=maximum)
+        except InvalidValue as exc:
+            raise typer.BadParameter(exc.reason) from None
+
+    return parse
+
+
+SNAPSHOT_ID = _number("a snapshot id")
+EVENT_ID = _number("an event id")
+RUN_ID = _number("a sync run's id")
+HOW_MANY = _number("a count", maximum=100_000)
 
 
 @app.command()
@@ -122,29 +172,24 @@ def serve(
     ] = 1,
 ) -> None:
     """Serve the catalogue (and sync the CPL every CFL_CPL_SYNC_INTERVAL seconds when a source is set)."""
-    import uvicorn
-
+    from cfl_graph import serving
     from cfl_graph.app import create_app, tune_collector
 
     settings = _settings(default_log_level="INFO")
     log_level = (settings.log_level or "INFO").lower()
     if demo:
         out.print(f"demo: database {settings.database_url}, blobs in {settings.blob_dir}")
-        _with_db(settings, lambda db: _prepare_demo(settings, db))
+        _with_db(settings, lambda db: _prepare_demo(settings, db), needs_schema=False)
+    else:
+        _with_db(settings, _require_schema, needs_schema=False)
     out.print(f"serving on http://{host}:{port}/ (GraphQL at /graphql) with {workers} worker(s)")
+    # Each of several workers builds its own app from the same environment (cfl_graph.app:from_environment).
+    app: Any = "cfl_graph.app:from_environment"
     if workers == 1:
         tune_collector()
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
-    else:
-        # Each worker builds its own app from the same environment (cfl_graph.app:from_environment).
-        uvicorn.run(
-            "cfl_graph.app:from_environment",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-        )
+        app = create_app(settings)
+    if not serving.serve(app, settings, host=host, port=port, workers=workers, log_level=log_level):
+        raise typer.Exit(EXIT_FAILED)
 
 
 async def _prepare_demo(settings: Settings, db: Database) -> None:
@@ -169,7 +214,7 @@ def db_upgrade() -> None:
         await migrate.upgrade(db.engine)
         return pending
 
-    applied = _with_db(settings, work)
+    applied = _with_db(settings, work, needs_schema=False)
     out.print(f"applied {', '.join(applied)}" if applied else "database is up to date")
 
 
@@ -263,6 +308,8 @@ def sync_cpl_command(
     except SyncLockBusy as exc:
         err.print(str(exc))
         raise typer.Exit(EXIT_FETCH) from None
+    except typer.Exit:
+        raise
     except Exception as exc:
         err.print(f"failed: {type(exc).__name__}: {exc}", markup=False, highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
@@ -272,7 +319,9 @@ def sync_cpl_command(
 
 
 @cpl_app.command("snapshots")
-def cpl_snapshots(limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20) -> None:
+def cpl_snapshots(
+    limit: Annotated[int, typer.Option(help="How many, newest first.", parser=HOW_MANY)] = 20,
+) -> None:
     """List CPL snapshots, newest first, marking the current one."""
     settings = _settings()
 
@@ -302,7 +351,9 @@ def cpl_snapshots(limit: Annotated[int, typer.Option(help="How many, newest firs
 
 
 @cpl_app.command("runs")
-def cpl_runs(limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20) -> None:
+def cpl_runs(
+    limit: Annotated[int, typer.Option(help="How many, newest first.", parser=HOW_MANY)] = 20,
+) -> None:
     """List sync runs with their outcomes, newest first."""
     settings = _settings()
 
@@ -342,7 +393,9 @@ def cpl_runs(limit: Annotated[int, typer.Option(help="How many, newest first.")]
 
 
 @cpl_app.command("run")
-def cpl_run(run_id: Annotated[int, typer.Argument(help="The sync run's id (see `cpl runs`).")]) -> None:
+def cpl_run(
+    run_id: Annotated[int, typer.Argument(help="The sync run's id (see `cpl runs`).", parser=RUN_ID)],
+) -> None:
     """One sync run: its outcome, and every error and warning it kept, row by row."""
     settings = _settings()
 
@@ -386,9 +439,9 @@ def _problem_text(problem: dict[str, Any]) -> str:
 
 @cpl_app.command("diff")
 def cpl_diff(
-    old: Annotated[int, typer.Argument(help="Older snapshot id.")],
-    new: Annotated[int, typer.Argument(help="Newer snapshot id.")],
-    limit: Annotated[int, typer.Option(help="Rows shown per kind of change.")] = 50,
+    old: Annotated[int, typer.Argument(help="Older snapshot id.", parser=SNAPSHOT_ID)],
+    new: Annotated[int, typer.Argument(help="Newer snapshot id.", parser=SNAPSHOT_ID)],
+    limit: Annotated[int, typer.Option(help="Rows shown per kind of change.", parser=HOW_MANY)] = 50,
 ) -> None:
     """Rows added, removed and changed between two snapshots."""
     settings = _settings()
@@ -468,7 +521,9 @@ def party_list() -> None:
 
     table = Table("party", "role", "manufacturer ids", "downloads", "created (UTC)", "disabled")
     for party, ids in _with_db(settings, work):
-        downloads = "yes" if party.role != Role.PANEL.value or party.download_granted else "no"
+        # What the policy grants, asked as every door asks it: admins, say, have no downloads.
+        may_download = party.disabled_at is None and allowed(as_principal(party, ids), Action.DOWNLOAD_IMAGE)
+        downloads = "yes" if may_download else "no"
         table.add_row(
             party.name,
             party.role,
@@ -483,7 +538,10 @@ def party_list() -> None:
 @token_app.command("create")
 def token_create(
     party: Annotated[str, typer.Argument(help="The party's name.")],
-    expires_in: Annotated[int, typer.Option(help="Days until the token expires (1-366).")] = 90,
+    expires_in: Annotated[
+        int,
+        typer.Option(help="Days until the token expires (1-366).", parser=_number("--expires-in", minimum=0)),
+    ] = 90,
     read_only: Annotated[bool, typer.Option(help="Refuse every write with this token.")] = False,
     description: Annotated[str | None, typer.Option(help="What the token is for.")] = None,
 ) -> None:
@@ -748,7 +806,7 @@ def image_import(
 @image_app.command("list")
 def image_list(
     state: Annotated[str | None, typer.Option(help="draft, published, held or withdrawn.")] = None,
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(help="How many, newest first.", parser=HOW_MANY)] = 50,
 ) -> None:
     """List images with their state and problems (operators see every image, drafts included)."""
     settings = _settings()
@@ -776,8 +834,10 @@ def image_list(
 
 @audit_app.command("export")
 def audit_export(
-    first: Annotated[int, typer.Option("--from", help="First event id.")] = 1,
-    last: Annotated[int | None, typer.Option("--to", help="Last event id (default: the newest).")] = None,
+    first: Annotated[int, typer.Option("--from", help="First event id.", parser=EVENT_ID)] = 1,
+    last: Annotated[
+        int | None, typer.Option("--to", help="Last event id (default: the newest).", parser=EVENT_ID)
+    ] = None,
 ) -> None:
     """Write a range of the audit trail as JSON lines, ending with the chain head."""
     settings = _settings()

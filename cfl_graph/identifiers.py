@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NewType
@@ -100,7 +101,8 @@ def hardware_version(value: Cell) -> HardwareVersion:
     return HardwareVersion(_hex_id(value, 4, "hardware version"))
 
 
-_DOTTED = re.compile(r"\d{1,2}(\.\d{1,2}){3}")
+# [0-9], not \d: \d matches the digits of every script, which no version is written in.
+_DOTTED = re.compile(r"[0-9]{1,2}(\.[0-9]{1,2}){3}")
 
 
 _CANONICAL_FIRMWARE = re.compile(r"[0-9A-F]{8}")
@@ -220,7 +222,7 @@ def specification_text(specification: str, version: str | None) -> str:
 # `SMETS2 v4.1`, `smets 2 V3.2`, `SMETS1 (v1.2)`, `SMETS2 - version 4.1`, `CHTS v1.3`, `2`, `SMETS2`.
 _SPECIFICATION = re.compile(
     r"(?:(?P<name>smets|chts)\s*)?(?P<generation>[12])?"
-    r"(?:\s*[-,:;/(]?\s*(?:v|ver\.?|version)?\s*(?P<version>\d{1,2}(?:\.\d{1,3}){0,2})\s*\)?)?",
+    r"(?:\s*[-,:;/(]?\s*(?:v|ver\.?|version)?\s*(?P<version>[0-9]{1,2}(?:\.[0-9]{1,3}){0,2})\s*\)?)?",
     re.IGNORECASE,
 )
 
@@ -262,7 +264,7 @@ def cpl_status(value: Cell) -> CplStatus:
     return found
 
 
-_GBCS = re.compile(r"(?:gbcs)?\s*v?\s*(\d{1,2}(?:\.\d{1,2}){0,2})", re.IGNORECASE)
+_GBCS = re.compile(r"(?:gbcs)?\s*v?\s*([0-9]{1,2}(?:\.[0-9]{1,2}){0,2})", re.IGNORECASE)
 
 
 def gbcs_version(value: Cell) -> str:
@@ -286,6 +288,27 @@ def control_character(text: str) -> str | None:
     """The first control character (or lone surrogate) in a line of text, as `U+XXXX`; None if none."""
     found = _UNWRITTEN.search(text)
     return None if found is None else f"U+{ord(found.group()):04X}"
+
+
+# What a reader cannot see: separators (Zs, Zl, Zp), controls (Cc), format characters (Cf: zero-width
+# spaces and joiners, bidi marks, the BOM, soft hyphens), unassigned and private code points, combining
+# marks (they add to a letter, not beside it), and the blanks whose category says letter or symbol
+# (the Hangul fillers, the combining grapheme joiner, the blank braille pattern).
+_INVISIBLE_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Co", "Cn"})
+_BLANK_SYMBOLS = frozenset("\u115f\u1160\u3164\uffa0\u034f\u2800")
+
+
+def visible_length(text: str) -> int:
+    """How many characters of `text` a person sees: whitespace, controls and invisible format
+    characters (U+200B and the like) do not count. For minimum lengths of text people must write, such
+    as a withdrawal reason: ten zero-width spaces are not a reason."""
+    return sum(
+        1
+        for ch in text
+        if unicodedata.category(ch) not in _INVISIBLE_CATEGORIES
+        and ch not in _BLANK_SYMBOLS
+        and not unicodedata.category(ch).startswith("M")
+    )
 
 
 def name(value: Cell, what: str, max_length: int = 200) -> str:
@@ -314,6 +337,8 @@ def cell_text(value: Cell, what: str, max_length: int = 200) -> str:
 
 
 _EXCEL_EPOCH = dt.date(1899, 12, 30)
+# ASCII digits only: `str.isdigit` also accepts '²', which int() refuses, and '٣', which it reads as 3.
+_SERIAL = re.compile(r"[0-9]{1,6}")
 _EARLIEST = dt.date(1990, 1, 1)
 _LATEST = dt.date(2100, 12, 31)
 _TEXT_DATE_FORMATS = (
@@ -348,11 +373,12 @@ def date(value: Cell, what: str) -> dt.date:
         # What a reader makes of a date cell before 1900, or of a cell formatted as a time.
         raise InvalidValue(f"{what} is a time of day ({value}), not a date")
     text = _cell_text(value, what)
-    if text.isdigit() and len(text) <= 6:
+    if _SERIAL.fullmatch(text):
         return _plausible(_EXCEL_EPOCH + dt.timedelta(days=int(text)), what, f"(Excel serial {text})")
     candidate = text.split("T")[0] if "T" in text else text.split(" 00:00")[0]
     candidate = _WHITESPACE.sub(" ", candidate.replace(",", ""))
-    for fmt in _TEXT_DATE_FORMATS:
+    # strptime's %d and %Y take the digits of any script; a CPL date is written in 0-9.
+    for fmt in _TEXT_DATE_FORMATS if candidate.isascii() else ():
         try:
             parsed = dt.datetime.strptime(candidate, fmt).date()
         except ValueError:

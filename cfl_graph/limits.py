@@ -8,6 +8,7 @@ deliberate trade: no shared store to run, and the limit still stops one client f
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -19,6 +20,9 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfl_graph.access.middleware import SECURITY_HEADERS, principal_of
+from cfl_graph.row_ids import is_ascii_number
+
+log = logging.getLogger(__name__)
 
 
 async def _answer(send: Send, status: int, message: str, extra: dict[str, str] | None = None) -> None:
@@ -30,6 +34,12 @@ async def _answer(send: Send, status: int, message: str, extra: dict[str, str] |
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _within(declared: str, max_bytes: int) -> bool:
+    """A Content-Length of ASCII digits (`isdigit` also takes '²', which int() refuses) up to the limit."""
+    digits = declared.lstrip("0")
+    return is_ascii_number(declared) and len(digits) <= len(str(max_bytes)) and int(declared) <= max_bytes
 
 
 class BodySizeLimitMiddleware:
@@ -50,7 +60,7 @@ class BodySizeLimitMiddleware:
             return
         max_bytes = self.per_path.get((scope["method"], scope["path"]), self.max_bytes)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+        if declared is not None and not _within(declared, max_bytes):
             await _answer(send, 413, f"the request body is larger than the {max_bytes:,}-byte limit")
             return
         received = 0
@@ -79,6 +89,25 @@ class BodySizeLimitMiddleware:
         except ClientDisconnect:
             if not refused:
                 raise
+
+
+class ClientGoneMiddleware:
+    """A client that goes away in the middle of its request (or is cut off by the server's body timeout,
+    `cfl_graph.serving`) has nobody left to answer: `ClientDisconnect` from any handler that reads a body
+    ends the request quietly, logged at INFO, instead of as an unexpected exception with a traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            if scope["type"] != "http":
+                raise
+            log.info(
+                "%s %s: the client went away before its request body arrived", scope["method"], scope["path"]
+            )
 
 
 @dataclass

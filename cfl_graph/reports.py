@@ -22,11 +22,10 @@ from cfl_graph.catalogue import (
     DeviceModelFilter,
     Page,
     check_first,
-    decode_cursor,
-    encode_cursor,
     model_join,
     version_is_gap,
 )
+from cfl_graph.cursors import decode_cursor, encode_cursor
 from cfl_graph.identifiers import CplStatus, specification_text
 from cfl_graph.images.errors import InvalidInput
 from cfl_graph.tables import (

@@ -145,7 +145,8 @@ class ResponseCache:
 class PersistedQueries:
     """Automatic persisted queries, as Apollo clients send them: a query's SHA-256 stands for its text
     once the text has been sent with it. Kept per worker, as Apollo Server keeps them by default; a
-    worker that does not know a hash says so and the client sends the text again."""
+    worker that does not know a hash says so and the client sends the text again. The GraphQL door keys
+    texts by party and hash, so one party's texts are not another's."""
 
     def __init__(self, max_bytes: int) -> None:
         self._texts = _Bounded[str](max_bytes, lambda text: len(text.encode()) + 64 + ENTRY_OVERHEAD_BYTES)
@@ -153,8 +154,8 @@ class PersistedQueries:
     def __len__(self) -> int:
         return len(self._texts)
 
-    def get(self, sha256: str) -> str | None:
-        return self._texts.get(sha256)
+    def get(self, key: str) -> str | None:
+        return self._texts.get(key)
 
-    def put(self, sha256: str, text: str) -> None:
-        self._texts.put(sha256, text)
+    def put(self, key: str, text: str) -> None:
+        self._texts.put(key, text)

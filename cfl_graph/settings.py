@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class SettingsError(ValueError):
@@ -47,6 +48,15 @@ class Settings:
     response_cache_mb: int = 128
     # None: INFO for `serve`, WARNING for one-shot commands, whose own output says what happened.
     log_level: str | None = None
+    # Where clients reach the service (`https://cfl.example.org`, or with a path prefix), for the
+    # absolute links it writes (feeds); None: links are written relative to the site, never from the
+    # request's Host header.
+    public_base_url: str | None = None
+    # `serve`: open connections per worker (one more is answered 503), seconds a request's header may
+    # take to arrive, and seconds a request body may pause (cfl_graph/serving.py).
+    max_connections: int = 1000
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
 
     @property
     def signing_key_file(self) -> Path:
@@ -131,6 +141,28 @@ def _http_url(name: str, raw: str) -> str:
     return value
 
 
+def _public_base_url(name: str, raw: str) -> str:
+    """An http(s) URL with a host and no query, fragment or credentials; kept without a trailing slash
+    so that paths append to it."""
+    value = raw.strip()
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises on a port that is not a number in range
+    except ValueError:
+        raise SettingsError(name, raw, "not a URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(name, raw, "expected an http:// or https:// URL with a host")
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise SettingsError(name, raw, "a base URL has no query (?) or fragment (#)")
+    if parts.username is not None or parts.password is not None:
+        raise SettingsError(name, raw, "a base URL carries no user name or password")
+    if port == 0 or any(ch.isspace() or not ch.isprintable() for ch in value) or not value.isascii():
+        raise SettingsError(
+            name, raw, "a base URL is printable ASCII without spaces (percent-encode the rest)"
+        )
+    return value.rstrip("/")
+
+
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from `CFL_*` variables; unset variables keep the documented defaults."""
     env = os.environ if environ is None else environ
@@ -171,4 +203,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         values["response_cache_mb"] = _positive_int("CFL_RESPONSE_CACHE_MB", raw, allow_zero=True)
     if (raw := env.get("CFL_LOG_LEVEL")) is not None:
         values["log_level"] = _log_level("CFL_LOG_LEVEL", raw)
+    if (raw := env.get("CFL_MAX_CONNECTIONS")) is not None:
+        values["max_connections"] = _positive_int("CFL_MAX_CONNECTIONS", raw)
+    if (raw := env.get("CFL_HEADER_TIMEOUT")) is not None:
+        values["header_timeout"] = _positive_float("CFL_HEADER_TIMEOUT", raw)
+    if (raw := env.get("CFL_BODY_TIMEOUT")) is not None:
+        values["body_timeout"] = _positive_float("CFL_BODY_TIMEOUT", raw)
+    if (raw := env.get("CFL_PUBLIC_BASE_URL")) is not None and raw.strip():
+        values["public_base_url"] = _public_base_url("CFL_PUBLIC_BASE_URL", raw)
     return Settings(**values)  # type: ignore[arg-type]

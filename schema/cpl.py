@@ -11,7 +11,9 @@ import strawberry
 from strawberry.types.nodes import SelectedField, Selection
 
 from cfl_graph.access.policy import Action, authorise
+from cfl_graph.identifiers import InvalidValue
 from cfl_graph.images.errors import InvalidInput
+from cfl_graph.row_ids import is_ascii_number, row_id
 from cfl_graph.tables import CplSnapshot as CplSnapshotRow
 from cfl_graph.tables import CplSyncRun as CplSyncRunRow
 from cpl_sync.diff import CplRow, diff_snapshots
@@ -166,16 +168,17 @@ class CplSnapshot(Node):
         )
 
 
-def _snapshot_id(raw: str) -> int | None:
-    if raw.isdigit():
-        return int(raw) if len(raw) < 10 else None
-    try:
-        kind, parts = parse_global_id(raw)
-    except InvalidInput:
-        return None
-    if kind == "CplSnapshot" and len(parts) == 1 and parts[0].isdigit() and len(parts[0]) < 10:
-        return int(parts[0])
-    return None
+def _snapshot_id(raw: str) -> int:
+    """A snapshot's number, or its global id; anything else is refused, naming the argument."""
+    if is_ascii_number(raw):
+        try:
+            return row_id(raw, "id: a snapshot's number")
+        except InvalidValue as exc:
+            raise InvalidInput(exc.reason) from None
+    kind, parts = parse_global_id(raw)  # refuses what it did not issue, and checks a numbered kind's number
+    if kind != "CplSnapshot" or len(parts) != 1:
+        raise InvalidInput(f"id: snapshot ids are whole numbers or CplSnapshot global ids, not {raw[:40]!r}")
+    return int(parts[0])
 
 
 async def snapshot_by_id(info: Info, snapshot_id: int) -> CplSnapshot | None:

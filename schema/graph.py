@@ -689,13 +689,14 @@ class CatalogueQuery:
                 (v.manufacturer_id, v.model_id, v.hardware_version, v.firmware_version)
             )
             return None if found is None else CertifiedFirmware.of(found)
-        if kind == "LibraryImage" and len(parts) == 1 and parts[0].isdigit():
+        # parse_global_id has checked a numbered kind's number (ASCII digits, within the id columns).
+        if kind == "LibraryImage" and len(parts) == 1:
             try:
                 image = await info.context.library.get(info.context.principal, int(parts[0]))
             except ImageNotFound:
                 return None
             return LibraryImage.from_row(image)
-        if kind == "CplSnapshot" and len(parts) == 1 and parts[0].isdigit():
+        if kind == "CplSnapshot" and len(parts) == 1:
             return await snapshot_by_id(info, int(parts[0]))
         raise InvalidInput(f"{str(id)[:60]!r} is not an id this graph issued")
 

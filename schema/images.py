@@ -13,9 +13,11 @@ from enum import Enum
 
 import strawberry
 
+from cfl_graph.identifiers import InvalidValue
 from cfl_graph.images.checks import VersionKey
 from cfl_graph.images.errors import ImageNotFound, InvalidInput
 from cfl_graph.images.library import download_name
+from cfl_graph.row_ids import is_ascii_number, row_id
 from cfl_graph.tables import CommercialDeclaration as DeclarationRow
 from cfl_graph.tables import LibraryImage as ImageRow
 from cfl_graph.tables import UpgradePathway as PathwayRow
@@ -217,18 +219,21 @@ def _snake(name: str) -> str:
 
 
 def image_id(raw: strawberry.ID) -> int:
-    """An image's number, or its global id."""
+    """An image's number, or its global id; `InvalidInput` naming the argument otherwise."""
     text = str(raw)
-    if not text.isdigit():
+    expected = "id: image ids are whole numbers or LibraryImage global ids"
+    if not is_ascii_number(text):
         try:
             kind, parts = parse_global_id(text)
         except InvalidInput:
             kind, parts = "", []
-        if kind == "LibraryImage" and len(parts) == 1:
-            text = parts[0]
-    if not text.isdigit() or len(text) > 9:
-        raise InvalidInput(f"image ids are whole numbers or LibraryImage global ids, not {str(raw)[:40]!r}")
-    return int(text)
+        if kind != "LibraryImage" or len(parts) != 1:
+            raise InvalidInput(f"{expected}, not {text[:40]!r}")
+        text = parts[0]
+    try:
+        return row_id(text, "id: an image's number")
+    except InvalidValue as exc:
+        raise InvalidInput(exc.reason) from None
 
 
 @strawberry.type

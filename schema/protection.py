@@ -16,13 +16,26 @@ Limits (`QueryLimits`), each refused with a message naming the limit and what wa
   when the argument is absent; `last` counts the same way, the larger of the two when both are given.
   Multipliers compound with nesting (`a(first: 10) { b(first: 10) { c } }` costs 1 + 10 + 100), and
   fragments are expanded where they are spread. `@skip` and `@include` are not evaluated: a field
-  counts whether or not it will be skipped.
+  counts whether or not it will be skipped. A list-typed argument multiplies the same way by its length
+  (a literal list's, or the request's variable's; a single value counts 1): each of `_entities`'
+  representations is answered by the selection below it, so 9,000 representations cost 9,000 times it;
+  with `first` too, the larger of the two counts;
+- list items (`LIST_TOO_LONG`): the items of every list-typed argument of the operation, multiplied
+  like the cost by the lists and pages above them, at most `max_list_items` (500) in all: a federation
+  router batches a page's entities into `_entities` calls of a few hundred at most.
 
 Introspection (`__schema`, `__type` and everything below them, and `__typename`) is left out of depth
 and cost: the standard introspection query alone is deeper than any honest data query. It is bounded
 instead by graphql-core's `MaxIntrospectionDepthRule` when introspection is on, and by a chain of at
 most `max_of_type_depth` nested `ofType` fields (the standard query nests 9; `QUERY_TOO_DEEP`), and
-refused (`INTROSPECTION_DISABLED`) when it is off; `__typename` is always answered.
+refused (`INTROSPECTION_DISABLED`) when it is off; `__typename` is always answered. Off means off: the
+federation field `_service { sdl }` (the whole schema as text) is refused the same way, and error
+messages lose graphql-core's "Did you mean ...?" suggestions, which name the schema's fields, arguments,
+types and enum values one guess at a time.
+
+Argument values that the schema's types cannot describe are checked before execution too, by checks
+the schema passes in (`ArgumentChecks`: by the argument's type, such as `ID`, or by its name, such as
+`after`); a value refused is `BAD_USER_INPUT` naming the argument and the field.
 
 Requests are refused before they execute, too, when a document holds several operations and the
 request names none (`OPERATION_NAME_REQUIRED`: strawberry would quietly run the first), and when a
@@ -39,22 +52,28 @@ alone: do not combine these extensions with strawberry's `ValidationCache`.
 
 Errors: an exception raised while answering reaches the client only as "Internal server error
 (reference <hex>)" with code `INTERNAL_ERROR`; the whole exception is logged at ERROR on
-`schema.errors` under the same reference. `UserError` (and any types passed as `user_errors`) are
-written for the client and are shown as they are, with their `code`; so are syntax, validation and
-variable errors, which are about the request itself. A GraphQLError raised while resolving a field is
-masked like any other exception: graphql-core's own (a value a scalar cannot serialise) quote data.
+`schema.errors` under the same reference. Refusals the service meant (`log_refusals`: syntax,
+validation and limit errors, user errors with their code, bad variables) are logged at INFO, one line
+without a traceback: they are the client's mistake, not the service's. `UserError` (and any types
+passed as `user_errors`) are written for the client and are shown as they are, with their `code`; so
+are syntax, validation and variable errors, which are about the request itself. A GraphQLError raised
+while resolving a field is masked like any other exception: graphql-core's own (a value a scalar
+cannot serialise) quote data.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from graphql import (
+    ArgumentNode,
+    DirectiveNode,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -68,6 +87,7 @@ from graphql import (
     GraphQLSyntaxError,
     InlineFragmentNode,
     IntValueNode,
+    ListValueNode,
     Node,
     OperationDefinitionNode,
     SelectionSetNode,
@@ -76,7 +96,9 @@ from graphql import (
     ValueNode,
     VariableNode,
     get_named_type,
+    get_nullable_type,
     is_introspection_type,
+    is_list_type,
 )
 from graphql.language import SKIP, VisitorAction
 from graphql.validation import MaxIntrospectionDepthRule, NoSchemaIntrospectionCustomRule
@@ -85,7 +107,7 @@ from strawberry.extensions import MaskErrors, MaxTokensLimiter, SchemaExtension
 from cfl_graph import unavailable
 from cfl_graph.unavailable import database_unavailable
 
-__all__ = ["QueryLimits", "UserError", "protection_extensions"]
+__all__ = ["ArgumentChecks", "QueryLimits", "UserError", "log_refusals", "protection_extensions"]
 
 log = logging.getLogger("schema.errors")
 
@@ -105,7 +127,23 @@ class QueryLimits:
     default_page_size: int = 50  # what a list field with no `first` argument is assumed to return
     max_page_size: int = 500  # `first` above this (or below zero) is refused, with the field's path
     max_of_type_depth: int = 10  # nested `ofType` fields in introspection (the standard query has 9)
+    max_list_items: int = 500  # items of list arguments (`_entities`' representations) per operation
     introspection: bool = True
+
+
+# Why a value of an argument is refused, or None; given the value as the request holds it (a string for
+# an `ID` or a `String`).
+ArgumentCheck = Callable[[object], str | None]
+
+
+@dataclass(frozen=True)
+class ArgumentChecks:
+    """Checks of argument values the schema's types cannot express, run before execution, on literals
+    and on the request's variables alike (each item of a list): by the argument's named type and by the
+    argument's name."""
+
+    by_type: Mapping[str, ArgumentCheck] = field(default_factory=dict)
+    by_name: Mapping[str, ArgumentCheck] = field(default_factory=dict)
 
 
 class UserError(Exception):
@@ -115,7 +153,10 @@ class UserError(Exception):
 
 
 def protection_extensions(
-    limits: QueryLimits, *, user_errors: tuple[type[Exception], ...] = ()
+    limits: QueryLimits,
+    *,
+    user_errors: tuple[type[Exception], ...] = (),
+    argument_checks: ArgumentChecks | None = None,
 ) -> list[Callable[[], SchemaExtension]]:
     """What to pass to strawberry's `Schema(extensions=...)`: one fresh set of extensions per request.
 
@@ -124,9 +165,11 @@ def protection_extensions(
     """
     return [
         # First in the list, so last to see the result: it masks what every other step produced.
-        functools.partial(_MaskUnexpectedErrors, (UserError, *user_errors)),
+        functools.partial(
+            _MaskUnexpectedErrors, (UserError, *user_errors), hide_suggestions=not limits.introspection
+        ),
         functools.partial(_TokenLimit, limits.max_tokens),
-        functools.partial(_QueryLimitsExtension, limits),
+        functools.partial(_QueryLimitsExtension, limits, argument_checks or ArgumentChecks()),
     ]
 
 
@@ -159,7 +202,20 @@ class _TokenLimit(MaxTokensLimiter):
 
 
 class _IntrospectionDisabled(NoSchemaIntrospectionCustomRule):
-    """graphql-core's rule (it lets `__typename` through), with our code."""
+    """graphql-core's rule (it lets `__typename` through), with our code; and federation's `_service`,
+    whose `sdl` is the whole schema, refused alike."""
+
+    def enter_field(self, node: FieldNode, *args: Any) -> None:
+        super().enter_field(node, *args)
+        parent = self.context.get_parent_type()
+        if node.name.value == "_service" and parent is not None and parent is self.context.schema.query_type:
+            self.report_error(
+                GraphQLError(
+                    "GraphQL introspection has been disabled, and `_service` is introspection: "
+                    "it would print the whole schema",
+                    node,
+                )
+            )
 
     def report_error(self, error: GraphQLError) -> None:
         super().report_error(_limit_error(error.message, "INTROSPECTION_DISABLED", list(error.nodes or ())))
@@ -260,6 +316,60 @@ def _bad_text(value: Any) -> tuple[str, int] | None:
     return None
 
 
+def _argument_rule(checks: ArgumentChecks, variables: Mapping[str, Any]) -> type[ValidationRule]:
+    class ArgumentRule(ValidationRule):
+        """Each argument's values (a literal, or the request's variable; each item of a list) through
+        the checks for its type and its name."""
+
+        owner = ""  # the field (`Query.node`) or directive (`@include`) whose arguments are visited
+        field_owner = ""
+
+        def enter_field(self, node: FieldNode, *_args: Any) -> None:
+            parent = self.context.get_parent_type()
+            self.field_owner = self.owner = f"{parent.name if parent else '?'}.{node.name.value}"
+
+        def enter_directive(self, node: DirectiveNode, *_args: Any) -> None:
+            self.owner = f"@{node.name.value}"
+
+        def leave_directive(self, node: DirectiveNode, *_args: Any) -> None:
+            self.owner = self.field_owner
+
+        def enter_argument(self, node: ArgumentNode, *_args: Any) -> None:
+            definition = self.context.get_argument()
+            if definition is None:
+                return
+            name = node.name.value
+            found = [
+                check
+                for check in (
+                    checks.by_type.get(get_named_type(definition.type).name),
+                    checks.by_name.get(name),
+                )
+                if check is not None
+            ]
+            for value in _argument_values(node.value, variables) if found else ():
+                problem = next((p for check in found if (p := check(value)) is not None), None)
+                if problem is not None:
+                    message = f"argument `{name}` of `{self.owner}`: {problem}"
+                    self.report_error(_limit_error(message, "BAD_USER_INPUT", node))
+                    return
+
+    return ArgumentRule
+
+
+def _argument_values(node: ValueNode, variables: Mapping[str, Any]) -> list[object]:
+    """The values an argument node stands for: a literal's (strings only), a list's items, or the
+    variable's value (or items); variables the request lacks are left to graphql-core."""
+    if isinstance(node, StringValueNode):
+        return [node.value]
+    if isinstance(node, ListValueNode):
+        return [value for item in node.values for value in _argument_values(item, variables)]
+    if isinstance(node, VariableNode):
+        value = variables.get(node.name.value)
+        return list(value) if isinstance(value, list) else [] if value is None else [value]
+    return []
+
+
 # --- depth, aliases, root fields, page size, cost -------------------------------------------------------
 
 
@@ -271,6 +381,8 @@ class _Shape:
     aliases: int = 0
     root_fields: int = 0
     cost: int = 0  # with a multiplier of 1 where the selection set stands
+    list_items: int = 0  # items of list arguments, multiplied like the cost
+    largest_list: tuple[int, str] = (0, "")  # the list argument that holds the most items, and where
 
 
 @dataclass(frozen=True)
@@ -307,8 +419,9 @@ def _shown(value: int) -> str:
 class _QueryLimitsExtension(SchemaExtension):
     """Adds the limits rule for this request: it needs the request's variables to know `first`."""
 
-    def __init__(self, limits: QueryLimits) -> None:
+    def __init__(self, limits: QueryLimits, checks: ArgumentChecks) -> None:
         self.limits = limits
+        self.checks = checks
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
@@ -319,6 +432,8 @@ class _QueryLimitsExtension(SchemaExtension):
         # strawberry fills `operation_name` in with the first operation's; only the request's counts here.
         named = getattr(context, "_provided_operation_name", None) is not None
         rules.append(_request_rule(named, context.variables or {}))
+        if self.checks.by_type or self.checks.by_name:
+            rules.append(_argument_rule(self.checks, context.variables or {}))
         rules.append(_query_limits_rule(self.limits, context.variables or {}))
         context.validation_rules = tuple(rules)
         yield
@@ -364,12 +479,16 @@ class _DocumentMeasure:
         }
         # A variable missing from the request takes its default; several operations may declare it.
         self.defaults: dict[str, int] = {}
+        self.list_defaults: dict[str, int] = {}
         for operation in self.operations:
             for definition in operation.variable_definitions or ():
+                name = definition.variable.name.value
                 if isinstance(definition.default_value, IntValueNode):
-                    name = definition.variable.name.value
                     value = self._literal(definition.default_value)
                     self.defaults[name] = max(value, self.defaults.get(name, value))
+                elif isinstance(definition.default_value, ListValueNode):
+                    count = len(definition.default_value.values)
+                    self.list_defaults[name] = max(count, self.list_defaults.get(name, count))
 
     def check(self) -> None:
         fragments = self._fragment_shapes()
@@ -411,6 +530,19 @@ class _DocumentMeasure:
                         operation,
                         limit=limits.max_cost,
                         measured=shape.cost,
+                    )
+                )
+            if shape.list_items > limits.max_list_items:
+                count, where = shape.largest_list
+                self.report(
+                    _limit_error(
+                        f"{named}list arguments hold {_shown(shape.list_items)} items in all (the largest, "
+                        f"{where}, {_shown(count)}), more than the limit of {limits.max_list_items:,} "
+                        "per request: send them in several requests",
+                        "LIST_TOO_LONG",
+                        operation,
+                        limit=limits.max_list_items,
+                        measured=shape.list_items,
                     )
                 )
         if aliases > self.limits.max_aliases:
@@ -466,6 +598,8 @@ class _DocumentMeasure:
             shape.depth = max(shape.depth, spread.above + inner.depth)
             shape.aliases = _capped(shape.aliases + inner.aliases)
             shape.cost = _capped(shape.cost + spread.multiplier * inner.cost)
+            shape.list_items = _capped(shape.list_items + spread.multiplier * inner.list_items)
+            shape.largest_list = max(shape.largest_list, inner.largest_list)
             if spread.above == 0:
                 shape.root_fields = _capped(shape.root_fields + inner.root_fields)
         return shape
@@ -495,6 +629,13 @@ class _DocumentMeasure:
                         shape.depth = max(shape.depth, frame.above + 1)
                         shape.cost = _capped(shape.cost + multiplier)
                         page = self._page(selection, definition, path, fragment)
+                        items = self._list_items(selection, definition)
+                        if items is not None:
+                            argument, count = items
+                            shape.list_items = _capped(shape.list_items + multiplier * count)
+                            where = ".".join(path) + (f" (in fragment {fragment})" if fragment else "")
+                            shape.largest_list = max(shape.largest_list, (count, f"`{argument}` at {where}"))
+                            page = max(page or 0, count)
                         if page is not None:
                             multiplier = _capped(multiplier * page)
                     if selection.selection_set is not None:
@@ -562,6 +703,32 @@ class _DocumentMeasure:
             sizes.append(min(max(size, 0), self.limits.max_page_size))
         return max(sizes) if sizes else self.limits.default_page_size
 
+    def _list_items(self, selection: FieldNode, definition: GraphQLField | None) -> tuple[str, int] | None:
+        """The list-typed argument holding the most items and how many (a single value given where a
+        list is expected counts 1), or None when the field takes no list argument."""
+        if definition is None:
+            return None
+        largest: tuple[str, int] | None = None
+        for argument in selection.arguments or ():
+            argument_def = definition.args.get(argument.name.value)
+            if argument_def is None or not is_list_type(get_nullable_type(argument_def.type)):
+                continue
+            count = self._length(argument.value)
+            if largest is None or count > largest[1]:
+                largest = (argument.name.value, count)
+        return largest
+
+    def _length(self, node: ValueNode) -> int:
+        if isinstance(node, ListValueNode):
+            return len(node.values)
+        if isinstance(node, VariableNode):
+            name = node.name.value
+            if name not in self.variables:
+                return self.list_defaults.get(name, 0)
+            value = self.variables[name]
+            return len(value) if isinstance(value, list) else 0 if value is None else 1
+        return 1
+
     def _value(self, node: ValueNode) -> int | None:
         """An integer argument's value, or None when absent, null or not an integer (validation says so)."""
         if isinstance(node, IntValueNode):
@@ -599,6 +766,36 @@ def _is_introspection(type_: GraphQLNamedType | None) -> bool:
 
 # --- errors ---------------------------------------------------------------------------------------------
 
+# graphql-core's suggestion, " Did you mean 'a', 'b', or 'c'?", with words between ("the enum value",
+# "to use an inline fragment on") in some rules; at the end of a message, or before "Found: ..." in a
+# variable's.
+_SUGGESTION = re.compile(r" Did you mean (?:[a-z ]+ )?'[^']*'(?:(?:, |,? or )'[^']*')*\?")
+
+
+def without_suggestions(message: str) -> str:
+    """The message without graphql-core's "Did you mean ...?", which names parts of the schema."""
+    return _SUGGESTION.sub("", message)
+
+
+def log_refusals(errors: list[GraphQLError], user_errors: tuple[type[Exception], ...]) -> None:
+    """Log the refusals among `errors` at INFO, one line each, no traceback: the request's mistakes
+    (syntax, validation, limits, bad variables) and user errors with their code. Anything else is
+    unexpected, and the error masking logs it once, at ERROR with its reference (WARNING when the
+    database is unreachable); use this as the schema's `process_errors`."""
+    known: tuple[type[Exception], ...] = (UserError, *user_errors)
+    for error in errors:
+        original = error.original_error
+        if (
+            original is None
+            or isinstance(original, known)
+            or (isinstance(original, GraphQLError) and error.path is None)
+        ):
+            code = (error.extensions or {}).get("code") or getattr(original, "code", None)
+            where = ".".join(str(key) for key in error.path) if error.path else "(request)"
+            log.info(
+                "GraphQL refusal %s at %s: %s", code or "GRAPHQL_VALIDATION_FAILED", where, error.message
+            )
+
 
 class _MaskUnexpectedErrors(MaskErrors):
     """strawberry's error masking, deciding per error whether the client may read it.
@@ -608,9 +805,17 @@ class _MaskUnexpectedErrors(MaskErrors):
     request errors (a variable of the wrong type: a GraphQLError with no path), and masks everything else.
     """
 
-    def __init__(self, user_errors: tuple[type[Exception], ...]) -> None:
+    def __init__(self, user_errors: tuple[type[Exception], ...], *, hide_suggestions: bool = False) -> None:
         super().__init__(should_mask_error=lambda error: error.original_error is not None)
         self.user_errors = user_errors
+        self.hide_suggestions = hide_suggestions
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        processed = super()._process_errors(errors)
+        if self.hide_suggestions:
+            for error in processed:
+                error.message = without_suggestions(error.message)
+        return processed
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         return self.present_error(error)

@@ -42,3 +42,7 @@ def test_no_door_compares_an_image_with_the_draft_state_but_the_lifecycle() -> N
 def test_every_door_syncs_the_cpl_with_the_library_following() -> None:
     callers = _using(r"\bsync_cpl\(") - {"cpl_sync/sync.py"}
     assert callers == {"cfl_graph/scheduler.py"}, "call cfl_graph.scheduler.sync_library instead"
+
+
+def test_one_reader_decodes_every_list_s_cursors() -> None:
+    assert _using(r"def (de|en)code_cursor") == {"cfl_graph/cursors.py"}

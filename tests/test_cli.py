@@ -113,3 +113,56 @@ def test_bad_configuration_is_named(tmp_path: Path, variable: str, value: str) -
     )
     assert result.returncode == 3
     assert f"configuration error: {variable}=" in result.stderr
+
+
+# Every command that reads or writes the library's tables, with arguments it would otherwise accept.
+COMMANDS_THAT_NEED_THE_SCHEMA = [
+    ["sync-cpl", "SOURCE"],
+    ["cpl", "snapshots"],
+    ["cpl", "runs"],
+    ["cpl", "diff", "1", "2"],
+    ["party", "add", "Calder Supply Ltd", "--role", "supplier"],
+    ["party", "list"],
+    ["token", "create", "Calder Supply Ltd"],
+    ["token", "list"],
+    ["token", "revoke", "abcdef"],
+    ["key", "add", "Calder Supply Ltd", "SOURCE"],
+    ["key", "list"],
+    ["key", "revoke", "0123456789abcdef"],
+    ["verify"],
+    ["image", "import", "SOURCE", "--party", "Calder Supply Ltd"],
+    ["image", "list"],
+    ["audit", "export"],
+    ["serve", "--port", "1"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS_THAT_NEED_THE_SCHEMA, ids=" ".join)
+def test_a_command_on_an_unmigrated_database_says_to_run_db_upgrade(
+    tmp_path: Path, command: list[str]
+) -> None:
+    source = write_csv(tmp_path / "cpl.csv", versions(2))
+    url = f"sqlite:///{tmp_path}/never-migrated.sqlite3"
+    ran = cfl(url, tmp_path, *[str(source) if arg == "SOURCE" else arg for arg in command])
+    assert ran.returncode == 3, (ran.stdout, ran.stderr)
+    assert "run `cfl-graph db upgrade` first" in ran.stderr
+    assert "Traceback" not in ran.stderr and "OperationalError" not in ran.stderr + ran.stdout
+
+
+async def test_numeric_arguments_are_ascii_digits_within_the_id_columns(
+    db: Database, database_url: str, tmp_path: Path
+) -> None:
+    for args in (
+        ["audit", "export", "--to", "٣"],
+        ["audit", "export", "--to", "²"],
+        ["audit", "export", "--from", "99999999999999999999"],
+        ["cpl", "diff", "1", "²"],
+        ["cpl", "diff", "1", str(2**40)],
+        ["cpl", "snapshots", "--limit", "10000000000000000000000"],
+        ["image", "list", "--limit", "۱۰"],
+        ["token", "create", "Calder Supply Ltd", "--expires-in", "٣٠"],
+    ):
+        ran = cfl(database_url, tmp_path, *args)
+        assert ran.returncode == 2, (args, ran.stdout, ran.stderr)
+        assert "must be a whole number from" in " ".join(ran.stderr.split()), (args, ran.stderr)
+        assert "Traceback" not in ran.stderr, args

@@ -280,3 +280,35 @@ def test_hex_like_text_is_a_sha256_only_with_exactly_64_digits(text: str) -> Non
         assert "hex digits" in exc.reason or "not hexadecimal" in exc.reason or "is empty" in exc.reason
     else:
         assert len(value) == 64 and value == value.lower() and set(value) <= set("0123456789abcdef")
+
+
+@pytest.mark.parametrize(
+    "text,visible",
+    [
+        ("bricks meters", 12),
+        ("\u200b" * 20, 0),  # zero-width spaces
+        ("\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f\u202e\u2066", 0),  # joiners, BOM, soft hyphen, bidi
+        ("\u3000\u00a0\u2003 \t\n\r", 0),  # ideographic, no-break, em and ASCII spaces, controls
+        ("\u3164\u115f\u1160\uffa0\u2800\u034f", 0),  # Hangul fillers, braille blank, grapheme joiner
+        ("\U000e0041\U000e0042", 0),  # tag characters
+        ("e\u0301te\u0301", 3),  # combining accents add to their letter
+        ("über\u200bcold", 8),
+        ("电表变砖", 4),
+        ("\U0001f525", 1),
+    ],
+)
+def test_visible_length_counts_only_characters_a_reader_sees(text: str, visible: int) -> None:
+    assert ids.visible_length(text) == visible
+
+
+@given(st.text())
+def test_visible_length_never_exceeds_the_length_and_ignores_added_invisibles(text: str) -> None:
+    assert 0 <= ids.visible_length(text) <= len(text)
+    assert ids.visible_length("\u200b" + text + " \u2060") == ids.visible_length(text)
+
+
+@pytest.mark.parametrize("text", ["١.٢.١٠.٤", "١٢٣٤٥٦٧٨", "v٣.٢", "٣١/٠٣/٢٠٢٤", "٤٥٠٠٠", "²", "4500²"])
+def test_digits_of_other_scripts_or_superscripts_are_no_cpl_value(text: str) -> None:
+    for normalise in (ids.firmware_version, ids.gbcs_version, lambda value: ids.date(value, "date added")):
+        with pytest.raises(InvalidValue):
+            normalise(text)

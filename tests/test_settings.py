@@ -33,6 +33,10 @@ def test_every_variable_is_read() -> None:
             "CFL_MAX_REQUEST_BYTES": "2048",
             "CFL_RATE_LIMIT_PER_MINUTE": "0",
             "CFL_GRAPHQL_INTROSPECTION": "off",
+            "CFL_MAX_CONNECTIONS": "250",
+            "CFL_HEADER_TIMEOUT": "4.5",
+            "CFL_BODY_TIMEOUT": "12",
+            "CFL_PUBLIC_BASE_URL": "https://cfl.example.org/",
         }
     )
     assert settings.database_url == "postgresql+asyncpg://postgres@db:5432/cfl"
@@ -43,6 +47,8 @@ def test_every_variable_is_read() -> None:
     assert (settings.cpl_fetch_timeout, settings.log_level) == (12.5, "DEBUG")
     assert (settings.max_request_bytes, settings.rate_limit_per_minute) == (2048, 0)
     assert settings.graphql_introspection is False
+    assert (settings.max_connections, settings.header_timeout, settings.body_timeout) == (250, 4.5, 12.0)
+    assert settings.public_base_url == "https://cfl.example.org"
 
 
 @pytest.mark.parametrize(
@@ -55,9 +61,52 @@ def test_every_variable_is_read() -> None:
         ("CFL_CPL_FETCH_TIMEOUT", "fast", "not a number"),
         ("CFL_LOG_LEVEL", "LOUD", "expected DEBUG, INFO, WARNING or ERROR"),
         ("CFL_GRAPHQL_INTROSPECTION", "maybe", "expected true or false"),
+        ("CFL_MAX_CONNECTIONS", "0", "must be positive"),
+        ("CFL_HEADER_TIMEOUT", "-1", "must be positive"),
+        ("CFL_BODY_TIMEOUT", "never", "not a number"),
     ],
 )
 def test_bad_values_name_the_variable_and_why(variable: str, value: str, reason: str) -> None:
     with pytest.raises(SettingsError) as caught:
         from_env({variable: value})
     assert str(caught.value) == f"{variable}={value!r}: {reason}"
+
+
+@pytest.mark.parametrize(
+    "raw,kept",
+    [
+        ("https://cfl.example.org", "https://cfl.example.org"),
+        ("https://cfl.example.org/", "https://cfl.example.org"),
+        ("http://127.0.0.1:8000/cfl/", "http://127.0.0.1:8000/cfl"),
+        ("  https://cfl.example.org/library  ", "https://cfl.example.org/library"),
+    ],
+)
+def test_the_public_base_url_is_kept_without_a_trailing_slash(raw: str, kept: str) -> None:
+    assert from_env({"CFL_PUBLIC_BASE_URL": raw}).public_base_url == kept
+    assert from_env({"CFL_PUBLIC_BASE_URL": ""}).public_base_url is None
+    assert from_env({}).public_base_url is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "cfl.example.org",
+        "ftp://cfl.example.org",
+        "javascript:alert(1)",
+        "https://",
+        "https:///path",
+        "https://cfl.example.org/?x=1",
+        "https://cfl.example.org/#top",
+        "https://cfl.example.org?",
+        "https://user:secret@cfl.example.org",
+        "https://cfl.example.org:99999",
+        "https://cfl.example.org:0",
+        "https://cfl.example.org/a b",
+        "https://cfl.exämple.org",
+        "https://cfl.example.org/\x00",
+    ],
+)
+def test_a_bad_public_base_url_is_refused_naming_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        from_env({"CFL_PUBLIC_BASE_URL": raw})
+    assert refused.value.name == "CFL_PUBLIC_BASE_URL"

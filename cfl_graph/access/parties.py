@@ -107,11 +107,16 @@ async def operator_acting_for(session: AsyncSession, party: Party) -> Principal:
     manufacturer ids, no token. The audit trail still names the operator as the actor."""
     if party.disabled_at is not None:
         raise PartyMisconfigured(f"{party.name} is disabled")
+    return as_principal(party, await manufacturer_ids_of(session, party))
+
+
+def as_principal(party: Party, manufacturer_ids: Iterable[str]) -> Principal:
+    """The party as the policy sees any of its read-write tokens: what `allowed` answers for it."""
     return Principal(
         party_id=party.id,
         party_name=party.name,
         role=Role(party.role),
-        manufacturer_ids=frozenset(await manufacturer_ids_of(session, party)),
+        manufacturer_ids=frozenset(manufacturer_ids),
         read_only=False,
         download_granted=party.download_granted,
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cfl_graph.identifiers import Sha256Hex
+from cfl_graph.row_ids import is_ascii_number
 from cfl_graph.settings import Settings
 
 DEFAULT_CHUNK = 1024 * 1024
@@ -135,7 +136,9 @@ class Staging:
             return removed
         for path in self.folder.glob(f"*{STAGED_SUFFIX}"):
             pid_text = path.name.split("-", 1)[0]
-            if pid_text.isdigit() and int(pid_text) != os.getpid() and process_alive(int(pid_text)):
+            # A name we did not write ('²-…', a pid no kernel issues) is nobody's: deleted.
+            pid = int(pid_text) if is_ascii_number(pid_text) and len(pid_text) <= 9 else None
+            if pid is not None and pid != os.getpid() and process_alive(pid):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

@@ -148,11 +148,13 @@ def _notes(markdown: str) -> ReleaseNotes:
 
 def _reason(text: str, what: str) -> str:
     reason = " ".join(text.split())
-    if not MIN_REASON_CHARACTERS <= len(reason) <= MAX_REASON_CHARACTERS:
+    # What a reader sees counts: ten zero-width spaces are no reason.
+    visible = ids.visible_length(reason)
+    if visible < MIN_REASON_CHARACTERS or len(reason) > MAX_REASON_CHARACTERS:
         raise InvalidInput(
             f"the {what} must be {MIN_REASON_CHARACTERS}–{MAX_REASON_CHARACTERS} characters; "
-            f"it is {len(reason)}",
-            [Problem(LibraryProblem.BAD_FIELD, f"{what}: {len(reason)} characters")],
+            f"it has {visible} that can be seen",
+            [Problem(LibraryProblem.BAD_FIELD, f"{what}: {visible} visible characters")],
         )
     # Whitespace is folded above; what is left of the control range (a NUL, a bell) is no one's reason,
     # and PostgreSQL could not even store a NUL.

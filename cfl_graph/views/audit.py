@@ -12,15 +12,15 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from cfl_graph.access.middleware import principal_of
 from cfl_graph.access.policy import AccessDenied, Action, authorise
 from cfl_graph.audit import export_range
+from cfl_graph.identifiers import InvalidValue
+from cfl_graph.row_ids import row_id
 
 
 def _bound(request: Request, name: str) -> int | None:
+    """An event id from the query string; checked before the answer starts, since a value the id
+    column cannot hold would otherwise stop the stream half-way with the status already sent."""
     raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"`{name}` must be an event id (a whole number from 1), not {raw!r}")
-    return int(raw)
+    return None if raw is None else row_id(raw, f"`{name}` (an event id)")
 
 
 def audit_events(sessions: async_sessionmaker[AsyncSession]) -> Callable[[Request], Awaitable[Response]]:
@@ -31,8 +31,8 @@ def audit_events(sessions: async_sessionmaker[AsyncSession]) -> Callable[[Reques
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         try:
             first, last = _bound(request, "from") or 1, _bound(request, "to")
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+        except InvalidValue as exc:
+            return JSONResponse({"error": exc.reason}, status_code=400)
         if last is not None and last < first:
             return JSONResponse({"error": "`to` must not be before `from`"}, status_code=400)
 

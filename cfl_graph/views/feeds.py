@@ -18,7 +18,9 @@ What is in a feed, and why:
   hold for an old image too: the change moves it to the top, where a reader polling only the feed's
   first page sees it.
 - Every party that may read the catalogue gets the same bytes for the same URL (R4): nothing in a feed
-  depends on who asks.
+  depends on who asks, nor on the Host header the request came with. Links start with the configured
+  public base URL (`CFL_PUBLIC_BASE_URL`); without one they are relative (`/api/v1/images/7`), which
+  Atom allows and feed readers resolve against the feed's own URL (RFC 4287 section 2, RFC 3986 5.1.3).
 
 The XML is built with ElementTree, which escapes text and attributes itself, so no text from an upload
 (release notes, a withdrawal reason) is ever pasted into markup; characters XML 1.0 cannot carry at all
@@ -257,7 +259,7 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 
 def _feed_response(request: Request, document: bytes) -> Response:
     # The ETag is the document's own digest, so it changes exactly when the bytes do: a publish, a
-    # withdrawal, or a different base URL; never for who asks.
+    # withdrawal, or another configured base URL; never for who asks or the Host they name.
     etag = f'"{hashlib.sha256(document).hexdigest()[:32]}"'
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if _matches(request.headers.get("if-none-match"), etag):
@@ -265,7 +267,9 @@ def _feed_response(request: Request, document: bytes) -> Response:
     return Response(document, headers=headers, media_type=MEDIA_TYPE)
 
 
-def _feed_endpoint(sessions: async_sessionmaker[AsyncSession], manufacturer_from_path: bool) -> Endpoint:
+def _feed_endpoint(
+    sessions: async_sessionmaker[AsyncSession], manufacturer_from_path: bool, base_url: str
+) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         try:
             authorise(principal_of(request.scope), Action.READ_CATALOGUE)
@@ -291,20 +295,24 @@ def _feed_endpoint(sessions: async_sessionmaker[AsyncSession], manufacturer_from
             title = f"{AUTHOR}: firmware images of manufacturer {manufacturer}"
         async with sessions() as session:
             entries = await feed_entries(session, manufacturer)
-        document = render_feed(
-            entries, base_url=str(request.base_url).rstrip("/"), path=path, feed_id=feed_id, title=title
-        )
+        document = render_feed(entries, base_url=base_url, path=path, feed_id=feed_id, title=title)
         return _feed_response(request, document)
 
     return endpoint
 
 
-def feed_routes(sessions: async_sessionmaker[AsyncSession]) -> list[Route]:
+def feed_routes(
+    sessions: async_sessionmaker[AsyncSession], public_base_url: str | None = None
+) -> list[Route]:
+    """The feeds' routes; their links start with `public_base_url` (`CFL_PUBLIC_BASE_URL`), or are
+    relative to the site when it is not set: never built from the request's Host header, which the
+    client writes."""
+    base_url = public_base_url or ""
     return [
-        Route("/feeds/images.atom", _feed_endpoint(sessions, False), methods=["GET"]),
+        Route("/feeds/images.atom", _feed_endpoint(sessions, False, base_url), methods=["GET"]),
         Route(
             "/feeds/manufacturers/{manufacturer_id}/images.atom",
-            _feed_endpoint(sessions, True),
+            _feed_endpoint(sessions, True, base_url),
             methods=["GET"],
         ),
     ]

@@ -150,7 +150,7 @@ class GraphQLView(GraphQL[Context, None]):
         if isinstance(data, list):  # refused already unless batching is on; never shared
             return await super().run(request, context, root_value)
         try:
-            register = self._resolve_persisted(data)
+            register = self._resolve_persisted(data, principal_of(request.scope))
         except PersistedQueryProblem as problem:
             return problem.response()
         key = await self._answer_key(request, data)
@@ -168,9 +168,13 @@ class GraphQLView(GraphQL[Context, None]):
 
     # --- persisted queries ---------------------------------------------------------------------------
 
-    def _resolve_persisted(self, data: GraphQLRequestData) -> str | None:
-        """Fill in the text of a persisted query, or check a text sent with its hash; the hash to
-        remember the text under once it has proved valid, if any."""
+    def _resolve_persisted(self, data: GraphQLRequestData, principal: Principal | None) -> str | None:
+        """Fill in the text of a persisted query, or check a text sent with its hash; the key to
+        remember the text under once it has proved valid, if any.
+
+        Texts are kept per party (docs/decisions.md): a hash one party registered is unknown to another,
+        so no party can learn, by sending hashes of texts it guesses, what another has asked (a search
+        string, a manufacturer id written into the query)."""
         extensions = data.extensions or {}
         if "persistedQuery" not in extensions:
             return None
@@ -184,8 +188,9 @@ class GraphQLView(GraphQL[Context, None]):
             raise PersistedQueryProblem(
                 400, "`persistedQuery.sha256Hash` must be 64 lower-case hex digits", "BAD_REQUEST"
             )
+        key = f"{principal.party_id if principal is not None else '-'}:{sha256}"
         if data.query is None:
-            known = self._persisted.get(sha256)
+            known = self._persisted.get(key)
             if known is None:
                 # Apollo's code and status: the client sends the query's text with its hash again.
                 raise PersistedQueryProblem(200, "PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
@@ -193,7 +198,7 @@ class GraphQLView(GraphQL[Context, None]):
             return None
         if hashlib.sha256(data.query.encode()).hexdigest() != sha256:
             raise PersistedQueryProblem(400, "provided sha does not match query", "BAD_REQUEST")
-        return sha256
+        return key
 
     # --- shared answers ------------------------------------------------------------------------------
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from python_multipart.exceptions import MultipartParseError
@@ -21,11 +23,12 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from cfl_graph.access.middleware import principal_of
 from cfl_graph.access.policy import AccessDenied, Action, authorise
 from cfl_graph.blobs import BlobStoreFailed
-from cfl_graph.identifiers import Sha256Hex
+from cfl_graph.identifiers import InvalidValue, Sha256Hex
 from cfl_graph.images.errors import LibraryError, LibraryProblem, Problem, UploadRefused
 from cfl_graph.images.library import (
     Download,
@@ -35,6 +38,7 @@ from cfl_graph.images.library import (
     download_receipts,
 )
 from cfl_graph.images.receive import Receiver
+from cfl_graph.row_ids import row_id
 from cfl_graph.tables import LibraryImage
 
 log = logging.getLogger(__name__)
@@ -45,9 +49,23 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class _ImageFile(FileResponse):
-    """Firmware files are megabytes: 1 MiB reads instead of 64 KiB cut the per-chunk work sixteenfold."""
+    """The local file, sent as `byte_range` decided: Starlette's FileResponse parses `Range` itself, by
+    rules of its own, so the request's `Range` and `If-Range` are replaced by the one range decided (or
+    removed) before it looks. Firmware files are megabytes: 1 MiB reads instead of 64 KiB cut the
+    per-chunk work sixteenfold."""
 
     chunk_size = 1024 * 1024
+
+    def __init__(self, path: Path, byte_range: tuple[int, int] | None, headers: dict[str, str]) -> None:
+        super().__init__(path, headers=headers, media_type="application/octet-stream")
+        self.byte_range = byte_range
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(name, value) for name, value in scope["headers"] if name not in (b"range", b"if-range")]
+        if self.byte_range is not None:
+            start, end = self.byte_range
+            headers.append((b"range", f"bytes={start}-{end - 1}".encode()))
+        await super().__call__({**scope, "headers": headers}, receive, send)
 
 
 def _refusal(exc: Exception) -> JSONResponse:
@@ -115,6 +133,7 @@ class _MultipartUpload:
         self._headers: dict[str, str] = {}
         self._name: str | None = None
         self._files = 0
+        self._ended = False  # the closing boundary was read
         self.problem: Problem | None = None
         self.parser = MultipartParser(
             boundary,
@@ -125,8 +144,12 @@ class _MultipartUpload:
                 "on_header_end": self._header_end,
                 "on_headers_finished": self._headers_finished,
                 "on_part_data": self._part_data,
+                "on_end": self._end,
             },
         )
+
+    def _end(self) -> None:
+        self._ended = True
 
     def _part_begin(self) -> None:
         self._headers = {}
@@ -147,6 +170,9 @@ class _MultipartUpload:
         elif name not in TEXT_FIELDS:
             allowed = ", ".join([FILE_FIELD, *TEXT_FIELDS])
             self._fail(f"unknown form field {name[:40]!r}; the fields are {allowed}")
+        elif name in self._text:
+            # Which of two values was meant cannot be told; keeping the last would drop one silently.
+            self._fail(f"the form field {name} came more than once; send each field once")
         else:
             self._text[name] = bytearray()
         self._name = name
@@ -176,6 +202,19 @@ class _MultipartUpload:
 
     def finish(self) -> UploadFields:
         self.parser.finalize()
+        if not self._ended:
+            # python-multipart's finalize() does not check this: without the closing boundary the body
+            # was cut short, and the last part (release notes, say) may be missing its end.
+            raise UploadRefused(
+                422,
+                [
+                    Problem(
+                        LibraryProblem.BAD_FIELD,
+                        "the multipart body ends without its closing boundary: it was cut short; "
+                        "nothing was kept",
+                    )
+                ],
+            )
         if self._files == 0:
             raise UploadRefused(
                 422, [Problem(LibraryProblem.NO_FILE, "the form has no `file` part holding the image")]
@@ -262,18 +301,19 @@ async def _receive(request: Request, receiver: Receiver) -> UploadFields:
     )
 
 
-def _image_id(request: Request) -> int | None:
-    raw = request.path_params["image_id"]
-    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+def _image_id(request: Request) -> int | JSONResponse:
+    """The path's image id, or the 404 that says what an image id is."""
+    try:
+        return row_id(request.path_params["image_id"], "an image id")
+    except InvalidValue as exc:
+        return JSONResponse({"error": exc.reason, "code": "NOT_FOUND", "problems": []}, 404)
 
 
 def metadata_endpoint(library: ImageLibrary) -> Endpoint:
     async def metadata(request: Request) -> Response:
         image_id = _image_id(request)
-        if image_id is None:
-            return JSONResponse(
-                {"error": "image ids are whole numbers", "code": "NOT_FOUND", "problems": []}, 404
-            )
+        if isinstance(image_id, Response):
+            return image_id
         try:
             image = await library.get(principal_of(request.scope), image_id)
         except (LibraryError, AccessDenied) as exc:
@@ -283,26 +323,74 @@ def metadata_endpoint(library: ImageLibrary) -> Endpoint:
     return metadata
 
 
-def _single_range(header: str | None, size: int) -> tuple[int, int] | str | None:
-    """(start, end) for one satisfiable byte range, None to send everything, or "unsatisfiable"."""
+# What a byte range is (RFC 9110 14.1.1): `bytes=` and a list of first-last, first- or -suffix, in the
+# digits 0-9 with no space inside; spaces and tabs are allowed only around the list's commas.
+_RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+_OWS = " \t"
+UNSATISFIABLE = "unsatisfiable"
+# Digits past this are more than any file holds: compared as text, never handed to int().
+_MAX_POSITION_DIGITS = 18
+
+
+def _position(digits: str) -> int | None:
+    """A byte position, or None when it is past any file's end."""
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= _MAX_POSITION_DIGITS else None
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """The one decision on a `Range` header: (start, end) of the bytes to send with 206, None to send
+    the whole file with 200, or `UNSATISFIABLE` for 416. The response sends exactly this, and the
+    download's receipt records it.
+
+    - No header, an empty file, a unit other than `bytes`, or a header that is not a valid ranges
+      specifier (a space inside a range, digits of another script, `last` before `first`, an empty
+      list): ignored, the whole file (RFC 9110 14.2 lets a server ignore Range).
+    - Several ranges (`bytes=0-5,2000-3000`): the whole file, 200. Multipart byteranges are not sent.
+    - One range: `first-last` (last clamped to the end), `first-` (to the end), `-suffix` (the last
+      bytes); unsatisfiable when `first` is at or past the end, or the suffix is 0.
+    Empty list elements (`bytes=0-5,`) are ignored, as RFC 9110 5.6.1.2 asks of recipients.
+    """
     if header is None or size == 0:
         return None
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None  # other units, and several ranges, are answered with the whole file (RFC 9110 14.2)
-    first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()):
+    unit, equals, range_set = header.partition("=")
+    if not equals or unit.lower() != "bytes":
         return None
-    if last and not last.isdigit():
+    specs = [element.strip(_OWS) for element in range_set.split(",")]
+    specs = [spec for spec in specs if spec]
+    matches = [_RANGE_SPEC.fullmatch(spec) for spec in specs]
+    if not specs or any(m is None or m.group(1) == m.group(2) == "" for m in matches):
         return None
+    if len(specs) > 1:
+        return None
+    match = matches[0]
+    assert match is not None
+    first, last = match.group(1), match.group(2)
     if not first:
-        length = int(last)
-        return (max(size - length, 0), size) if length > 0 else "unsatisfiable"
-    start = int(first)
-    end = min(int(last) + 1, size) if last else size
-    if start >= size or end <= start:
-        return "unsatisfiable"
+        suffix = _position(last)
+        if suffix == 0:
+            return UNSATISFIABLE
+        return (0 if suffix is None else max(size - suffix, 0)), size
+    start, stop = _position(first), None if not last else _position(last)
+    if last and start is not None and stop is not None and stop < start:
+        return None  # an invalid range-spec: the header is ignored
+    if last and start is None and stop is not None:
+        return None  # last before an enormous first: invalid too
+    if start is None or start >= size:
+        return UNSATISFIABLE
+    end = size if stop is None else min(stop + 1, size)
     return start, end
+
+
+def _entity_tags(header: str) -> tuple[bool, set[str]]:
+    """`If-None-Match`: whether it is `*`, and the opaque parts of its entity tags, weak or strong
+    alike (RFC 9110 13.1.2 compares If-None-Match weakly)."""
+    if header.strip() == "*":
+        return True, set()
+    return False, {match.group(1) for match in _ENTITY_TAG.finditer(header)}
+
+
+_ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
 
 
 class _Refusal:
@@ -328,26 +416,30 @@ def _headers_for(image: LibraryImage) -> dict[str, str]:
 def _decision(request: Request, image: LibraryImage, headers: dict[str, str]) -> Download | _Refusal:
     """What a GET or HEAD of the image answers: 304, 416, or the bytes (all, or one range)."""
     if_none_match = request.headers.get("if-none-match")
-    if if_none_match is not None and headers["ETag"] in {tag.strip() for tag in if_none_match.split(",")}:
-        return _Refusal(Response(status_code=304, headers={k: headers[k] for k in ("ETag", "Cache-Control")}))
+    if if_none_match is not None:
+        any_tag, tags = _entity_tags(if_none_match)
+        if any_tag or image.file_sha256 in tags:
+            return _Refusal(
+                Response(status_code=304, headers={k: headers[k] for k in ("ETag", "Cache-Control")})
+            )
+    # If-Range compares strongly: only our exact ETag lets the range through; anything else (a weak tag,
+    # a date) sends the whole file.
     if_range = request.headers.get("if-range")
     wanted = request.headers.get("range") if if_range in (None, headers["ETag"]) else None
-    byte_range = _single_range(wanted, image.size)
-    if byte_range == "unsatisfiable":
+    decided = byte_range(wanted, image.size)
+    if decided == UNSATISFIABLE:
         return _Refusal(
             Response(status_code=416, headers={"Content-Range": f"bytes */{image.size}", **headers})
         )
-    assert not isinstance(byte_range, str)
-    return Download(byte_range)
+    assert not isinstance(decided, str)
+    return Download(decided)
 
 
 def download_endpoint(library: ImageLibrary) -> Endpoint:
     async def download(request: Request) -> Response:
         image_id = _image_id(request)
-        if image_id is None:
-            return JSONResponse(
-                {"error": "image ids are whole numbers", "code": "NOT_FOUND", "problems": []}, 404
-            )
+        if isinstance(image_id, Response):
+            return image_id
         headers: dict[str, str] = {}
 
         def decide(image: LibraryImage) -> Download | _Refusal:
@@ -376,8 +468,7 @@ async def _bytes_response(
 ) -> Response:
     local = library.store.local_path(Sha256Hex(image.file_sha256))
     if local is not None:
-        # Starlette serves the file and handles Range itself (the same rules as `_single_range`).
-        return _ImageFile(local, headers=headers, media_type="application/octet-stream")
+        return _ImageFile(local, byte_range, headers)
     status = 200
     if byte_range is not None:
         start, end = byte_range

@@ -27,10 +27,13 @@ from cfl_graph.access.middleware import principal_of
 from cfl_graph.access.policy import AccessDenied, Action, allowed, authorise
 from cfl_graph.blobs import BlobStoreFailed
 from cfl_graph.catalogue import Availability, DeviceModelFilter, availability, device_models
+from cfl_graph.cursors import cursor_problem
+from cfl_graph.identifiers import InvalidValue
 from cfl_graph.images import lifecycle
 from cfl_graph.images.checks import VersionKey
 from cfl_graph.images.errors import ImageNotFound, InvalidInput, LibraryError
 from cfl_graph.images.library import ImageLibrary, download_name
+from cfl_graph.row_ids import row_id
 from cfl_graph.tables import (
     AuditEvent,
     CommercialDeclaration,
@@ -48,6 +51,7 @@ from loaders.catalogue import CatalogueLoaders, ModelKey
 from loaders.catalogue import version_key as key_of
 
 PAGE_SIZE = 50
+IMAGE_ID_REFUSAL = "Image ids are whole numbers (0-9) that name an image."
 AUDIT_PAGE = 100
 Page = Callable[[Request], Awaitable[Response]]
 
@@ -206,6 +210,13 @@ def _image_page(
     )
 
 
+def _image_id(request: Request) -> int | None:
+    try:
+        return row_id(request.path_params["image_id"], "an image id")
+    except InvalidValue:
+        return None
+
+
 def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrary) -> list[Route]:
     async def models(request: Request) -> Response:
         principal = principal_of(request.scope)
@@ -221,13 +232,17 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
             has_coverage_gap=None if gap not in ("yes", "no") else gap == "yes",
             search=query.get("search") or None,
         )
+        after = query.get("after") or None
+        if after is not None and (problem := cursor_problem(after, "DeviceModel", 3)) is not None:
+            error = f"This is not a page of this list ({problem}); start again from the first page."
+            return render(request, "models.html", 422, page=None, error=error, query=dict(query))
         async with sessions() as session:
             snapshot = await current_snapshot_id(session)
             try:
                 page = (
                     None
                     if snapshot is None
-                    else await device_models(session, snapshot, where, PAGE_SIZE, query.get("after") or None)
+                    else await device_models(session, snapshot, where, PAGE_SIZE, after)
                 )
             except InvalidInput as exc:
                 return render(request, "models.html", 422, page=None, error=str(exc), query=dict(query))
@@ -304,11 +319,11 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
 
     async def image(request: Request) -> Response:
         principal = principal_of(request.scope)
-        raw = request.path_params["image_id"]
-        if not raw.isdigit() or len(raw) > 9:
-            return render(request, "refused.html", 404, reason="Image ids are whole numbers.")
+        image_id = _image_id(request)
+        if image_id is None:
+            return render(request, "refused.html", 404, reason=IMAGE_ID_REFUSAL)
         try:
-            found = await library.get(principal, int(raw))
+            found = await library.get(principal, image_id)
         except (AccessDenied, LibraryError) as exc:
             return _refused(request, exc)
         return _image_page(request, found, done=DONE.get(request.query_params.get("done", "")))
@@ -316,10 +331,9 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
     def image_action(verb: str) -> Page:
         async def act(request: Request) -> Response:
             principal = principal_of(request.scope)
-            raw = request.path_params["image_id"]
-            if not raw.isdigit() or len(raw) > 9:
-                return render(request, "refused.html", 404, reason="Image ids are whole numbers.")
-            image_id = int(raw)
+            image_id = _image_id(request)
+            if image_id is None:
+                return render(request, "refused.html", 404, reason=IMAGE_ID_REFUSAL)
             form = await request.form()
             try:
                 if verb == "publish":
@@ -475,12 +489,15 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
             diff = None
             error = None
             if query.get("from") and query.get("to"):
-                older, newer = query["from"], query["to"]
                 known = {s.id for s in snapshots}
-                if not (older.isdigit() and newer.isdigit() and int(older) in known and int(newer) in known):
+                try:
+                    older, newer = row_id(query["from"]), row_id(query["to"])
+                except InvalidValue:
+                    older = newer = 0
+                if older not in known or newer not in known:
                     error = "Choose two snapshots from the list."
                 else:
-                    diff = await diff_snapshots(session, int(older), int(newer), limit=200)
+                    diff = await diff_snapshots(session, older, newer, limit=200)
         return render(
             request,
             "cpl.html",
@@ -501,19 +518,24 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
         query = request.query_params
         action = (query.get("action") or "").strip()[:64]
         actor = (query.get("actor") or "").strip()[:200]
-        before = query.get("before") or ""
+        nothing: dict[str, Any] = {"events": [], "action": "", "actor": "", "older": None, "export": None}
+        before: int | None = None
+        if query.get("before"):
+            try:
+                before = row_id(query["before"], "`before` (an event id)")
+            except InvalidValue as exc:
+                return render(request, "audit.html", 422, error=exc.reason, **nothing)
         if ids.control_character(action + actor):
             # No action or actor holds one, and a NUL would reach PostgreSQL, which cannot compare it.
             error = "the filter holds a control character; no action or actor does"
-            nothing: dict[str, Any] = {"events": [], "action": "", "actor": "", "older": None, "export": None}
             return render(request, "audit.html", 422, error=error, **nothing)
         statement = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(AUDIT_PAGE + 1)
         if action:
             statement = statement.where(AuditEvent.action.startswith(action, autoescape=True))
         if actor:
             statement = statement.where(AuditEvent.actor.contains(actor, autoescape=True))
-        if before.isdigit() and len(before) < 12:
-            statement = statement.where(AuditEvent.id < int(before))
+        if before is not None:
+            statement = statement.where(AuditEvent.id < before)
         async with sessions() as session:
             events = list((await session.execute(statement)).scalars())
         more = len(events) > AUDIT_PAGE

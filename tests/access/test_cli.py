@@ -9,6 +9,7 @@ from cfl_graph.access.tokens import TOKEN_PATTERN, authenticate
 from cfl_graph.database import Database
 from cfl_graph.tables import Role
 from tests.fixtures.cli import run_cli
+from tests.fixtures.parties import make_tokens
 
 
 def cfl(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -86,3 +87,23 @@ async def test_bad_party_requests_are_refused_with_reasons(db: Database, databas
     assert taken.returncode == 0
     again = cfl(database_url, "party", "add", "B Ltd", "--role", "manufacturer", "--manufacturer-id", "10b2")
     assert again.returncode == 1 and "manufacturer id 10B2 is already registered to A Ltd" in again.stderr
+
+
+async def test_party_list_shows_the_downloads_the_policy_grants(db: Database, database_url: str) -> None:
+    await make_tokens(db)
+    listed = cfl(database_url, "party", "list")
+    assert listed.returncode == 0, listed.stderr
+    downloads = {
+        cells[0]: cells[3]
+        for line in listed.stdout.splitlines()
+        if len(cells := [cell.strip() for cell in line.split("│")[1:-1]]) == 6
+    }
+    assert downloads == {
+        "Calder Supply Ltd": "yes",
+        "Northfield Metering Ltd": "yes",
+        "Harrow Instruments plc": "yes",
+        "SEC Panel": "no",
+        "SEC Panel Audit": "yes",
+        "Library Operator": "no",  # admins manage; they do not download (the policy refuses them)
+        "Gone Energy Ltd": "no",  # disabled: none of its tokens works
+    }

@@ -148,11 +148,12 @@ async def test_no_token_text_or_secret_reaches_any_log_record(
             cookies = await requests_of_every_kind(world, http, tokens, wrong)
     assert len(cookies) == 7, "every usable token opened a session"
     heard = {record.name for record in caplog.records}
-    # The server's access log (on, since its logger now has a handler), the GraphQL layer's error log,
-    # the library's own lines, and SQL with its parameters and rows were all listened to.
+    # The server's access log (on, since its logger now has a handler), the GraphQL layer's log of
+    # refusals (schema.errors: strawberry's own error log is replaced), the library's own lines, and SQL
+    # with its parameters and rows were all listened to.
     assert {
         "uvicorn.access",
-        "strawberry.execution",
+        "schema.errors",
         "cfl_graph.images.library",
         "sqlalchemy.engine.Engine",
     } <= heard

@@ -369,7 +369,8 @@ async def test_a_diff_asked_for_its_counts_alone_does_not_compare_the_snapshots_
 async def test_bad_arguments_are_user_errors(world: World) -> None:
     cursor = await ask(world, CATALOGUE, first=2, after="not-a-cursor")
     assert cursor["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
-    assert "`after` is not a cursor of this list" in cursor["errors"][0]["message"]
+    assert "`after`" in cursor["errors"][0]["message"]
+    assert "not a cursor of this list" in cursor["errors"][0]["message"]
     too_many = await ask(world, CATALOGUE, first=5000)
     assert too_many["errors"][0]["extensions"]["code"] == "PAGE_TOO_LARGE"
     bad_id = await ask(world, '{ consistencyReport(manufacturerId: "XYZ!") { manufacturerId } }')

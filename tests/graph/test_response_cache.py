@@ -260,6 +260,25 @@ async def test_an_unknown_hash_asks_for_the_text_and_a_text_sent_once_is_known_b
     assert (await client.get(params, supplier, **{"If-None-Match": first.headers["etag"]})).status_code == 304
 
 
+async def test_a_text_one_party_persisted_is_unknown_to_another_by_its_hash(
+    client: Client, world: World
+) -> None:
+    # A literal in the text (what one supplier searched for) must not be learnt by another supplier
+    # sending the hash of a guess: it is told PERSISTED_QUERY_NOT_FOUND as if nobody had sent it.
+    searched = '{ deviceModels(first: 5, filter: {search: "Model 0002"}) { totalCount } }'
+    supplier, other = world.tokens.supplier, world.tokens.manufacturer
+    assert answer(await client.post(searched, supplier, extensions=persisted(searched)))
+    by_hash = {"extensions": persisted(searched)}
+    own = await client.http.post("/graphql", json=by_hash, headers={"Authorization": f"Bearer {supplier}"})
+    guessed = await client.http.post("/graphql", json=by_hash, headers={"Authorization": f"Bearer {other}"})
+    assert answer(own) == {"deviceModels": {"totalCount": 2}}
+    assert guessed.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+    # The other party registers the text for itself, as an Apollo client does, and is then answered.
+    assert answer(await client.post(searched, other, extensions=persisted(searched)))
+    again = await client.http.post("/graphql", json=by_hash, headers={"Authorization": f"Bearer {other}"})
+    assert answer(again) == {"deviceModels": {"totalCount": 2}}
+
+
 @pytest.mark.parametrize(
     ("extensions", "message"),
     [

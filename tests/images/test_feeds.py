@@ -40,6 +40,7 @@ from tests.fixtures.parties import OTHER_MANUFACTURER_ID
 pytestmark = pytest.mark.postgres
 
 NS = {"atom": "http://www.w3.org/2005/Atom"}
+PUBLIC_BASE = "https://cfl.example.org/library"  # CFL_PUBLIC_BASE_URL, with a path prefix
 FEED = "/feeds/images.atom"
 # Every character XML gives a meaning to, and the sequence that ends a CDATA section.
 AWKWARD_NOTES = (
@@ -124,7 +125,8 @@ async def test_the_feed_lists_published_images_most_recently_updated_first_and_n
     catalogue: Catalogue,
 ) -> None:
     world, a1, a2, c1 = catalogue.world, catalogue.a1, catalogue.a2, catalogue.c1
-    async with serving(world.app()) as base, client(base, world.tokens.supplier) as http:
+    base = PUBLIC_BASE
+    async with serving(world.app(public_base_url=base)) as url, client(url, world.tokens.supplier) as http:
         answer = await http.get(FEED)
         feed = parse(answer)
     assert answer.headers["Cache-Control"] == "private, max-age=300"
@@ -192,7 +194,8 @@ async def test_release_notes_with_xml_special_characters_come_through_exactly(ca
 
 async def test_a_manufacturer_feed_holds_only_that_manufacturers_images(catalogue: Catalogue) -> None:
     world, c1 = catalogue.world, catalogue.c1
-    async with serving(world.app()) as base, client(base, world.tokens.supplier) as http:
+    base = PUBLIC_BASE
+    async with serving(world.app(public_base_url=base)) as url, client(url, world.tokens.supplier) as http:
         other = parse(await http.get(f"/feeds/manufacturers/{OTHER_MANUFACTURER_ID.lower()}/images.atom"))
         own = parse(await http.get("/feeds/manufacturers/10B2/images.atom"))
         nobody = parse(await http.get("/feeds/manufacturers/FFFF/images.atom"))
@@ -260,3 +263,26 @@ async def test_a_reader_that_has_the_feed_gets_304_until_the_feed_changes(catalo
     assert weak.status_code == 304
     assert changed.status_code == 200 and changed.headers["ETag"] != etag
     assert len(parse(changed).findall("atom:entry", NS)) == 4
+
+
+async def test_links_never_come_from_the_host_header(catalogue: Catalogue) -> None:
+    world, a1 = catalogue.world, catalogue.a1
+    hosts = ["evil.example", "cfl.example.org:443", "127.0.0.1:1"]
+    unset: dict[str, bytes] = {}
+    configured: dict[str, bytes] = {}
+    for app, into in ((world.app(), unset), (world.app(public_base_url=PUBLIC_BASE), configured)):
+        async with serving(app) as url, client(url, world.tokens.supplier) as http:
+            for host in hosts:
+                answer = await http.get(FEED, headers={"Host": host, "X-Forwarded-Host": "evil.example"})
+                assert answer.status_code == 200, answer.text
+                into[host] = answer.content
+    # Unset: links relative to the site, the same whatever Host the request named.
+    assert len(set(unset.values())) == 1 and b"evil.example" not in unset[hosts[0]]
+    feed = ET.fromstring(unset[hosts[0]])
+    assert links(feed)["self"]["href"] == "/feeds/images.atom"
+    assert links(entry_for(feed, a1))["enclosure"]["href"] == f"/api/v1/images/{a1.id}/file"
+    # Configured: the base URL, whatever Host the request named.
+    assert len(set(configured.values())) == 1 and b"evil.example" not in configured[hosts[0]]
+    feed = ET.fromstring(configured[hosts[0]])
+    assert links(feed)["self"]["href"] == f"{PUBLIC_BASE}/feeds/images.atom"
+    assert links(entry_for(feed, a1))["alternate"]["href"] == f"{PUBLIC_BASE}/api/v1/images/{a1.id}"

@@ -139,7 +139,7 @@ async def test_a_malformed_id_is_a_clear_user_error(world: World) -> None:
     )
     [error] = body["errors"]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
-    assert "image ids are whole numbers" in error["message"]
+    assert "ids are whole numbers" in error["message"]
 
 
 async def test_discard_frees_the_version_and_its_id_is_never_reused(world: World) -> None:

@@ -253,3 +253,223 @@ async def test_malformed_image_ids_are_not_found(world: World) -> None:
     async with serving(world.app()) as url, client(url, world.tokens.supplier) as http:
         for path in ["/api/v1/images/abc", "/api/v1/images/99999999999999", "/api/v1/images/-1/file"]:
             assert (await http.get(path)).status_code == 404, path
+
+
+def range_spellings(size: int) -> list[str]:
+    """Range headers as clients, proxies and attackers spell them (RFC 9110 14.1.1 and worse)."""
+    huge = "9" * 30
+    return [
+        "bytes=0-5",
+        "bytes=0-0",
+        "bytes=5-",
+        "bytes=-10",
+        f"bytes={size - 1}-",
+        f"bytes=0-{size - 1}",
+        f"bytes=0-{size + 100}",
+        f"bytes=-{size}",
+        f"bytes=-{size + 1}",
+        f"bytes={size}-",
+        f"bytes={size}-{size + 5}",
+        "bytes=0-5,2000-3000",
+        "bytes=0-5,0-5",
+        "bytes=1-1,2-2,3-3",
+        "bytes=0-5, 6-10",
+        f"bytes=0-5,{size + 10}-",
+        "bytes= 0 - 5",
+        "bytes= 0-5",
+        "bytes=0-5\t,",
+        "bytes=\t0-5",
+        "bytes=0-5,",
+        "bytes=,0-5",
+        "bytes=0-5, ,",
+        "BYTES=0-5",
+        "Bytes=10-20",
+        "bytes =0-5",
+        "bytes= 10-20 ,",
+        "bytes=5-2",
+        "bytes=-0",
+        "bytes=--5",
+        "bytes=0--5",
+        "bytes=-",
+        "bytes=",
+        "bytes",
+        "bytes=a-b",
+        "bytes=٠-٥",
+        "bytes=²-5",
+        "bytes=0-²",
+        "bytes=0x0-5",
+        "bytes=+0-5",
+        "bytes=0-5;q=1",
+        "bytes=0.0-5",
+        f"bytes=0-{huge}",
+        f"bytes={huge}-",
+        f"bytes=-{huge}",
+        f"bytes={huge}-{huge}",
+        f"bytes={huge}-5",
+        "bytes=" + "9" * 5000 + "-",
+        "items=0-5",
+        "none",
+        "=0-5",
+        "bytes==0-5",
+    ]
+
+
+async def test_every_range_spelling_sends_exactly_what_its_receipt_records(world: World) -> None:
+    await check_range_spellings(world)
+
+
+async def check_range_spellings(world: World) -> None:
+    """Every spelling of `range_spellings` against a real server: each answer's bytes are exactly the
+    range its Content-Range names (or the whole file), HEAD decides alike, and the receipts record
+    exactly what the answers carried. Shared with the S3 store's test."""
+    data = world.image(OWN_A1)
+    size = len(data)
+    async with serving(world.app(rate_limit_per_minute=0)) as url:
+        async with client(url, world.tokens.manufacturer) as http:
+            image_id = (await send(http, data)).json()["id"]
+        await world.publish(image_id)
+        answers = []
+        async with client(url, world.tokens.supplier) as http:
+            path = f"/api/v1/images/{image_id}/file"
+            for spelling in range_spellings(size):
+                # As the server reads header bytes (Latin-1): '²' arrives as '²', '٠' as UTF-8's bytes.
+                raw = (
+                    spelling.encode("latin-1") if spelling.isascii() or "²" in spelling else spelling.encode()
+                )
+                response = await http.get(path, headers={b"Range": raw})
+                head = await http.head(path, headers={b"Range": raw})
+                answers.append((spelling, response, head))
+            receipts = (await http.get("/api/v1/downloads")).json()["downloads"]
+    recorded = [receipt["range"] for receipt in reversed(receipts)]  # oldest first, as sent
+    sent: list[str | None] = []
+    for spelling, response, head in answers:
+        assert head.status_code == response.status_code, spelling  # HEAD decides as GET does
+        assert head.headers.get("content-range") == response.headers.get("content-range"), spelling
+        if response.status_code == 200:
+            assert response.content == data and "content-range" not in response.headers, spelling
+            sent.append(None)
+        elif response.status_code == 206:
+            first, last = response.headers["content-range"].removeprefix("bytes ").split("/")[0].split("-")
+            assert response.headers["content-range"].endswith(f"/{size}"), spelling
+            assert response.content == data[int(first) : int(last) + 1], spelling
+            assert response.headers["content-length"] == str(int(last) - int(first) + 1), spelling
+            sent.append(f"{first}-{last}")
+        else:
+            assert response.status_code == 416, (spelling, response.status_code)
+            assert response.headers["content-range"] == f"bytes */{size}", spelling
+    # One receipt for each answer that carried bytes, recording exactly the bytes it carried.
+    assert recorded == sent
+    decided = {spelling: (r.status_code, r.headers.get("content-range")) for spelling, r, _ in answers}
+    assert decided["bytes=0-5,2000-3000"] == (200, None)  # several ranges: the whole file
+    # A space inside a range: no valid Range, ignored (the field's own leading and trailing spaces are
+    # gone before the application sees it, so "bytes= 0 - 5 " is this one).
+    assert decided["bytes= 0 - 5"] == (200, None)
+    assert decided["bytes= 0-5"] == decided["bytes=0-5,"] == (206, f"bytes 0-5/{size}")  # spaces around
+    assert decided["bytes=٠-٥"] == decided["bytes=²-5"] == (200, None)  # 0-9 only
+    assert decided["BYTES=0-5"] == (206, f"bytes 0-5/{size}")  # the unit is case-insensitive
+    assert decided["bytes=5-2"] == (200, None)  # last before first: invalid, ignored
+    assert (
+        decided[f"bytes={size}-"][0] == decided["bytes=-0"][0] == decided["bytes=" + "9" * 30 + "-"][0] == 416
+    )
+    assert decided["bytes=-" + "9" * 30] == (206, f"bytes 0-{size - 1}/{size}")
+
+
+async def test_if_none_match_compares_weakly_and_star_matches(world: World) -> None:
+    data = world.image(OWN_A1)
+    digest = hashlib.sha256(data).hexdigest()
+    async with serving(world.app()) as url:
+        async with client(url, world.tokens.manufacturer) as http:
+            image_id = (await send(http, data)).json()["id"]
+        await world.publish(image_id)
+        async with client(url, world.tokens.supplier) as http:
+            path = f"/api/v1/images/{image_id}/file"
+            answers = {
+                tag: (await http.get(path, headers={"If-None-Match": tag})).status_code
+                for tag in [
+                    f'"{digest}"',
+                    f'W/"{digest}"',
+                    "*",
+                    f'"other", W/"{digest}"',
+                    f'"a,b",  "{digest}"',
+                    '"other"',
+                    'W/"other"',
+                    digest,  # unquoted: not an entity tag
+                ]
+            }
+            receipts = (await http.get("/api/v1/downloads")).json()["downloads"]
+    assert answers == {
+        f'"{digest}"': 304,
+        f'W/"{digest}"': 304,
+        "*": 304,
+        f'"other", W/"{digest}"': 304,
+        f'"a,b",  "{digest}"': 304,
+        '"other"': 200,
+        'W/"other"': 200,
+        digest: 200,
+    }
+    assert len(receipts) == 3  # only the answers that carried bytes
+
+
+def multipart(
+    parts: list[tuple[str, bytes]], boundary: str = "cfl-boundary-15", *, close: bool = True
+) -> bytes:
+    """A multipart/form-data body written by hand, so that it can be wrong in exactly one way."""
+    body = b""
+    for name, value in parts:
+        filename = '; filename="image.zigbee"' if name == "file" else ""
+        body += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"{filename}\r\n\r\n'.encode()
+        body += value + b"\r\n"
+    return body + (f"--{boundary}--\r\n".encode() if close else b"")
+
+
+async def test_a_cut_short_multipart_body_or_a_repeated_field_is_refused_naming_the_problem(
+    world: World,
+) -> None:
+    data = world.image(OWN_A1)
+    notes = GOOD_NOTES.encode()
+    whole = multipart([("file", data), ("releaseNotes", notes)])
+    cases = {
+        "no closing boundary": (
+            multipart([("file", data), ("releaseNotes", notes)], close=False),
+            "closing boundary",
+        ),
+        "cut inside the notes": (whole[: whole.index(notes) + 30], "closing boundary"),
+        "cut inside the file": (whole[: whole.index(data) + 100], "closing boundary"),
+        "cut inside the closing boundary": (whole[:-6], "closing boundary"),
+        "release notes twice": (
+            multipart(
+                [
+                    ("file", data),
+                    ("releaseNotes", notes),
+                    ("releaseNotes", b"## Other\n\n- Something else entirely."),
+                ]
+            ),
+            "releaseNotes came more than once",
+        ),
+        "model id twice": (
+            multipart([("file", data), ("modelId", b"0001"), ("modelId", b"0002"), ("releaseNotes", notes)]),
+            "modelId came more than once",
+        ),
+        "hardware version twice, the same": (
+            multipart([("file", data), ("hardwareVersion", b"0100"), ("hardwareVersion", b"0100")]),
+            "hardwareVersion came more than once",
+        ),
+    }
+    headers = {"Content-Type": "multipart/form-data; boundary=cfl-boundary-15"}
+    async with serving(world.app()) as url, client(url, world.tokens.manufacturer) as http:
+        answers = {
+            name: await http.post("/api/v1/images", content=body, headers=headers)
+            for name, (body, _) in cases.items()
+        }
+        with_epilogue = await http.post(
+            "/api/v1/images", content=whole + b"an epilogue, which RFC 2046 allows", headers=headers
+        )
+    for name, (_, said) in cases.items():
+        response = answers[name]
+        assert response.status_code == 422, (name, response.text)
+        [problem] = response.json()["problems"]
+        assert problem["problem"] == "bad-field" and said in problem["detail"], (name, problem)
+    assert await images_stored(world) == 1
+    assert with_epilogue.status_code == 201, with_epilogue.text
+    assert with_epilogue.json()["releaseNotes"]["markdown"] == GOOD_NOTES.strip()
+    assert list(world.store.staging.folder.glob("*")) == []

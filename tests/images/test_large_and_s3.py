@@ -18,6 +18,7 @@ import pytest
 from cfl_graph.blobs.s3 import S3BlobStore
 from cfl_graph.database import Database
 from tests.fixtures.library import GOOD_NOTES, OWN_A1, World, client, make_world, serving, write_large_image
+from tests.images.test_http import check_range_spellings
 
 pytestmark = pytest.mark.postgres
 
@@ -155,3 +156,7 @@ async def test_the_s3_store_serves_the_same_lifecycle(s3_world: World) -> None:
     assert (tail.status_code, tail.content) == (206, data[-66:])
     assert (head.status_code, head.headers["content-length"]) == (200, str(len(data)))
     assert [blob.sha256 async for blob in s3_world.store.list()] == [hashlib.sha256(data).hexdigest()]
+
+
+async def test_the_s3_store_sends_exactly_the_range_its_receipt_records(s3_world: World) -> None:
+    await check_range_spellings(s3_world)

@@ -408,3 +408,15 @@ async def test_a_version_is_declared_commercial_once(world: World) -> None:
 
 def _key(version: Version) -> tuple[str, str, str, str]:
     return (version.manufacturer_id, version.model_id, version.hardware_version, version.firmware_version)
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["\u200b" * 20, "\u200b\u200c\u200d\u2060\ufeff" * 4, "ok" + "\u200b" * 12, "\u3164" * 12, "\u00ad" * 15],
+)
+async def test_a_reason_of_invisible_characters_is_no_reason(world: World, reason: str) -> None:
+    principal = await world.principal(world.tokens.manufacturer)
+    image = await world.upload(world.image(OWN_A1))
+    await world.library.publish(principal, image.id)
+    with pytest.raises(InvalidInput):
+        await world.library.withdraw(principal, image.id, reason)

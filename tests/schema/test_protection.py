@@ -18,7 +18,14 @@ import strawberry
 from graphql import get_introspection_query
 from strawberry.asgi import GraphQL
 
-from schema.protection import QueryLimits, UserError, protection_extensions
+from schema.protection import (
+    ArgumentChecks,
+    QueryLimits,
+    UserError,
+    log_refusals,
+    protection_extensions,
+    without_suggestions,
+)
 
 
 @dataclass
@@ -72,6 +79,11 @@ class Manufacturer:
         info.context.resolved += 1
         return [Model(name=f"{self.name}-{n}") for n in _page(first)]
 
+    @strawberry.field
+    def models_named(self, info: Info, names: list[str]) -> list[Model]:
+        info.context.resolved += 1
+        return [Model(name=name) for name in names]
+
 
 @strawberry.type
 class Query:
@@ -84,6 +96,16 @@ class Query:
     def echo(self, info: Info, text: str | None = None) -> str | None:
         info.context.resolved += 1
         return text
+
+    @strawberry.field
+    def models_named(self, info: Info, names: list[str]) -> list[Model]:
+        info.context.resolved += 1
+        return [Model(name=name) for name in names]
+
+    @strawberry.field
+    def find(self, info: Info, id: strawberry.ID, after: str | None = None) -> str | None:
+        info.context.resolved += 1
+        return str(id)
 
     @strawberry.field
     def failing(self, info: Info) -> str | None:
@@ -102,8 +124,13 @@ class Query:
 
 
 class Endpoint(GraphQL[Served, None]):
-    def __init__(self, limits: QueryLimits, user_errors: tuple[type[Exception], ...] = ()) -> None:
-        extensions = protection_extensions(limits, user_errors=user_errors)
+    def __init__(
+        self,
+        limits: QueryLimits,
+        user_errors: tuple[type[Exception], ...] = (),
+        checks: ArgumentChecks | None = None,
+    ) -> None:
+        extensions = protection_extensions(limits, user_errors=user_errors, argument_checks=checks)
         super().__init__(strawberry.Schema(query=Query, extensions=extensions), graphql_ide=None)
         self.served = Served()
 
@@ -162,8 +189,10 @@ class Client:
 
 
 @contextlib.asynccontextmanager
-async def serve(limits: QueryLimits, user_errors: tuple[type[Exception], ...] = ()) -> AsyncIterator[Client]:
-    endpoint = Endpoint(limits, user_errors)
+async def serve(
+    limits: QueryLimits, user_errors: tuple[type[Exception], ...] = (), checks: ArgumentChecks | None = None
+) -> AsyncIterator[Client]:
+    endpoint = Endpoint(limits, user_errors, checks)
     transport = httpx2.ASGITransport(app=endpoint)
     async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
         yield Client(endpoint, http)
@@ -445,3 +474,159 @@ async def test_introspection_can_be_turned_off_but_typename_still_answers() -> N
             assert "introspection has been disabled" in answer.messages[0]
         typename = await client.post("{ __typename }")
         assert typename.body == {"data": {"__typename": "Query"}}
+
+
+# --- list arguments (issue 15) -------------------------------------------------------------------------
+
+
+async def test_a_list_argument_multiplies_the_selection_below_it(client: Client) -> None:
+    # 1 + 400 x (name + versions + 2 x number) = 1,601 with pages of 2 below.
+    within = await client.post(
+        "query($n: [String!]!) { modelsNamed(names: $n) { name versions(first: 2) { number } } }",
+        {"n": [f"M{i}" for i in range(400)]},
+    )
+    assert "errors" not in within.body and len(within.body["data"]["modelsNamed"]) == 400
+    client.endpoint.served.resolved = 0
+    costly = await client.refused(
+        "query($n: [String!]!) { modelsNamed(names: $n) { name versions(first: 500) { number } } }",
+        {"n": [f"M{i}" for i in range(200)]},
+    )
+    assert costly.codes == {"QUERY_TOO_COSTLY"}
+    assert costly.body["errors"][0]["extensions"]["measured"] == 1 + 200 * (1 + 1 + 500)
+
+
+async def test_list_items_are_capped_per_operation_with_pages_above_them(client: Client) -> None:
+    cases = [
+        # Two aliases of 300 items each.
+        (
+            "query($n: [String!]!) { a: modelsNamed(names: $n) { name } b: modelsNamed(names: $n) { name } }",
+            {"n": ["x"] * 300},
+            600,
+        ),
+        # 60 items under a page of 10 manufacturers: asked for 10 times.
+        (
+            "query($n: [String!]!) { manufacturers(first: 10) { modelsNamed(names: $n) { name } } }",
+            {"n": ["x"] * 60},
+            600,
+        ),
+        # A variable's default list counts when the request gives no value: 3 under a page of 200.
+        (
+            'query($n: [String!]! = ["a", "b", "c"]) { manufacturers(first: 200) { modelsNamed(names: $n) { name } } }',
+            {},
+            600,
+        ),
+    ]
+    for query, variables, measured in cases:
+        answer = await client.refused(query, variables)
+        assert answer.codes == {"LIST_TOO_LONG"}, answer.body
+        assert answer.body["errors"][0]["extensions"] == {
+            "code": "LIST_TOO_LONG",
+            "limit": 500,
+            "measured": measured,
+        }
+    within = await client.post(
+        "query($n: [String!]!) { manufacturers(first: 10) { modelsNamed(names: $n) { name } } }",
+        {"n": ["x"] * 50},
+    )
+    assert "errors" not in within.body
+
+
+async def test_a_single_value_where_a_list_is_expected_counts_one(client: Client) -> None:
+    answer = await client.post("query($n: [String!]!) { modelsNamed(names: $n) { name } }", {"n": "only"})
+    assert answer.body == {"data": {"modelsNamed": [{"name": "only"}]}}
+
+
+async def test_the_list_limit_is_a_setting() -> None:
+    async with serve(QueryLimits(max_list_items=2)) as client:
+        answer = await client.refused('{ modelsNamed(names: ["a", "b", "c"]) { name } }')
+    assert answer.codes == {"LIST_TOO_LONG"}
+    assert "`names` at modelsNamed, 3" in answer.messages[0]
+
+
+# --- argument checks -----------------------------------------------------------------------------------
+
+
+def _ascii_id(value: object) -> str | None:
+    return None if isinstance(value, str) and value.isascii() else "ids are ASCII"
+
+
+def _cursor(value: object) -> str | None:
+    return None if value == "good-cursor" else "not a cursor this list wrote"
+
+
+async def test_argument_checks_refuse_literals_variables_and_list_items_naming_the_argument() -> None:
+    checks = ArgumentChecks(by_type={"ID": _ascii_id}, by_name={"after": _cursor})
+    async with serve(QueryLimits(), checks=checks) as client:
+        literal = await client.refused('{ find(id: "\u0663") }')
+        variable = await client.refused("query($i: ID!) { find(id: $i) }", {"i": "²"})
+        cursor = await client.refused('query($a: String) { find(id: "1", after: $a) }', {"a": "forged"})
+        fine = await client.post('query($a: String) { find(id: "12", after: $a) }', {"a": "good-cursor"})
+    assert literal.body["errors"][0]["message"] == "argument `id` of `Query.find`: ids are ASCII"
+    assert literal.codes == variable.codes == cursor.codes == {"BAD_USER_INPUT"}
+    assert cursor.messages == ["argument `after` of `Query.find`: not a cursor this list wrote"]
+    assert fine.body == {"data": {"find": "12"}}
+
+
+# --- introspection off: no suggestions; refusals logged quietly ------------------------------------------
+
+
+async def test_with_introspection_off_errors_suggest_no_names() -> None:
+    async with serve(QueryLimits(introspection=False)) as client:
+        answer = await client.refused("{ manufacturers { nme } }")
+    assert answer.messages == ["Cannot query field 'nme' on type 'Manufacturer'."]
+    async with serve(QueryLimits()) as client:
+        suggested = await client.refused("{ manufacturers { nme } }")
+    assert suggested.messages == ["Cannot query field 'nme' on type 'Manufacturer'. Did you mean 'name'?"]
+
+
+@pytest.mark.parametrize(
+    "message,shown",
+    [
+        (
+            "Cannot query field 'nme' on type 'M'. Did you mean 'name'?",
+            "Cannot query field 'nme' on type 'M'.",
+        ),
+        (
+            "Unknown argument 'x' on field 'Q.f'. Did you mean 'a', 'b', or 'c'?",
+            "Unknown argument 'x' on field 'Q.f'.",
+        ),
+        (
+            "Value 'esme' does not exist in 'T' enum. Did you mean the enum value 'ESME' or 'GSME'?",
+            "Value 'esme' does not exist in 'T' enum.",
+        ),
+        (
+            "Variable '$f' has invalid value: not 'deviceTyp'. Did you mean 'deviceType'? Found: {'a': 1}.",
+            "Variable '$f' has invalid value: not 'deviceTyp'. Found: {'a': 1}.",
+        ),
+        (
+            "Cannot query field 'x' on type 'U'. Did you mean to use an inline fragment on 'A' or 'B'?",
+            "Cannot query field 'x' on type 'U'.",
+        ),
+        ("A message with no suggestion", "A message with no suggestion"),
+    ],
+)
+def test_without_suggestions_removes_every_shape_of_did_you_mean(message: str, shown: str) -> None:
+    assert without_suggestions(message) == shown
+
+
+def test_log_refusals_logs_the_callers_mistakes_at_info_and_leaves_failures_to_the_masking(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from graphql import GraphQLError
+
+    errors = [
+        GraphQLError("Cannot query field 'x' on type 'Q'."),
+        GraphQLError("no manufacturer 0x1234", path=["refused"], original_error=UnknownManufacturer("no")),
+        GraphQLError("boom", path=["failing"], original_error=RuntimeError("SELECT secret")),
+    ]
+    errors[1].extensions = {"code": "NOT_FOUND"}
+    with caplog.at_level(logging.DEBUG, logger="schema.errors"):
+        log_refusals(errors, ())
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.INFO,
+            "GraphQL refusal GRAPHQL_VALIDATION_FAILED at (request): Cannot query field 'x' on type 'Q'.",
+        ),
+        (logging.INFO, "GraphQL refusal NOT_FOUND at refused: no manufacturer 0x1234"),
+    ]
+    assert all(record.exc_info is None for record in caplog.records)
