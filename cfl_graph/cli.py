@@ -758,12 +758,19 @@ def image_import(
     settings = _settings()
     notes_text = None if notes is None else notes.read_text(encoding="utf-8")
 
-    async def work(db: Database) -> LibraryImage:
+    async def work(db: Database) -> tuple[LibraryImage, LibraryError | None]:
         store = blob_store_for(settings)
         library = ImageLibrary(db.sessions, store, max_image_bytes=settings.max_image_bytes)
         try:
             async with db.sessions() as session:
-                principal = await operator_acting_for(session, await find_party(session, party))
+                found = await find_party(session, party)
+                principal = await operator_acting_for(session, found)
+            if publish and found.requires_approval:
+                # Refused before anything is kept: the draft would wait for an approval all the same.
+                raise LibraryError(
+                    f"{found.name} publishes only images a second token approved: import it without "
+                    "--publish, then approve and publish it"
+                )
             actor = Actor(f"{Actor.cli().name} for {principal.party_name}", principal.party_id)
             receiver = library.receiver(principal)
             try:
@@ -779,13 +786,16 @@ def image_import(
             )
             image = await library.accept(principal, received, fields, actor=actor)
             if publish and not image.problems:
-                image = await library.publish(principal, image.id, actor=actor)
-            return image
+                try:
+                    image = await library.publish(principal, image.id, actor=actor)
+                except LibraryError as exc:
+                    return image, exc  # kept as a draft: said so below, not "not imported"
+            return image, None
         finally:
             await store.close()
 
     try:
-        image = _with_db(settings, work)
+        image, unpublished = _with_db(settings, work)
     except (LibraryError, PartyError, AccessDenied, BlobStoreFailed) as exc:
         err.print(f"image not imported: {exc}", markup=False, highlight=False)
         for problem in getattr(exc, "problems", []):
@@ -799,7 +809,9 @@ def image_import(
     )
     for problem in image.problems:
         out.print(f"  {problem['problem']}: {problem['detail']}", markup=False, highlight=False)
-    if image.problems:
+    if unpublished is not None:
+        err.print(f"kept as a draft, not published: {unpublished}", markup=False, highlight=False)
+    if image.problems or unpublished is not None:
         raise typer.Exit(EXIT_REJECTED)
 
 

@@ -48,8 +48,11 @@ KEEP_ALIVE_SECONDS = 5  # idle time allowed between requests on one connection (
 # by this much, so accept() never fails for want of one.
 FD_RESERVE = 256
 # Connections the kernel queues for a worker, and so also how many asyncio accepts in one go before any
-# is refused (uvicorn's default is 2,048): counted into the descriptors a worker may need at once.
-BACKLOG = 512
+# is refused (uvicorn's default is 2,048): counted into the descriptors a worker may need at once, twice,
+# since a refused connection's socket is closed an event-loop turn after its refusal, by when the next
+# burst may have been accepted (a flood of 2,500 under load reached the limit with one burst counted).
+BACKLOG = 256
+BURSTS_IN_FLIGHT = 2
 LOG_REPEAT_INTERVAL = 10.0
 # A refused connection's request is read and dropped for up to this long after its 503, so that the
 # client reads the 503 rather than a reset; at most this many at once per worker, closed at once beyond.
@@ -305,7 +308,7 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
     """The limits from the settings, the cap kept low enough that the process never runs out of
     descriptors: admitted connections, refused ones still draining, a backlog's worth accepted at once
     and the worker's own files must fit its limit (raised to the hard limit first, if that helps)."""
-    overhead = FD_RESERVE + MAX_LINGERING + BACKLOG
+    overhead = FD_RESERVE + MAX_LINGERING + BURSTS_IN_FLIGHT * BACKLOG
     wanted = settings.max_connections + overhead
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < wanted:

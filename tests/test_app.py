@@ -73,7 +73,15 @@ async def test_cpl_snapshot_answers_the_current_and_any_earlier_snapshot(
     ]
     assert (earlier["rowCount"], earlier["isCurrent"]) == (3, False)
     assert (await graphql(db, token, tmp_path, SNAPSHOT_QUERY, {"id": "999"}))["cplSnapshot"] is None
-    assert (await graphql(db, token, tmp_path, SNAPSHOT_QUERY, {"id": "not-a-number"}))["cplSnapshot"] is None
+    # An id that names no snapshot at all is refused, naming what an id is (issue 15), not answered null.
+    app = create_app(Settings(database_url=db.url, work_dir=tmp_path), db=db)
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://test") as client:
+        refused = await client.post(
+            "/graphql",
+            json={"query": SNAPSHOT_QUERY, "variables": {"id": "not-a-number"}},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert refused.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
 async def test_healthz_reports_the_database(db: Database, tmp_path: Path) -> None:

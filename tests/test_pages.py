@@ -11,6 +11,7 @@ import httpx2
 import pytest
 
 from cfl_graph.database import Database
+from cfl_graph.tables import LibraryImage
 from cpl_sync.sync import sync_cpl
 from tests.fixtures.cpl_files import row, write_csv
 from tests.fixtures.library import GOOD_NOTES, OWN_A1, OWN_A2, World, make_world
@@ -108,6 +109,37 @@ async def test_page_forms_need_the_sessions_csrf_token(world: World, tmp_path: P
             303,
             f"/images/{draft.id}?done=published",
         )
+
+
+async def _signed_in(http: httpx2.AsyncClient, token: str) -> str:
+    """Sign in on the page as a person does; returns the session's CSRF token."""
+    login = await http.get("/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+    assert csrf is not None
+    signed_in = await http.post("/login", data={"csrf_token": csrf.group(1), "token": token, "next": "/"})
+    assert signed_in.status_code == 303
+    page = await http.get("/")
+    session_token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert session_token is not None
+    return session_token.group(1)
+
+
+@pytest.mark.parametrize("verb", ["withdraw", "publish", "approve", "recheck", "notes", "discard"])
+async def test_a_refused_action_shows_no_form_the_refused_may_not_use(world: World, verb: str) -> None:
+    """Another manufacturer's post to an image it may see but not act on: refused, and the page it gets
+    back offers none of the owner's forms (issue 15)."""
+    image = await world.upload(world.image(OWN_A1))
+    await world.publish(image.id)
+    transport = httpx2.ASGITransport(app=world.app())
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
+        csrf = await _signed_in(http, world.tokens.other_manufacturer)
+        refused = await http.post(
+            f"/images/{image.id}/{verb}", data={"csrf_token": csrf, "reason": "not ours to withdraw at all"}
+        )
+    assert refused.status_code in (403, 409), refused.text[:300]
+    assert re.findall(rf'<form[^>]+action="/images/{image.id}/', refused.text) == []
+    async with world.db.sessions() as session:
+        assert (await session.get_one(LibraryImage, image.id)).state == "published"
 
 
 PAGES = [

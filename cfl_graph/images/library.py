@@ -505,11 +505,11 @@ class ImageLibrary:
     async def update_release_notes(
         self, principal: Principal | None, image_id: int, markdown: str
     ) -> LibraryImage:
-        notes = _notes(markdown)
         async with self.writes.begin() as session:
             image = await self._visible(session, principal, image_id)
             principal = authorise(principal, Action.EDIT_RELEASE_NOTES, manufacturer_id=image.manufacturer_id)
             lifecycle.require(image, Step.EDIT_NOTES)
+            notes = _notes(markdown)  # who may, and whether the state allows it, are said first
             voided = image.approved_at is not None and image.release_notes_markdown != notes.markdown
             image.release_notes_markdown = notes.markdown
             image.release_notes_html = notes.html

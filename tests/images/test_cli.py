@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from cfl_graph.blobs.local import LocalBlobStore
 from cfl_graph.database import Database
+from cfl_graph.tables import LibraryImage, Party
 from tests.fixtures.cli import run_cli
 from tests.fixtures.library import GOOD_NOTES, OTHER_C1, OWN_A1, OWN_A2, World, make_world
 
@@ -120,3 +122,36 @@ async def test_four_eyes_is_a_manufacturer_setting(world: World, tmp_path: Path)
         "--require-approval",
     )
     assert added.returncode == 0, added.stderr
+
+
+async def test_import_and_publish_for_a_four_eyes_party_is_refused_and_keeps_nothing(
+    world: World, tmp_path: Path
+) -> None:
+    """Such a party publishes only what a second token approved: `--publish` cannot be honoured, so it
+    is refused before anything is kept (it used to say "not imported" and leave a draft behind)."""
+    async with world.db.writes.begin() as session:
+        party = (
+            await session.execute(select(Party).where(Party.name == "Northfield Metering Ltd"))
+        ).scalar_one()
+        party.requires_approval = True
+    image = write(tmp_path / "a1.zigbee", world.image(OWN_A1))
+    notes = write(tmp_path / "notes.md", GOOD_NOTES)
+    refused = run_cli(
+        world.db.url,
+        *("image", "import", str(image), "--party", "Northfield Metering Ltd", "--notes", str(notes)),
+        "--publish",
+        work=tmp_path,
+    )
+    assert refused.returncode == 1
+    assert "publishes only images a second token approved" in refused.stderr
+    async with world.db.sessions() as session:
+        assert (await session.execute(select(LibraryImage))).scalars().all() == []
+    stored = tmp_path / "blobs" / "sha256"
+    assert not stored.exists() or [p for p in stored.rglob("*") if p.is_file()] == []
+    drafted = run_cli(
+        world.db.url,
+        *("image", "import", str(image), "--party", "Northfield Metering Ltd", "--notes", str(notes)),
+        work=tmp_path,
+    )
+    assert drafted.returncode == 0, drafted.stderr
+    assert "draft" in drafted.stdout
