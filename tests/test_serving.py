@@ -15,6 +15,7 @@ from cfl_graph.access.tokens import new_token_text
 from cfl_graph.database import Database
 from cfl_graph.serving import (
     BACKLOG,
+    BURSTS_IN_FLIGHT,
     FD_RESERVE,
     MAX_LINGERING,
     RepeatedRecords,
@@ -103,7 +104,7 @@ def test_a_token_anywhere_in_a_request_target_is_redacted() -> None:
 
 def test_the_connection_cap_fits_the_descriptor_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    overhead = FD_RESERVE + MAX_LINGERING + BACKLOG
+    overhead = FD_RESERVE + MAX_LINGERING + BURSTS_IN_FLIGHT * BACKLOG
     modest = connection_limits(Settings(max_connections=100, header_timeout=3, body_timeout=7))
     assert (modest.max_connections, modest.header_timeout, modest.body_timeout) == (100, 3, 7)
     huge = connection_limits(Settings(max_connections=10**9))

@@ -33,9 +33,9 @@ from playwright.async_api import (
 from cfl_graph import migrate
 from cfl_graph.database import Database
 from cfl_graph.images.checks import VersionKey
+from tests.fixtures import provision
 from tests.fixtures.library import Version, World, make_world, serving
 
-CHROMIUM = Path("/usr/bin/chromium")
 # No network but loopback, no sandbox (CI runs as root in a container), nothing the browser does on its own.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -57,14 +57,12 @@ LOOP = pytest.mark.asyncio(loop_scope="session")
 
 
 async def launch_chromium(playwright: Playwright) -> Browser:
-    """Debian's Chromium, never a browser Playwright downloads (the machines reach no such host)."""
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests drive Debian's Chromium. "
-            "`.ci/run` installs it (`apt-get install -y chromium`); run that, or install it yourself."
-        )
+    """Debian's Chromium, never a browser Playwright downloads (the machines reach no such host); the
+    suite installs it if it is missing, and axe-core's npm package too."""
+    executable = provision.chromium()
+    provision.npm_packages(AXE_SCRIPT.parent.parent.parent)
     return await playwright.chromium.launch(
-        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=LAUNCH_TIMEOUT_MS
+        executable_path=str(executable), headless=True, args=CHROMIUM_ARGS, timeout=LAUNCH_TIMEOUT_MS
     )
 
 

@@ -2,8 +2,8 @@
 serves, forwards each client's token, and takes a third subgraph (examples/fleet) that extends the same
 entities.
 
-The gateway is `federation/gateway.mjs` under Node, with the npm packages package-lock.json pins; without
-them these tests fail (never skip): run `npm ci` in the repository root.
+The gateway is `federation/gateway.mjs` under Node, with the npm packages package-lock.json pins (the suite
+runs `npm ci` when they are missing); without Node these tests fail, never skip.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from cfl_graph.database import Database
 from cfl_graph.images.checks import VersionKey
 from examples.fleet.app import FLEET
 from examples.fleet.app import create_app as create_fleet_app
+from tests.fixtures import provision
 from tests.fixtures.library import (
     OTHER_C1,
     OWN_A1,
@@ -57,6 +58,7 @@ def node() -> str:
     found = shutil.which("node")
     if found is None:
         pytest.fail("`node` is not on PATH: the federation tests need Node 20 or later, then `npm ci`")
+    provision.npm_packages(ROOT)
     lock = json.loads((ROOT / "package-lock.json").read_text())
     for package in NPM_PACKAGES:
         manifest = ROOT / "node_modules" / package / "package.json"
