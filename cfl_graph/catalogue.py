@@ -112,6 +112,18 @@ def version_is_gap(cf: type[CplCertifiedFirmware] = CplCertifiedFirmware) -> Col
     )
 
 
+def image_version_join(snapshot_id: int) -> ColumnElement[bool]:
+    """Join a library image to its version's row in snapshot `snapshot_id`."""
+    cf = CplCertifiedFirmware
+    return and_(
+        cf.snapshot_id == snapshot_id,
+        cf.manufacturer_id == LibraryImage.manufacturer_id,
+        cf.model_id == LibraryImage.model_id,
+        cf.hardware_version == LibraryImage.hardware_version,
+        cf.firmware_version == LibraryImage.firmware_version,
+    )
+
+
 def model_join() -> ColumnElement[bool]:
     return and_(
         CplDeviceModel.snapshot_id == CplCertifiedFirmware.snapshot_id,

@@ -22,6 +22,7 @@ from cfl_graph.catalogue import (
     DeviceModelFilter,
     Page,
     check_first,
+    image_version_join,
     model_join,
     version_is_gap,
 )
@@ -100,18 +101,6 @@ class TimelinessGroup:
     median_days: float
     p90_days: float
     worst_days: int
-
-
-def _certified_for_image(snapshot_id: int) -> ColumnElement[bool]:
-    """Join an image to its version's row in the snapshot."""
-    cf = CplCertifiedFirmware
-    return and_(
-        cf.snapshot_id == snapshot_id,
-        cf.manufacturer_id == LibraryImage.manufacturer_id,
-        cf.model_id == LibraryImage.model_id,
-        cf.hardware_version == LibraryImage.hardware_version,
-        cf.firmware_version == LibraryImage.firmware_version,
-    )
 
 
 def _today() -> dt.date:
@@ -297,7 +286,7 @@ async def consistency_report(
             select(LibraryImage, cf)
             .outerjoin(
                 cf,
-                _certified_for_image(snapshot_id),
+                image_version_join(snapshot_id),
             )
             .where(
                 LibraryImage.manufacturer_id == manufacturer_id,
@@ -382,7 +371,7 @@ async def timeliness(
         .select_from(LibraryImage)
         .join(
             cf,
-            _certified_for_image(snapshot_id),
+            image_version_join(snapshot_id),
         )
         .join(CplDeviceModel, model_join())
         .where(LibraryImage.published_at.is_not(None))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from enum import Enum
 
 import strawberry
 from strawberry.types.nodes import SelectedField, Selection
@@ -16,7 +15,9 @@ from cfl_graph.images.errors import InvalidInput
 from cfl_graph.row_ids import is_ascii_number, row_id
 from cfl_graph.tables import CplSnapshot as CplSnapshotRow
 from cfl_graph.tables import CplSyncRun as CplSyncRunRow
+from cfl_graph.tables import SyncOutcome
 from cpl_sync.diff import CplRow, diff_snapshots
+from cpl_sync.problems import Severity
 from cpl_sync.snapshot import recent_runs, recent_snapshots
 from schema.context import Info
 from schema.node import BOTH, CPL, CPL_UNCACHED, Node, global_id, parse_global_id
@@ -187,21 +188,12 @@ async def snapshot_by_id(info: Info, snapshot_id: int) -> CplSnapshot | None:
     return None if row is None else CplSnapshot.from_row(row, await loaders.current_snapshot_id())
 
 
-@strawberry.enum(description="How a CPL sync ended.")
-class SyncOutcome(Enum):
-    RUNNING = "running"
-    APPLIED = "applied"
-    UNCHANGED = "unchanged"
-    NOT_MODIFIED = "not_modified"
-    REJECTED = "rejected"
-    FETCH_FAILED = "fetch_failed"
-    FAILED = "failed"
-
-
-@strawberry.enum(description="An error rejects a CPL file whole; a warning is applied and recorded.")
-class ProblemSeverity(Enum):
-    ERROR = "error"
-    WARNING = "warning"
+strawberry.enum(SyncOutcome, description="How a CPL sync ended.")
+strawberry.enum(
+    Severity,
+    name="ProblemSeverity",
+    description="An error rejects a CPL file whole; a warning is applied and recorded.",
+)
 
 
 @strawberry.type(description="A problem a sync found in a CPL file, where a spreadsheet shows it.")
@@ -210,7 +202,7 @@ class CplFileProblem:
     column: str | None = strawberry.field(description="The column's heading as the file writes it.")
     column_letter: str | None
     reason: str
-    severity: ProblemSeverity
+    severity: Severity
 
 
 @strawberry.type(description="One attempt to synchronise the CPL, and what came of it.")
@@ -254,7 +246,7 @@ class CplSyncRun:
                     column=p.get("column"),
                     column_letter=p.get("column_letter"),
                     reason=str(p.get("reason", "")),
-                    severity=ProblemSeverity(p.get("severity", "error")),
+                    severity=Severity(p.get("severity", "error")),
                 )
                 for p in row.problems
             ],

@@ -15,7 +15,6 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Generic, Self, TypeVar
 
 import strawberry
@@ -25,7 +24,6 @@ from cfl_graph import reports
 from cfl_graph.access.policy import Action, authorise
 from cfl_graph.catalogue import DeviceModelFilter as FilterSpec
 from cfl_graph.catalogue import Page, device_models
-from cfl_graph.identifiers import CplStatus as CplStatusValue
 from cfl_graph.images.checks import VersionKey, normalised_model
 from cfl_graph.images.errors import ImageNotFound, InvalidInput
 from cfl_graph.tables import CommercialDeclaration as DeclarationRow
@@ -46,61 +44,30 @@ T = TypeVar("T")
 # --- enums and inputs ----------------------------------------------------------------------------
 
 
-@strawberry.enum(description="GBCS device types; the library covers ESME, GSME, PPMID and HCALCS (R1).")
-class DeviceType(Enum):
-    ESME = "ESME"
-    GSME = "GSME"
-    PPMID = "PPMID"
-    HCALCS = "HCALCS"
-    CHF = "CHF"
-    GPF = "GPF"
-
-
-@strawberry.enum(description="A SMETS generation.")
-class SmetsVersion(Enum):
-    SMETS1 = "SMETS1"
-    SMETS2 = "SMETS2"
-
-
-@strawberry.enum(
-    description="The technical specification a firmware version was certified against: SMETS1, SMETS2, or "
-    "the Communications Hub Technical Specification (CHTS)."
+# The domain's own enums, registered with the graph (not copied): the GraphQL values are the members' names.
+strawberry.enum(
+    ids.DeviceType, description="GBCS device types; the library covers ESME, GSME, PPMID and HCALCS (R1)."
 )
-class TechnicalSpecification(Enum):
-    SMETS1 = "SMETS1"
-    SMETS2 = "SMETS2"
-    CHTS = "CHTS"
-
-
-@strawberry.enum(description="A certified version's status on the CPL.")
-class CplStatus(Enum):
-    ACTIVE = "active"
-    WITHDRAWN = "withdrawn"
-    SUSPENDED = "suspended"
-    EXPIRED = "expired"
-
-
-@strawberry.enum
-class ReportGroupBy(Enum):
-    MANUFACTURER = "MANUFACTURER"
-    DEVICE_TYPE = "DEVICE_TYPE"
-    SMETS_VERSION = "SMETS_VERSION"
-
-
-@strawberry.enum(description="Kinds of disagreement between a manufacturer's CFL and CPL listings (R7).")
-class FindingKind(Enum):
-    MISSING_IMAGE = "MISSING_IMAGE"
-    HASH_MISMATCH = "HASH_MISMATCH"
-    DELISTED_FROM_CPL = "DELISTED_FROM_CPL"
-    NOT_ON_CPL = "NOT_ON_CPL"
-    LATE_PUBLICATION = "LATE_PUBLICATION"
+strawberry.enum(ids.SmetsVersion, description="A SMETS generation.")
+strawberry.enum(
+    ids.Specification,
+    name="TechnicalSpecification",
+    description="The technical specification a firmware version was certified against: SMETS1, SMETS2, or "
+    "the Communications Hub Technical Specification (CHTS).",
+)
+strawberry.enum(ids.CplStatus, description="A certified version's status on the CPL.")
+strawberry.enum(reports.GroupBy, name="ReportGroupBy")
+strawberry.enum(
+    reports.FindingKind,
+    description="Kinds of disagreement between a manufacturer's CFL and CPL listings (R7).",
+)
 
 
 @strawberry.input(description="Narrows device models; every given condition must hold.")
 class DeviceModelFilter:
     manufacturer_id: str | None = None
-    device_type: DeviceType | None = None
-    smets_version: SmetsVersion | None = strawberry.field(
+    device_type: ids.DeviceType | None = None
+    smets_version: ids.SmetsVersion | None = strawberry.field(
         default=None,
         description="Models with a version certified against this generation (in coverageGaps: the "
         "versions themselves).",
@@ -255,8 +222,8 @@ class DeviceModel(Node):
         return self._fact(info, lambda row: row.model_name)
 
     @strawberry.field(metadata=CPL)
-    def device_type(self, info: Info) -> DeviceType | None:
-        return self._fact(info, lambda row: DeviceType(row.device_type))
+    def device_type(self, info: Info) -> ids.DeviceType | None:
+        return self._fact(info, lambda row: ids.DeviceType(row.device_type))
 
     @strawberry.field(
         metadata=CPL,
@@ -264,16 +231,16 @@ class DeviceModel(Node):
         "use smetsVersions, or CertifiedFirmware.smetsVersion. This is the generation of the most recently "
         "listed version.",
     )
-    def smets_version(self, info: Info) -> SmetsVersion | None:
-        return self._fact(info, lambda row: SmetsVersion(row.smets_version))
+    def smets_version(self, info: Info) -> ids.SmetsVersion | None:
+        return self._fact(info, lambda row: ids.SmetsVersion(row.smets_version))
 
     @strawberry.field(
         metadata=CPL,
         description="The SMETS generations its certified versions were certified against (two when a "
         "firmware upgrade moved the model from one to the other).",
     )
-    def smets_versions(self, info: Info) -> list[SmetsVersion] | None:
-        return self._fact(info, lambda row: [SmetsVersion(v) for v in row.smets_versions.split(",")])
+    def smets_versions(self, info: Info) -> list[ids.SmetsVersion] | None:
+        return self._fact(info, lambda row: [ids.SmetsVersion(v) for v in row.smets_versions.split(",")])
 
     @strawberry.field(
         metadata=CPL, description="Its certified firmware versions on the current CPL, oldest first."
@@ -394,22 +361,22 @@ class CertifiedFirmware(Node):
         return self._fact(info, lambda row: row.image_hash)
 
     @strawberry.field(metadata=CPL)
-    def status(self, info: Info) -> CplStatus | None:
-        return self._fact(info, lambda row: CplStatus(CplStatusValue(row.status).value))
+    def status(self, info: Info) -> ids.CplStatus | None:
+        return self._fact(info, lambda row: ids.CplStatus(row.status))
 
     @strawberry.field(
         metadata=CPL,
         description="The SMETS generation this version was certified against (a firmware upgrade can move "
         "a meter to another).",
     )
-    def smets_version(self, info: Info) -> SmetsVersion | None:
-        return self._fact(info, lambda row: SmetsVersion(row.smets_version))
+    def smets_version(self, info: Info) -> ids.SmetsVersion | None:
+        return self._fact(info, lambda row: ids.SmetsVersion(row.smets_version))
 
     @strawberry.field(
         metadata=CPL, description="The technical specification this version was certified against."
     )
-    def technical_specification(self, info: Info) -> TechnicalSpecification | None:
-        return self._fact(info, lambda row: TechnicalSpecification(row.technical_specification))
+    def technical_specification(self, info: Info) -> ids.Specification | None:
+        return self._fact(info, lambda row: ids.Specification(row.technical_specification))
 
     @strawberry.field(
         metadata=CPL,
@@ -526,7 +493,7 @@ class CoverageGroup:
 
 @strawberry.type
 class ConsistencyFinding:
-    kind: FindingKind
+    kind: reports.FindingKind
     device_model: DeviceModel
     certified_firmware: CertifiedFirmware
     firmware_version: str
@@ -536,7 +503,7 @@ class ConsistencyFinding:
     @classmethod
     def of(cls, finding: reports.Finding) -> ConsistencyFinding:
         return cls(
-            kind=FindingKind(finding.kind.value),
+            kind=finding.kind,
             device_model=DeviceModel.at(_key_of(finding)),
             certified_firmware=CertifiedFirmware.at(_key_of(finding)),
             firmware_version=finding.firmware_version,
@@ -626,13 +593,13 @@ class CatalogueQuery:
     @strawberry.field(
         metadata=CFL, description="Certified, commercial, available and missing versions per group."
     )
-    async def coverage_summary(self, info: Info, group_by: ReportGroupBy) -> list[CoverageGroup]:
+    async def coverage_summary(self, info: Info, group_by: reports.GroupBy) -> list[CoverageGroup]:
         authorise(info.context.principal, Action.READ_REPORTS)
         snapshot = await _snapshot_id(info)
         if snapshot is None:
             return []
         async with info.context.sessions() as session:
-            groups = await reports.coverage_summary(session, snapshot, reports.GroupBy(group_by.value))
+            groups = await reports.coverage_summary(session, snapshot, group_by)
         return [CoverageGroup.of(group) for group in groups]
 
     @strawberry.field(
@@ -654,14 +621,14 @@ class CatalogueQuery:
 
     @strawberry.field(metadata=CFL, description="Days from CPL listing to publication per group (R12).")
     async def timeliness(
-        self, info: Info, group_by: ReportGroupBy, since: dt.date | None = None
+        self, info: Info, group_by: reports.GroupBy, since: dt.date | None = None
     ) -> list[TimelinessGroup]:
         authorise(info.context.principal, Action.READ_REPORTS)
         snapshot = await _snapshot_id(info)
         if snapshot is None:
             return []
         async with info.context.sessions() as session:
-            groups = await reports.timeliness(session, snapshot, reports.GroupBy(group_by.value), since)
+            groups = await reports.timeliness(session, snapshot, group_by, since)
         return [
             TimelinessGroup(
                 key=g.key,

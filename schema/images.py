@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from enum import Enum
 
 import strawberry
 
@@ -19,21 +18,17 @@ from cfl_graph.images.errors import ImageNotFound, InvalidInput
 from cfl_graph.images.library import download_name
 from cfl_graph.row_ids import is_ascii_number, row_id
 from cfl_graph.tables import CommercialDeclaration as DeclarationRow
+from cfl_graph.tables import ImageState
 from cfl_graph.tables import LibraryImage as ImageRow
 from cfl_graph.tables import UpgradePathway as PathwayRow
 from schema.context import Info
 from schema.node import BOTH, CFL, Node, global_id, parse_global_id
 
-
-@strawberry.enum(
+strawberry.enum(
+    ImageState,
     description="Where an image is in its life: drafts are seen by their manufacturer only; only published "
-    "images are served. A held image is one the current CPL no longer certifies as it is."
+    "images are served. A held image is one the current CPL no longer certifies as it is.",
 )
-class ImageState(Enum):
-    DRAFT = "draft"
-    PUBLISHED = "published"
-    HELD = "held"
-    WITHDRAWN = "withdrawn"
 
 
 @strawberry.type(description="A named reason an image cannot be published yet, as the uploader is shown it.")

@@ -175,6 +175,15 @@ def _hex_field(value: str | None, normalise: Any, field: str) -> str | None:
         raise UploadRefused(422, [Problem(LibraryProblem.BAD_FIELD, f"{field}: {exc}")]) from exc
 
 
+def _pathway_ends(model: VersionKey, from_version: str, to_version: str) -> tuple[VersionKey, VersionKey]:
+    """The two versions of a pathway of `model`, as the CPL writes them (or `InvalidInput`)."""
+    start = VersionKey(
+        model.manufacturer_id, model.model_id, model.hardware_version, from_version
+    ).normalised()
+    end = VersionKey(start.manufacturer_id, start.model_id, start.hardware_version, to_version).normalised()
+    return start, end
+
+
 def _subject(image: LibraryImage) -> str:
     return f"image {image.id} ({image.dcc_file_name}, {VersionKey.of(image)})"
 
@@ -613,12 +622,7 @@ class ImageLibrary:
         self, principal: Principal | None, model: VersionKey, from_version: str, to_version: str
     ) -> UpgradePathway:
         """Record that devices of `model` on `from_version` may upgrade to `to_version` (both certified)."""
-        start = VersionKey(
-            model.manufacturer_id, model.model_id, model.hardware_version, from_version
-        ).normalised()
-        end = VersionKey(
-            start.manufacturer_id, start.model_id, start.hardware_version, to_version
-        ).normalised()
+        start, end = _pathway_ends(model, from_version, to_version)
         principal = authorise(principal, Action.RECORD_UPGRADE_PATHWAY, manufacturer_id=start.manufacturer_id)
         if start == end:
             raise InvalidInput("an upgrade pathway goes from one version to another, not to itself")
@@ -669,12 +673,7 @@ class ImageLibrary:
     ) -> UpgradePathway:
         """Remove a recorded pathway (its versions need not be on the CPL any more); the audit trail
         keeps that it was there."""
-        start = VersionKey(
-            model.manufacturer_id, model.model_id, model.hardware_version, from_version
-        ).normalised()
-        end = VersionKey(
-            start.manufacturer_id, start.model_id, start.hardware_version, to_version
-        ).normalised()
+        start, end = _pathway_ends(model, from_version, to_version)
         principal = authorise(principal, Action.RECORD_UPGRADE_PATHWAY, manufacturer_id=start.manufacturer_id)
         async with self.writes.begin() as session:
             pathway = await session.get(

@@ -35,6 +35,7 @@ from cfl_graph import revisions
 from cfl_graph.access.policy import ANY_OWN, Action, allowed
 from cfl_graph.access.principal import Principal
 from cfl_graph.audit import Actor, record
+from cfl_graph.catalogue import image_version_join
 from cfl_graph.identifiers import CplStatus
 from cfl_graph.images.errors import ImageGone, ImageHeld, LibraryError, LibraryProblem, Problem
 from cfl_graph.tables import CplCertifiedFirmware, ImageState, LibraryImage
@@ -249,17 +250,6 @@ class Followed:
         return ", ".join(parts)
 
 
-def _certified_join(snapshot_id: int) -> ColumnElement[bool]:
-    cf = CplCertifiedFirmware
-    return and_(
-        cf.snapshot_id == snapshot_id,
-        cf.manufacturer_id == LibraryImage.manufacturer_id,
-        cf.model_id == LibraryImage.model_id,
-        cf.hardware_version == LibraryImage.hardware_version,
-        cf.firmware_version == LibraryImage.firmware_version,
-    )
-
-
 async def follow_snapshot(session: AsyncSession, snapshot_id: int, actor: Actor) -> Followed:
     """Hold every published image that snapshot `snapshot_id` no longer certifies as it is, and release
     every held image it certifies again, in the caller's transaction (the one that makes the snapshot
@@ -272,7 +262,7 @@ async def follow_snapshot(session: AsyncSession, snapshot_id: int, actor: Actor)
     rows = (
         await session.execute(
             select(LibraryImage, cf)
-            .outerjoin(cf, _certified_join(snapshot_id))
+            .outerjoin(cf, image_version_join(snapshot_id))
             .where(
                 or_(
                     and_(

@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from cfl_graph.blobs.local import LocalBlobStore
 from cfl_graph.database import Database
-from cfl_graph.tables import LibraryImage, Party
+from cfl_graph.tables import LibraryImage
 from tests.fixtures.cli import run_cli
-from tests.fixtures.library import GOOD_NOTES, OTHER_C1, OWN_A1, OWN_A2, World, make_world
+from tests.fixtures.library import GOOD_NOTES, OTHER_C1, OWN_A1, OWN_A2, World, make_world, require_approval
 
 pytestmark = pytest.mark.postgres
 
@@ -129,11 +129,7 @@ async def test_import_and_publish_for_a_four_eyes_party_is_refused_and_keeps_not
 ) -> None:
     """Such a party publishes only what a second token approved: `--publish` cannot be honoured, so it
     is refused before anything is kept (it used to say "not imported" and leave a draft behind)."""
-    async with world.db.writes.begin() as session:
-        party = (
-            await session.execute(select(Party).where(Party.name == "Northfield Metering Ltd"))
-        ).scalar_one()
-        party.requires_approval = True
+    await require_approval(world)
     image = write(tmp_path / "a1.zigbee", world.image(OWN_A1))
     notes = write(tmp_path / "notes.md", GOOD_NOTES)
     refused = run_cli(

@@ -37,12 +37,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from sqlalchemy import select
 
-from cfl_graph.access.tokens import issue_token
-from cfl_graph.audit import SYSTEM
 from cfl_graph.database import Database
-from cfl_graph.tables import Party
 from tests.fixtures import figures
 from tests.fixtures.cli import run_cli
 from tests.fixtures.cpl_files import write_csv
@@ -56,6 +52,7 @@ from tests.fixtures.library import (
     OWN_B_HW2,
     Version,
     make_world,
+    require_approval,
 )
 from tests.fixtures.parties import OWN_MANUFACTURER_ID
 from tests.fixtures.server import ServerProcess, server_env
@@ -324,12 +321,7 @@ async def test_random_interleavings_from_several_clients_keep_every_invariant(
 ) -> None:
     world = await make_world(db, tmp_path)
     assert (await world.sync([*CPL, *MORE])).outcome.value == "applied"
-    async with world.db.writes.begin() as session:
-        party = (
-            await session.execute(select(Party).where(Party.name == "Northfield Metering Ltd"))
-        ).scalar_one()
-        party.requires_approval = True
-        approver = (await issue_token(session, party, actor=SYSTEM)).text
+    approver = await require_approval(world)
     server = ServerProcess(server_env(db.url, tmp_path / "blobs", tmp_path / "work"), tmp_path / "server.log")
     await server.start()
     try:

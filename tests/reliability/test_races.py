@@ -21,14 +21,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from cfl_graph.access.tokens import issue_token
-from cfl_graph.audit import SYSTEM
 from cfl_graph.blobs import BlobStore
 from cfl_graph.blobs.local import LocalBlobStore
 from cfl_graph.database import Database
 from cfl_graph.identifiers import Sha256Hex
 from cfl_graph.images.integrity import verify_blobs
-from cfl_graph.tables import AuditEvent, CommercialDeclaration, LibraryImage, Party
+from cfl_graph.tables import AuditEvent, CommercialDeclaration, LibraryImage
 from tests.fixtures import figures
 from tests.fixtures.library import (
     CPL,
@@ -39,6 +37,7 @@ from tests.fixtures.library import (
     World,
     client,
     make_world,
+    require_approval,
     serving,
 )
 from tests.fixtures.parties import OWN_MANUFACTURER_ID
@@ -169,12 +168,7 @@ class FourEyes:
 async def four_eyes(db: Database, tmp_path: Path) -> FourEyes:
     world = await make_world(db, tmp_path)
     assert (await world.sync([*CPL, *MANY])).outcome.value == "applied"
-    async with world.db.writes.begin() as session:
-        party = (
-            await session.execute(select(Party).where(Party.name == "Northfield Metering Ltd"))
-        ).scalar_one()
-        party.requires_approval = True
-        approver = (await issue_token(session, party, actor=SYSTEM)).text
+    approver = await require_approval(world)
     return FourEyes(world, approver)
 
 
