@@ -3,11 +3,11 @@
     python -m bench.catalogue [--rows 1000 10000 100000] [--database-url URL] [--clients 20]
                               [--requests 20] [--rounds 3] [--max-images N] [--profile]
 
-For each row count a CPL from `bench.datagen` is synchronised by the real pipeline into a fresh, migrated
-database, and the demo library (`cfl_graph.demo_library`: demo manufacturers, their keys, signed images
-uploaded and published through `ImageLibrary`, some versions declared commercial; `--max-images` raises its
-cap) is loaded on top; a supplier party gets a token. None of that is measured. On PostgreSQL the setup
-ends with ANALYZE, as autovacuum would soon after a sync.
+For each row count a CPL from `cfl_graph.demo.cpl_data` is synchronised by the real pipeline into a fresh,
+migrated database, and the demo library (`cfl_graph.demo.library`: demo manufacturers, their keys, signed
+images uploaded and published through `ImageLibrary`, some versions declared commercial; `--max-images`
+raises its cap) is loaded on top; a supplier party gets a token. None of that is measured. On PostgreSQL the
+setup ends with ANALYZE, as autovacuum would soon after a sync.
 
 P2 sends the catalogue query (100 device models a page, with their certified versions, declarations and
 images) to the real app, a uvicorn worker in a child process, for the first page and for a page deep in
@@ -52,9 +52,9 @@ from typing import Any, Protocol
 import aiohttp
 
 from bench.cpl_sync import _drop_database, _fresh_database
-from bench.datagen import generate, write_csv
 from bench.images import RATE_LIMIT_PER_MINUTE, Server
 from bench.records import machine_record, write_record
+from cfl_graph.demo.cpl_data import generate, write_csv
 
 AIM_GAPS_RATIO = 1.5  # P4: ours / the hand-written anti-join, at most
 KEEPALIVE_S = 2.0  # the client's idle keep-alive, under uvicorn's default 5 s
@@ -351,12 +351,13 @@ async def _build_library(
     With `cpl` None the database already holds the synced CPL (a benchmark that timed the sync itself)."""
     from sqlalchemy import text
 
-    from cfl_graph import demo_library, migrate
+    from cfl_graph import migrate
     from cfl_graph.access.parties import add_party
     from cfl_graph.access.tokens import issue_token
     from cfl_graph.audit import SYSTEM
     from cfl_graph.blobs.local import LocalBlobStore
     from cfl_graph.database import Database
+    from cfl_graph.demo import library as demo_library
     from cfl_graph.tables import Role
     from cpl_sync.sync import sync_cpl
 
@@ -923,7 +924,7 @@ def main(argv: list[str] | None = None) -> int:
         fd, url, blob_dir, work_dir, profile = argv[1:]
         _serve(int(fd), url, blob_dir, work_dir, profile)
         return 0
-    from cfl_graph import demo_library
+    from cfl_graph.demo import library as demo_library
 
     parser = argparse.ArgumentParser(prog="python -m bench.catalogue", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1000, 10000, 100000])
@@ -937,7 +938,7 @@ def main(argv: list[str] | None = None) -> int:
         default=demo_library.MAX_IMAGES,
         help=f"the demo library's cap on published images (its own: {demo_library.MAX_IMAGES})",
     )
-    parser.add_argument("--seed", type=int, default=1, help="bench.datagen's seed")
+    parser.add_argument("--seed", type=int, default=1, help="cfl_graph.demo.cpl_data's seed")
     parser.add_argument(
         "--profile", action="store_true", help="also run the requests on a server under cProfile and show it"
     )

@@ -20,8 +20,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.datagen import SHEET_NAME, generate, write_xlsx
 from bench.records import machine_record, write_record
+from cfl_graph.demo.cpl_data import SHEET_NAME, generate, write_xlsx
 
 AIM_RATIO = 2.0
 AIM_PEAK_MB = 300.0

@@ -4,8 +4,8 @@ grow from 1,000 to 1,000,000 CPL rows, on PostgreSQL.
     python -m bench.growth [--rows 1000 10000 100000] [--million] [--database-url URL] [--repeats 2]
     python -m bench.growth --replot bench/results/growth-….json [more.json ...]
 
-For each row count, one XLSX from `bench.datagen` (generated once, then reused from `--cache`, keyed by rows
-and seed: a million rows take minutes to write):
+For each row count, one XLSX from `cfl_graph.demo.cpl_data` (generated once, then reused from `--cache`,
+keyed by rows and seed: a million rows take minutes to write):
 - P1: `bench.cpl_sync`'s children, a bare python-calamine read of the file and the full sync into a fresh,
   migrated database (best of `--repeats`; one sync at a million rows), each in its own process;
 - then the demo library is loaded into the last sync's database (not measured), and on it
@@ -32,8 +32,8 @@ from bench import peer
 from bench.catalogue import GapsMeasurement, GraphClient, app_pool_size, measure_gaps, open_hand_pool
 from bench.cpl_sync import Measurement as SyncMeasurement
 from bench.cpl_sync import _child, _drop_database, _fresh_database
-from bench.datagen import generate, write_xlsx
 from bench.records import machine_record, write_record
+from cfl_graph.demo.cpl_data import generate, write_xlsx
 
 PLOT = Path(__file__).parent.parent / "docs" / "performance-growth.png"
 CACHE = Path("var/bench")
@@ -311,7 +311,7 @@ def report(records: Sequence[dict[str, Any]], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cfl_graph import demo_library
+    from cfl_graph.demo import library as demo_library
 
     parser = argparse.ArgumentParser(prog="python -m bench.growth", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1000, 10000, 100000])
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-images", type=int, default=demo_library.MAX_IMAGES, help="the demo library's cap"
     )
-    parser.add_argument("--seed", type=int, default=1, help="bench.datagen's seed")
+    parser.add_argument("--seed", type=int, default=1, help="cfl_graph.demo.cpl_data's seed")
     parser.add_argument("--plot", type=Path, default=PLOT, help="where the PNG goes")
     parser.add_argument("--replot", type=Path, nargs="+", help="only rebuild the table and plot from records")
     peer.add_load_arguments(parser)

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.cpl_sync import _drop_database, _fresh_database
-from bench.datagen import CplRecord, generate, write_csv
 from bench.records import machine_record, write_record
+from cfl_graph.demo.cpl_data import CplRecord, generate, write_csv
 from cpl_sync.fetch import FetchLimits
 from cpl_sync.sync import SyncLimits
 

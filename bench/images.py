@@ -45,8 +45,8 @@ from cryptography.hazmat.primitives.asymmetric.ec import (
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 from cryptography.hazmat.primitives.hashes import SHA256
 
-from bench.ota_images import build_header
 from bench.records import machine_record, write_record
+from cfl_graph.demo.ota_images import build_header
 
 # The service's own modules are imported where they are used, so that the bare server child runs
 # Starlette alone, as a plain file server would.
@@ -145,7 +145,7 @@ def write_signed_image(
             signed.update(chunk)
             image.update(chunk)
             written += size
-        # As bench.ota_images.raw_signature, over a digest taken as the bytes went by.
+        # As cfl_graph.demo.ota_images.raw_signature, over a digest taken as the bytes went by.
         r, s = decode_dss_signature(key.sign(signed.digest(), ECDSA(Prehashed(SHA256()))))
         out.write(struct.pack("<H", 64) + r.to_bytes(32, "big") + s.to_bytes(32, "big"))
     return image.hexdigest()
@@ -153,7 +153,7 @@ def write_signed_image(
 
 def write_cpl(path: Path, hashes: dict[str, str]) -> None:
     """A CPL listing one device model with the given firmware versions and Manufacturer Image hashes."""
-    from bench.datagen import CplRecord, write_csv
+    from cfl_graph.demo.cpl_data import CplRecord, write_csv
 
     write_csv(
         path,

@@ -2,10 +2,10 @@
 
     python -m bench.peer [--rows 100000] [--database-url URL] [--clients 20] [--seconds 20] [--rounds 2]
 
-For each row count a CPL from `bench.datagen` is synchronised by the real pipeline into a fresh PostgreSQL
-database and the demo library loaded on top (`bench.catalogue`'s set-up, not measured). Then two servers
-answer the same question, 100 device models of the current snapshot with their certified versions, whether
-each is declared commercial, and each version's library image:
+For each row count a CPL from `cfl_graph.demo.cpl_data` is synchronised by the real pipeline into a fresh
+PostgreSQL database and the demo library loaded on top (`bench.catalogue`'s set-up, not measured). Then two
+servers answer the same question, 100 device models of the current snapshot with their certified versions,
+whether each is declared commercial, and each version's library image:
 
 - ours: the real app, `cfl-graph serve` in a child process (`OurServer`, the one place that says how);
 - the peer: PostGraphile 5 (`bench/peer/`: its pinned npm packages, Node 22 among them, and its config),
@@ -43,10 +43,10 @@ import httpx2
 
 from bench.catalogue import CATALOGUE_QUERY, Setup, _build_library
 from bench.cpl_sync import _drop_database, _fresh_database
-from bench.datagen import generate, write_csv
 from bench.images import RATE_LIMIT_PER_MINUTE, SERVER_START_TIMEOUT_S, Server
 from bench.records import machine_record, write_record
 from bench.wrk import WrkResult, run_wrk
+from cfl_graph.demo.cpl_data import generate, write_csv
 
 PEER_DIR = Path(__file__).parent / "peer"
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -729,7 +729,7 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cfl_graph import demo_library
+    from cfl_graph.demo import library as demo_library
 
     parser = argparse.ArgumentParser(prog="python -m bench.peer", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100000])
@@ -741,7 +741,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-images", type=int, default=demo_library.MAX_IMAGES, help="the demo library's cap"
     )
-    parser.add_argument("--seed", type=int, default=1, help="bench.datagen's seed")
+    parser.add_argument("--seed", type=int, default=1, help="cfl_graph.demo.cpl_data's seed")
     add_load_arguments(parser)
     args = parser.parse_args(argv)
     ensure_peer_packages()

@@ -3,7 +3,7 @@ CPL tables, and statements per request that do not grow with the page.
 
     python -m bench.plans [--rows 1000000] [--history 3] [--database-url postgresql://...] [--keep]
 
-A CPL of `--rows` rows from `bench.datagen` is synchronised through the real pipeline into a fresh
+A CPL of `--rows` rows from `cfl_graph.demo.cpl_data` is synchronised through the real pipeline into a fresh
 database, after `--history` earlier snapshots of it (the list as it stood 3, 6, 9 ... months before), as
 a library that has run for a while holds them: the hot paths must read the current snapshot alone, not
 the whole history. The demo library (signed images published through the service) goes on top, then
@@ -35,8 +35,8 @@ import httpx2
 from sqlalchemy import event, select, text
 
 from bench.cpl_sync import _drop_database, _fresh_database
-from bench.datagen import generate, write_csv
 from bench.records import machine_record, write_record
+from cfl_graph.demo.cpl_data import generate, write_csv
 
 CPL_TABLES = frozenset({"cpl_device_models", "cpl_certified_firmware"})
 HISTORY_STEP_DAYS = 90
@@ -116,12 +116,13 @@ def _scans(node: dict[str, Any]) -> Iterator[Scan]:
 
 async def _build(database_url: str, folder: Path, rows: int, history: int) -> dict[str, str]:
     """The CPL with its history, the demo library, tokens; returns the tokens by role."""
-    from cfl_graph import demo_library, migrate
+    from cfl_graph import migrate
     from cfl_graph.access.parties import add_party
     from cfl_graph.access.tokens import issue_token
     from cfl_graph.audit import SYSTEM
     from cfl_graph.blobs.local import LocalBlobStore
     from cfl_graph.database import Database
+    from cfl_graph.demo import library as demo_library
     from cfl_graph.tables import Role
     from cpl_sync.fetch import FetchLimits
     from cpl_sync.sync import SyncLimits, sync_cpl

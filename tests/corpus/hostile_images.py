@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
-from bench.ota_images import build_header, build_image
+from cfl_graph.demo.ota_images import build_header, build_image
 
 
 @dataclass(frozen=True)

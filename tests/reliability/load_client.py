@@ -31,9 +31,9 @@ from typing import Any
 
 import aiohttp
 
-from bench.datagen import manufacturer_image_for_key
-from bench.ota_images import build_image
-from cfl_graph.demo_library import demo_signing_key
+from cfl_graph.demo.cpl_data import manufacturer_image_for_key
+from cfl_graph.demo.library import demo_signing_key
+from cfl_graph.demo.ota_images import build_image
 from tests.fixtures.catalogue_load import marker_of
 
 PAGE = """query($filter: DeviceModelFilter, $after: String) {

@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from bench.datagen import generate, write_csv
 from cfl_graph.database import Database, sqlite_path
+from cfl_graph.demo.cpl_data import generate, write_csv
 from cfl_graph.tables import (
     AuditEvent,
     CplCertifiedFirmware,

@@ -1,7 +1,7 @@
 """Demo data for `cfl-graph serve --demo`: two quarters of a realistic CPL, synchronised for real, and a
-library of signed images for part of it (`demo_library.py`).
+library of signed images for part of it (`library.py`).
 
-The files are made by `bench.datagen` (the same generator the benchmarks use) and go through the
+The files are made by `cfl_graph.demo.cpl_data` (the same generator the benchmarks use) and go through the
 ordinary sync pipeline, so the demo shows history and a diff exactly as production would.
 """
 
@@ -11,13 +11,13 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from bench.datagen import generate, write_xlsx
 from cfl_graph.access.parties import UnknownParty, add_party, find_party
 from cfl_graph.access.tokens import issue_token
 from cfl_graph.audit import Actor
 from cfl_graph.blobs import BlobStore
 from cfl_graph.database import Database
-from cfl_graph.demo_library import demo_party_name, largest_manufacturer, load_demo_library
+from cfl_graph.demo.cpl_data import generate, write_xlsx
+from cfl_graph.demo.library import demo_party_name, largest_manufacturer, load_demo_library
 from cfl_graph.scheduler import sync_library, sync_limits
 from cfl_graph.settings import Settings
 from cfl_graph.tables import Role

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from python_calamine import CalamineWorkbook
 
-from bench.datagen import (
+from cfl_graph import identifiers as ids
+from cfl_graph.demo.cpl_data import (
     DEVICE_TYPES,
     IN_SCOPE_DEVICE_TYPES,
     SHEET_NAME,
@@ -27,7 +28,6 @@ from bench.datagen import (
     write_csv,
     write_xlsx,
 )
-from cfl_graph import identifiers as ids
 from cpl_sync.columns import HEADINGS, Column
 
 DeviceModelKey = tuple[str, str, str]

@@ -20,13 +20,13 @@ from cryptography.hazmat.primitives.asymmetric.ec import (
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bench.datagen import manufacturer_image_for_key
-from bench.ota_images import P256_ORDER, build_image
 from cfl_graph.access.keys import add_key
 from cfl_graph.access.parties import UnknownParty, add_party, find_party, operator_acting_for
 from cfl_graph.audit import Actor
 from cfl_graph.blobs import BlobStore
 from cfl_graph.database import Database
+from cfl_graph.demo.cpl_data import manufacturer_image_for_key
+from cfl_graph.demo.ota_images import P256_ORDER, build_image
 from cfl_graph.identifiers import LIBRARY_DEVICE_TYPES, CplStatus
 from cfl_graph.images.checks import VersionKey
 from cfl_graph.images.library import ImageLibrary, UploadFields

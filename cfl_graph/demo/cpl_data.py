@@ -178,7 +178,8 @@ def write_xlsx(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.datagen", description="Write a realistic, deterministic CPL as XLSX or CSV."
+        prog="python -m cfl_graph.demo.cpl_data",
+        description="Write a realistic, deterministic CPL as XLSX or CSV.",
     )
     parser.add_argument("--rows", type=int, required=True, help="exact number of CPL rows")
     parser.add_argument("--seed", type=int, default=1, help="same rows and seed, same file (default 1)")
