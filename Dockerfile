@@ -16,7 +16,6 @@ COPY cfl_graph ./cfl_graph
 COPY schema ./schema
 COPY loaders ./loaders
 COPY cpl_sync ./cpl_sync
-COPY bench ./bench
 RUN pip install . && rm -rf /root/.cache
 
 USER cfl
