@@ -690,8 +690,8 @@ async def measure_gaps(
 ) -> GapsMeasurement:
     from sqlalchemy import select
 
-    from cfl_graph import reports
-    from cfl_graph.catalogue import DeviceModelFilter
+    from cfl_graph.catalogue import reports
+    from cfl_graph.catalogue.search import DeviceModelFilter
     from cfl_graph.database import Database
     from cfl_graph.tables import CplCurrent
 

@@ -36,6 +36,7 @@ from cfl_graph.access.policy import AccessDenied, Action, allowed
 from cfl_graph.access.tokens import IssuedToken, issue_token, revoke_token
 from cfl_graph.audit import Actor, ChainReport, export_range, verify_chain
 from cfl_graph.blobs import BlobStoreFailed, blob_store_for
+from cfl_graph.catalogue.snapshots import current_snapshot, recent_runs, recent_snapshots
 from cfl_graph.database import Database
 from cfl_graph.identifiers import InvalidValue
 from cfl_graph.images.errors import LibraryError
@@ -59,7 +60,6 @@ from cfl_graph.unavailable import database_unavailable
 from cpl_sync.diff import SnapshotDiff, diff_snapshots
 from cpl_sync.lock import SyncLockBusy
 from cpl_sync.problems import Problem
-from cpl_sync.snapshot import current_snapshot, recent_runs, recent_snapshots
 from cpl_sync.sync import SyncResult
 
 app = typer.Typer(

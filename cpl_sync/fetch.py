@@ -8,12 +8,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
 import importlib.metadata
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -25,7 +23,7 @@ from urllib.request import url2pathname
 
 import aiohttp
 
-from cfl_graph.blobs import process_alive
+from cfl_graph.leftovers import new_name, remove_abandoned
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +57,7 @@ DOWNLOAD_SUFFIX = ".download"
 
 def remove_abandoned_downloads(work_dir: Path) -> list[Path]:
     """Delete downloads whose process is gone (killed mid-sync: its `finally` never ran)."""
-    removed = []
-    for path in work_dir.glob(f"{DOWNLOAD_PREFIX}*{DOWNLOAD_SUFFIX}"):
-        pid = path.name.removeprefix(DOWNLOAD_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            removed.append(path)
-    return removed
+    return remove_abandoned(work_dir, DOWNLOAD_PREFIX, DOWNLOAD_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -312,10 +302,8 @@ class _Download:
         self._hash = hashlib.sha256()
         self._head: bytearray | None = bytearray()  # None once the HTML sniff has decided
         self.size = 0
-        self._file: IO[bytes] = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in finish/__exit__
-            dir=dest_dir, delete=False, prefix=f"{DOWNLOAD_PREFIX}{os.getpid()}-", suffix=DOWNLOAD_SUFFIX
-        )
-        self.path = Path(self._file.name)
+        self.path = dest_dir / new_name(DOWNLOAD_PREFIX, DOWNLOAD_SUFFIX)
+        self._file: IO[bytes] = self.path.open("xb")  # closed in finish/__exit__
 
     def __enter__(self) -> _Download:
         return self

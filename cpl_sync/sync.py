@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph.audit import Actor, record
+from cfl_graph.catalogue.snapshots import current_snapshot_id
 from cfl_graph.database import Database
 from cfl_graph.tables import CplSnapshot, CplSyncRun, SyncOutcome
 from cfl_graph.tables.base import utc_now
@@ -37,7 +38,7 @@ from cpl_sync.fetch import (
 from cpl_sync.lock import sync_lock
 from cpl_sync.parse import read_table
 from cpl_sync.problems import CplFileRejected, Problem
-from cpl_sync.snapshot import current_snapshot_id, store_snapshot
+from cpl_sync.snapshot import store_snapshot
 from cpl_sync.validate import MAX_REPORTED_PROBLEMS, ProgressCallback, ValidCpl, validate
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
+from cfl_graph.catalogue.snapshots import current_snapshot_id
 from cfl_graph.tables import CplSnapshot
-from cpl_sync.snapshot import current_snapshot_id
 
 
 class CplLoaders:

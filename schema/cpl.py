@@ -10,6 +10,7 @@ import strawberry
 from strawberry.types.nodes import SelectedField, Selection
 
 from cfl_graph.access.policy import Action, authorise
+from cfl_graph.catalogue.snapshots import recent_runs, recent_snapshots
 from cfl_graph.identifiers import InvalidValue
 from cfl_graph.images.errors import InvalidInput
 from cfl_graph.row_ids import is_ascii_number, row_id
@@ -18,7 +19,6 @@ from cfl_graph.tables import CplSyncRun as CplSyncRunRow
 from cfl_graph.tables import SyncOutcome
 from cpl_sync.diff import CplRow, diff_snapshots
 from cpl_sync.problems import Severity
-from cpl_sync.snapshot import recent_runs, recent_snapshots
 from schema.context import Info
 from schema.node import BOTH, CPL, CPL_UNCACHED, Node, global_id, parse_global_id
 

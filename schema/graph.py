@@ -20,10 +20,10 @@ from typing import Any, Generic, Self, TypeVar
 import strawberry
 
 from cfl_graph import identifiers as ids
-from cfl_graph import reports
 from cfl_graph.access.policy import Action, authorise
-from cfl_graph.catalogue import DeviceModelFilter as FilterSpec
-from cfl_graph.catalogue import Page, device_models
+from cfl_graph.catalogue import reports
+from cfl_graph.catalogue.search import DeviceModelFilter as FilterSpec
+from cfl_graph.catalogue.search import Page, device_models
 from cfl_graph.images.checks import VersionKey, normalised_model
 from cfl_graph.images.errors import ImageNotFound, InvalidInput
 from cfl_graph.tables import CommercialDeclaration as DeclarationRow

@@ -8,17 +8,14 @@ finds no blob at all.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import os
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from cfl_graph.identifiers import Sha256Hex
-from cfl_graph.row_ids import is_ascii_number
+from cfl_graph.leftovers import new_name, remove_abandoned
 from cfl_graph.settings import Settings
 
 DEFAULT_CHUNK = 1024 * 1024
@@ -127,34 +124,11 @@ class Staging:
 
     def new_path(self) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
-        return self.folder / f"{os.getpid()}-{secrets.token_hex(8)}{STAGED_SUFFIX}"
+        return self.folder / new_name("", STAGED_SUFFIX)
 
     def clean_abandoned(self) -> list[Path]:
         """Delete staged files whose writing process is gone; return what was deleted."""
-        removed: list[Path] = []
-        if not self.folder.is_dir():
-            return removed
-        for path in self.folder.glob(f"*{STAGED_SUFFIX}"):
-            pid_text = path.name.split("-", 1)[0]
-            # A name we did not write ('²-…', a pid no kernel issues) is nobody's: deleted.
-            pid = int(pid_text) if is_ascii_number(pid_text) and len(pid_text) <= 9 else None
-            if pid is not None and pid != os.getpid() and process_alive(pid):
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                removed.append(path)
-        return removed
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process of this host still runs under `pid` (for files named after their writer)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
+        return remove_abandoned(self.folder, "", STAGED_SUFFIX)
 
 
 def open_blob_store(

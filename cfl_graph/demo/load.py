@@ -15,13 +15,13 @@ from cfl_graph.access.parties import UnknownParty, add_party, find_party
 from cfl_graph.access.tokens import issue_token
 from cfl_graph.audit import Actor
 from cfl_graph.blobs import BlobStore
+from cfl_graph.catalogue.snapshots import current_snapshot
 from cfl_graph.database import Database
 from cfl_graph.demo.cpl_data import generate, write_xlsx
 from cfl_graph.demo.library import demo_party_name, largest_manufacturer, load_demo_library
 from cfl_graph.scheduler import sync_library, sync_limits
 from cfl_graph.settings import Settings
 from cfl_graph.tables import Role
-from cpl_sync.snapshot import current_snapshot
 
 log = logging.getLogger(__name__)
 

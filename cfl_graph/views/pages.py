@@ -18,11 +18,11 @@ from cfl_graph.access.middleware import csrf_token_of, principal_of
 from cfl_graph.access.policy import Action, allowed
 from cfl_graph.access.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, end_session, open_session
 from cfl_graph.access.tokens import TokenError
+from cfl_graph.catalogue.snapshots import current_snapshot
 from cfl_graph.database import writer_of
 from cfl_graph.images import lifecycle
 from cfl_graph.tables import LibraryImage
 from cfl_graph.tables.base import utc_now
-from cpl_sync.snapshot import current_snapshot
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 

@@ -51,13 +51,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from cfl_graph import identifiers as ids
-from cfl_graph import reports
 from cfl_graph.access.middleware import principal_of
 from cfl_graph.access.policy import AccessDenied, Action, authorise
 from cfl_graph.access.principal import Principal
-from cfl_graph.catalogue import DeviceModelFilter, Page
+from cfl_graph.catalogue import reports
+from cfl_graph.catalogue.search import DeviceModelFilter, Page
+from cfl_graph.catalogue.snapshots import current_snapshot_id
 from cfl_graph.images.errors import InvalidInput, LibraryError
-from cpl_sync.snapshot import current_snapshot_id
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from cfl_graph import identifiers as ids
-from cfl_graph import reports
 from cfl_graph.access.middleware import principal_of
 from cfl_graph.access.policy import AccessDenied, Action, allowed, authorise
 from cfl_graph.blobs import BlobStoreFailed
-from cfl_graph.catalogue import Availability, DeviceModelFilter, availability, device_models
+from cfl_graph.catalogue import reports
+from cfl_graph.catalogue.coverage import Availability, availability
+from cfl_graph.catalogue.search import DeviceModelFilter, device_models
+from cfl_graph.catalogue.snapshots import current_snapshot_id, recent_runs, recent_snapshots
 from cfl_graph.cursors import cursor_problem
 from cfl_graph.identifiers import InvalidValue
 from cfl_graph.images import lifecycle
@@ -45,7 +47,6 @@ from cfl_graph.tables import (
 from cfl_graph.views.images import take_upload
 from cfl_graph.views.pages import render
 from cpl_sync.diff import diff_snapshots
-from cpl_sync.snapshot import current_snapshot_id, recent_runs, recent_snapshots
 from loaders import Loaders
 from loaders.catalogue import CatalogueLoaders, ModelKey
 from loaders.catalogue import version_key as key_of

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from cfl_graph.catalogue.snapshots import current_snapshot
 from cfl_graph.database import Database
 from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot, CplSyncRun
 from cpl_sync import snapshot as snapshot_module
 from cpl_sync.columns import Column
 from cpl_sync.parse import read_table
-from cpl_sync.snapshot import current_snapshot, store_snapshot
+from cpl_sync.snapshot import store_snapshot
 from cpl_sync.sync import sync_cpl
 from cpl_sync.validate import validate
 from tests.fixtures.cpl_files import row, versions, write_csv, write_xlsx

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from cfl_graph.catalogue.snapshots import current_snapshot
 from cfl_graph.database import Database
 from cfl_graph.tables import CplSnapshot, CplSyncRun
 from cpl_sync.fetch import FetchLimits
 from cpl_sync.lock import SyncLockBusy
-from cpl_sync.snapshot import current_snapshot
 from cpl_sync.sync import SyncLimits, SyncNotDue, sync_cpl
 from tests.fixtures.cpl_files import versions, write_csv
 from tests.fixtures.cpl_server import Publisher, serve_cpl

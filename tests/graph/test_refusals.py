@@ -272,7 +272,7 @@ async def test_refusals_are_logged_at_info_without_a_traceback_and_failures_at_e
             assert len(told) == 1 and code in told[0].getMessage(), (code, [r.getMessage() for r in told])
             assert told[0].exc_info is None and "\n" not in told[0].getMessage()
 
-        from cfl_graph import reports
+        from cfl_graph.catalogue import reports
 
         async def broken(*args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("the report's query failed")

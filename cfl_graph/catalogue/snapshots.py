@@ -1,0 +1,37 @@
+"""The library's copies of the CPL as readers see them: the current snapshot, earlier ones, sync runs."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cfl_graph.tables import CplCurrent, CplSnapshot, CplSyncRun
+
+
+async def current_snapshot_id(session: AsyncSession) -> int | None:
+    """The id of the current snapshot (one indexed read of a single-row table), or None before any."""
+    return (await session.execute(select(CplCurrent.snapshot_id))).scalar_one_or_none()
+
+
+async def current_snapshot(session: AsyncSession, *, lock: bool = False) -> CplSnapshot | None:
+    """The current snapshot. `lock`: a writer that decides by it holds it until commit (PostgreSQL
+    `FOR SHARE` of the pointer), so a sync cannot make another snapshot current in between, and a sync
+    that has just moved it is waited for and seen (SQLite writers hold the write lock already)."""
+    query = select(CplSnapshot).join(CplCurrent, CplCurrent.snapshot_id == CplSnapshot.id)
+    if lock:
+        query = query.with_for_update(read=True, of=CplCurrent)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def recent_snapshots(session: AsyncSession, limit: int) -> list[CplSnapshot]:
+    """Snapshots, newest first."""
+    return list(
+        (await session.execute(select(CplSnapshot).order_by(CplSnapshot.id.desc()).limit(limit))).scalars()
+    )
+
+
+async def recent_runs(session: AsyncSession, limit: int) -> list[CplSyncRun]:
+    """Sync runs with their outcomes, newest first."""
+    return list(
+        (await session.execute(select(CplSyncRun).order_by(CplSyncRun.id.desc()).limit(limit))).scalars()
+    )
