@@ -100,6 +100,21 @@ def _hash_of(event: AuditEvent) -> str:
     )
 
 
+async def recent_events(
+    session: AsyncSession, limit: int, *, action: str = "", actor: str = "", before: int | None = None
+) -> list[AuditEvent]:
+    """Events newest first: those whose action starts with `action`, whose actor contains `actor`, and
+    older than event `before`, as the audit page pages through them."""
+    statement = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if action:
+        statement = statement.where(AuditEvent.action.startswith(action, autoescape=True))
+    if actor:
+        statement = statement.where(AuditEvent.actor.contains(actor, autoescape=True))
+    if before is not None:
+        statement = statement.where(AuditEvent.id < before)
+    return list((await session.execute(statement)).scalars())
+
+
 async def record(
     session: AsyncSession, actor: Actor, action: str, subject: str, details: Mapping[str, Any] | None = None
 ) -> AuditEvent:

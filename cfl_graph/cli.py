@@ -20,28 +20,29 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import select
 
 from cfl_graph import migrate
-from cfl_graph.access.keys import KeyRejected, add_key_for_party, revoke_key
+from cfl_graph.access.keys import KeyRejected, add_key_for_party, all_keys, revoke_key
 from cfl_graph.access.parties import (
     PartyError,
     add_party,
+    all_parties,
     as_principal,
     find_party,
     manufacturer_ids_of,
     operator_acting_for,
 )
 from cfl_graph.access.policy import AccessDenied, Action, allowed
-from cfl_graph.access.tokens import IssuedToken, issue_token, revoke_token
+from cfl_graph.access.tokens import IssuedToken, all_tokens, issue_token, revoke_token
 from cfl_graph.audit import Actor, ChainReport, export_range, verify_chain
 from cfl_graph.blobs import BlobStoreFailed, blob_store_for
-from cfl_graph.catalogue.snapshots import current_snapshot, recent_runs, recent_snapshots
+from cfl_graph.catalogue.snapshots import current_snapshot, recent_runs, recent_snapshots, snapshot, sync_run
 from cfl_graph.database import Database
 from cfl_graph.identifiers import InvalidValue
 from cfl_graph.images.errors import LibraryError
 from cfl_graph.images.integrity import BlobReport, verify_blobs
 from cfl_graph.images.library import ImageLibrary, UploadFields
+from cfl_graph.images.listing import recent_images
 from cfl_graph.row_ids import MAX_ROW_ID, row_id
 from cfl_graph.scheduler import sync_library, sync_limits
 from cfl_graph.settings import Settings, SettingsError, from_env
@@ -401,7 +402,7 @@ def cpl_run(
 
     async def work(db: Database) -> CplSyncRun | None:
         async with db.sessions() as session:
-            return await session.get(CplSyncRun, run_id)
+            return await sync_run(session, run_id)
 
     run = _with_db(settings, work)
     if run is None:
@@ -449,7 +450,7 @@ def cpl_diff(
     async def work(db: Database) -> SnapshotDiff:
         async with db.sessions() as session:
             for snapshot_id in (old, new):
-                if await session.get(CplSnapshot, snapshot_id) is None:
+                if await snapshot(session, snapshot_id) is None:
                     err.print(f"no snapshot {snapshot_id}")
                     raise typer.Exit(EXIT_REJECTED)
             return await diff_snapshots(session, old, new, limit=limit)
@@ -516,8 +517,7 @@ def party_list() -> None:
 
     async def work(db: Database) -> list[tuple[Party, list[str]]]:
         async with db.sessions() as session:
-            parties = (await session.execute(select(Party).order_by(Party.name))).scalars()
-            return [(p, await manufacturer_ids_of(session, p)) for p in parties]
+            return [(p, await manufacturer_ids_of(session, p)) for p in await all_parties(session)]
 
     table = Table("party", "role", "manufacturer ids", "downloads", "created (UTC)", "disabled")
     for party, ids in _with_db(settings, work):
@@ -601,10 +601,7 @@ def token_list() -> None:
 
     async def work(db: Database) -> list[tuple[ApiToken, str]]:
         async with db.sessions() as session:
-            query = (
-                select(ApiToken, Party.name).join(Party, Party.id == ApiToken.party_id).order_by(ApiToken.id)
-            )
-            return [(t, n) for t, n in (await session.execute(query)).all()]
+            return await all_tokens(session)
 
     now = utc_now()
     table = Table("token", "party", "scope", "created (UTC)", "expires (UTC)", "state", "description")
@@ -683,8 +680,7 @@ def key_list() -> None:
 
     async def work(db: Database) -> list[ManufacturerKey]:
         async with db.sessions() as session:
-            query = select(ManufacturerKey).order_by(ManufacturerKey.manufacturer_id, ManufacturerKey.id)
-            return list((await session.execute(query)).scalars())
+            return await all_keys(session)
 
     table = Table("manufacturer id", "key id", "added (UTC)", "state")
     for row in _with_db(settings, work):
@@ -825,10 +821,7 @@ def image_list(
 
     async def work(db: Database) -> list[LibraryImage]:
         async with db.sessions() as session:
-            query = select(LibraryImage).order_by(LibraryImage.id.desc()).limit(limit)
-            if state is not None:
-                query = query.where(LibraryImage.state == state)
-            return list((await session.execute(query)).scalars())
+            return await recent_images(session, state, limit)
 
     table = Table("id", "file", "model", "hw", "state", "uploaded (UTC)", "problems")
     for image in _with_db(settings, work):

@@ -46,3 +46,22 @@ def test_every_door_syncs_the_cpl_with_the_library_following() -> None:
 
 def test_one_reader_decodes_every_list_s_cursors() -> None:
     assert _using(r"def (de|en)code_cursor") == {"cfl_graph/cursors.py"}
+
+
+DOORS = (
+    "cfl_graph/views/",
+    "schema/",
+    "cfl_graph/cli.py",
+    "cfl_graph/app.py",
+    "cfl_graph/access/middleware.py",
+)
+
+
+def test_the_doors_hold_no_sql() -> None:
+    """The web views, the graph's resolvers, the CLI and the app ask services; a statement written in a
+    door is a rule written twice (issue 16)."""
+    sql = re.compile(
+        r"\bsession\.(execute|scalar|scalars|get)\(|from sqlalchemy import [^\n]*\b(select|update|delete|insert)\b"
+    )
+    offenders = {name for name, text in _sources().items() if name.startswith(DOORS) and sql.search(text)}
+    assert offenders == set()

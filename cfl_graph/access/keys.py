@@ -137,3 +137,9 @@ async def active_keys_with_ids(
     return [
         (key_id, load_p256_public_key(pem.encode())) for key_id, pem in (await session.execute(query)).all()
     ]
+
+
+async def all_keys(session: AsyncSession) -> list[ManufacturerKey]:
+    """Every registered key, by manufacturer id (the operator's list)."""
+    query = select(ManufacturerKey).order_by(ManufacturerKey.manufacturer_id, ManufacturerKey.id)
+    return list((await session.execute(query)).scalars())

@@ -120,3 +120,8 @@ def as_principal(party: Party, manufacturer_ids: Iterable[str]) -> Principal:
         read_only=False,
         download_granted=party.download_granted,
     )
+
+
+async def all_parties(session: AsyncSession) -> list[Party]:
+    """Every party, by name (the operator's list)."""
+    return list((await session.execute(select(Party).order_by(Party.name))).scalars())

@@ -183,3 +183,9 @@ async def revoke_token(session: AsyncSession, public_id: str, *, actor: Actor) -
         token.revoked_at = utc_now()
         await record(session, actor, "token.revoked", f"token {public_id}", {"party_id": token.party_id})
     return token
+
+
+async def all_tokens(session: AsyncSession) -> list[tuple[ApiToken, str]]:
+    """Every token with its party's name, oldest first (the operator's list: public ids and states)."""
+    query = select(ApiToken, Party.name).join(Party, Party.id == ApiToken.party_id).order_by(ApiToken.id)
+    return [(token, name) for token, name in (await session.execute(query)).all()]

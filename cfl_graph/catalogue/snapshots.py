@@ -35,3 +35,11 @@ async def recent_runs(session: AsyncSession, limit: int) -> list[CplSyncRun]:
     return list(
         (await session.execute(select(CplSyncRun).order_by(CplSyncRun.id.desc()).limit(limit))).scalars()
     )
+
+
+async def snapshot(session: AsyncSession, snapshot_id: int) -> CplSnapshot | None:
+    return await session.get(CplSnapshot, snapshot_id)
+
+
+async def sync_run(session: AsyncSession, run_id: int) -> CplSyncRun | None:
+    return await session.get(CplSyncRun, run_id)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,9 +26,10 @@ from starlette.routing import Route
 from cfl_graph.access.middleware import principal_of
 from cfl_graph.access.policy import AccessDenied, Action, authorise
 from cfl_graph.catalogue_signing import key_id, load_or_create_key, public_pem, sign_catalogue
-from cfl_graph.images import lifecycle
 from cfl_graph.images.library import download_name
-from cfl_graph.tables import CatalogueRevision, ImageState, LibraryImage
+from cfl_graph.images.listing import listed_images
+from cfl_graph.revisions import read_revisions
+from cfl_graph.tables import ImageState, LibraryImage
 from cfl_graph.tables.base import utc_now
 
 log = logging.getLogger(__name__)
@@ -87,20 +87,13 @@ class SignedCatalogue:
     async def document(self) -> bytes:
         async with self._lock:
             async with self.sessions() as session:
-                revision = int(await session.scalar(select(CatalogueRevision.revision)) or 0)
+                revision = (await read_revisions(session)).served
                 now = utc_now()
                 if self._cached is not None:
                     cached_revision, signed_at, body = self._cached
                     if cached_revision == revision and now - signed_at < CATALOGUE_LIFETIME / 2:
                         return body
-                images = (
-                    await session.execute(
-                        select(LibraryImage)
-                        .where(LibraryImage.state.in_(sorted(lifecycle.LISTED)))
-                        .order_by(LibraryImage.id)
-                    )
-                ).scalars()
-                entries = [_entry(image) for image in images]
+                entries = [_entry(image) for image in await listed_images(session)]
             body = sign_catalogue(
                 self.key, version=revision, issued_at=now, expires_at=now + CATALOGUE_LIFETIME, images=entries
             )

@@ -36,9 +36,7 @@ import html
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -47,12 +45,11 @@ from starlette.routing import Route
 from cfl_graph.access.middleware import principal_of
 from cfl_graph.access.policy import AccessDenied, Action, authorise
 from cfl_graph.identifiers import ManufacturerId
-from cfl_graph.images import lifecycle
-from cfl_graph.tables import ImageState, LibraryImage
+from cfl_graph.images.listing import FeedEntry, feed_entries
+from cfl_graph.tables import ImageState
 
 ATOM = "http://www.w3.org/2005/Atom"
 MEDIA_TYPE = "application/atom+xml; charset=utf-8"
-FEED_ENTRIES = 100
 CACHE_CONTROL = "private, max-age=300"
 TAG_AUTHORITY = "tag:cfl-graph,2026:"
 GENERATOR = "cfl-graph"
@@ -66,79 +63,6 @@ _MANUFACTURER_ID = re.compile(r"[0-9A-Fa-f]{4}")
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-@dataclass(frozen=True)
-class FeedEntry:
-    """The columns of one image that its entry shows, and no more."""
-
-    id: int
-    manufacturer_id: str
-    model_id: str
-    hardware_version: str
-    firmware_version: str
-    state: str
-    size: int
-    file_sha256: str
-    manufacturer_image_sha256: str
-    dcc_file_name: str
-    release_notes_html: str | None
-    release_notes_text: str | None
-    published_at: dt.datetime
-    withdrawn_at: dt.datetime | None
-    withdrawal_reason: str | None
-    held_at: dt.datetime | None
-    hold_detail: str | None
-    state_changed_at: dt.datetime
-
-    @property
-    def updated(self) -> dt.datetime:
-        return self.state_changed_at
-
-    @property
-    def withdrawn(self) -> bool:
-        return self.state == ImageState.WITHDRAWN
-
-    @property
-    def served(self) -> bool:
-        return ImageState(self.state) in lifecycle.SERVED
-
-
-_COLUMNS = (
-    LibraryImage.id,
-    LibraryImage.manufacturer_id,
-    LibraryImage.model_id,
-    LibraryImage.hardware_version,
-    LibraryImage.firmware_version,
-    LibraryImage.state,
-    LibraryImage.size,
-    LibraryImage.file_sha256,
-    LibraryImage.manufacturer_image_sha256,
-    LibraryImage.dcc_file_name,
-    LibraryImage.release_notes_html,
-    LibraryImage.release_notes_text,
-    LibraryImage.published_at,
-    LibraryImage.withdrawn_at,
-    LibraryImage.withdrawal_reason,
-    LibraryImage.held_at,
-    LibraryImage.hold_detail,
-    LibraryImage.state_changed_at,
-)
-
-
-async def feed_entries(
-    session: AsyncSession, manufacturer_id: ManufacturerId | None = None, *, limit: int = FEED_ENTRIES
-) -> list[FeedEntry]:
-    """The newest listed images (published, held or withdrawn), most recently changed first, in one query."""
-    query = (
-        select(*_COLUMNS)
-        .where(LibraryImage.state.in_(sorted(lifecycle.LISTED)))
-        .order_by(LibraryImage.state_changed_at.desc(), LibraryImage.id.desc())
-        .limit(limit)
-    )
-    if manufacturer_id is not None:
-        query = query.where(LibraryImage.manufacturer_id == manufacturer_id)
-    return [FeedEntry(**row._asdict()) for row in (await session.execute(query)).all()]
 
 
 def rfc3339(value: dt.datetime) -> str:

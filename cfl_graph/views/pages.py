@@ -7,7 +7,6 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -20,8 +19,7 @@ from cfl_graph.access.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, end_ses
 from cfl_graph.access.tokens import TokenError
 from cfl_graph.catalogue.snapshots import current_snapshot
 from cfl_graph.database import writer_of
-from cfl_graph.images import lifecycle
-from cfl_graph.tables import LibraryImage
+from cfl_graph.images.listing import latest_served, served_count
 from cfl_graph.tables.base import utc_now
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
@@ -100,20 +98,8 @@ def page_routes(sessions: async_sessionmaker[AsyncSession]) -> list[Route]:
         principal = principal_of(request.scope)
         async with sessions() as session:
             snapshot = await current_snapshot(session)
-            served = LibraryImage.state.in_(sorted(lifecycle.SERVED))
-            published = int(
-                await session.scalar(select(func.count()).select_from(LibraryImage).where(served)) or 0
-            )
-            latest = list(
-                (
-                    await session.execute(
-                        select(LibraryImage)
-                        .where(served)
-                        .order_by(LibraryImage.published_at.desc(), LibraryImage.id.desc())
-                        .limit(10)
-                    )
-                ).scalars()
-            )
+            published = await served_count(session)
+            latest = await latest_served(session, 10)
         return render(
             request,
             "home.html",

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
@@ -24,6 +23,7 @@ from starlette.routing import Route
 from cfl_graph import identifiers as ids
 from cfl_graph.access.middleware import principal_of
 from cfl_graph.access.policy import AccessDenied, Action, allowed, authorise
+from cfl_graph.audit import recent_events
 from cfl_graph.blobs import BlobStoreFailed
 from cfl_graph.catalogue import reports
 from cfl_graph.catalogue.coverage import Availability, availability
@@ -35,9 +35,9 @@ from cfl_graph.images import lifecycle
 from cfl_graph.images.checks import VersionKey
 from cfl_graph.images.errors import ImageNotFound, InvalidInput, LibraryError
 from cfl_graph.images.library import ImageLibrary, download_name
+from cfl_graph.images.listing import own_drafts
 from cfl_graph.row_ids import row_id
 from cfl_graph.tables import (
-    AuditEvent,
     CommercialDeclaration,
     CplCertifiedFirmware,
     CplDeviceModel,
@@ -388,16 +388,7 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
             return render(request, "refused.html", 403, reason="Uploads are for manufacturer parties.")
         assert principal is not None
         async with sessions() as session:
-            drafts = list(
-                (
-                    await session.execute(
-                        select(LibraryImage)
-                        .where(lifecycle.own_drafts(principal))
-                        .order_by(LibraryImage.id.desc())
-                        .limit(50)
-                    )
-                ).scalars()
-            )
+            drafts = await own_drafts(session, principal, 50)
         return render(
             request,
             "upload.html",
@@ -530,15 +521,8 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
             # No action or actor holds one, and a NUL would reach PostgreSQL, which cannot compare it.
             error = "the filter holds a control character; no action or actor does"
             return render(request, "audit.html", 422, error=error, **nothing)
-        statement = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(AUDIT_PAGE + 1)
-        if action:
-            statement = statement.where(AuditEvent.action.startswith(action, autoescape=True))
-        if actor:
-            statement = statement.where(AuditEvent.actor.contains(actor, autoescape=True))
-        if before is not None:
-            statement = statement.where(AuditEvent.id < before)
         async with sessions() as session:
-            events = list((await session.execute(statement)).scalars())
+            events = await recent_events(session, AUDIT_PAGE + 1, action=action, actor=actor, before=before)
         more = len(events) > AUDIT_PAGE
         events = events[:AUDIT_PAGE]
         older = (
