@@ -38,6 +38,7 @@ from cfl_graph.audit import Actor, ChainReport, export_range, verify_chain
 from cfl_graph.blobs import BlobStoreFailed, blob_store_for
 from cfl_graph.catalogue.snapshots import current_snapshot, recent_runs, recent_snapshots, snapshot, sync_run
 from cfl_graph.database import Database
+from cfl_graph.errors import Refusal
 from cfl_graph.identifiers import InvalidValue
 from cfl_graph.images.errors import LibraryError
 from cfl_graph.images.integrity import BlobReport, verify_blobs
@@ -754,7 +755,7 @@ def image_import(
     settings = _settings()
     notes_text = None if notes is None else notes.read_text(encoding="utf-8")
 
-    async def work(db: Database) -> tuple[LibraryImage, LibraryError | None]:
+    async def work(db: Database) -> tuple[LibraryImage, Refusal | None]:
         store = blob_store_for(settings)
         library = ImageLibrary(db.sessions, store, max_image_bytes=settings.max_image_bytes)
         try:
@@ -784,7 +785,7 @@ def image_import(
             if publish and not image.problems:
                 try:
                     image = await library.publish(principal, image.id, actor=actor)
-                except LibraryError as exc:
+                except Refusal as exc:
                     return image, exc  # kept as a draft: said so below, not "not imported"
             return image, None
         finally:
@@ -792,7 +793,7 @@ def image_import(
 
     try:
         image, unpublished = _with_db(settings, work)
-    except (LibraryError, PartyError, AccessDenied, BlobStoreFailed) as exc:
+    except (Refusal, PartyError, AccessDenied, BlobStoreFailed) as exc:
         err.print(f"image not imported: {exc}", markup=False, highlight=False)
         for problem in getattr(exc, "problems", []):
             err.print(f"  {problem.code}: {problem.detail}", markup=False, highlight=False)

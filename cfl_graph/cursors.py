@@ -17,7 +17,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from cfl_graph.images.errors import InvalidInput, LibraryProblem, Problem
+from cfl_graph.errors import InvalidInput, Problem
+from cfl_graph.images.errors import LibraryProblem
 
 # Far longer than any cursor we issue (a coverage gap's is about 90 characters).
 MAX_CURSOR_LENGTH = 512

@@ -26,7 +26,7 @@ from strawberry.types.field import StrawberryField
 
 from cfl_graph.access.policy import AccessDenied
 from cfl_graph.cursors import after_problem
-from cfl_graph.images.errors import InvalidInput, LibraryError
+from cfl_graph.errors import InvalidInput, Refusal
 from schema.cpl import CplQuery
 from schema.graph import CatalogueQuery
 from schema.images import ImageMutation, ImageQuery
@@ -54,7 +54,7 @@ class Mutation(ImageMutation):
 
 _ROOTS = {"Query", "Mutation"}
 # Refusals written for the client: shown with their code, logged at INFO.
-USER_ERRORS: tuple[type[Exception], ...] = (AccessDenied, LibraryError)
+USER_ERRORS: tuple[type[Exception], ...] = (AccessDenied, Refusal)
 # Values no type of the schema describes: ids are ASCII, and cursors are what a list wrote.
 ARGUMENT_CHECKS = ArgumentChecks(by_type={"ID": id_problem}, by_name={"after": after_problem})
 # The longest value a representation's key field may hold (ids are 4 or 8 hex digits).

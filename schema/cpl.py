@@ -11,8 +11,8 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from cfl_graph.access.policy import Action, authorise
 from cfl_graph.catalogue.snapshots import recent_runs, recent_snapshots
+from cfl_graph.errors import InvalidInput
 from cfl_graph.identifiers import InvalidValue
-from cfl_graph.images.errors import InvalidInput
 from cfl_graph.row_ids import is_ascii_number, row_id
 from cfl_graph.tables import CplSnapshot as CplSnapshotRow
 from cfl_graph.tables import CplSyncRun as CplSyncRunRow

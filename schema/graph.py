@@ -24,8 +24,9 @@ from cfl_graph.access.policy import Action, authorise
 from cfl_graph.catalogue import reports
 from cfl_graph.catalogue.search import DeviceModelFilter as FilterSpec
 from cfl_graph.catalogue.search import Page, device_models
+from cfl_graph.errors import InvalidInput
 from cfl_graph.images.checks import VersionKey, normalised_model
-from cfl_graph.images.errors import ImageNotFound, InvalidInput
+from cfl_graph.images.errors import ImageNotFound
 from cfl_graph.tables import CommercialDeclaration as DeclarationRow
 from cfl_graph.tables import CplCertifiedFirmware as CertifiedRow
 from cfl_graph.tables import CplDeviceModel as ModelRow

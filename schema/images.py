@@ -12,9 +12,10 @@ import functools
 
 import strawberry
 
+from cfl_graph.errors import InvalidInput
 from cfl_graph.identifiers import InvalidValue
 from cfl_graph.images.checks import VersionKey
-from cfl_graph.images.errors import ImageNotFound, InvalidInput
+from cfl_graph.images.errors import ImageNotFound
 from cfl_graph.images.library import download_name
 from cfl_graph.row_ids import is_ascii_number, row_id
 from cfl_graph.tables import CommercialDeclaration as DeclarationRow

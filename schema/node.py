@@ -8,8 +8,8 @@ import re
 
 import strawberry
 
+from cfl_graph.errors import InvalidInput
 from cfl_graph.identifiers import InvalidValue
-from cfl_graph.images.errors import InvalidInput
 from cfl_graph.row_ids import is_ascii_number, row_id
 
 # Which subgraph owns a field (see schema/__init__.py): the CPL's facts, the library's, entity keys and

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cfl_graph.cursors import MAX_CURSOR_LENGTH, cursor_problem, decode_cursor, encode_cursor
-from cfl_graph.images.errors import InvalidInput
+from cfl_graph.errors import InvalidInput
 
 DECODER_WORDS = ("padding", "codec", "Expecting", "utf-8", "JSON", "Invalid base64", "line 1 column", "char ")
 

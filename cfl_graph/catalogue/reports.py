@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cfl_graph.catalogue.coverage import IN_SCOPE, image_version_join, model_join, version_is_gap
 from cfl_graph.catalogue.search import DeviceModelFilter, Page, check_first
 from cfl_graph.cursors import decode_cursor, encode_cursor
+from cfl_graph.errors import InvalidInput
 from cfl_graph.identifiers import CplStatus, specification_text
-from cfl_graph.images.errors import InvalidInput
 from cfl_graph.tables import (
     CommercialDeclaration,
     CplCertifiedFirmware,

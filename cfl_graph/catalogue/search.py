@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cfl_graph import identifiers as ids
 from cfl_graph.catalogue.coverage import version_is_gap
 from cfl_graph.cursors import decode_cursor, encode_cursor
-from cfl_graph.images.errors import InvalidInput, LibraryProblem, Problem
+from cfl_graph.errors import InvalidInput, Problem
+from cfl_graph.images.errors import LibraryProblem
 from cfl_graph.tables import CplCertifiedFirmware, CplDeviceModel
 
 T = TypeVar("T")

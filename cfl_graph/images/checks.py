@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cfl_graph import identifiers as ids
 from cfl_graph.access.keys import active_keys_with_ids
 from cfl_graph.catalogue.snapshots import current_snapshot
+from cfl_graph.errors import InvalidInput, Problem
 from cfl_graph.identifiers import CplStatus
-from cfl_graph.images.errors import InvalidInput, LibraryProblem, Problem
+from cfl_graph.images.errors import LibraryProblem
 from cfl_graph.images.ota import verify_raw_signature
 from cfl_graph.tables import CommercialDeclaration, CplCertifiedFirmware, LibraryImage
 

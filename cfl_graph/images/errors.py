@@ -1,15 +1,15 @@
 """What can be wrong with an image or a request about one, each named, as the uploader is told it.
 
-`Problem` is one named finding. `LibraryError` is a refusal that changed nothing: its `status` is the
-HTTP answer and its `code` the GraphQL error code, so every door reports it the same way.
+`LibraryProblem` names the findings (`cfl_graph.errors.Problem` carries one). `LibraryError` and its kinds
+are refusals that changed nothing, each with the code every door reports it under.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 
+from cfl_graph.errors import BAD_FIELD, NotFound, Problem, Refusal
 from cfl_graph.images.ota import ImageProblem
 
 
@@ -29,69 +29,44 @@ class LibraryProblem(StrEnum):
     ALREADY_IN_LIBRARY = "already-in-library"
     TOO_LARGE = "too-large"
     RELEASE_NOTES_INVALID = "release-notes-invalid"
-    BAD_FIELD = "bad-field"
+    BAD_FIELD = BAD_FIELD
     NO_FILE = "no-file"
 
 
-@dataclass(frozen=True)
-class Problem:
-    code: str
-    detail: str
+class LibraryError(Refusal):
+    """A refused request about the library; nothing was changed."""
 
-    def as_json(self) -> dict[str, str]:
-        return {"problem": self.code, "detail": self.detail}
-
-
-class LibraryError(Exception):
-    """A refused request; nothing was changed. `str()` is safe to show to the caller."""
-
-    status = 409
     code = "CONFLICT"
 
-    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
-        super().__init__(message)
-        self.problems = list(problems)
 
-    def as_json(self) -> dict[str, object]:
-        return {"error": str(self), "code": self.code, "problems": [p.as_json() for p in self.problems]}
-
-
-class InvalidInput(LibraryError):
-    status = 422
-    code = "BAD_USER_INPUT"
-
-
-class ImageNotFound(LibraryError):
-    status = 404
-    code = "NOT_FOUND"
-
+class ImageNotFound(NotFound):
     def __init__(self, image_id: int) -> None:
         super().__init__(f"there is no image {image_id} that you may see")
 
 
-class PathwayNotFound(LibraryError):
-    status = 404
-    code = "NOT_FOUND"
+class PathwayNotFound(NotFound):
+    pass
 
 
 class ImageGone(LibraryError):
-    status = 410
     code = "GONE"
 
 
 class ImageHeld(LibraryError):
     """The image is held: the current CPL does not certify it as it is; `problems` say why."""
 
-    status = 409
     code = "HELD"
 
 
 class UploadRefused(LibraryError):
-    """The upload is refused and none of it was kept; `problems` say why."""
+    """The upload is refused and none of it was kept; `problems` say why. `code`: BAD_USER_INPUT unless
+    the uploader may not upload it (FORBIDDEN), the version has an image (CONFLICT) or it is too large
+    (TOO_LARGE)."""
 
-    def __init__(self, status: int, problems: Sequence[Problem], message: str | None = None) -> None:
+    def __init__(
+        self, problems: Sequence[Problem], *, code: str = "BAD_USER_INPUT", message: str | None = None
+    ) -> None:
         super().__init__(
             message or "the image was not accepted: " + "; ".join(p.code for p in problems), problems
         )
-        self.status = status
-        self.code = {403: "FORBIDDEN", 409: "CONFLICT", 413: "TOO_LARGE"}.get(status, "BAD_USER_INPUT")
+        self.code = code

@@ -30,6 +30,7 @@ from cfl_graph.access.principal import Principal
 from cfl_graph.audit import Actor, record
 from cfl_graph.blobs import BlobStore
 from cfl_graph.database import lock_key, writer_of
+from cfl_graph.errors import InvalidInput, Problem
 from cfl_graph.images import lifecycle
 from cfl_graph.images.blob_claims import BlobClaims
 from cfl_graph.images.checks import (
@@ -42,11 +43,9 @@ from cfl_graph.images.checks import (
 )
 from cfl_graph.images.errors import (
     ImageNotFound,
-    InvalidInput,
     LibraryError,
     LibraryProblem,
     PathwayNotFound,
-    Problem,
     UploadRefused,
 )
 from cfl_graph.images.lifecycle import Step
@@ -172,7 +171,7 @@ def _hex_field(value: str | None, normalise: Any, field: str) -> str | None:
     try:
         return str(normalise(value.strip()))
     except ids.InvalidValue as exc:
-        raise UploadRefused(422, [Problem(LibraryProblem.BAD_FIELD, f"{field}: {exc}")]) from exc
+        raise UploadRefused([Problem(LibraryProblem.BAD_FIELD, f"{field}: {exc}")]) from exc
 
 
 def _pathway_ends(model: VersionKey, from_version: str, to_version: str) -> tuple[VersionKey, VersionKey]:
@@ -249,7 +248,6 @@ class ImageLibrary:
         if manufacturer not in principal.manufacturer_ids:
             own = ", ".join(sorted(principal.manufacturer_ids))
             raise UploadRefused(
-                403,
                 [
                     Problem(
                         LibraryProblem.MANUFACTURER_NOT_YOURS,
@@ -257,13 +255,13 @@ class ImageLibrary:
                         f"{principal.party_name} uploads for {own} only",
                     )
                 ],
+                code="FORBIDDEN",
             )
         authorise(principal, Action.UPLOAD_IMAGE, manufacturer_id=manufacturer)
         model_id = _hex_field(fields.model_id, ids.model_id, "modelId")
         hardware_version = _hex_field(fields.hardware_version, ids.hardware_version, "hardwareVersion")
         if (model_id is None) != (hardware_version is None):
             raise UploadRefused(
-                422,
                 [Problem(LibraryProblem.BAD_FIELD, "give both modelId and hardwareVersion, or neither")],
             )
         notes = None
@@ -272,7 +270,7 @@ class ImageLibrary:
                 notes = render_release_notes(fields.release_notes)
             except ReleaseNotesRejected as rejected:
                 raise UploadRefused(
-                    422, [Problem(LibraryProblem.RELEASE_NOTES_INVALID, r) for r in rejected.problems]
+                    [Problem(LibraryProblem.RELEASE_NOTES_INVALID, r) for r in rejected.problems]
                 ) from rejected
 
         async with self.sessions() as session:
@@ -333,8 +331,8 @@ class ImageLibrary:
         except IntegrityError as exc:
             await self._give_up(claim, parsed.file_sha256)
             raise UploadRefused(
-                409,
                 [Problem(LibraryProblem.ALREADY_IN_LIBRARY, f"an image for {key} was stored a moment ago")],
+                code="CONFLICT",
             ) from exc
         except BaseException:
             await self._give_up(claim, parsed.file_sha256)
@@ -353,7 +351,6 @@ class ImageLibrary:
         )
         if not candidates:
             raise UploadRefused(
-                422,
                 [
                     Problem(
                         LibraryProblem.MODEL_UNKNOWN,
@@ -366,7 +363,6 @@ class ImageLibrary:
         if len(candidates) > 1:
             listed = ", ".join(f"model {m} hardware {h}" for m, h in candidates)
             raise UploadRefused(
-                422,
                 [
                     Problem(
                         LibraryProblem.MODEL_AMBIGUOUS,
@@ -394,13 +390,13 @@ class ImageLibrary:
             image_id, state = existing
             advice = "discard the draft first" if state == ImageState.DRAFT else "one image per version, ever"
             raise UploadRefused(
-                409,
                 [
                     Problem(
                         LibraryProblem.ALREADY_IN_LIBRARY,
                         f"the library already holds image {image_id} ({state}) for {key}; {advice}",
                     )
                 ],
+                code="CONFLICT",
             )
 
     async def _give_up(self, claim: int, sha256: str) -> None:

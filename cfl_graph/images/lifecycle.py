@@ -36,8 +36,9 @@ from cfl_graph.access.policy import ANY_OWN, Action, allowed
 from cfl_graph.access.principal import Principal
 from cfl_graph.audit import Actor, record
 from cfl_graph.catalogue.coverage import image_version_join
+from cfl_graph.errors import Problem
 from cfl_graph.identifiers import CplStatus
-from cfl_graph.images.errors import ImageGone, ImageHeld, LibraryError, LibraryProblem, Problem
+from cfl_graph.images.errors import ImageGone, ImageHeld, LibraryError, LibraryProblem
 from cfl_graph.tables import CplCertifiedFirmware, ImageState, LibraryImage
 from cfl_graph.tables.base import utc_now
 

@@ -13,7 +13,8 @@ from typing import BinaryIO
 import anyio.to_thread
 
 from cfl_graph.blobs import Staging, storage_failed
-from cfl_graph.images.errors import LibraryProblem, Problem, UploadRefused
+from cfl_graph.errors import Problem
+from cfl_graph.images.errors import LibraryProblem, UploadRefused
 from cfl_graph.images.ota import ImageRejected, OtaStreamParser, ParsedImage
 
 __all__ = ["Received", "Receiver", "UploadRefused"]
@@ -59,13 +60,13 @@ class Receiver:
         if self.size > self.max_bytes:
             self.abandon()
             raise UploadRefused(
-                413,
                 [
                     Problem(
                         LibraryProblem.TOO_LARGE,
                         f"the image is larger than the {self.max_bytes:,}-byte limit (CFL_MAX_IMAGE_BYTES)",
                     )
                 ],
+                code="TOO_LARGE",
             )
         assert self._file is not None, "write after finish or abandon"
         try:
@@ -92,13 +93,11 @@ class Receiver:
             raise storage_failed(exc, STAGING) from exc
         self._file = None
         if self.size == 0:
-            raise UploadRefused(422, [Problem(LibraryProblem.NO_FILE, "the upload holds no image bytes")])
+            raise UploadRefused([Problem(LibraryProblem.NO_FILE, "the upload holds no image bytes")])
         try:
             parsed = self._parser.finish()
         except ImageRejected as rejected:
-            raise UploadRefused(
-                422, [Problem(f.problem.value, f.detail) for f in rejected.findings]
-            ) from rejected
+            raise UploadRefused([Problem(f.problem.value, f.detail) for f in rejected.findings]) from rejected
         return Received(self.path, parsed)
 
     def abandon(self) -> None:

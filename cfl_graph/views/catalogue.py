@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from cfl_graph.access.middleware import principal_of
@@ -31,6 +31,7 @@ from cfl_graph.images.listing import listed_images
 from cfl_graph.revisions import read_revisions
 from cfl_graph.tables import ImageState, LibraryImage
 from cfl_graph.tables.base import utc_now
+from cfl_graph.views.refusals import refusal_response
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def catalogue_routes(catalogue: SignedCatalogue) -> list[Route]:
         try:
             authorise(principal_of(request.scope), Action.READ_CATALOGUE)
         except AccessDenied as exc:
-            return JSONResponse({"error": str(exc), "code": exc.code, "problems": []}, status_code=exc.status)
+            return refusal_response(exc)
         return Response(
             await catalogue.document(),
             media_type="application/json",
@@ -117,7 +118,7 @@ def catalogue_routes(catalogue: SignedCatalogue) -> list[Route]:
         try:
             authorise(principal_of(request.scope), Action.READ_CATALOGUE)
         except AccessDenied as exc:
-            return JSONResponse({"error": str(exc), "code": exc.code, "problems": []}, status_code=exc.status)
+            return refusal_response(exc)
         return Response(public_pem(catalogue.key), media_type="application/x-pem-file")
 
     return [

@@ -47,6 +47,7 @@ from cfl_graph.access.policy import AccessDenied, Action, authorise
 from cfl_graph.identifiers import ManufacturerId
 from cfl_graph.images.listing import FeedEntry, feed_entries
 from cfl_graph.tables import ImageState
+from cfl_graph.views.refusals import refusal_response
 
 ATOM = "http://www.w3.org/2005/Atom"
 MEDIA_TYPE = "application/atom+xml; charset=utf-8"
@@ -198,7 +199,7 @@ def _feed_endpoint(
         try:
             authorise(principal_of(request.scope), Action.READ_CATALOGUE)
         except AccessDenied as exc:
-            return JSONResponse({"error": str(exc), "code": exc.code, "problems": []}, status_code=exc.status)
+            return refusal_response(exc)
         manufacturer: ManufacturerId | None = None
         path, feed_id, title = "/feeds/images.atom", "feed/images", f"{AUTHOR}: firmware images"
         if manufacturer_from_path:

@@ -28,8 +28,9 @@ from starlette.types import Receive, Scope, Send
 from cfl_graph.access.middleware import principal_of
 from cfl_graph.access.policy import AccessDenied, Action, authorise
 from cfl_graph.blobs import BlobStoreFailed
+from cfl_graph.errors import Problem, Refusal
 from cfl_graph.identifiers import InvalidValue, Sha256Hex
-from cfl_graph.images.errors import LibraryError, LibraryProblem, Problem, UploadRefused
+from cfl_graph.images.errors import LibraryProblem, UploadRefused
 from cfl_graph.images.library import (
     Download,
     ImageLibrary,
@@ -40,6 +41,7 @@ from cfl_graph.images.library import (
 from cfl_graph.images.receive import Receiver
 from cfl_graph.row_ids import row_id
 from cfl_graph.tables import LibraryImage
+from cfl_graph.views.refusals import http_status, refusal_response
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +71,8 @@ class _ImageFile(FileResponse):
 
 
 def _refusal(exc: Exception) -> JSONResponse:
-    if isinstance(exc, LibraryError):
-        return JSONResponse(exc.as_json(), status_code=exc.status)
-    if isinstance(exc, AccessDenied):
-        return JSONResponse({"error": str(exc), "code": exc.code, "problems": []}, status_code=exc.status)
+    if isinstance(exc, Refusal | AccessDenied):
+        return refusal_response(exc)
     if isinstance(exc, BlobStoreFailed):
         log.error("blob store failed during an upload: %s", exc)
         return JSONResponse(
@@ -81,7 +81,7 @@ def _refusal(exc: Exception) -> JSONResponse:
                 "code": exc.code,
                 "problems": [],
             },
-            status_code=exc.status,
+            status_code=http_status(exc),
         )
     raise exc
 
@@ -195,7 +195,7 @@ class _MultipartUpload:
     async def feed(self, chunk: bytes) -> None:
         self.parser.write(chunk)
         if self.problem is not None:
-            raise UploadRefused(422, [self.problem])
+            raise UploadRefused([self.problem])
         if self._pending:
             data, self._pending = b"".join(self._pending), []
             await self.receiver.write(data)
@@ -206,7 +206,6 @@ class _MultipartUpload:
             # python-multipart's finalize() does not check this: without the closing boundary the body
             # was cut short, and the last part (release notes, say) may be missing its end.
             raise UploadRefused(
-                422,
                 [
                     Problem(
                         LibraryProblem.BAD_FIELD,
@@ -217,7 +216,7 @@ class _MultipartUpload:
             )
         if self._files == 0:
             raise UploadRefused(
-                422, [Problem(LibraryProblem.NO_FILE, "the form has no `file` part holding the image")]
+                [Problem(LibraryProblem.NO_FILE, "the form has no `file` part holding the image")]
             )
         texts = {}
         for name, raw in self._text.items():
@@ -225,7 +224,7 @@ class _MultipartUpload:
                 texts[name] = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise UploadRefused(
-                    422, [Problem(LibraryProblem.BAD_FIELD, f"the form field {name} is not UTF-8 text")]
+                    [Problem(LibraryProblem.BAD_FIELD, f"the form field {name} is not UTF-8 text")]
                 ) from exc
         return UploadFields(
             model_id=texts.get("modelId"),
@@ -253,7 +252,7 @@ def upload_endpoint(library: ImageLibrary) -> Endpoint:
     async def upload(request: Request) -> Response:
         try:
             image = await take_upload(library, request)
-        except (LibraryError, AccessDenied, BlobStoreFailed) as exc:
+        except (Refusal, AccessDenied, BlobStoreFailed) as exc:
             return _refusal(exc)
         except ClientDisconnect:
             log.info("upload abandoned: the client went away")
@@ -270,9 +269,7 @@ async def _receive(request: Request, receiver: Receiver) -> UploadFields:
     if content_type == b"multipart/form-data":
         boundary = options.get(b"boundary")
         if not boundary:
-            raise UploadRefused(
-                422, [Problem(LibraryProblem.BAD_FIELD, "the multipart body names no boundary")]
-            )
+            raise UploadRefused([Problem(LibraryProblem.BAD_FIELD, "the multipart body names no boundary")])
         form = _MultipartUpload(receiver, boundary)
         try:
             async for chunk in request.stream():
@@ -280,7 +277,7 @@ async def _receive(request: Request, receiver: Receiver) -> UploadFields:
             return form.finish()
         except MultipartParseError as exc:
             raise UploadRefused(
-                422, [Problem(LibraryProblem.BAD_FIELD, f"the multipart body is malformed: {exc}")]
+                [Problem(LibraryProblem.BAD_FIELD, f"the multipart body is malformed: {exc}")]
             ) from exc
     if content_type == b"application/octet-stream":
         async for chunk in request.stream():
@@ -290,7 +287,6 @@ async def _receive(request: Request, receiver: Receiver) -> UploadFields:
             hardware_version=request.query_params.get("hardwareVersion"),
         )
     raise UploadRefused(
-        422,
         [
             Problem(
                 LibraryProblem.BAD_FIELD,
@@ -316,7 +312,7 @@ def metadata_endpoint(library: ImageLibrary) -> Endpoint:
             return image_id
         try:
             image = await library.get(principal_of(request.scope), image_id)
-        except (LibraryError, AccessDenied) as exc:
+        except (Refusal, AccessDenied) as exc:
             return _refusal(exc)
         return JSONResponse(image_json(image))
 
@@ -450,7 +446,7 @@ def download_endpoint(library: ImageLibrary) -> Endpoint:
             image, decision = await library.take(
                 principal_of(request.scope), image_id, decide, record_bytes=request.method == "GET"
             )
-        except (LibraryError, AccessDenied) as exc:
+        except (Refusal, AccessDenied) as exc:
             return _refusal(exc)
         if isinstance(decision, _Refusal):
             return decision.response

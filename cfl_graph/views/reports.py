@@ -57,7 +57,8 @@ from cfl_graph.access.principal import Principal
 from cfl_graph.catalogue import reports
 from cfl_graph.catalogue.search import DeviceModelFilter, Page
 from cfl_graph.catalogue.snapshots import current_snapshot_id
-from cfl_graph.images.errors import InvalidInput, LibraryError
+from cfl_graph.errors import InvalidInput, Refusal
+from cfl_graph.views.refusals import refusal_response
 
 log = logging.getLogger(__name__)
 
@@ -412,10 +413,8 @@ def _export_door(prepare: Prepare, parameters: Sequence[str]) -> Endpoint:
             _check_parameters(request, parameters)
             today = _today()
             export = await prepare(request, principal, today)
-        except AccessDenied as exc:
-            return JSONResponse({"error": str(exc), "code": exc.code, "problems": []}, status_code=exc.status)
-        except LibraryError as exc:
-            return JSONResponse(exc.as_json(), status_code=exc.status)
+        except (AccessDenied, Refusal) as exc:
+            return refusal_response(exc)
         name = f"{export.name}-{today:%Y-%m-%d}.{suffix}"
         if suffix == "csv":
             return StreamingResponse(csv_chunks(export), media_type=CSV_MEDIA_TYPE, headers=_attachment(name))

@@ -30,10 +30,11 @@ from cfl_graph.catalogue.coverage import Availability, availability
 from cfl_graph.catalogue.search import DeviceModelFilter, device_models
 from cfl_graph.catalogue.snapshots import current_snapshot_id, recent_runs, recent_snapshots
 from cfl_graph.cursors import cursor_problem
+from cfl_graph.errors import InvalidInput, Refusal
 from cfl_graph.identifiers import InvalidValue
 from cfl_graph.images import lifecycle
 from cfl_graph.images.checks import VersionKey
-from cfl_graph.images.errors import ImageNotFound, InvalidInput, LibraryError
+from cfl_graph.images.errors import ImageNotFound
 from cfl_graph.images.library import ImageLibrary, download_name
 from cfl_graph.images.listing import own_drafts
 from cfl_graph.row_ids import row_id
@@ -46,6 +47,7 @@ from cfl_graph.tables import (
 )
 from cfl_graph.views.images import take_upload
 from cfl_graph.views.pages import render
+from cfl_graph.views.refusals import http_status
 from cpl_sync.diff import diff_snapshots
 from loaders import Loaders
 from loaders.catalogue import CatalogueLoaders, ModelKey
@@ -102,8 +104,7 @@ def _today() -> dt.date:
 
 
 def _refused(request: Request, exc: Exception, status: int | None = None) -> Response:
-    code = getattr(exc, "status", 400)
-    return render(request, "refused.html", status or code, reason=str(exc))
+    return render(request, "refused.html", status or http_status(exc), reason=str(exc))
 
 
 async def _version_rows(
@@ -325,7 +326,7 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
             return render(request, "refused.html", 404, reason=IMAGE_ID_REFUSAL)
         try:
             found = await library.get(principal, image_id)
-        except (AccessDenied, LibraryError) as exc:
+        except (AccessDenied, Refusal) as exc:
             return _refused(request, exc)
         return _image_page(request, found, done=DONE.get(request.query_params.get("done", "")))
 
@@ -352,12 +353,12 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
                     return RedirectResponse("/upload?done=discarded", status_code=303)
             except ImageNotFound as exc:
                 return _refused(request, exc)
-            except (AccessDenied, LibraryError) as exc:
+            except (AccessDenied, Refusal) as exc:
                 try:
                     found = await library.get(principal, image_id)
-                except (AccessDenied, LibraryError):
+                except (AccessDenied, Refusal):
                     return _refused(request, exc)
-                return _image_page(request, found, getattr(exc, "status", 409), error=exc)
+                return _image_page(request, found, http_status(exc, 409), error=exc)
             done = {"publish": "published", "approve": "approved", "withdraw": "withdrawn"}.get(verb, verb)
             return RedirectResponse(
                 f"/images/{image_id}?done={'rechecked' if verb == 'recheck' else done}", 303
@@ -377,7 +378,7 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
         )
         try:
             await library.declare_commercial(principal, key, str(form.get("reason", "")))
-        except (AccessDenied, LibraryError) as exc:
+        except (AccessDenied, Refusal) as exc:
             return _refused(request, exc)
         where = f"/models/{path['manufacturer_id']}/{path['model_id']}/{path['hardware_version']}"
         return RedirectResponse(f"{where}?done=declared", status_code=303)
@@ -400,9 +401,8 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
     async def upload(request: Request) -> Response:
         try:
             found = await take_upload(library, request)
-        except (AccessDenied, LibraryError, BlobStoreFailed) as exc:
-            status = getattr(exc, "status", 503)
-            return render(request, "upload.html", status, drafts=[], refusal=exc, done=None)
+        except (AccessDenied, Refusal, BlobStoreFailed) as exc:
+            return render(request, "upload.html", http_status(exc, 503), drafts=[], refusal=exc, done=None)
         except ClientDisconnect:
             return Response(status_code=400)
         return RedirectResponse(f"/images/{found.id}", status_code=303)

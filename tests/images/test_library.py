@@ -15,9 +15,10 @@ from cfl_graph.access.policy import AccessDenied, Forbidden
 from cfl_graph.access.tokens import issue_token
 from cfl_graph.audit import SYSTEM, verify_chain
 from cfl_graph.database import Database
+from cfl_graph.errors import InvalidInput
 from cfl_graph.identifiers import Sha256Hex
 from cfl_graph.images.checks import VersionKey
-from cfl_graph.images.errors import ImageGone, ImageNotFound, InvalidInput, LibraryError, UploadRefused
+from cfl_graph.images.errors import ImageGone, ImageNotFound, LibraryError, UploadRefused
 from cfl_graph.tables import AuditEvent, CatalogueRevision, LibraryImage, Party
 from tests.fixtures.library import (
     GOOD_NOTES,
@@ -96,7 +97,7 @@ async def test_the_device_model_is_found_from_the_cpl_by_the_manufacturer_image_
 async def test_a_version_not_on_the_cpl_is_refused_unless_the_model_is_named(world: World) -> None:
     with pytest.raises(UploadRefused) as refused:
         await world.upload(world.image(NOT_ON_CPL))
-    assert (refused.value.status, codes(refused.value)) == (422, ["model-unknown"])
+    assert (refused.value.code, codes(refused.value)) == ("BAD_USER_INPUT", ["model-unknown"])
     image = await world.upload(world.image(NOT_ON_CPL), model_id="0001", hardware_version="0100")
     assert codes(image) == ["not-on-cpl"]
 
@@ -164,7 +165,7 @@ async def test_several_problems_are_all_reported(world: World) -> None:
 async def test_an_image_of_another_manufacturer_is_refused_and_nothing_is_kept(world: World) -> None:
     with pytest.raises(UploadRefused) as refused:
         await world.upload(world.image(OTHER_C1))
-    assert (refused.value.status, codes(refused.value)) == (403, ["manufacturer-not-yours"])
+    assert (refused.value.code, codes(refused.value)) == ("FORBIDDEN", ["manufacturer-not-yours"])
     assert (await image_count(world), await blob_count(world), await staged_files(world)) == (0, 0, [])
 
 
@@ -177,7 +178,7 @@ async def test_a_malformed_file_is_refused_with_its_format_problem_and_nothing_i
     ]:
         with pytest.raises(UploadRefused) as refused:
             await world.upload(broken)
-        assert refused.value.status == 422
+        assert refused.value.code == "BAD_USER_INPUT"
         assert problem in codes(refused.value)
     assert (await image_count(world), await blob_count(world), await staged_files(world)) == (0, 0, [])
 
@@ -186,7 +187,7 @@ async def test_a_second_image_for_the_same_version_is_refused_while_the_first_ex
     first = await world.upload(world.image(OWN_A1))
     with pytest.raises(UploadRefused) as refused:
         await world.upload(world.image(OWN_A1, header_string="rebuilt"))
-    assert (refused.value.status, codes(refused.value)) == (409, ["already-in-library"])
+    assert (refused.value.code, codes(refused.value)) == ("CONFLICT", ["already-in-library"])
     assert f"image {first.id} (draft)" in str(refused.value.problems[0].detail)
     assert (await image_count(world), await blob_count(world)) == (1, 1)
 
@@ -214,7 +215,7 @@ async def test_an_oversized_upload_is_refused_while_it_streams(world: World) -> 
     with pytest.raises(UploadRefused) as refused:
         for _ in range(10):
             await receiver.write(b"\x00" * 4096)
-    assert refused.value.status == 413
+    assert refused.value.code == "TOO_LARGE"
     assert await staged_files(world) == []
 
 
