@@ -20,6 +20,7 @@ from typing import Any
 
 from cfl_graph import identifiers as ids
 from cfl_graph.identifiers import Cell, InvalidValue
+from cfl_graph.keys import ModelKey, VersionKey
 from cpl_sync.columns import Column
 from cpl_sync.parse import Header, Table
 from cpl_sync.problems import CplFileRejected, Problem, Severity
@@ -27,8 +28,6 @@ from cpl_sync.problems import CplFileRejected, Problem, Severity
 MAX_REPORTED_PROBLEMS = 200
 CHUNK_ROWS = 10_000
 
-ModelKey = tuple[ids.ManufacturerId, ids.ModelId, ids.HardwareVersion]
-FirmwareKey = tuple[ids.ManufacturerId, ids.ModelId, ids.HardwareVersion, ids.FirmwareVersion]
 ProgressCallback = Callable[[str, int, int | None], None]
 
 
@@ -48,7 +47,7 @@ class DeviceModelRow:
 
     @property
     def key(self) -> ModelKey:
-        return (self.manufacturer_id, self.model_id, self.hardware_version)
+        return ModelKey.of(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +66,8 @@ class FirmwareRow:
     sheet_row: int
 
     @property
-    def key(self) -> FirmwareKey:
-        return (self.manufacturer_id, self.model_id, self.hardware_version, self.firmware_version)
+    def key(self) -> VersionKey:
+        return VersionKey.of(self)
 
     @property
     def content(self) -> tuple[Any, ...]:
@@ -237,7 +236,7 @@ def validate(
     pick = itemgetter(*(position for _, position, _, _ in plan))
     width = max(position for _, position, _, _ in plan) + 1
     facts = _Facts(problems, header)
-    seen: dict[FirmwareKey, tuple[int, str]] = {}
+    seen: dict[VersionKey, tuple[int, str]] = {}
     firmware: list[FirmwareRow] = []
     data_rows = 0
 
@@ -298,7 +297,7 @@ def validate(
                         problems.warn(problem(sheet_row, column, f"{reason}; left empty", Severity.WARNING))
                     else:
                         unreadable.append((column, reason))
-            key = (manufacturer_ids[index], model_ids[index], hardware[index], versions[index])
+            key = VersionKey(manufacturer_ids[index], model_ids[index], hardware[index], versions[index])
             image_hash = hashes[index]
             if (earlier := seen.get(key)) is not None:
                 first_row, first_hash = earlier
@@ -313,10 +312,10 @@ def validate(
                 continue
             seen[key] = (sheet_row, image_hash)
             row = FirmwareRow(
-                key[0],
-                key[1],
-                key[2],
-                key[3],
+                manufacturer_ids[index],
+                model_ids[index],
+                hardware[index],
+                versions[index],
                 image_hash,
                 statuses[index],
                 specifications[index],
@@ -392,7 +391,7 @@ class _Facts:
     ) -> None:
         when = (row.date_added, row.sheet_row)
         maker_name, model_name, device_type = said
-        key = (row.manufacturer_id, row.model_id, row.hardware_version)
+        key = ModelKey.of(row)
         generation = row.specification.generation
         seen = self.models.get(key)
         maker = self.makers.get(row.manufacturer_id)
@@ -490,7 +489,7 @@ class _Facts:
                 picks.append(None if best is None else best[1])
             chosen[key] = (picks[0], picks[1])
         for row, column, reason in self.unreadable:
-            key = (row.manufacturer_id, row.model_id, row.hardware_version)
+            key = ModelKey.of(row)
             if column is Column.MANUFACTURER_NAME:
                 maker = self.makers.get(row.manufacturer_id)
                 kept, whose = (
@@ -508,15 +507,17 @@ class _Facts:
                 )
         result = []
         for key, seen in sorted(self.models.items()):
-            maker = self.makers.get(key[0])
+            # The key's parts were read from checked cells (its rows are FirmwareRows).
+            manufacturer_id = ids.ManufacturerId(key.manufacturer_id)
+            maker = self.makers.get(manufacturer_id)
             model_name, device_type = chosen[key]
             if maker is None or model_name is None or device_type is None:
                 continue  # reported above as an error: the file is rejected
             result.append(
                 DeviceModelRow(
-                    key[0],
-                    key[1],
-                    key[2],
+                    manufacturer_id,
+                    ids.ModelId(key.model_id),
+                    ids.HardwareVersion(key.hardware_version),
                     maker.name,
                     model_name,
                     device_type,

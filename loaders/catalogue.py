@@ -16,6 +16,7 @@ from strawberry.dataloader import DataLoader
 
 from cfl_graph.access.principal import Principal
 from cfl_graph.images import lifecycle
+from cfl_graph.keys import ModelKey, VersionKey
 from cfl_graph.tables import (
     CommercialDeclaration,
     CplCertifiedFirmware,
@@ -23,17 +24,6 @@ from cfl_graph.tables import (
     LibraryImage,
     UpgradePathway,
 )
-
-ModelKey = tuple[str, str, str]  # manufacturer id, model id, hardware version
-VersionKey = tuple[str, str, str, str]  # ... and firmware version
-
-
-def model_key(row: CplDeviceModel | CplCertifiedFirmware | LibraryImage | CommercialDeclaration) -> ModelKey:
-    return (row.manufacturer_id, row.model_id, row.hardware_version)
-
-
-def version_key(row: CplCertifiedFirmware | LibraryImage | CommercialDeclaration) -> VersionKey:
-    return (row.manufacturer_id, row.model_id, row.hardware_version, row.firmware_version)
 
 
 class CatalogueLoaders:
@@ -58,7 +48,7 @@ class CatalogueLoaders:
 
     def prime_models(self, rows: Sequence[CplDeviceModel]) -> None:
         for row in rows:
-            self.device_model.prime(model_key(row), row)
+            self.device_model.prime(ModelKey.of(row), row)
 
     async def _load_models(self, keys: Sequence[ModelKey]) -> list[CplDeviceModel | None]:
         snapshot = await self.snapshot_id()
@@ -77,7 +67,7 @@ class CatalogueLoaders:
                     )
                 )
             ).scalars()
-            found = {model_key(row): row for row in rows}
+            found = {ModelKey.of(row): row for row in rows}
         return [found.get(key) for key in keys]
 
     async def _load_certified(self, keys: Sequence[ModelKey]) -> list[list[CplCertifiedFirmware]]:
@@ -100,14 +90,14 @@ class CatalogueLoaders:
                     )
                 ).scalars()
                 for row in rows:
-                    grouped[model_key(row)].append(row)
-                    self.certified.prime(version_key(row), row)
+                    grouped[ModelKey.of(row)].append(row)
+                    self.certified.prime(VersionKey.of(row), row)
         return [grouped.get(key, []) for key in keys]
 
     async def _load_certified_versions(self, keys: Sequence[VersionKey]) -> list[CplCertifiedFirmware | None]:
         # Asked for single versions (entity references): load their models' lists, one statement.
-        models = await self.certified_by_model.load_many(list(dict.fromkeys(k[:3] for k in keys)))
-        found = {version_key(row): row for rows in models for row in rows}
+        models = await self.certified_by_model.load_many(list(dict.fromkeys(k.model for k in keys)))
+        found = {VersionKey.of(row): row for rows in models for row in rows}
         return [found.get(key) for key in keys]
 
     async def _load_images(self, keys: Sequence[ModelKey]) -> list[list[LibraryImage]]:
@@ -128,7 +118,7 @@ class CatalogueLoaders:
                 )
             ).scalars()
             for row in rows:
-                grouped[model_key(row)].append(row)
+                grouped[ModelKey.of(row)].append(row)
         return [grouped.get(key, []) for key in keys]
 
     async def _load_declarations(self, keys: Sequence[ModelKey]) -> list[list[CommercialDeclaration]]:
@@ -146,7 +136,7 @@ class CatalogueLoaders:
                 )
             ).scalars()
             for row in rows:
-                grouped[model_key(row)].append(row)
+                grouped[ModelKey.of(row)].append(row)
         return [grouped.get(key, []) for key in keys]
 
     async def _load_pathways(self, keys: Sequence[ModelKey]) -> list[list[UpgradePathway]]:
@@ -166,18 +156,18 @@ class CatalogueLoaders:
                 )
             ).scalars()
             for row in rows:
-                grouped[(row.manufacturer_id, row.model_id, row.hardware_version)].append(row)
+                grouped[ModelKey.of(row)].append(row)
         return [grouped.get(key, []) for key in keys]
 
     async def image_for(self, key: VersionKey) -> LibraryImage | None:
         """The version's image the caller may see (published or withdrawn; a draft only to its owner)."""
-        for image in await self.images_by_model.load(key[:3]):
-            if version_key(image) == key:
+        for image in await self.images_by_model.load(key.model):
+            if VersionKey.of(image) == key:
                 return image
         return None
 
     async def declaration_for(self, key: VersionKey) -> CommercialDeclaration | None:
-        for declaration in await self.declarations_by_model.load(key[:3]):
-            if version_key(declaration) == key:
+        for declaration in await self.declarations_by_model.load(key.model):
+            if VersionKey.of(declaration) == key:
                 return declaration
         return None

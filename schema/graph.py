@@ -25,13 +25,12 @@ from cfl_graph.catalogue import reports
 from cfl_graph.catalogue.search import DeviceModelFilter as FilterSpec
 from cfl_graph.catalogue.search import Page, device_models
 from cfl_graph.errors import InvalidInput
-from cfl_graph.images.checks import VersionKey, normalised_model
 from cfl_graph.images.errors import ImageNotFound
+from cfl_graph.keys import ModelKey, VersionKey
 from cfl_graph.tables import CommercialDeclaration as DeclarationRow
 from cfl_graph.tables import CplCertifiedFirmware as CertifiedRow
 from cfl_graph.tables import CplDeviceModel as ModelRow
 from cfl_graph.tables import LibraryImage as ImageRow
-from loaders.catalogue import version_key
 from schema.context import Info
 from schema.cpl import CplSnapshot, snapshot_by_id
 from schema.images import CommercialDeclaration, LibraryImage
@@ -161,8 +160,8 @@ class DeviceModel(Node):
     cpl_row: strawberry.Private[ModelRow | _NotLoaded | None] = NOT_LOADED
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.manufacturer_id, self.model_id, self.hardware_version)
+    def key(self) -> ModelKey:
+        return ModelKey.of(self)
 
     @strawberry.federation.field(shareable=True, metadata=BOTH)
     def id(self) -> strawberry.ID:
@@ -180,10 +179,10 @@ class DeviceModel(Node):
     @classmethod
     def resolve_reference(cls, manufacturerId: str, modelId: str, hardwareVersion: str) -> Self:
         """An entity reference from another subgraph; the keys arrive under their GraphQL names."""
-        manufacturer_id, model_id, hardware_version = normalised_model(
-            manufacturerId, modelId, hardwareVersion
+        key = ModelKey(manufacturerId, modelId, hardwareVersion).normalised()
+        return cls(
+            manufacturer_id=key.manufacturer_id, model_id=key.model_id, hardware_version=key.hardware_version
         )
-        return cls(manufacturer_id=manufacturer_id, model_id=model_id, hardware_version=hardware_version)
 
     @classmethod
     def at(cls, key: VersionKey) -> Self:
@@ -255,11 +254,11 @@ class DeviceModel(Node):
             loaders.images_by_model.load(self.key),
             loaders.declarations_by_model.load(self.key),
         )
-        image_of = {version_key(image): image for image in images}
-        declared = {version_key(declaration): declaration for declaration in declarations}
+        image_of = {VersionKey.of(image): image for image in images}
+        declared = {VersionKey.of(declaration): declaration for declaration in declarations}
         return [
             CertifiedFirmware.of(
-                row, library=_LibraryFacts(image_of.get(version_key(row)), declared.get(version_key(row)))
+                row, library=_LibraryFacts(image_of.get(VersionKey.of(row)), declared.get(VersionKey.of(row)))
             )
             for row in rows
         ]
@@ -284,8 +283,8 @@ class CertifiedFirmware(Node):
     library: strawberry.Private[_LibraryFacts | _NotLoaded] = NOT_LOADED
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.manufacturer_id, self.model_id, self.hardware_version, self.firmware_version)
+    def key(self) -> VersionKey:
+        return VersionKey.of(self)
 
     @strawberry.federation.field(shareable=True, metadata=BOTH)
     def id(self) -> strawberry.ID:
@@ -431,12 +430,12 @@ class CertifiedFirmware(Node):
         metadata=CFL, description="Versions of the same model that may upgrade straight to this one."
     )
     async def upgrades_from(self, info: Info) -> list[CertifiedFirmware]:
-        pathways = await info.context.loaders.catalogue.pathways_by_model.load(self.key[:3])
+        pathways = await info.context.loaders.catalogue.pathways_by_model.load(self.key.model)
         return [self._sibling(p.from_version) for p in pathways if p.to_version == self.firmware_version]
 
     @strawberry.field(metadata=CFL, description="Versions this one may upgrade straight to.")
     async def upgrades_to(self, info: Info) -> list[CertifiedFirmware]:
-        pathways = await info.context.loaders.catalogue.pathways_by_model.load(self.key[:3])
+        pathways = await info.context.loaders.catalogue.pathways_by_model.load(self.key.model)
         return [self._sibling(p.to_version) for p in pathways if p.from_version == self.firmware_version]
 
     def _sibling(self, firmware_version: str) -> CertifiedFirmware:
@@ -571,7 +570,7 @@ class CatalogueQuery:
         self, info: Info, manufacturer_id: str, model_id: str, hardware_version: str
     ) -> DeviceModel | None:
         authorise(info.context.principal, Action.READ_CATALOGUE)
-        key = normalised_model(manufacturer_id, model_id, hardware_version)
+        key = ModelKey(manufacturer_id, model_id, hardware_version).normalised()
         row = await info.context.loaders.catalogue.device_model.load(key)
         return None if row is None else DeviceModel.of(row)
 
@@ -648,14 +647,12 @@ class CatalogueQuery:
         kind, parts = parse_global_id(str(id))
         # Keys read from an id are normalised like any other (a forged id may hold anything).
         if kind == "DeviceModel" and len(parts) == 3:
-            key = normalised_model(parts[0], parts[1], parts[2])
+            key = ModelKey(parts[0], parts[1], parts[2]).normalised()
             row = await info.context.loaders.catalogue.device_model.load(key)
             return None if row is None else DeviceModel.of(row)
         if kind == "CertifiedFirmware" and len(parts) == 4:
             v = VersionKey(parts[0], parts[1], parts[2], parts[3]).normalised()
-            found = await info.context.loaders.catalogue.certified.load(
-                (v.manufacturer_id, v.model_id, v.hardware_version, v.firmware_version)
-            )
+            found = await info.context.loaders.catalogue.certified.load(v)
             return None if found is None else CertifiedFirmware.of(found)
         # parse_global_id has checked a numbered kind's number (ASCII digits, within the id columns).
         if kind == "LibraryImage" and len(parts) == 1:

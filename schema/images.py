@@ -14,9 +14,9 @@ import strawberry
 
 from cfl_graph.errors import InvalidInput
 from cfl_graph.identifiers import InvalidValue
-from cfl_graph.images.checks import VersionKey
 from cfl_graph.images.errors import ImageNotFound
 from cfl_graph.images.library import download_name
+from cfl_graph.keys import VersionKey
 from cfl_graph.row_ids import is_ascii_number, row_id
 from cfl_graph.tables import CommercialDeclaration as DeclarationRow
 from cfl_graph.tables import ImageState

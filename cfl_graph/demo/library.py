@@ -28,8 +28,8 @@ from cfl_graph.database import Database
 from cfl_graph.demo.cpl_data import manufacturer_image_for_key
 from cfl_graph.demo.ota_images import P256_ORDER, build_image
 from cfl_graph.identifiers import LIBRARY_DEVICE_TYPES, CplStatus
-from cfl_graph.images.checks import VersionKey
 from cfl_graph.images.library import ImageLibrary, UploadFields
+from cfl_graph.keys import VersionKey
 from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, LibraryImage, Role
 
 log = logging.getLogger(__name__)

@@ -6,65 +6,19 @@ registered or revoked, a declaration), so drafts are checked again before they a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cfl_graph import identifiers as ids
 from cfl_graph.access.keys import active_keys_with_ids
 from cfl_graph.catalogue.snapshots import current_snapshot
-from cfl_graph.errors import InvalidInput, Problem
+from cfl_graph.errors import Problem
 from cfl_graph.identifiers import CplStatus
 from cfl_graph.images.errors import LibraryProblem
 from cfl_graph.images.ota import verify_raw_signature
-from cfl_graph.tables import CommercialDeclaration, CplCertifiedFirmware, LibraryImage
-
-
-@dataclass(frozen=True)
-class VersionKey:
-    """A certified version: a device model (manufacturer, model, hardware version) and a firmware version."""
-
-    manufacturer_id: str
-    model_id: str
-    hardware_version: str
-    firmware_version: str
-
-    def __str__(self) -> str:
-        return (
-            f"manufacturer {self.manufacturer_id} model {self.model_id} hardware {self.hardware_version} "
-            f"firmware {self.firmware_version}"
-        )
-
-    @property
-    def parts(self) -> tuple[str, str, str, str]:
-        return (self.manufacturer_id, self.model_id, self.hardware_version, self.firmware_version)
-
-    @classmethod
-    def of(cls, row: LibraryImage | CommercialDeclaration | CplCertifiedFirmware) -> VersionKey:
-        return cls(row.manufacturer_id, row.model_id, row.hardware_version, row.firmware_version)
-
-    def normalised(self) -> VersionKey:
-        """The key as the CPL writes it (`10b2`, `1` → `10B2`, `0001`), or `InvalidInput` naming the field."""
-        model = normalised_model(self.manufacturer_id, self.model_id, self.hardware_version)
-        return VersionKey(*model, _normalised(ids.firmware_version, self.firmware_version))
-
-
-def _normalised(normalise: Callable[[str], str], value: str) -> str:
-    try:
-        return normalise(value)
-    except ids.InvalidValue as exc:
-        raise InvalidInput(str(exc), [Problem(LibraryProblem.BAD_FIELD, str(exc))]) from exc
-
-
-def normalised_model(manufacturer_id: str, model_id: str, hardware_version: str) -> tuple[str, str, str]:
-    """A device model's key as the CPL writes it, or `InvalidInput` naming the field."""
-    return (
-        _normalised(ids.manufacturer_id, manufacturer_id),
-        _normalised(ids.model_id, model_id),
-        _normalised(ids.hardware_version, hardware_version),
-    )
+from cfl_graph.keys import VersionKey
+from cfl_graph.tables import CommercialDeclaration, CplCertifiedFirmware
 
 
 @dataclass(frozen=True)

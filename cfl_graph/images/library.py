@@ -16,7 +16,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -36,7 +36,6 @@ from cfl_graph.images.blob_claims import BlobClaims
 from cfl_graph.images.checks import (
     CheckResult,
     ImageFacts,
-    VersionKey,
     candidate_models,
     certified_version,
     check_image,
@@ -52,6 +51,7 @@ from cfl_graph.images.lifecycle import Step
 from cfl_graph.images.notes import ReleaseNotes, ReleaseNotesRejected, render_release_notes
 from cfl_graph.images.ota import OtaHeader, ParsedImage
 from cfl_graph.images.receive import Received, Receiver
+from cfl_graph.keys import VersionKey
 from cfl_graph.tables import (
     AuditEvent,
     CommercialDeclaration,
@@ -610,7 +610,7 @@ class ImageLibrary:
                 Actor.of(principal),
                 "version.declared_commercial",
                 str(key),
-                {**key.__dict__, "reason": why},
+                {**key._asdict(), "reason": why},
             )
             return declaration
 
@@ -638,7 +638,7 @@ class ImageLibrary:
                         f"{key} is not on the current CPL; pathways join certified versions",
                         [Problem(LibraryProblem.NOT_ON_CPL, str(key))],
                     )
-            pk = (*astuple(start), end.firmware_version)
+            pk = (*start.parts, end.firmware_version)
             if await session.get(UpgradePathway, pk) is not None:
                 raise LibraryError(
                     f"the pathway {start.firmware_version} → {end.firmware_version} is already recorded"
@@ -660,7 +660,7 @@ class ImageLibrary:
                 Actor.of(principal),
                 "pathway.recorded",
                 f"{start} → {end.firmware_version}",
-                {**start.__dict__, "to_version": end.firmware_version},
+                {**start._asdict(), "to_version": end.firmware_version},
             )
             return pathway
 
@@ -673,7 +673,7 @@ class ImageLibrary:
         principal = authorise(principal, Action.RECORD_UPGRADE_PATHWAY, manufacturer_id=start.manufacturer_id)
         async with self.writes.begin() as session:
             pathway = await session.get(
-                UpgradePathway, (*astuple(start), end.firmware_version), with_for_update=True
+                UpgradePathway, (*start.parts, end.firmware_version), with_for_update=True
             )
             if pathway is None:
                 raise PathwayNotFound(
@@ -688,7 +688,7 @@ class ImageLibrary:
                 Actor.of(principal),
                 "pathway.removed",
                 f"{start} → {end.firmware_version}",
-                {**start.__dict__, "to_version": end.firmware_version},
+                {**start._asdict(), "to_version": end.firmware_version},
             )
             return pathway
 

@@ -33,10 +33,10 @@ from cfl_graph.cursors import cursor_problem
 from cfl_graph.errors import InvalidInput, Refusal
 from cfl_graph.identifiers import InvalidValue
 from cfl_graph.images import lifecycle
-from cfl_graph.images.checks import VersionKey
 from cfl_graph.images.errors import ImageNotFound
 from cfl_graph.images.library import ImageLibrary, download_name
 from cfl_graph.images.listing import own_drafts
+from cfl_graph.keys import ModelKey, VersionKey
 from cfl_graph.row_ids import row_id
 from cfl_graph.tables import (
     CommercialDeclaration,
@@ -50,8 +50,7 @@ from cfl_graph.views.pages import render
 from cfl_graph.views.refusals import http_status
 from cpl_sync.diff import diff_snapshots
 from loaders import Loaders
-from loaders.catalogue import CatalogueLoaders, ModelKey
-from loaders.catalogue import version_key as key_of
+from loaders.catalogue import CatalogueLoaders
 
 PAGE_SIZE = 50
 IMAGE_ID_REFUSAL = "Image ids are whole numbers (0-9) that name an image."
@@ -110,14 +109,14 @@ def _refused(request: Request, exc: Exception, status: int | None = None) -> Res
 async def _version_rows(
     loaders: CatalogueLoaders, model: CplDeviceModel, key: ModelKey, rows: list[CplCertifiedFirmware]
 ) -> list[VersionRow]:
-    images = {key_of(i): i for i in await loaders.images_by_model.load(key)}
-    declarations = {key_of(d): d for d in await loaders.declarations_by_model.load(key)}
+    images = {VersionKey.of(i): i for i in await loaders.images_by_model.load(key)}
+    declarations = {VersionKey.of(d): d for d in await loaders.declarations_by_model.load(key)}
     pathways: list[UpgradePathway] = await loaders.pathways_by_model.load(key)
     today = _today()
     versions = []
     for row in reversed(rows):  # newest version first
-        image = images.get(key_of(row))
-        declaration = declarations.get(key_of(row))
+        image = images.get(VersionKey.of(row))
+        declaration = declarations.get(VersionKey.of(row))
         versions.append(
             VersionRow(
                 certified=row,
@@ -257,7 +256,7 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
         principal = principal_of(request.scope)
         try:
             authorise(principal, Action.READ_CATALOGUE)
-            key = (
+            key = ModelKey(
                 ids.manufacturer_id(request.path_params["manufacturer_id"]),
                 ids.model_id(request.path_params["model_id"]),
                 ids.hardware_version(request.path_params["hardware_version"]),
@@ -272,9 +271,9 @@ def site_routes(sessions: async_sessionmaker[AsyncSession], library: ImageLibrar
             return render(request, "refused.html", 404, reason="The current CPL lists no such device model.")
         certified = await loaders.certified_by_model.load(key)
         versions = await _version_rows(loaders, row, key, certified)
-        listed = {key_of(c) for c in certified}
+        listed = {VersionKey.of(c) for c in certified}
         # Images whose version the current CPL no longer lists (held, or withdrawn): still the library's.
-        unlisted = [i for i in await loaders.images_by_model.load(key) if key_of(i) not in listed]
+        unlisted = [i for i in await loaders.images_by_model.load(key) if VersionKey.of(i) not in listed]
         may_declare = allowed(principal, Action.DECLARE_COMMERCIAL, manufacturer_id=key[0])
         return render(
             request,

@@ -32,7 +32,7 @@ from playwright.async_api import (
 
 from cfl_graph import migrate
 from cfl_graph.database import Database
-from cfl_graph.images.checks import VersionKey
+from cfl_graph.keys import VersionKey
 from tests.fixtures import provision
 from tests.fixtures.library import Version, World, make_world, serving
 

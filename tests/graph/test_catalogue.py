@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from cfl_graph.database import Database
-from cfl_graph.images.checks import VersionKey
+from cfl_graph.keys import VersionKey
 from cfl_graph.tables import AuditEvent
 from cpl_sync.columns import Column
 from cpl_sync.sync import sync_cpl

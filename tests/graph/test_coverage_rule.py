@@ -25,7 +25,7 @@ from sqlalchemy import select
 from cfl_graph.catalogue.coverage import Availability, availability, model_join, version_is_gap
 from cfl_graph.catalogue.snapshots import current_snapshot_id
 from cfl_graph.database import Database
-from cfl_graph.images.checks import VersionKey
+from cfl_graph.keys import VersionKey
 from cfl_graph.tables import CommercialDeclaration, CplCertifiedFirmware, CplDeviceModel, LibraryImage
 from tests.fixtures.library import (
     CPL,

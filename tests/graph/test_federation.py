@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from cfl_graph.database import Database
-from cfl_graph.images.checks import VersionKey
+from cfl_graph.keys import VersionKey
 from examples.fleet.app import FLEET
 from examples.fleet.app import create_app as create_fleet_app
 from tests.fixtures import provision

@@ -17,8 +17,8 @@ from cfl_graph.audit import SYSTEM, verify_chain
 from cfl_graph.database import Database
 from cfl_graph.errors import InvalidInput
 from cfl_graph.identifiers import Sha256Hex
-from cfl_graph.images.checks import VersionKey
 from cfl_graph.images.errors import ImageGone, ImageNotFound, LibraryError, UploadRefused
+from cfl_graph.keys import VersionKey
 from cfl_graph.tables import AuditEvent, CatalogueRevision, LibraryImage, Party
 from tests.fixtures.library import (
     GOOD_NOTES,
