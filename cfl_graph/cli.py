@@ -51,6 +51,7 @@ from cfl_graph.tables import (
     ApiToken,
     CplSnapshot,
     CplSyncRun,
+    ImageState,
     LibraryImage,
     ManufacturerKey,
     Party,
@@ -814,7 +815,7 @@ def image_import(
 
 @image_app.command("list")
 def image_list(
-    state: Annotated[str | None, typer.Option(help="draft, published, held or withdrawn.")] = None,
+    state: Annotated[ImageState | None, typer.Option(help="Only images in this state.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.", parser=HOW_MANY)] = 50,
 ) -> None:
     """List images with their state and problems (operators see every image, drafts included)."""

@@ -113,7 +113,7 @@ async def _previous_validators(db: Database, source: str) -> Validators | None:
                 select(CplSyncRun)
                 .where(
                     CplSyncRun.source == source,
-                    CplSyncRun.outcome.in_([SyncOutcome.APPLIED.value, SyncOutcome.UNCHANGED.value]),
+                    CplSyncRun.outcome.in_([SyncOutcome.APPLIED, SyncOutcome.UNCHANGED]),
                     CplSyncRun.snapshot_id == current,
                 )
                 .order_by(CplSyncRun.id.desc())
@@ -144,7 +144,7 @@ async def _refuse_if_not_due(db: Database, trigger: str, interval: dt.timedelta)
 
 async def _start_run(db: Database, source: str, trigger: str) -> int:
     async with db.writes.begin() as session:
-        run = CplSyncRun(source=source, trigger=trigger, outcome=SyncOutcome.RUNNING.value, problems=[])
+        run = CplSyncRun(source=source, trigger=trigger, outcome=SyncOutcome.RUNNING, problems=[])
         session.add(run)
         await session.flush()
         return run.id
@@ -159,7 +159,7 @@ async def _finish_run(
 ) -> SyncResult:
     async with db.writes.begin() as session:
         run = await session.get_one(CplSyncRun, result.run_id)
-        if run.outcome != SyncOutcome.RUNNING.value:
+        if run.outcome != SyncOutcome.RUNNING:
             return result  # written already, in the transaction that made its snapshot current
         if (
             follower is not None
@@ -189,7 +189,7 @@ async def _write_run(
 ) -> None:
     """The run's outcome and its audit event, in the caller's transaction: they commit together."""
     run.finished_at = utc_now()
-    run.outcome = result.outcome.value
+    run.outcome = result.outcome
     run.snapshot_id = result.snapshot_id
     run.row_count = result.row_count
     run.error_count = result.error_count
@@ -229,10 +229,10 @@ async def _close_interrupted_runs(db: Database, actor: Actor) -> None:
     lost): record them as failed, with an audit event each, so the history says what happened."""
     async with db.writes.begin() as session:
         stale = (
-            await session.execute(select(CplSyncRun).where(CplSyncRun.outcome == SyncOutcome.RUNNING.value))
+            await session.execute(select(CplSyncRun).where(CplSyncRun.outcome == SyncOutcome.RUNNING))
         ).scalars()
         for run in stale:
-            run.outcome = SyncOutcome.FAILED.value
+            run.outcome = SyncOutcome.FAILED
             run.finished_at = utc_now()
             run.message = (
                 "the sync stopped before it finished (its process was killed or crashed); "

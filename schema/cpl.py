@@ -232,7 +232,7 @@ class CplSyncRun:
             finished_at=row.finished_at,
             trigger=row.trigger,
             source=row.source,
-            outcome=SyncOutcome(row.outcome),
+            outcome=row.outcome,
             snapshot_id=row.snapshot_id,
             row_count=row.row_count,
             error_count=row.error_count,

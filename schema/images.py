@@ -124,7 +124,7 @@ class LibraryImage(Node):
             )
         return cls(
             image_id=row.id,
-            state=ImageState(row.state),
+            state=row.state,
             manufacturer_id=row.manufacturer_id,
             model_id=row.model_id,
             hardware_version=row.hardware_version,
@@ -146,7 +146,7 @@ class LibraryImage(Node):
             withdrawn_at=row.withdrawn_at,
             withdrawal_reason=row.withdrawal_reason,
             hold=None
-            if row.state != ImageState.HELD.value or row.held_at is None
+            if row.state != ImageState.HELD or row.held_at is None
             else ImageHold(
                 problem=row.hold_problem or "",
                 detail=row.hold_detail or "",

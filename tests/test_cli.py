@@ -166,3 +166,13 @@ async def test_numeric_arguments_are_ascii_digits_within_the_id_columns(
         assert ran.returncode == 2, (args, ran.stdout, ran.stderr)
         assert "must be a whole number from" in " ".join(ran.stderr.split()), (args, ran.stderr)
         assert "Traceback" not in ran.stderr, args
+
+
+async def test_an_image_state_to_list_by_is_one_of_the_four(
+    db: Database, database_url: str, tmp_path: Path
+) -> None:
+    ran = cfl(database_url, tmp_path, "image", "list", "--state", "publishd")
+    assert ran.returncode == 2, (ran.stdout, ran.stderr)
+    said = " ".join(ran.stderr.split())
+    assert "'publishd' is not one of" in said and "'withdrawn'" in said, said
+    assert "Traceback" not in ran.stderr

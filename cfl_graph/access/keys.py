@@ -83,7 +83,7 @@ async def add_key_for_party(
     session: AsyncSession, party: Party, pem: bytes, *, actor: Actor, manufacturer_ids: Iterable[str] = ()
 ) -> list[ManufacturerKey]:
     """Register a manufacturer party's key for the given ids of its own (all of them if none given)."""
-    if party.role != Role.MANUFACTURER.value:
+    if party.role != Role.MANUFACTURER:
         raise KeyRejected(f"{party.name} is a {party.role} party; keys belong to manufacturer parties")
     owned = await manufacturer_ids_of(session, party)
     wanted = sorted({ids.manufacturer_id(m) for m in manufacturer_ids}) or owned

@@ -115,7 +115,7 @@ def as_principal(party: Party, manufacturer_ids: Iterable[str]) -> Principal:
     return Principal(
         party_id=party.id,
         party_name=party.name,
-        role=Role(party.role),
+        role=party.role,
         manufacturer_ids=frozenset(manufacturer_ids),
         read_only=False,
         download_granted=party.download_granted,

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph.access.principal import Principal
 from cfl_graph.audit import Actor, record
-from cfl_graph.tables.access import ApiToken, Party, PartyManufacturer, Role
+from cfl_graph.tables.access import ApiToken, Party, PartyManufacturer
 from cfl_graph.tables.base import utc_now
 
 PREFIX = "cflg_"
@@ -167,7 +167,7 @@ def principal_for(
     return Principal(
         party_id=party.id,
         party_name=party.name,
-        role=Role(party.role),
+        role=party.role,
         manufacturer_ids=frozenset(manufacturer_ids.split(",")) if manufacturer_ids else frozenset(),
         read_only=token.read_only,
         download_granted=party.download_granted,

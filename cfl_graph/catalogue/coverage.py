@@ -83,7 +83,7 @@ def version_is_gap(cf: type[CplCertifiedFirmware] = CplCertifiedFirmware) -> Col
             LibraryImage.model_id == cf.model_id,
             LibraryImage.hardware_version == cf.hardware_version,
             LibraryImage.firmware_version == cf.firmware_version,
-            LibraryImage.state == ImageState.PUBLISHED.value,
+            LibraryImage.state == ImageState.PUBLISHED,
         ),
     )
 

@@ -206,7 +206,7 @@ async def _coverage(
             LibraryImage.model_id == cf.model_id,
             LibraryImage.hardware_version == cf.hardware_version,
             LibraryImage.firmware_version == cf.firmware_version,
-            LibraryImage.state == ImageState.PUBLISHED.value,
+            LibraryImage.state == ImageState.PUBLISHED,
         )
         .exists()
     )
@@ -284,7 +284,7 @@ async def consistency_report(
             .where(
                 LibraryImage.manufacturer_id == manufacturer_id,
                 # Held images too: the CPL moved under them, which is what this report is for.
-                LibraryImage.state.in_([ImageState.PUBLISHED.value, ImageState.HELD.value]),
+                LibraryImage.state.in_([ImageState.PUBLISHED, ImageState.HELD]),
             )
             .order_by(LibraryImage.model_id, LibraryImage.hardware_version, LibraryImage.firmware_version)
         )

@@ -291,7 +291,7 @@ class ImageLibrary:
                     model_id=key.model_id,
                     hardware_version=key.hardware_version,
                     firmware_version=key.firmware_version,
-                    state=ImageState.DRAFT.value,
+                    state=ImageState.DRAFT,
                     size=parsed.total_length,
                     file_sha256=parsed.file_sha256,
                     manufacturer_image_sha256=parsed.manufacturer_image_sha256,
@@ -467,7 +467,7 @@ class ImageLibrary:
             )
             if refusal is not None:
                 raise refusal
-            image.state = ImageState.PUBLISHED.value
+            image.state = ImageState.PUBLISHED
             image.published_at = image.state_changed_at = utc_now()
             image.published_by = principal.party_name
             await revisions.bump(session, served=True)
@@ -491,7 +491,7 @@ class ImageLibrary:
             lifecycle.require(image, Step.WITHDRAW)
             image.withdrawal_reason = _reason(reason, "withdrawal reason")
             was_held = image.state == ImageState.HELD
-            image.state = ImageState.WITHDRAWN.value
+            image.state = ImageState.WITHDRAWN
             image.withdrawn_at = image.state_changed_at = utc_now()
             image.withdrawn_by = principal.party_name
             # A withdrawal ends a hold for good; the audit trail keeps why it was held.
@@ -584,7 +584,7 @@ class ImageLibrary:
                         LibraryImage.hardware_version == key.hardware_version,
                         LibraryImage.firmware_version == key.firmware_version,
                         # A held image would be served again once the CPL lists it again.
-                        LibraryImage.state.in_([ImageState.PUBLISHED.value, ImageState.HELD.value]),
+                        LibraryImage.state.in_([ImageState.PUBLISHED, ImageState.HELD]),
                     )
                 )
             ).scalar_one_or_none()

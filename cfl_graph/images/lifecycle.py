@@ -96,7 +96,7 @@ def require(image: LibraryImage, step: Step) -> Transition:
     """The transition, if `step` applies to the image's state; else a refusal that says which states it
     applies to."""
     transition = TRANSITIONS[step]
-    if ImageState(image.state) not in transition.sources:
+    if image.state not in transition.sources:
         states = " or ".join(sorted(transition.sources))
         raise LibraryError(
             f"image {image.id} is {image.state}; only {states} images can be {transition.done}"
@@ -116,7 +116,7 @@ def sees_drafts(principal: Principal | None) -> bool:
 
 def may_see(principal: Principal | None, image: LibraryImage) -> bool:
     """Drafts are their manufacturer's alone; every other state is in the catalogue for every reader."""
-    if ImageState(image.state) in LISTED:
+    if image.state in LISTED:
         return allowed(principal, Action.READ_CATALOGUE)
     return is_own(principal, image.manufacturer_id)
 
@@ -134,7 +134,7 @@ def visible_to(principal: Principal | None) -> ColumnElement[bool]:
 def own_drafts(principal: Principal) -> ColumnElement[bool]:
     """The principal's own drafts (the upload page lists them)."""
     own = sorted(m for m in principal.manufacturer_ids if is_own(principal, m))
-    return and_(LibraryImage.state == ImageState.DRAFT.value, LibraryImage.manufacturer_id.in_(own))
+    return and_(LibraryImage.state == ImageState.DRAFT, LibraryImage.manufacturer_id.in_(own))
 
 
 def steps_for(principal: Principal | None, image: LibraryImage) -> frozenset[Step]:
@@ -142,7 +142,7 @@ def steps_for(principal: Principal | None, image: LibraryImage) -> frozenset[Ste
     against the CPL and the keys are made when the step is taken)."""
     found = set()
     for step, transition in TRANSITIONS.items():
-        if transition.action is None or ImageState(image.state) not in transition.sources:
+        if transition.action is None or image.state not in transition.sources:
             continue
         if allowed(principal, transition.action, manufacturer_id=image.manufacturer_id):
             found.add(step)
@@ -153,7 +153,7 @@ def download_refusal(principal: Principal | None, image: LibraryImage) -> Librar
     """Why the image's bytes may not go to this (reading) principal, or None. A manufacturer may still
     fetch its own withdrawn or held images, for its records; nobody else may: a withdrawn image is gone,
     and a held one is not what the CPL certifies today."""
-    if ImageState(image.state) in SERVED or is_own(principal, image.manufacturer_id):
+    if image.state in SERVED or is_own(principal, image.manufacturer_id):
         return None
     if image.state == ImageState.WITHDRAWN:
         assert image.withdrawn_at is not None
@@ -267,10 +267,10 @@ async def follow_snapshot(session: AsyncSession, snapshot_id: int, actor: Actor)
             .where(
                 or_(
                     and_(
-                        LibraryImage.state == ImageState.PUBLISHED.value,
+                        LibraryImage.state == ImageState.PUBLISHED,
                         or_(cf.firmware_version.is_(None), ~unchanged),
                     ),
-                    LibraryImage.state == ImageState.HELD.value,
+                    LibraryImage.state == ImageState.HELD,
                 )
             )
             .order_by(LibraryImage.id)
@@ -293,7 +293,7 @@ async def follow_snapshot(session: AsyncSession, snapshot_id: int, actor: Actor)
             action = "image.held"
         elif image.state == ImageState.HELD and problem is None:
             require(image, Step.RELEASE)
-            image.state = ImageState.PUBLISHED.value
+            image.state = ImageState.PUBLISHED
             image.hold_problem = image.hold_detail = None
             image.held_at = image.held_snapshot_id = None
             image.released_at = image.state_changed_at = now
@@ -329,7 +329,7 @@ def _changes(image: LibraryImage, problem: Problem | None) -> bool:
 
 
 def _hold(image: LibraryImage, problem: Problem, snapshot_id: int, since: dt.datetime) -> None:
-    image.state = ImageState.HELD.value
+    image.state = ImageState.HELD
     image.hold_problem = problem.code
     image.hold_detail = problem.detail
     image.held_snapshot_id = snapshot_id

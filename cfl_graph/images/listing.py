@@ -28,7 +28,7 @@ class FeedEntry:
     model_id: str
     hardware_version: str
     firmware_version: str
-    state: str
+    state: ImageState
     size: int
     file_sha256: str
     manufacturer_image_sha256: str
@@ -52,7 +52,7 @@ class FeedEntry:
 
     @property
     def served(self) -> bool:
-        return ImageState(self.state) in lifecycle.SERVED
+        return self.state in lifecycle.SERVED
 
 
 _COLUMNS = (
@@ -128,7 +128,7 @@ async def own_drafts(session: AsyncSession, principal: Principal, limit: int) ->
     return list((await session.execute(query)).scalars())
 
 
-async def recent_images(session: AsyncSession, state: str | None, limit: int) -> list[LibraryImage]:
+async def recent_images(session: AsyncSession, state: ImageState | None, limit: int) -> list[LibraryImage]:
     """Every image, drafts included, newest first, perhaps of one state: the operator's list."""
     query = select(LibraryImage).order_by(LibraryImage.id.desc()).limit(limit)
     if state is not None:

@@ -12,7 +12,7 @@ from enum import StrEnum
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cfl_graph.tables.base import Base, UtcDateTime, utc_now
+from cfl_graph.tables.base import Base, EnumText, UtcDateTime, utc_now
 
 
 class Role(StrEnum):
@@ -27,7 +27,7 @@ class Party(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[Role] = mapped_column(EnumText(Role))
     # Panel parties see image bytes only when granted; other roles ignore this.
     download_granted: Mapped[bool] = mapped_column(Boolean, default=False)
     # Manufacturers only: a draft needs a second token's approval before it can be published.

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cfl_graph.tables.base import Base, UtcDateTime, utc_now
+from cfl_graph.tables.base import Base, EnumText, UtcDateTime, utc_now
 
 
 class SyncOutcome(StrEnum):
@@ -50,7 +50,7 @@ class CplSyncRun(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     trigger: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(Text)
-    outcome: Mapped[str] = mapped_column(String(16), default=SyncOutcome.RUNNING.value)
+    outcome: Mapped[SyncOutcome] = mapped_column(EnumText(SyncOutcome), default=SyncOutcome.RUNNING)
     content_sha256: Mapped[str | None] = mapped_column(SHA256)
     content_size: Mapped[int | None] = mapped_column(Integer)
     etag: Mapped[str | None] = mapped_column(Text)

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cfl_graph.tables.base import Base, UtcDateTime, utc_now
+from cfl_graph.tables.base import Base, EnumText, UtcDateTime, utc_now
 from cfl_graph.tables.cpl import HEX4, HEX8, SHA256
 
 
@@ -45,7 +45,7 @@ class LibraryImage(Base):
     model_id: Mapped[str] = mapped_column(HEX4)
     hardware_version: Mapped[str] = mapped_column(HEX4)
     firmware_version: Mapped[str] = mapped_column(HEX8)
-    state: Mapped[str] = mapped_column(String(16), default=ImageState.DRAFT.value)
+    state: Mapped[ImageState] = mapped_column(EnumText(ImageState), default=ImageState.DRAFT)
 
     # What the bytes are (docs/firmware-image-format.md says which bytes each digest covers).
     size: Mapped[int] = mapped_column(BigInteger)

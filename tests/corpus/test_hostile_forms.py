@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cfl_graph.database import Database
-from cfl_graph.tables import AuditEvent, CommercialDeclaration, LibraryImage
+from cfl_graph.tables import AuditEvent, CommercialDeclaration, ImageState, LibraryImage
 from tests.fixtures.library import GOOD_NOTES, OTHER_C1, OWN_A1, OWN_A2, World, make_world
 
 pytestmark = pytest.mark.postgres
@@ -27,7 +27,7 @@ async def world(db: Database, tmp_path: Path) -> World:
     return await make_world(db, tmp_path)
 
 
-async def _counts(world: World) -> tuple[int, int, int, list[str]]:
+async def _counts(world: World) -> tuple[int, int, int, list[ImageState]]:
     async with world.db.sessions() as session:
         images = int(await session.scalar(select(func.count()).select_from(LibraryImage)) or 0)
         declared = int(await session.scalar(select(func.count()).select_from(CommercialDeclaration)) or 0)

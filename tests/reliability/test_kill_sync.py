@@ -37,6 +37,7 @@ from cfl_graph.tables import (
     CplDeviceModel,
     CplSnapshot,
     CplSyncRun,
+    SyncOutcome,
 )
 from cpl_sync.lock import sync_lock
 from tests.fixtures.cli import run_cli
@@ -114,7 +115,7 @@ class Timeline:
 class CplState:
     current: int | None
     snapshots: dict[int, str]  # id -> content SHA-256
-    runs: dict[int, tuple[str, int | None]]  # id -> (outcome, snapshot id)
+    runs: dict[int, tuple[SyncOutcome, int | None]]  # id -> (outcome, snapshot id)
     partial: list[str]  # rows that belong to no complete snapshot
 
 
