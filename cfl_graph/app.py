@@ -27,14 +27,11 @@ from cfl_graph.response_cache import PersistedQueries, ResponseCache
 from cfl_graph.scheduler import run_scheduled_sync
 from cfl_graph.settings import Settings, from_env
 from cfl_graph.unavailable import DatabaseUnavailableMiddleware
-from cfl_graph.views.audit import audit_events
-from cfl_graph.views.catalogue import SignedCatalogue, catalogue_routes
-from cfl_graph.views.feeds import feed_routes
+from cfl_graph.views import audit, catalogue, feeds, images, pages
+from cfl_graph.views.catalogue import SignedCatalogue
 from cfl_graph.views.graphql import GraphQLView
-from cfl_graph.views.images import image_routes
-from cfl_graph.views.pages import page_routes
 from cfl_graph.views.reports import report_routes
-from cfl_graph.views.site import site_routes
+from cfl_graph.views.services import Services
 from schema import Graph
 from schema.protection import QueryLimits
 
@@ -125,13 +122,12 @@ def create_app(
             )
             for graph in Graph
         ),
-        Route("/api/v1/audit/events", audit_events(database.sessions), methods=["GET"]),
-        *image_routes(library),
-        *feed_routes(database.sessions, settings.public_base_url),
+        *audit.routes,
+        *images.routes,
+        *feeds.routes,
         *report_routes(database.sessions),
-        *catalogue_routes(SignedCatalogue(database.sessions, settings.signing_key_file)),
-        *page_routes(database.sessions),
-        *site_routes(database.sessions, library),
+        *catalogue.routes,
+        *pages.routes,
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
     # Outermost first: headers on every answer; a client gone mid-request ends it quietly; a database
@@ -156,7 +152,12 @@ def create_app(
         Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
-    app.state.library = library
+    app.state.services = Services(
+        sessions=database.sessions,
+        library=library,
+        catalogue=SignedCatalogue(database.sessions, settings.signing_key_file),
+        public_base_url=settings.public_base_url or "",
+    )
     app.state.response_cache = cache
     app.state.persisted_queries = persisted
     return app

@@ -22,6 +22,7 @@ from cfl_graph.catalogue.search import DeviceModelFilter, Page, check_first
 from cfl_graph.cursors import decode_cursor, encode_cursor
 from cfl_graph.errors import InvalidInput
 from cfl_graph.identifiers import CplStatus, specification_text
+from cfl_graph.keys import ModelKey
 from cfl_graph.tables import (
     CommercialDeclaration,
     CplCertifiedFirmware,
@@ -166,7 +167,7 @@ async def coverage_summary(session: AsyncSession, snapshot_id: int, group_by: Gr
 
 async def coverage_by_model(
     session: AsyncSession, snapshot_id: int, manufacturer_id: str
-) -> dict[tuple[str, str, str], CoverageGroup]:
+) -> dict[ModelKey, CoverageGroup]:
     """The same counts per device model of one manufacturer (keyed by model key; models with nothing
     due, such as a comms hub's, are absent)."""
     keys = [CplDeviceModel.manufacturer_id, CplDeviceModel.model_id, CplDeviceModel.hardware_version]
@@ -177,7 +178,11 @@ async def coverage_by_model(
         func.max(CplDeviceModel.model_name),
         CplDeviceModel.manufacturer_id == manufacturer_id,
     )
-    return {tuple(g.key.split("/")): g for g in groups}  # type: ignore[misc]
+    found = {}
+    for group in groups:
+        manufacturer, model, hardware = group.key.split("/")
+        found[ModelKey(manufacturer, model, hardware)] = group
+    return found
 
 
 async def _coverage(

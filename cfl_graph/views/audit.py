@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from cfl_graph.access.middleware import principal_of
 from cfl_graph.access.policy import AccessDenied, Action, authorise
 from cfl_graph.audit import export_range
 from cfl_graph.identifiers import InvalidValue
 from cfl_graph.row_ids import row_id
+from cfl_graph.views.refusals import refusal_response
+from cfl_graph.views.services import services
 
 
 def _bound(request: Request, name: str) -> int | None:
@@ -23,30 +25,31 @@ def _bound(request: Request, name: str) -> int | None:
     return None if raw is None else row_id(raw, f"`{name}` (an event id)")
 
 
-def audit_events(sessions: async_sessionmaker[AsyncSession]) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
-        try:
-            authorise(principal_of(request.scope), Action.READ_AUDIT)
-        except AccessDenied as exc:
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
-        try:
-            first, last = _bound(request, "from") or 1, _bound(request, "to")
-        except InvalidValue as exc:
-            return JSONResponse({"error": exc.reason}, status_code=400)
-        if last is not None and last < first:
-            return JSONResponse({"error": "`to` must not be before `from`"}, status_code=400)
-
-        async def lines() -> AsyncIterator[bytes]:
-            async with sessions() as session:
-                async for item in export_range(session, first, last):
-                    yield (json.dumps(item, ensure_ascii=False) + "\n").encode()
-
-        return StreamingResponse(
-            lines(),
-            media_type="application/x-ndjson",
-            headers={
-                "Content-Disposition": f'attachment; filename="cfl-audit-{first}-{last or "head"}.jsonl"'
-            },
+async def events(request: Request) -> Response:
+    try:
+        authorise(principal_of(request.scope), Action.READ_AUDIT)
+    except AccessDenied as exc:
+        return refusal_response(exc)
+    try:
+        first, last = _bound(request, "from") or 1, _bound(request, "to")
+    except InvalidValue as exc:
+        return JSONResponse({"error": exc.reason, "code": "BAD_USER_INPUT", "problems": []}, status_code=400)
+    if last is not None and last < first:
+        return JSONResponse(
+            {"error": "`to` must not be before `from`", "code": "BAD_USER_INPUT", "problems": []}, 400
         )
+    sessions = services(request).sessions
 
-    return endpoint
+    async def lines() -> AsyncIterator[bytes]:
+        async with sessions() as session:
+            async for item in export_range(session, first, last):
+                yield (json.dumps(item, ensure_ascii=False) + "\n").encode()
+
+    return StreamingResponse(
+        lines(),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="cfl-audit-{first}-{last or "head"}.jsonl"'},
+    )
+
+
+routes = [Route("/api/v1/audit/events", events, methods=["GET"])]

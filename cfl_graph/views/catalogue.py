@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +31,11 @@ from cfl_graph.revisions import read_revisions
 from cfl_graph.tables import ImageState, LibraryImage
 from cfl_graph.tables.base import utc_now
 from cfl_graph.views.refusals import refusal_response
+from cfl_graph.views.services import services
 
 log = logging.getLogger(__name__)
 
 CATALOGUE_LIFETIME = dt.timedelta(days=7)
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _entry(image: LibraryImage) -> dict[str, Any]:
@@ -102,26 +101,27 @@ class SignedCatalogue:
             return body
 
 
-def catalogue_routes(catalogue: SignedCatalogue) -> list[Route]:
-    async def document(request: Request) -> Response:
-        try:
-            authorise(principal_of(request.scope), Action.READ_CATALOGUE)
-        except AccessDenied as exc:
-            return refusal_response(exc)
-        return Response(
-            await catalogue.document(),
-            media_type="application/json",
-            headers={"Cache-Control": "private, no-cache"},
-        )
+async def document(request: Request) -> Response:
+    try:
+        authorise(principal_of(request.scope), Action.READ_CATALOGUE)
+    except AccessDenied as exc:
+        return refusal_response(exc)
+    return Response(
+        await services(request).catalogue.document(),
+        media_type="application/json",
+        headers={"Cache-Control": "private, no-cache"},
+    )
 
-    async def public_key(request: Request) -> Response:
-        try:
-            authorise(principal_of(request.scope), Action.READ_CATALOGUE)
-        except AccessDenied as exc:
-            return refusal_response(exc)
-        return Response(public_pem(catalogue.key), media_type="application/x-pem-file")
 
-    return [
-        Route("/api/v1/catalogue.json", document, methods=["GET"]),
-        Route("/api/v1/catalogue.pub", public_key, methods=["GET"]),
-    ]
+async def public_key(request: Request) -> Response:
+    try:
+        authorise(principal_of(request.scope), Action.READ_CATALOGUE)
+    except AccessDenied as exc:
+        return refusal_response(exc)
+    return Response(public_pem(services(request).catalogue.key), media_type="application/x-pem-file")
+
+
+routes = [
+    Route("/api/v1/catalogue.json", document, methods=["GET"]),
+    Route("/api/v1/catalogue.pub", public_key, methods=["GET"]),
+]

@@ -35,9 +35,8 @@ import hashlib
 import html
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -48,6 +47,7 @@ from cfl_graph.identifiers import ManufacturerId
 from cfl_graph.images.listing import FeedEntry, feed_entries
 from cfl_graph.tables import ImageState
 from cfl_graph.views.refusals import refusal_response
+from cfl_graph.views.services import services
 
 ATOM = "http://www.w3.org/2005/Atom"
 MEDIA_TYPE = "application/atom+xml; charset=utf-8"
@@ -62,8 +62,6 @@ _MANUFACTURER_ID = re.compile(r"[0-9A-Fa-f]{4}")
 # Everything XML 1.0 cannot represent, even escaped: C0 controls but tab and newlines, lone
 # surrogates, U+FFFE and U+FFFF.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def rfc3339(value: dt.datetime) -> str:
@@ -192,52 +190,45 @@ def _feed_response(request: Request, document: bytes) -> Response:
     return Response(document, headers=headers, media_type=MEDIA_TYPE)
 
 
-def _feed_endpoint(
-    sessions: async_sessionmaker[AsyncSession], manufacturer_from_path: bool, base_url: str
-) -> Endpoint:
-    async def endpoint(request: Request) -> Response:
-        try:
-            authorise(principal_of(request.scope), Action.READ_CATALOGUE)
-        except AccessDenied as exc:
-            return refusal_response(exc)
-        manufacturer: ManufacturerId | None = None
-        path, feed_id, title = "/feeds/images.atom", "feed/images", f"{AUTHOR}: firmware images"
-        if manufacturer_from_path:
-            raw = request.path_params["manufacturer_id"]
-            if not _MANUFACTURER_ID.fullmatch(raw):
-                return JSONResponse(
-                    {
-                        "error": f"no such feed: a manufacturer id is 4 hexadecimal digits, like 10B2, "
-                        f"not {raw[:16]!r}",
-                        "code": "NOT_FOUND",
-                        "problems": [],
-                    },
-                    status_code=404,
-                )
-            manufacturer = ManufacturerId(raw.upper())
-            path = f"/feeds/manufacturers/{manufacturer}/images.atom"
-            feed_id = f"feed/manufacturers/{manufacturer}/images"
-            title = f"{AUTHOR}: firmware images of manufacturer {manufacturer}"
-        async with sessions() as session:
-            entries = await feed_entries(session, manufacturer)
-        document = render_feed(entries, base_url=base_url, path=path, feed_id=feed_id, title=title)
-        return _feed_response(request, document)
-
-    return endpoint
+async def _feed(request: Request, manufacturer_from_path: bool) -> Response:
+    try:
+        authorise(principal_of(request.scope), Action.READ_CATALOGUE)
+    except AccessDenied as exc:
+        return refusal_response(exc)
+    manufacturer: ManufacturerId | None = None
+    path, feed_id, title = "/feeds/images.atom", "feed/images", f"{AUTHOR}: firmware images"
+    if manufacturer_from_path:
+        raw = request.path_params["manufacturer_id"]
+        if not _MANUFACTURER_ID.fullmatch(raw):
+            return JSONResponse(
+                {
+                    "error": f"no such feed: a manufacturer id is 4 hexadecimal digits, like 10B2, "
+                    f"not {raw[:16]!r}",
+                    "code": "NOT_FOUND",
+                    "problems": [],
+                },
+                status_code=404,
+            )
+        manufacturer = ManufacturerId(raw.upper())
+        path = f"/feeds/manufacturers/{manufacturer}/images.atom"
+        feed_id = f"feed/manufacturers/{manufacturer}/images"
+        title = f"{AUTHOR}: firmware images of manufacturer {manufacturer}"
+    found = services(request)
+    async with found.sessions() as session:
+        entries = await feed_entries(session, manufacturer)
+    document = render_feed(entries, base_url=found.public_base_url, path=path, feed_id=feed_id, title=title)
+    return _feed_response(request, document)
 
 
-def feed_routes(
-    sessions: async_sessionmaker[AsyncSession], public_base_url: str | None = None
-) -> list[Route]:
-    """The feeds' routes; their links start with `public_base_url` (`CFL_PUBLIC_BASE_URL`), or are
-    relative to the site when it is not set: never built from the request's Host header, which the
-    client writes."""
-    base_url = public_base_url or ""
-    return [
-        Route("/feeds/images.atom", _feed_endpoint(sessions, False, base_url), methods=["GET"]),
-        Route(
-            "/feeds/manufacturers/{manufacturer_id}/images.atom",
-            _feed_endpoint(sessions, True, base_url),
-            methods=["GET"],
-        ),
-    ]
+async def every_image(request: Request) -> Response:
+    return await _feed(request, manufacturer_from_path=False)
+
+
+async def one_manufacturer(request: Request) -> Response:
+    return await _feed(request, manufacturer_from_path=True)
+
+
+routes = [
+    Route("/feeds/images.atom", every_image, methods=["GET"]),
+    Route("/feeds/manufacturers/{manufacturer_id}/images.atom", one_manufacturer, methods=["GET"]),
+]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +41,12 @@ from cfl_graph.images.receive import Receiver
 from cfl_graph.row_ids import row_id
 from cfl_graph.tables import LibraryImage
 from cfl_graph.views.refusals import http_status, refusal_response
+from cfl_graph.views.services import services
 
 log = logging.getLogger(__name__)
 
 TEXT_FIELDS = {"releaseNotes": 200_000, "modelId": 64, "hardwareVersion": 64}
 FILE_FIELD = "file"
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class _ImageFile(FileResponse):
@@ -248,20 +247,17 @@ async def take_upload(library: ImageLibrary, request: Request) -> LibraryImage:
     return await library.accept(principal, received, fields)
 
 
-def upload_endpoint(library: ImageLibrary) -> Endpoint:
-    async def upload(request: Request) -> Response:
-        try:
-            image = await take_upload(library, request)
-        except (Refusal, AccessDenied, BlobStoreFailed) as exc:
-            return _refusal(exc)
-        except ClientDisconnect:
-            log.info("upload abandoned: the client went away")
-            return Response(status_code=400)
-        return JSONResponse(
-            image_json(image), status_code=201, headers={"Location": f"/api/v1/images/{image.id}"}
-        )
-
-    return upload
+async def upload(request: Request) -> Response:
+    try:
+        image = await take_upload(services(request).library, request)
+    except (Refusal, AccessDenied, BlobStoreFailed) as exc:
+        return _refusal(exc)
+    except ClientDisconnect:
+        log.info("upload abandoned: the client went away")
+        return Response(status_code=400)
+    return JSONResponse(
+        image_json(image), status_code=201, headers={"Location": f"/api/v1/images/{image.id}"}
+    )
 
 
 async def _receive(request: Request, receiver: Receiver) -> UploadFields:
@@ -305,18 +301,15 @@ def _image_id(request: Request) -> int | JSONResponse:
         return JSONResponse({"error": exc.reason, "code": "NOT_FOUND", "problems": []}, 404)
 
 
-def metadata_endpoint(library: ImageLibrary) -> Endpoint:
-    async def metadata(request: Request) -> Response:
-        image_id = _image_id(request)
-        if isinstance(image_id, Response):
-            return image_id
-        try:
-            image = await library.get(principal_of(request.scope), image_id)
-        except (Refusal, AccessDenied) as exc:
-            return _refusal(exc)
-        return JSONResponse(image_json(image))
-
-    return metadata
+async def metadata(request: Request) -> Response:
+    image_id = _image_id(request)
+    if isinstance(image_id, Response):
+        return image_id
+    try:
+        image = await services(request).library.get(principal_of(request.scope), image_id)
+    except (Refusal, AccessDenied) as exc:
+        return _refusal(exc)
+    return JSONResponse(image_json(image))
 
 
 # What a byte range is (RFC 9110 14.1.1): `bytes=` and a list of first-last, first- or -suffix, in the
@@ -431,28 +424,26 @@ def _decision(request: Request, image: LibraryImage, headers: dict[str, str]) ->
     return Download(decided)
 
 
-def download_endpoint(library: ImageLibrary) -> Endpoint:
-    async def download(request: Request) -> Response:
-        image_id = _image_id(request)
-        if isinstance(image_id, Response):
-            return image_id
-        headers: dict[str, str] = {}
+async def download(request: Request) -> Response:
+    library = services(request).library
+    image_id = _image_id(request)
+    if isinstance(image_id, Response):
+        return image_id
+    headers: dict[str, str] = {}
 
-        def decide(image: LibraryImage) -> Download | _Refusal:
-            headers.update(_headers_for(image))
-            return _decision(request, image, headers)
+    def decide(image: LibraryImage) -> Download | _Refusal:
+        headers.update(_headers_for(image))
+        return _decision(request, image, headers)
 
-        try:
-            image, decision = await library.take(
-                principal_of(request.scope), image_id, decide, record_bytes=request.method == "GET"
-            )
-        except (Refusal, AccessDenied) as exc:
-            return _refusal(exc)
-        if isinstance(decision, _Refusal):
-            return decision.response
-        return await _bytes_response(library, image, decision.byte_range, headers, request.method == "HEAD")
-
-    return download
+    try:
+        image, decision = await library.take(
+            principal_of(request.scope), image_id, decide, record_bytes=request.method == "GET"
+        )
+    except (Refusal, AccessDenied) as exc:
+        return _refusal(exc)
+    if isinstance(decision, _Refusal):
+        return decision.response
+    return await _bytes_response(library, image, decision.byte_range, headers, request.method == "HEAD")
 
 
 async def _bytes_response(
@@ -487,21 +478,17 @@ async def _bytes_response(
     )
 
 
-def receipts_endpoint(library: ImageLibrary) -> Endpoint:
-    async def receipts(request: Request) -> Response:
-        try:
-            principal = authorise(principal_of(request.scope), Action.DOWNLOAD_IMAGE)
-        except AccessDenied as exc:
-            return _refusal(exc)
-        return JSONResponse({"downloads": await download_receipts(library.sessions, principal)})
-
-    return receipts
+async def receipts(request: Request) -> Response:
+    try:
+        principal = authorise(principal_of(request.scope), Action.DOWNLOAD_IMAGE)
+    except AccessDenied as exc:
+        return _refusal(exc)
+    return JSONResponse({"downloads": await download_receipts(services(request).sessions, principal)})
 
 
-def image_routes(library: ImageLibrary) -> list[Route]:
-    return [
-        Route("/api/v1/images", upload_endpoint(library), methods=["POST"]),
-        Route("/api/v1/images/{image_id}", metadata_endpoint(library), methods=["GET"]),
-        Route("/api/v1/images/{image_id}/file", download_endpoint(library), methods=["GET", "HEAD"]),
-        Route("/api/v1/downloads", receipts_endpoint(library), methods=["GET"]),
-    ]
+routes = [
+    Route("/api/v1/images", upload, methods=["POST"]),
+    Route("/api/v1/images/{image_id}", metadata, methods=["GET"]),
+    Route("/api/v1/images/{image_id}/file", download, methods=["GET", "HEAD"]),
+    Route("/api/v1/downloads", receipts, methods=["GET"]),
+]
