@@ -51,7 +51,7 @@ def test_one_reader_decodes_every_list_s_cursors() -> None:
 DOORS = (
     "cfl_graph/views/",
     "schema/",
-    "cfl_graph/cli.py",
+    "cfl_graph/cli/",
     "cfl_graph/app.py",
     "cfl_graph/access/middleware.py",
 )

@@ -1,0 +1,117 @@
+"""What every command shares: its consoles and exit codes, the settings, a database opened and closed
+around the work (refused, exit 3, while migrations are pending), numeric argument parsers and the
+progress bar."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from cfl_graph import migrate
+from cfl_graph.database import Database
+from cfl_graph.identifiers import InvalidValue
+from cfl_graph.row_ids import MAX_ROW_ID, row_id
+from cfl_graph.settings import Settings, SettingsError, from_env
+from cfl_graph.unavailable import database_unavailable
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+EXIT_REJECTED = 1
+EXIT_FETCH = 2
+EXIT_FAILED = 3
+
+
+def settings_from_env(default_log_level: str = "WARNING") -> Settings:
+    try:
+        settings = from_env()
+    except SettingsError as exc:
+        err.print(f"configuration error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    logging.basicConfig(
+        level=settings.log_level or default_log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return settings
+
+
+class SchemaMissing(Exception):
+    """The database lacks migrations a command needs; the message says what to run."""
+
+
+def with_db(settings: Settings, work: Callable[[Database], Awaitable[T]], *, needs_schema: bool = True) -> T:
+    """Run `work` on the database; first, unless it is `db upgrade`, make sure the schema is current, so
+    that an un-migrated database is told as such (exit 3) and not as the first query's failure."""
+
+    async def run() -> T:
+        db = Database.connect(settings.database_url)
+        try:
+            if needs_schema:
+                await require_schema(db)
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except SchemaMissing as exc:
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+async def require_schema(db: Database) -> None:
+    try:
+        pending = await migrate.pending(db.engine)
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise SchemaMissing(
+                f"cannot reach the database ({type(exc).__name__}); check CFL_DATABASE_URL and that it runs"
+            ) from None
+        raise
+    if pending:
+        raise SchemaMissing(
+            f"the database lacks migrations {', '.join(pending)}; run `cfl-graph db upgrade` first"
+        )
+
+
+def number_parser(what: str, *, minimum: int = 1, maximum: int = MAX_ROW_ID) -> Callable[[str], int]:
+    """A parser for a numeric argument: ASCII digits within the bounds (`cfl_graph.row_ids`), so that
+    '٣' is not read as 3 nor a number past the id columns sent to the database."""
+
+    def parse(raw: str | int) -> int:
+        try:
+            return row_id(raw, what, minimum=minimum, maximum=maximum)
+        except InvalidValue as exc:
+            raise typer.BadParameter(exc.reason) from None
+
+    return parse
+
+
+SNAPSHOT_ID = number_parser("a snapshot id")
+EVENT_ID = number_parser("an event id")
+RUN_ID = number_parser("a sync run's id")
+HOW_MANY = number_parser("a count", maximum=100_000)
+
+
+def progress_bar() -> Progress:
+    """A bar on stderr when it is a terminal; silent in scripts and tests."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
+
+
+class RichProgress:
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)

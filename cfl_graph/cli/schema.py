@@ -1,0 +1,35 @@
+"""The GraphQL schemas' SDL."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cfl_graph.cli.common import EXIT_REJECTED, err, out
+
+schema_app = typer.Typer(help="The GraphQL schemas' SDL.", no_args_is_help=True)
+
+
+@schema_app.command("print")
+def schema_print(
+    graph: Annotated[str, typer.Argument(help="combined, cpl or cfl.")] = "combined",
+) -> None:
+    """Print a schema's SDL (the subgraphs' with their federation directives)."""
+    from schema import Graph, build_schema
+
+    try:
+        chosen = Graph(graph)
+    except ValueError:
+        err.print(f"no graph {graph!r}: choose combined, cpl or cfl")
+        raise typer.Exit(EXIT_REJECTED) from None
+    print(build_schema(graph=chosen).as_str())
+
+
+@schema_app.command("write")
+def schema_write() -> None:
+    """Rewrite schema/sdl/*.graphql from the code (a test fails while they differ)."""
+    from schema.sdl import write_sdl_files
+
+    for path in write_sdl_files():
+        out.print(f"wrote {path}", markup=False, highlight=False)
