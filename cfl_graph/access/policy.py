@@ -84,14 +84,13 @@ GRANTS: dict[Role, frozenset[Action]] = {
 
 
 class AccessDenied(Exception):
-    """Base of the two refusals; `str()` is safe and useful to show to the caller."""
+    """Base of the two refusals; `str()` is safe and useful to show to the caller. The code says which
+    (the doors map it to 401 or 403, `cfl_graph.views.refusals`)."""
 
-    status = 403
     code = "FORBIDDEN"
 
 
 class NotAuthenticated(AccessDenied):
-    status = 401
     code = "UNAUTHENTICATED"
 
     def __init__(self) -> None:
