@@ -21,6 +21,7 @@ from cfl_graph import migrate
 from cfl_graph.access.middleware import AuthenticationMiddleware, SecurityHeadersMiddleware
 from cfl_graph.blobs import BlobStore, blob_store_for
 from cfl_graph.database import Database
+from cfl_graph.graphql_http import CLIENT_PATH, subgraph_path
 from cfl_graph.images.library import ImageLibrary
 from cfl_graph.limits import BodySizeLimitMiddleware, ClientGoneMiddleware, RateLimitMiddleware
 from cfl_graph.response_cache import PersistedQueries, ResponseCache
@@ -110,8 +111,9 @@ def create_app(
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         *(
+            # Every method reaches the view, which answers those it does not take as GraphQL refusals.
             Route(
-                "/graphql" if graph is Graph.COMBINED else f"/subgraphs/{graph.value}/graphql",
+                CLIENT_PATH if graph is Graph.COMBINED else subgraph_path(graph.value),
                 GraphQLView(
                     database,
                     library,
@@ -121,7 +123,6 @@ def create_app(
                     persisted=persisted,
                     admission=admission,
                 ),
-                methods=["GET", "POST"],
             )
             for graph in Graph
         ),
