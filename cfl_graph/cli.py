@@ -886,5 +886,24 @@ def schema_write() -> None:
         out.print(f"wrote {path}", markup=False, highlight=False)
 
 
+@schema_app.command("check")
+def schema_check(
+    old: Annotated[
+        Path, typer.Argument(help="An older client SDL, such as schema/sdl/baseline/client.graphql.")
+    ],
+) -> None:
+    """List breaking and dangerous changes from OLD to today's client graph; exit 1 on a breaking one."""
+    from schema.compat import SdlUnreadable, check_against
+
+    try:
+        comparison = check_against(old)
+    except SdlUnreadable as exc:
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FETCH) from None  # 2, as for a CPL source that cannot be read
+    print("\n".join(comparison.lines()))
+    if not comparison.ok:
+        raise typer.Exit(EXIT_REJECTED)
+
+
 def main() -> None:
     app()
