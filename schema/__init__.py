@@ -39,6 +39,7 @@ from schema.graph import CatalogueQuery
 from schema.images import ImageMutation, ImageQuery
 from schema.node import id_problem
 from schema.protection import ArgumentChecks, QueryLimits, log_refusals, protection_extensions
+from schema.scalars import SCALAR_OVERRIDES
 
 FEDERATION_VERSION = "2.5"
 
@@ -181,11 +182,14 @@ def build_schema(limits: QueryLimits | None = None, graph: Graph = Graph.COMBINE
         limits or QueryLimits(), user_errors=USER_ERRORS, argument_checks=ARGUMENT_CHECKS
     )
     if graph is Graph.COMBINED:
-        return _ClientGraph(query=Query, mutation=Mutation, extensions=extensions)
+        return _ClientGraph(
+            query=Query, mutation=Mutation, extensions=extensions, scalar_overrides=dict(SCALAR_OVERRIDES)
+        )
     return _Subgraph(
         graph,
         query=Query,
         mutation=None if graph is Graph.CPL else Mutation,
         extensions=extensions,
+        scalar_overrides=dict(SCALAR_OVERRIDES),
         federation_version=FEDERATION_VERSION,
     )
