@@ -10,6 +10,7 @@ service's JSON shape (`{"error": ...}`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 
 from starlette.datastructures import Headers
@@ -19,7 +20,7 @@ CLIENT_PATH = "/graphql"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 SUBGRAPH_PATH = "/subgraphs/{name}/graphql"
-_SUBGRAPH_PREFIX, _SUBGRAPH_SUFFIX = SUBGRAPH_PATH.split("{name}")
+_GRAPHQL_PATH = re.compile(r"/graphql|/subgraphs/[a-z]+/graphql")
 
 
 def subgraph_path(name: str) -> str:
@@ -28,10 +29,7 @@ def subgraph_path(name: str) -> str:
 
 def is_graphql_path(path: str) -> bool:
     """`/graphql` and every subgraph's endpoint: a federation router is a GraphQL client too."""
-    if path == CLIENT_PATH:
-        return True
-    name = path.removeprefix(_SUBGRAPH_PREFIX).removesuffix(_SUBGRAPH_SUFFIX)
-    return path != name and name.isascii() and name.isalpha() and path == subgraph_path(name)
+    return _GRAPHQL_PATH.fullmatch(path) is not None
 
 
 def _ranges(accept: str) -> list[tuple[str, float]]:

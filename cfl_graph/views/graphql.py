@@ -217,11 +217,8 @@ class GraphQLView(GraphQL[Context, None]):
             media, parameters = parse_content_type(request.headers.get("content-type", ""))
             charset = parameters.get("charset", "utf-8").lower()
             if media != JSON or charset not in ("utf-8", "utf8"):
-                raise GraphQLRefusal(
-                    415,
-                    f"send the request as {JSON} (UTF-8), not {media or 'a body of no type'}",
-                    "BAD_REQUEST",
-                )
+                sent = request.headers.get("content-type", "")[:100] or "a body of no type"
+                raise GraphQLRefusal(415, f"send the request as {JSON} (UTF-8), not {sent}", "BAD_REQUEST")
             body = await request.body()
             if not body.strip():
                 raise _bad_request('the request body is empty: send {"query": "...", "variables": {...}}')
