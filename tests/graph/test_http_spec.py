@@ -207,7 +207,7 @@ async def test_the_view_s_refusals_are_graphql_responses_with_their_codes(world:
         "batch": (400, "BAD_REQUEST", "batched requests (a JSON array) are not accepted"),
         "no content type": (415, "BAD_REQUEST", "send the request as application/json"),
         "text/plain": (415, "BAD_REQUEST", "not text/plain"),
-        "Latin-1": (415, "BAD_REQUEST", "(UTF-8)"),
+        "Latin-1": (415, "BAD_REQUEST", "(UTF-8), not application/json; charset=iso-8859-1"),
         "empty body": (400, "BAD_REQUEST", "the request body is empty"),
         "not JSON": (400, "BAD_REQUEST", "not valid JSON"),
         "no query": (400, "BAD_REQUEST", "the request holds no `query`"),
