@@ -20,7 +20,9 @@ from starlette.staticfiles import StaticFiles
 from cfl_graph import migrate
 from cfl_graph.access.middleware import AuthenticationMiddleware, SecurityHeadersMiddleware
 from cfl_graph.blobs import BlobStore, blob_store_for
+from cfl_graph.cors import CorsMiddleware
 from cfl_graph.database import Database
+from cfl_graph.graphql_http import CLIENT_PATH, subgraph_path
 from cfl_graph.images.library import ImageLibrary
 from cfl_graph.limits import BodySizeLimitMiddleware, ClientGoneMiddleware, RateLimitMiddleware
 from cfl_graph.response_cache import PersistedQueries, ResponseCache
@@ -107,8 +109,9 @@ def create_app(
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         *(
+            # Every method reaches the view, which answers those it does not take as GraphQL refusals.
             Route(
-                "/graphql" if graph is Graph.COMBINED else f"/subgraphs/{graph.value}/graphql",
+                CLIENT_PATH if graph is Graph.COMBINED else subgraph_path(graph.value),
                 GraphQLView(
                     database,
                     library,
@@ -118,7 +121,6 @@ def create_app(
                     persisted=persisted,
                     admission=admission,
                 ),
-                methods=["GET", "POST"],
             )
             for graph in Graph
         ),
@@ -130,11 +132,14 @@ def create_app(
         *pages.routes,
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
-    # Outermost first: headers on every answer; a client gone mid-request ends it quietly; a database
-    # outage anywhere below is a 503; a loose per-address rate before any database work; the body limit
-    # before anything reads a body; who is asking; then how often that token may ask.
+    # Outermost first: headers on every answer; CORS for the origins listed (preflights answered before
+    # sign-in, every answer below them readable by a listed origin); a client gone mid-request ends it
+    # quietly; a database outage anywhere below is a 503; a loose per-address rate before any database
+    # work; the body limit before anything reads a body; who is asking; then how often that token may ask.
+    cors = [Middleware(CorsMiddleware, origins=settings.cors_origins)] if settings.cors_origins else []
     middleware = [
         Middleware(SecurityHeadersMiddleware),
+        *cors,
         Middleware(ClientGoneMiddleware),
         Middleware(DatabaseUnavailableMiddleware),
         Middleware(

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cfl_graph.errors import InvalidInput, Problem
+from cfl_graph.identifiers import iso_day
 from cfl_graph.images.errors import LibraryProblem
 
 # Far longer than any cursor we issue (a coverage gap's is about 90 characters).
@@ -25,7 +25,6 @@ MAX_CURSOR_LENGTH = 512
 _URLSAFE_BASE64 = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 _HEX4 = re.compile(r"[0-9A-F]{4}")
 _HEX8 = re.compile(r"[0-9A-F]{8}")
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _hex4(value: object) -> bool:
@@ -37,13 +36,7 @@ def _hex8(value: object) -> bool:
 
 
 def _iso_date(value: object) -> bool:
-    if not (isinstance(value, str) and _ISO_DATE.fullmatch(value)):
-        return False
-    try:
-        dt.date.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
+    return iso_day(value) is not None
 
 
 # What each list's sort key holds, value by value, exactly as the list writes it into its cursors.

@@ -387,6 +387,21 @@ def date(value: Cell, what: str) -> dt.date:
     raise InvalidValue(f"{what} {text!r} is not a date (use 2024-03-31, 31/03/2024 or 31 Mar 2024)")
 
 
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def iso_day(value: object) -> dt.date | None:
+    """A day written exactly YYYY-MM-DD in the digits 0-9 (how the graph writes dates, and all an
+    argument, a query parameter or a cursor may hold), or None. `date.fromisoformat` alone would take
+    `20240331`, week dates (`2024-W13-7`) and digits of other scripts."""
+    if not isinstance(value, str) or _ISO_DAY.fullmatch(value) is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:  # a month or day out of range
+        return None
+
+
 def optional_text(value: Cell, what: str, max_length: int = 64) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None

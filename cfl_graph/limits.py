@@ -1,4 +1,5 @@
-"""Request limits at the HTTP door: body size (413) and a per-token request rate (429).
+"""Request limits at the HTTP door: body size (413) and a per-token request rate (429), each a GraphQL
+response (`BAD_REQUEST`, `RATE_LIMITED`) on a GraphQL path.
 
 The rate limit is a token bucket per API token (or per client address for anonymous requests) kept
 in each worker's memory: with N workers the service-wide ceiling is N times the setting. That is a
@@ -7,7 +8,6 @@ deliberate trade: no shared store to run, and the limit still stops one client f
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -20,20 +20,29 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfl_graph.access.middleware import SECURITY_HEADERS, principal_of
+from cfl_graph.graphql_http import refusal
 from cfl_graph.row_ids import is_ascii_number
 
 log = logging.getLogger(__name__)
 
 
-async def _answer(send: Send, status: int, message: str, extra: dict[str, str] | None = None) -> None:
-    body = json.dumps({"error": message}).encode()
+async def _answer(
+    send: Send, scope: Scope, status: int, message: str, code: str, extra: dict[str, str] | None = None
+) -> None:
+    """413 or 429: on a GraphQL path a GraphQL response with `code`, elsewhere `{"error": ...}`."""
+    retry = {"retryAfter": int(extra["Retry-After"])} if extra and "Retry-After" in extra else {}
+    body, content_type = refusal(scope, message, code, {"error": message}, **retry)
     headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", content_type.encode()),
         (b"content-length", str(len(body)).encode()),
         *((k.lower().encode(), v.encode()) for k, v in {**SECURITY_HEADERS, **(extra or {})}.items()),
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _too_large(max_bytes: int) -> str:
+    return f"the request body is larger than the {max_bytes:,}-byte limit"
 
 
 def _within(declared: str, max_bytes: int) -> bool:
@@ -61,7 +70,7 @@ class BodySizeLimitMiddleware:
         max_bytes = self.per_path.get((scope["method"], scope["path"]), self.max_bytes)
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and not _within(declared, max_bytes):
-            await _answer(send, 413, f"the request body is larger than the {max_bytes:,}-byte limit")
+            await _answer(send, scope, 413, _too_large(max_bytes), "BAD_REQUEST")
             return
         received = 0
         refused = False
@@ -76,7 +85,7 @@ class BodySizeLimitMiddleware:
                 if received > max_bytes:
                     # Answer now and tell the handler the client went away, whatever it does with errors.
                     refused = True
-                    await _answer(send, 413, f"the request body is larger than the {max_bytes:,}-byte limit")
+                    await _answer(send, scope, 413, _too_large(max_bytes), "BAD_REQUEST")
                     return {"type": "http.disconnect"}
             return message
 
@@ -158,7 +167,12 @@ class RateLimitMiddleware:
         if wait > 0:
             retry = max(1, math.ceil(wait))
             await _answer(
-                send, 429, f"too many requests; try again in {retry} s", {"Retry-After": str(retry)}
+                send,
+                scope,
+                429,
+                f"too many requests; try again in {retry} s",
+                "RATE_LIMITED",
+                {"Retry-After": str(retry)},
             )
             return
         await self.app(scope, receive, send)

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 
 class SettingsError(ValueError):
@@ -57,6 +57,9 @@ class Settings:
     max_connections: int = 1000
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    # Origins (`https://dashboard.example.org`) whose pages may call `/graphql` and the downloads with a
+    # bearer token (cfl_graph/cors.py); empty: no CORS headers at all.
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def signing_key_file(self) -> Path:
@@ -141,10 +144,8 @@ def _http_url(name: str, raw: str) -> str:
     return value
 
 
-def _public_base_url(name: str, raw: str) -> str:
-    """An http(s) URL with a host and no query, fragment or credentials; kept without a trailing slash
-    so that paths append to it."""
-    value = raw.strip()
+def _url_parts(name: str, raw: str, value: str, what: str) -> SplitResult:
+    """`value`, part of `raw`, as an http(s) URL with a host and no query, fragment or credentials."""
     try:
         parts = urlsplit(value)
         port = parts.port  # raises on a port that is not a number in range
@@ -153,14 +154,43 @@ def _public_base_url(name: str, raw: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingsError(name, raw, "expected an http:// or https:// URL with a host")
     if parts.query or parts.fragment or "?" in value or "#" in value:
-        raise SettingsError(name, raw, "a base URL has no query (?) or fragment (#)")
+        raise SettingsError(name, raw, f"{what} has no query (?) or fragment (#)")
     if parts.username is not None or parts.password is not None:
-        raise SettingsError(name, raw, "a base URL carries no user name or password")
+        raise SettingsError(name, raw, f"{what} carries no user name or password")
     if port == 0 or any(ch.isspace() or not ch.isprintable() for ch in value) or not value.isascii():
-        raise SettingsError(
-            name, raw, "a base URL is printable ASCII without spaces (percent-encode the rest)"
-        )
+        raise SettingsError(name, raw, f"{what} is printable ASCII without spaces (percent-encode the rest)")
+    return parts
+
+
+def _public_base_url(name: str, raw: str) -> str:
+    """An http(s) URL with a host and no query, fragment or credentials; kept without a trailing slash
+    so that paths append to it."""
+    value = raw.strip()
+    _url_parts(name, raw, value, "a base URL")
     return value.rstrip("/")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated origins, each `scheme://host[:port]` and kept as a browser sends it in `Origin`
+    (lower case, no default port); `*` is refused: the list names each dashboard that may call."""
+    origins: list[str] = []
+    for item in (piece.strip() for piece in raw.split(",")):
+        if item in ("*", "null"):
+            raise SettingsError(name, raw, f"{item!r} is no origin: name each, like https://dash.example.org")
+        if not item:
+            continue
+        parts = _url_parts(name, raw, item, "an origin")
+        if parts.path not in ("", "/"):
+            raise SettingsError(name, raw, f"an origin is scheme://host[:port] alone, without {parts.path!r}")
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        port = "" if parts.port in (None, _DEFAULT_PORTS[parts.scheme]) else f":{parts.port}"
+        if (origin := f"{parts.scheme}://{host}{port}") not in origins:
+            origins.append(origin)
+    return tuple(origins)
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
@@ -211,4 +241,6 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         values["body_timeout"] = _positive_float("CFL_BODY_TIMEOUT", raw)
     if (raw := env.get("CFL_PUBLIC_BASE_URL")) is not None and raw.strip():
         values["public_base_url"] = _public_base_url("CFL_PUBLIC_BASE_URL", raw)
+    if (raw := env.get("CFL_CORS_ORIGINS")) is not None:
+        values["cors_origins"] = _origins("CFL_CORS_ORIGINS", raw)
     return Settings(**values)  # type: ignore[arg-type]

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import logging
 import socket
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cfl_graph.graphql_http import refusal
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,21 @@ def database_unavailable(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("asyncpg") and "Connection" in type(exc).__name__
 
 
-async def answer_unavailable(send: Send) -> None:
-    body = json.dumps({"error": MESSAGE, "code": "SERVICE_UNAVAILABLE", "problems": []}).encode()
+async def answer_unavailable(send: Send, scope: Scope) -> None:
+    """503 with `Retry-After`; on a GraphQL path a GraphQL response, code `SERVICE_UNAVAILABLE`."""
+    body, content_type = refusal(
+        scope,
+        MESSAGE,
+        "SERVICE_UNAVAILABLE",
+        {"error": MESSAGE, "code": "SERVICE_UNAVAILABLE", "problems": []},
+        retryAfter=RETRY_AFTER_SECONDS,
+    )
     await send(
         {
             "type": "http.response.start",
             "status": 503,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", content_type.encode()),
                 (b"content-length", str(len(body)).encode()),
                 (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
             ],
@@ -87,4 +95,4 @@ class DatabaseUnavailableMiddleware:
             if started or not database_unavailable(exc):
                 raise
             log.warning("database unavailable while answering %s %s: %r", scope["method"], scope["path"], exc)
-            await answer_unavailable(send)
+            await answer_unavailable(send, scope)

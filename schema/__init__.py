@@ -1,23 +1,30 @@
-"""The GraphQL schemas (strawberry, Apollo Federation v2): the `cpl` and `cfl` subgraphs and the
-combined graph that `/graphql` serves, all built from the same types.
+"""The GraphQL schemas: the `cpl` and `cfl` subgraphs (Apollo Federation v2) and the combined graph
+that `/graphql` serves to clients, all built from the same types.
 
 Every field carries the subgraph that owns it in its `metadata` (see `schema/node.py`): `cpl`, `cfl`,
 `both` (keys and ids) or `combined` (only on the single-node graph). A subgraph's schema keeps its own
 fields and `both`; the combined schema keeps everything. Fields without a tag belong to types that only
 one subgraph reaches, and are kept wherever their type is. Root fields must be tagged: a new root field
 cannot land in a subgraph by accident.
+
+The combined graph is the clients' graph: a plain GraphQL schema, without federation's fields
+(`_service`, `_entities`), types (`_Any`, `_Entity`, `_Service`, `link__*`) or directives (`@key`,
+`@shareable`), which belong to the subgraph endpoints a federation router reads. Its SDL is printed by
+graphql-core, so any GraphQL tool builds it as it is.
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.federation import Schema
+from graphql import GraphQLError, print_schema
+from strawberry import Schema
+from strawberry.federation import Schema as FederationSchema
 from strawberry.federation.schema import FederationAny
 from strawberry.federation.schema_directives import Key
 from strawberry.types import ExecutionContext, Info
@@ -32,6 +39,7 @@ from schema.graph import CatalogueQuery
 from schema.images import ImageMutation, ImageQuery
 from schema.node import id_problem
 from schema.protection import ArgumentChecks, QueryLimits, log_refusals, protection_extensions
+from schema.scalars import SCALAR_OVERRIDES
 
 FEDERATION_VERSION = "2.5"
 
@@ -61,8 +69,8 @@ ARGUMENT_CHECKS = ArgumentChecks(by_type={"ID": id_problem}, by_name={"after": a
 MAX_KEY_FIELD_LENGTH = 64
 
 
-class _Subgraph(Schema):
-    """A federation schema that keeps only the fields its subgraph owns."""
+class _Filtered(Schema):
+    """A schema that keeps only the fields its graph owns (every field, on the combined graph)."""
 
     def __init__(self, graph: Graph, **kwargs: Any) -> None:
         self.graph = graph
@@ -74,7 +82,7 @@ class _Subgraph(Schema):
             metadata: dict[str, Any] = dict(field.metadata or {})
             owner = metadata.get("subgraph")
             if owner is None:
-                # Federation's own root fields (`_service`, `_entities`) belong to every schema.
+                # Federation's own root fields (`_service`, `_entities`) belong to every subgraph.
                 if type_definition.name in _ROOTS and not field.name.startswith("_"):
                     raise TypeError(f"root field {type_definition.name}.{field.name} names no subgraph")
                 kept.append(field)
@@ -87,6 +95,35 @@ class _Subgraph(Schema):
     ) -> None:
         """Refusals at INFO without a traceback; the error masking logs the unexpected ones."""
         log_refusals(errors, USER_ERRORS)
+
+
+class _ClientGraph(_Filtered):
+    """The combined graph, for clients: plain GraphQL. The types carry federation's directives for the
+    subgraphs (`@key`, `@shareable`); this schema neither serves nor prints them."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        with warnings.catch_warnings():
+            # strawberry warns that the types carry federation directives: on purpose, for the subgraphs.
+            warnings.filterwarnings("ignore", "Federation directive found in schema", UserWarning)
+            super().__init__(Graph.COMBINED, **kwargs)
+
+    def _collect_schema_directives(self, explicit: Any, graphql_types: Any) -> list[type]:
+        """None: the directives the types carry (`@key`, `@shareable`) are the subgraphs', so neither
+        they nor their argument types (`_FieldSet`) join this schema."""
+        self._schema_directives_in_use = []
+        self._schema_graphql_directives = {}
+        return []
+
+    def as_str(self) -> str:
+        """The SDL as graphql-core prints it: no applied directive but `@deprecated` and `@specifiedBy`,
+        so graphql-js `buildSchema`, Code Generator and schema linters read it without definitions."""
+        return print_schema(self._schema)
+
+    __str__ = as_str
+
+
+class _Subgraph(_Filtered, FederationSchema):
+    """A federation subgraph: its own fields, `_service` and `_entities` with checked representations."""
 
     @functools.cached_property
     def entity_keys(self) -> Mapping[str, list[frozenset[str]]]:
@@ -141,12 +178,18 @@ class _Subgraph(Schema):
 def build_schema(limits: QueryLimits | None = None, graph: Graph = Graph.COMBINED) -> Schema:
     """One of the three schemas, with query limits and error masking; access and library refusals are
     shown to the client as they are."""
+    extensions = protection_extensions(
+        limits or QueryLimits(), user_errors=USER_ERRORS, argument_checks=ARGUMENT_CHECKS
+    )
+    if graph is Graph.COMBINED:
+        return _ClientGraph(
+            query=Query, mutation=Mutation, extensions=extensions, scalar_overrides=dict(SCALAR_OVERRIDES)
+        )
     return _Subgraph(
         graph,
         query=Query,
         mutation=None if graph is Graph.CPL else Mutation,
-        extensions=protection_extensions(
-            limits or QueryLimits(), user_errors=USER_ERRORS, argument_checks=ARGUMENT_CHECKS
-        ),
+        extensions=extensions,
+        scalar_overrides=dict(SCALAR_OVERRIDES),
         federation_version=FEDERATION_VERSION,
     )

@@ -56,7 +56,9 @@ Errors: an exception raised while answering reaches the client only as "Internal
 validation and limit errors, user errors with their code, bad variables) are logged at INFO, one line
 without a traceback: they are the client's mistake, not the service's. `UserError` (and any types
 passed as `user_errors`) are written for the client and are shown as they are, with their `code`; so
-are syntax, validation and variable errors, which are about the request itself. A GraphQLError raised
+are syntax, validation and variable errors, which are about the request itself, each with the code
+Apollo gives it (`GRAPHQL_PARSE_FAILED`, `GRAPHQL_VALIDATION_FAILED`, `BAD_USER_INPUT`) where no rule of
+ours named a more precise one, so that clients can branch on every refusal. A GraphQLError raised
 while resolving a field is masked like any other exception: graphql-core's own (a value a scalar
 cannot serialise) quote data.
 """
@@ -107,7 +109,14 @@ from strawberry.extensions import MaskErrors, MaxTokensLimiter, SchemaExtension
 from cfl_graph import unavailable
 from cfl_graph.unavailable import database_unavailable
 
-__all__ = ["ArgumentChecks", "QueryLimits", "UserError", "log_refusals", "protection_extensions"]
+__all__ = [
+    "ArgumentChecks",
+    "QueryLimits",
+    "UserError",
+    "log_refusals",
+    "protection_extensions",
+    "request_error_code",
+]
 
 log = logging.getLogger("schema.errors")
 
@@ -208,7 +217,13 @@ class _IntrospectionDisabled(NoSchemaIntrospectionCustomRule):
     def enter_field(self, node: FieldNode, *args: Any) -> None:
         super().enter_field(node, *args)
         parent = self.context.get_parent_type()
-        if node.name.value == "_service" and parent is not None and parent is self.context.schema.query_type:
+        query = self.context.schema.query_type
+        if (
+            node.name.value == "_service"
+            and parent is query
+            and query is not None
+            and "_service" in query.fields
+        ):
             self.report_error(
                 GraphQLError(
                     "GraphQL introspection has been disabled, and `_service` is introspection: "
@@ -797,6 +812,17 @@ def log_refusals(errors: list[GraphQLError], user_errors: tuple[type[Exception],
             )
 
 
+def request_error_code(error: GraphQLError) -> str:
+    """The code of an error graphql-core raised about the request itself, as Apollo names them: the
+    document does not parse, it does not validate against the schema, or a variable's value does not
+    fit its type. (Field errors are coded where they are raised, or masked.)"""
+    if isinstance(error, GraphQLSyntaxError):
+        return "GRAPHQL_PARSE_FAILED"
+    if isinstance(error.original_error, GraphQLError) and error.path is None:
+        return "BAD_USER_INPUT"  # variable coercion: "Variable '$id' has invalid value ..."
+    return "GRAPHQL_VALIDATION_FAILED"
+
+
 class _MaskUnexpectedErrors(MaskErrors):
     """strawberry's error masking, deciding per error whether the client may read it.
 
@@ -812,9 +838,11 @@ class _MaskUnexpectedErrors(MaskErrors):
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         processed = super()._process_errors(errors)
-        if self.hide_suggestions:
-            for error in processed:
+        for error in processed:
+            if self.hide_suggestions:
                 error.message = without_suggestions(error.message)
+            if error.path is None and "code" not in (error.extensions or {}):
+                error.extensions = {**(error.extensions or {}), "code": request_error_code(error)}
         return processed
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:

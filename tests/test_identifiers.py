@@ -312,3 +312,26 @@ def test_digits_of_other_scripts_or_superscripts_are_no_cpl_value(text: str) -> 
     for normalise in (ids.firmware_version, ids.gbcs_version, lambda value: ids.date(value, "date added")):
         with pytest.raises(InvalidValue):
             normalise(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "day"),
+    [
+        ("2026-01-31", dt.date(2026, 1, 31)),
+        ("2024-02-29", dt.date(2024, 2, 29)),
+        ("2023-02-29", None),
+        ("2024-13-01", None),
+        ("20240331", None),  # date.fromisoformat takes it
+        ("2024-W13-7", None),  # and this ISO week date, ten characters long
+        ("２０２４-03-31", None),  # and digits of other scripts
+        ("2024-3-31", None),
+        (" 2024-03-31", None),
+        ("2024-03-31T00:00", None),
+        ("", None),
+        (20240331, None),
+    ],
+)
+def test_an_iso_day_is_yyyy_mm_dd_in_the_digits_0_to_9_and_nothing_else(
+    text: object, day: dt.date | None
+) -> None:
+    assert ids.iso_day(text) == day

@@ -1,5 +1,6 @@
 """Request limits (R8): oversized bodies get 413 before a handler reads them; a token that asks too
-often gets 429 with Retry-After, without slowing anyone else."""
+often gets 429 with Retry-After, without slowing anyone else. On a GraphQL path each is a GraphQL
+response with its code (issue 21); elsewhere `{"error": ...}`."""
 
 from __future__ import annotations
 
@@ -43,10 +44,15 @@ async def test_a_body_over_the_limit_is_refused_with_413(db: Database, tokens: T
         streamed = await http.post(
             "/graphql", content=chunks(), headers={**auth, "Content-Type": "application/json"}
         )
+        elsewhere = await http.post(
+            "/logout", content=b"x" * 10_000, headers={**auth, "Content-Type": "text/plain"}
+        )
     assert small.status_code == 200
+    too_large = "the request body is larger than the 4,096-byte limit"
     for answer in (big, streamed):
         assert answer.status_code == 413
-        assert answer.json() == {"error": "the request body is larger than the 4,096-byte limit"}
+        assert answer.json() == {"errors": [{"message": too_large, "extensions": {"code": "BAD_REQUEST"}}]}
+    assert (elsewhere.status_code, elsewhere.json()) == (413, {"error": too_large})
 
 
 async def test_a_token_that_asks_too_often_gets_429_and_others_do_not(db: Database, tokens: Tokens) -> None:
@@ -57,7 +63,9 @@ async def test_a_token_that_asks_too_often_gets_429_and_others_do_not(db: Databa
         other = await http.post("/graphql", json=QUERY, headers={"Authorization": f"Bearer {tokens.panel}"})
     assert answers == [200] * 5 + [429] * 2
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
-    assert "too many requests" in limited.json()["error"]
+    [error] = limited.json()["errors"]
+    assert "too many requests" in error["message"]
+    assert error["extensions"] == {"code": "RATE_LIMITED", "retryAfter": int(limited.headers["Retry-After"])}
     assert other.status_code == 200
 
 

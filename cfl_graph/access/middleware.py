@@ -2,7 +2,8 @@
 
 Anonymous requests reach only the public paths (health checks, the sign-in page, static files); every
 other path answers 401 (or, for a page, redirects to sign-in) before any handler runs, so a new route
-is private unless made public here.
+is private unless made public here. On a GraphQL path the refusal is a GraphQL response
+(`cfl_graph.graphql_http`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 from collections.abc import Iterable
 from urllib.parse import parse_qs, urlencode
 
@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cfl_graph.access.principal import Principal
 from cfl_graph.access.sessions import SESSION_COOKIE, resume_session
 from cfl_graph.access.tokens import TokenError, authenticate
+from cfl_graph.graphql_http import refusal
 
 PUBLIC_PATHS = frozenset({"/healthz", "/login"})
 
@@ -45,10 +46,13 @@ def principal_of(scope: Scope) -> Principal | None:
     return found if isinstance(found, Principal) else None
 
 
-async def _refuse(send: Send, status: int, message: str, challenge: str) -> None:
-    body = json.dumps({"error": message}).encode()
+async def _refuse(send: Send, scope: Scope, status: int, message: str, challenge: str) -> None:
+    """401 or 403; on a GraphQL path a GraphQL response (`UNAUTHENTICATED`, `FORBIDDEN`), elsewhere
+    `{"error": ...}`."""
+    code = "UNAUTHENTICATED" if status == 401 else "FORBIDDEN"
+    body, content_type = refusal(scope, message, code, {"error": message})
     headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", content_type.encode()),
         (b"content-length", str(len(body)).encode()),
         (b"www-authenticate", challenge.encode()),
         *((k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()),
@@ -154,14 +158,14 @@ class AuthenticationMiddleware:
             presented = _presented_token(authorization)
             if presented is None:
                 await _refuse(
-                    send, 401, "use `Authorization: Bearer <token>`", 'Bearer error="invalid_request"'
+                    send, scope, 401, "use `Authorization: Bearer <token>`", 'Bearer error="invalid_request"'
                 )
                 return
             try:
                 async with self.sessions() as session:
                     state["principal"] = await authenticate(session, presented)
             except TokenError as exc:
-                await _refuse(send, 401, str(exc), 'Bearer error="invalid_token"')
+                await _refuse(send, scope, 401, str(exc), 'Bearer error="invalid_token"')
                 return
             await self.app(scope, receive, send)
             return
@@ -180,12 +184,14 @@ class AuthenticationMiddleware:
             else:
                 # Feed readers know Basic authentication (the token as password), not bearer tokens.
                 challenge = f'Basic realm="{FEED_REALM}"' if scope["path"].startswith("/feeds/") else "Bearer"
-                await _refuse(send, 401, "sign in first: send `Authorization: Bearer <token>`", challenge)
+                await _refuse(
+                    send, scope, 401, "sign in first: send `Authorization: Bearer <token>`", challenge
+                )
             return
         if active is not None and scope["method"] not in SAFE_METHODS:
-            refusal, receive = await self._csrf_refusal(scope, headers, receive, active.csrf_token)
-            if refusal is not None:
-                await _refuse(send, 403, refusal, "Bearer")
+            problem, receive = await self._csrf_refusal(scope, headers, receive, active.csrf_token)
+            if problem is not None:
+                await _refuse(send, scope, 403, problem, "Bearer")
                 return
         await self.app(scope, receive, send)
 

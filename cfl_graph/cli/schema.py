@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cfl_graph.cli.common import EXIT_REJECTED, err, out
+from cfl_graph.cli.common import EXIT_FETCH, EXIT_REJECTED, err, out
 
 schema_app = typer.Typer(help="The GraphQL schemas' SDL.", no_args_is_help=True)
 
@@ -33,3 +34,22 @@ def schema_write() -> None:
 
     for path in write_sdl_files():
         out.print(f"wrote {path}", markup=False, highlight=False)
+
+
+@schema_app.command("check")
+def schema_check(
+    old: Annotated[
+        Path, typer.Argument(help="An older client SDL, such as schema/sdl/baseline/client.graphql.")
+    ],
+) -> None:
+    """List breaking and dangerous changes from OLD to today's client graph; exit 1 on a breaking one."""
+    from schema.compat import SdlUnreadable, check_against
+
+    try:
+        comparison = check_against(old)
+    except SdlUnreadable as exc:
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FETCH) from None  # 2, as for a CPL source that cannot be read
+    print("\n".join(comparison.lines()))
+    if not comparison.ok:
+        raise typer.Exit(EXIT_REJECTED)

@@ -167,12 +167,9 @@ def _since(request: Request) -> dt.date | None:
     raw = _param(request, "since")
     if raw is None:
         return None
-    try:
-        if len(raw) != 10:
-            raise ValueError("not YYYY-MM-DD")
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        raise InvalidInput(f"since must be a date as YYYY-MM-DD, like 2026-01-31, not {raw[:40]!r}") from None
+    if (day := ids.iso_day(raw)) is None:
+        raise InvalidInput(f"since must be a date as YYYY-MM-DD, like 2026-01-31, not {raw[:40]!r}")
+    return day
 
 
 class Reports:

@@ -1,6 +1,12 @@
 """The printed SDL of each schema, kept in the repository so a change to the graph shows in review and
 other teams can read the contract without running anything. `cfl-graph schema write` rewrites them; a
-test fails while they and the code differ."""
+test fails while they and the code differ.
+
+`client.graphql` is the graph `/graphql` serves, plain GraphQL that any tool builds by itself;
+`cpl.graphql` and `cfl.graphql` are the federation subgraphs, as a router composes them.
+`baseline/client.graphql` is the client graph of the last release: `cfl-graph schema check` compares
+today's with it (docs/graphql.md).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,12 @@ from pathlib import Path
 from schema import Graph, build_schema
 
 FOLDER = Path(__file__).resolve().parent
+FILE_NAMES = {Graph.COMBINED: "client.graphql", Graph.CPL: "cpl.graphql", Graph.CFL: "cfl.graphql"}
+BASELINE = FOLDER / "baseline" / "client.graphql"
 
 
 def sdl_path(graph: Graph) -> Path:
-    return FOLDER / f"{graph.value}.graphql"
+    return FOLDER / FILE_NAMES[graph]
 
 
 def printed(graph: Graph) -> str:

@@ -1,5 +1,6 @@
 """The HTTP door (R8): anonymous callers reach only health checks; every response carries the security
-headers; a token's secret never reaches a log line."""
+headers; a token's secret never reaches a log line. On a GraphQL path a refusal is a GraphQL response
+with its code (issue 21); elsewhere it is `{"error": ...}`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,16 @@ from cfl_graph.settings import Settings
 from tests.fixtures.parties import Tokens, make_tokens
 
 QUERY = {"query": "{ cplSnapshot { id } }"}
+
+
+def refusal(answer: httpx2.Response) -> tuple[str, str | None]:
+    """A refusal's message, and its GraphQL code (None where the answer is the service's JSON shape)."""
+    body = answer.json()
+    if "errors" in body:
+        [error] = body["errors"]
+        assert set(body) == {"errors"}, body
+        return error["message"], error["extensions"]["code"]
+    return body["error"], None
 
 
 @pytest.fixture
@@ -35,7 +46,9 @@ async def test_anonymous_callers_reach_only_the_health_check(db: Database) -> No
             answer = await http.request(method, path, json=QUERY if method == "POST" else None)
             assert answer.status_code == 401, path
             assert answer.headers["WWW-Authenticate"] == "Bearer"
-            assert "Authorization: Bearer" in answer.json()["error"]
+            message, code = refusal(answer)
+            assert "Authorization: Bearer" in message
+            assert code == ("UNAUTHENTICATED" if path.startswith("/graphql") else None), path
 
 
 @pytest.mark.parametrize(
@@ -54,7 +67,8 @@ async def test_unusable_tokens_are_refused_with_the_reason(
             "/graphql", json=QUERY, headers={"Authorization": f"Bearer {tokens.as_dict()[kind]}"}
         )
     assert answer.status_code == 401
-    assert message in answer.json()["error"]
+    assert message in refusal(answer)[0]
+    assert refusal(answer)[1] == "UNAUTHENTICATED"
     assert answer.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 
 

@@ -110,10 +110,11 @@ async def test_unsafe_requests_from_the_session_need_its_csrf_token(db: Database
             "/graphql", json=query, headers={"X-CSRF-Token": csrf, "Origin": "https://evil.example"}
         )
     assert read.status_code == 200
-    assert without.status_code == 403 and "CSRF" in without.json()["error"]
+    assert without.status_code == 403 and "CSRF" in without.json()["errors"][0]["message"]
+    assert without.json()["errors"][0]["extensions"] == {"code": "FORBIDDEN"}
     assert wrong.status_code == 403
     assert (with_token.status_code, with_token.json()) == (200, {"data": {"cplSnapshot": None}})
-    assert cross_site.status_code == 403 and "cross-site request" in cross_site.json()["error"]
+    assert cross_site.status_code == 403 and "cross-site request" in cross_site.json()["errors"][0]["message"]
 
 
 async def test_signing_out_ends_the_session(db: Database, tokens: Tokens) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import unicodedata
 
 from cfl_graph.row_ids import MAX_ROW_ID
@@ -77,3 +78,56 @@ def odd_cursors() -> list[str]:
     made += ["abc", "a", "%%%", _b64(b"\xff\xfe"), _b64(b"not json"), _b64("[" * 5_000), "Q" * 100_000]
     made += [_b64(json.dumps(["DeviceModel", "9" * 5_000, "0001", "0100"]))]
     return made
+
+
+def odd_dates() -> list[str]:
+    """Text that is no day written YYYY-MM-DD: days past the month, other spellings `date.fromisoformat`
+    takes (compact, ISO week), digits of other scripts, words, times."""
+    return [
+        "2024-13-01",
+        "2024-02-30",
+        "2023-02-29",
+        "0000-00-00",
+        "20240331",
+        "2024-W13-7",
+        "2024-3-31",
+        "２０２４-03-31",
+        "٢٠٢٤-٠٣-٣١",
+        "31/03/2024",
+        "yesterday",
+        "2024-03-31T00:00:00",
+        "9999999-01-01",
+        " 2024-03-31",
+        "",
+    ]
+
+
+def odd_ranges() -> list[str]:
+    """Range headers no download can honour as they are written (RFC 9110 14.1.1)."""
+    return [
+        "bytes=abc",
+        "bytes=1-0",
+        "bytes=99999999999999999999-",
+        "bytes=-",
+        "bytes=--1",
+        "items=0-1",
+        "bytes=0-1,",
+        "bytes=1.5-3",
+        "bytes=0x10-20",
+        "bytes = 0-1",
+        "bytes=0-0,-1",
+        "bytes=-99999999999999999999999",
+    ]
+
+
+# The words of decoders, drivers and libraries, which no refusal may pass on: a client cannot act on
+# "Incorrect padding"; it can on "a cursor is URL-safe base64".
+LIBRARY_WORDS = re.compile(
+    r"Incorrect padding|codec can't (?:de|en)code|Expecting (?:value|property name|',' delimiter)"
+    r"|line \d+ column \d+|isoformat|must be in \d+\.\.\d+|day is out of range for month"
+    r"|invalid literal for int|[Nn]on-hexadecimal|Odd-length string|unconverted data remains"
+    r"|does not match format|Invalid base64|binascii|JSONDecodeError|Traceback \(most recent"
+    r"|asyncpg|sqlalchemy|psycopg|aiosqlite|sqlite3\.|OperationalError|IntegrityError|DataError"
+    r"|ValueError|TypeError|KeyError|AttributeError|has no attribute|NoneType|not subscriptable"
+    r"|unhashable type|int\(\) argument|Extra data:|Unterminated string|Invalid control character"
+)

@@ -1,8 +1,9 @@
-"""Every door that reads an id, a key or a cursor, sent the generated corpus of odd ones
-(`tests/corpus/odd_ids.py`) over a real HTTP connection: URL paths, query strings, and GraphQL arguments
-as literals and as variables. Each answer is a 4xx, or a GraphQL error with `BAD_USER_INPUT` (or another
-refusal's code): never a 5xx, never `INTERNAL_ERROR`, never an error logged, and the audit export either
-refuses at once or ends with its chain head."""
+"""Every door that reads an id, a key, a cursor, a date or a Range header, sent the generated corpus of
+odd ones (`tests/corpus/odd_ids.py`) over a real HTTP connection: URL paths, query strings, headers, and
+GraphQL arguments as literals and as variables. Each answer is a 4xx, or a GraphQL error with
+`BAD_USER_INPUT` (or another refusal's code): never a 5xx, never `INTERNAL_ERROR`, never an error
+logged, never a decoder's, driver's or library's words (issue 21), and the audit export either refuses
+at once or ends with its chain head."""
 
 from __future__ import annotations
 
@@ -16,10 +17,19 @@ from urllib.parse import quote
 
 import httpx2
 import pytest
+from sqlalchemy import select
 
 from cfl_graph.database import Database
 from cfl_graph.row_ids import MAX_ROW_ID
-from tests.corpus.odd_ids import odd_cursors, odd_global_ids, odd_numbers
+from cfl_graph.tables import LibraryImage
+from tests.corpus.odd_ids import (
+    LIBRARY_WORDS,
+    odd_cursors,
+    odd_dates,
+    odd_global_ids,
+    odd_numbers,
+    odd_ranges,
+)
 from tests.fixtures.figures import report
 from tests.fixtures.library import OWN_A1, World, client, make_world, serving
 
@@ -64,6 +74,9 @@ ARGUMENTS = [
     ),
     ("query($v: String!) { consistencyReport(manufacturerId: $v) { manufacturerId } }", "panel"),
 ]
+DATE_ARGUMENTS = [
+    ("query($v: Date) { timeliness(groupBy: MANUFACTURER, since: $v) { key } }", "panel"),
+]
 CURSOR_ARGUMENTS = [
     ("query($v: String) { deviceModels(first: 2, after: $v) { totalCount } }", "supplier"),
     ("query($v: String) { coverageGaps(first: 2, after: $v) { totalCount } }", "supplier"),
@@ -102,6 +115,8 @@ async def test_every_door_refuses_every_odd_id_without_a_5xx_or_an_internal_erro
         "manufacturer": world.tokens.manufacturer,
         "panel": world.tokens.panel,
     }
+    async with world.db.sessions() as session:
+        image_id = await session.scalar(select(LibraryImage.id))
     failures: list[str] = []
     statuses: Counter[int] = Counter()
     started = time.monotonic()
@@ -113,6 +128,9 @@ async def test_every_door_refuses_every_odd_id_without_a_5xx_or_an_internal_erro
             statuses[response.status_code] += 1
             if response.status_code >= 500:
                 failures.append(f"{where}: {response.status_code} {response.text[:200]}")
+            refusal = response.text if response.status_code >= 400 or '"errors"' in response.text[:20] else ""
+            if found := LIBRARY_WORDS.search(refusal):
+                failures.append(f"{where}: a library's words, {found.group(0)!r}: {refusal[:300]}")
 
         def check_graphql(where: str, response: httpx2.Response, value: str) -> None:
             check(where, response)
@@ -157,6 +175,33 @@ async def test_every_door_refuses_every_odd_id_without_a_5xx_or_an_internal_erro
                 literal = keyword + selection.replace("$v", graphql_literal(value))
                 as_literal = await http[party].post("/graphql", json={"query": literal})
                 check_graphql(f"{literal[:60]!r}", as_literal, value)
+        for day in odd_dates():
+            for document, party in DATE_ARGUMENTS:
+                as_variable = await http[party].post(
+                    "/graphql", json={"query": document, "variables": {"v": day}}
+                )
+                check(f"{document[:40]} $v={day!r}", as_variable)
+                selection = document.split(") ", 1)[1]
+                as_literal = await http[party].post(
+                    "/graphql", json={"query": selection.replace("$v", graphql_literal(day))}
+                )
+                check(f"since: {day!r}", as_literal)
+                # A variable that does not fit its type, or a literal that does not validate.
+                for found, code in (
+                    (as_variable, "BAD_USER_INPUT"),
+                    (as_literal, "GRAPHQL_VALIDATION_FAILED"),
+                ):
+                    errors = found.json().get("errors") or [{}]
+                    if errors[0].get("extensions", {}).get("code") != code or "YYYY-MM-DD" not in found.text:
+                        failures.append(
+                            f"since: {day!r}: not a {code} saying what a date is: {found.text[:300]}"
+                        )
+            for path in ("/reports/timeliness.csv", "/reports/timeliness.xlsx"):
+                check(f"{path}?since={day!r}", await http["panel"].get(path, params={"since": day}))
+        for header in odd_ranges():
+            for range_header in ({"Range": header}, {"Range": "bytes=0-1", "If-Range": header}):
+                response = await http["supplier"].get(f"/api/v1/images/{image_id}/file", headers=range_header)
+                check(f"file with {range_header}", response)
         for cursor in [*cursors, *global_ids[:10]]:
             for document, party in CURSOR_ARGUMENTS:
                 response = await http[party].post(
@@ -193,8 +238,10 @@ async def test_every_door_refuses_every_odd_id_without_a_5xx_or_an_internal_erro
     total = sum(statuses.values())
     assert total > 2_000
     report(
-        f"odd ids: {len(numbers)} numbers, {len(global_ids)} global ids, {len(cursors)} cursors; {total:,} "
+        f"odd ids: {len(numbers)} numbers, {len(global_ids)} global ids, {len(cursors)} cursors, "
+        f"{len(odd_dates())} dates, {len(odd_ranges())} Range headers; {total:,} "
         f"requests to {len(PATHS)} paths, {len(QUERIES)} query parameters, "
-        f"{len(ARGUMENTS) + len(CURSOR_ARGUMENTS) + 1} GraphQL arguments in {seconds:.1f} s; statuses "
+        f"{len(ARGUMENTS) + len(CURSOR_ARGUMENTS) + len(DATE_ARGUMENTS) + 1} GraphQL arguments in "
+        f"{seconds:.1f} s; statuses "
         + ", ".join(f"{status}: {count}" for status, count in sorted(statuses.items()))
     )

@@ -2,17 +2,15 @@
 serves, forwards each client's token, and takes a third subgraph (examples/fleet) that extends the same
 entities.
 
-The gateway is `federation/gateway.mjs` under Node, with the npm packages package-lock.json pins (the suite
-runs `npm ci` when they are missing); without Node these tests fail, never skip.
+The gateway is `federation/gateway.mjs` under Node, with the npm packages package-lock.json pins
+(`tests.fixtures.node` runs `npm ci` when they are missing; without Node these tests fail, never skip).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,6 @@ from cfl_graph.database import Database
 from cfl_graph.keys import VersionKey
 from examples.fleet.app import FLEET
 from examples.fleet.app import create_app as create_fleet_app
-from tests.fixtures import provision
 from tests.fixtures.library import (
     OTHER_C1,
     OWN_A1,
@@ -38,38 +35,17 @@ from tests.fixtures.library import (
     make_world,
     serving,
 )
+from tests.fixtures.node import ROOT
 from tests.fixtures.parties import OWN_MANUFACTURER_ID
 
 pytestmark = pytest.mark.postgres
 
-ROOT = Path(__file__).resolve().parents[2]
 GATEWAY_SCRIPT = ROOT / "federation" / "gateway.mjs"
-NPM_PACKAGES = ("@apollo/gateway", "@apollo/server", "graphql")
 START_SECONDS = 60.0
 STOP_SECONDS = 10.0
 
 
 # --- the gateway process ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def node() -> str:
-    """Node, with the npm packages installed as package-lock.json pins them."""
-    found = shutil.which("node")
-    if found is None:
-        pytest.fail("`node` is not on PATH: the federation tests need Node 20 or later, then `npm ci`")
-    provision.npm_packages(ROOT)
-    lock = json.loads((ROOT / "package-lock.json").read_text())
-    for package in NPM_PACKAGES:
-        manifest = ROOT / "node_modules" / package / "package.json"
-        pinned = lock["packages"][f"node_modules/{package}"]["version"]
-        installed = json.loads(manifest.read_text())["version"] if manifest.is_file() else None
-        if installed != pinned:
-            pytest.fail(
-                f"npm package {package} is {installed or 'not installed'}, package-lock.json pins {pinned}: "
-                f"run `npm ci` in {ROOT}"
-            )
-    return found
 
 
 async def launch(

@@ -1,7 +1,8 @@
 """What the graph refuses and how (issue 15): `_entities` costs what it asks for and is capped; a
 representation that names no entity, lacks its keys or is no object is the caller's error at its place;
 with introspection off, `_service` is refused and no error suggests the schema's names; refusals the
-service meant are logged at INFO without a traceback, and only the unexpected at ERROR."""
+service meant are logged at INFO without a traceback, and only the unexpected at ERROR. Federation's
+fields are the subgraphs' (issue 21): the clients' graph, `/graphql`, does not know them."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tests.fixtures.library import OWN_A1, World, make_world
 
 pytestmark = pytest.mark.postgres
 
-GRAPHS = ["/graphql", "/subgraphs/cpl/graphql", "/subgraphs/cfl/graphql"]
+SUBGRAPHS = ["/subgraphs/cpl/graphql", "/subgraphs/cfl/graphql"]
 ENTITIES = (
     "query($r: [_Any!]!) { _entities(representations: $r) { __typename ... on DeviceModel { modelId } } }"
 )
@@ -67,7 +68,7 @@ def graph(world: World, **settings: Any) -> httpx2.AsyncClient:
 async def test_9000_representations_are_refused_before_anything_runs(world: World) -> None:
     representations = [{**A1_MODEL, "modelId": f"{n % 0xFFFF:04X}"} for n in range(9_000)]
     async with graph(world) as http:
-        for path in ("/subgraphs/cpl/graphql", "/subgraphs/cfl/graphql", "/graphql"):
+        for path in SUBGRAPHS:
             started = time.perf_counter()
             response = await Graph(http).ask(ENTITIES, path, r=representations)
             seconds = time.perf_counter() - started
@@ -81,22 +82,31 @@ async def test_9000_representations_are_refused_before_anything_runs(world: Worl
             }
             assert "`representations` at _entities, 9,000" in body["errors"][0]["message"]
             assert len(response.content) < 1_000 and seconds < 5
+        unknown = await Graph(http).ask(ENTITIES, "/graphql", r=representations)
+    assert set(codes(unknown)) == {"GRAPHQL_VALIDATION_FAILED"}, unknown.text
+    messages = [error["message"] for error in unknown.json()["errors"]]
+    assert messages == ["Unknown type '_Any'.", "Cannot query field '_entities' on type 'Query'."]
     report(
         f"_entities with 9,000 representations ({len(json.dumps(representations)) // 1024} KB): refused "
         f"LIST_TOO_LONG in {seconds * 1000:.0f} ms, {len(response.content)} bytes answered"
     )
 
 
+# A model's certified versions with 13 of their facts: 14 a list, 30 such lists 420 per representation.
+VERSIONS = (
+    "certifiedFirmware { firmwareVersion imageHash status gbcsVersion listedOn cpaReference cpaExpiry "
+    "manufacturerId modelId hardwareVersion listedOnCpl smetsVersion specificationVersion }"
+)
+
+
 async def test_each_representation_pays_for_the_selection_under_entities(world: World) -> None:
-    # 30 aliased lists of certified versions with their image: 420 per representation.
-    versions = "certifiedFirmware { firmwareVersion imageHash status gbcsVersion listedOn cpaReference cpaExpiry commercial libraryImage { imageId size state fileSha256 } }"
-    selection = " ".join(f"v{n}: {versions}" for n in range(30))
+    selection = " ".join(f"v{n}: {VERSIONS}" for n in range(30))
     query = (
         f"query($r: [_Any!]!) {{ _entities(representations: $r) {{ ... on DeviceModel {{ {selection} }} }} }}"
     )
     async with graph(world) as http:
-        many = await Graph(http).ask(query, r=[A1_MODEL] * 200)
-        few = await Graph(http).ask(query, r=[A1_MODEL] * 50)
+        many = await Graph(http).ask(query, "/subgraphs/cpl/graphql", r=[A1_MODEL] * 200)
+        few = await Graph(http).ask(query, "/subgraphs/cpl/graphql", r=[A1_MODEL] * 50)
     assert codes(many) == ["QUERY_TOO_COSTLY"] and many.json().get("data") is None
     assert many.json()["errors"][0]["extensions"]["measured"] == 1 + 200 * 420
     assert "errors" not in few.json(), few.json()
@@ -114,10 +124,10 @@ async def test_list_items_count_across_aliases_and_in_literal_lists(world: World
         one = await Graph(http).ask(ENTITIES, "/subgraphs/cpl/graphql", r=[A1_MODEL] * 500)
         # A list written in the document counts as one in a variable does: 150 items x 420 per item.
         item = '{__typename: "DeviceModel", manufacturerId: "10B2", modelId: "0001", hardwareVersion: "0100"}'
-        versions = "certifiedFirmware { firmwareVersion imageHash status gbcsVersion listedOn cpaReference cpaExpiry commercial libraryImage { imageId size state fileSha256 } }"
-        selection = " ".join(f"v{n}: {versions}" for n in range(30))
+        selection = " ".join(f"v{n}: {VERSIONS}" for n in range(30))
         literal = await Graph(http).ask(
-            f"{{ _entities(representations: [{', '.join([item] * 150)}]) {{ ... on DeviceModel {{ {selection} }} }} }}"
+            f"{{ _entities(representations: [{', '.join([item] * 150)}]) {{ ... on DeviceModel {{ {selection} }} }} }}",
+            "/subgraphs/cpl/graphql",
         )
     assert codes(two_aliases) == ["LIST_TOO_LONG"]
     assert two_aliases.json()["errors"][0]["extensions"]["measured"] == 600
@@ -154,7 +164,7 @@ async def test_odd_representations_are_the_callers_error_at_their_place(world: W
         {**A1_MODEL, "__typename": "CertifiedFirmware", "firmwareVersion": "1.2.3"},
     ]
     async with graph(world) as http:
-        for path in GRAPHS:
+        for path in SUBGRAPHS:
             response = await Graph(http).ask(ENTITIES, path, r=[A1_MODEL, *odd, A1_MODEL])
             body = response.json()
             assert response.status_code == 200, body
@@ -181,10 +191,14 @@ async def test_odd_representations_are_the_callers_error_at_their_place(world: W
 
 async def test_with_introspection_off_service_sdl_is_refused_on_every_graph(world: World) -> None:
     async with graph(world, graphql_introspection=False) as http:
-        for path in GRAPHS:
+        for path in SUBGRAPHS:
             response = await Graph(http).ask("{ _service { sdl } }", path)
             assert codes(response) == ["INTROSPECTION_DISABLED"], (path, response.text)
             assert "type Query" not in response.text and response.json().get("data") is None
+        # The clients' graph has no `_service` at all, and suggests nothing in its place.
+        unknown = await Graph(http).ask("{ _service { sdl } }")
+        assert codes(unknown) == ["GRAPHQL_VALIDATION_FAILED"], unknown.text
+        assert "Did you mean" not in unknown.text
     async with graph(world) as http:
         allowed = await Graph(http).ask("{ _service { sdl } }", "/subgraphs/cfl/graphql")
     assert "type Query" in allowed.json()["data"]["_service"]["sdl"]

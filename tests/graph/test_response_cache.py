@@ -194,7 +194,7 @@ async def test_a_get_carries_an_etag_and_an_unchanged_answer_is_a_304_without_ex
     assert first.status_code == 200
     etag = first.headers["etag"]
     assert first.headers["cache-control"] == "private, no-cache"
-    assert first.headers["vary"] == "Authorization, Cookie"
+    assert first.headers["vary"] == "Accept, Authorization, Cookie"
     with counting(db) as statements:
         unchanged = await client.get(params, world.tokens.supplier, **{"If-None-Match": etag})
     assert unchanged.status_code == 304
@@ -277,6 +277,34 @@ async def test_a_text_one_party_persisted_is_unknown_to_another_by_its_hash(
     assert answer(await client.post(searched, other, extensions=persisted(searched)))
     again = await client.http.post("/graphql", json=by_hash, headers={"Authorization": f"Bearer {other}"})
     assert answer(again) == {"deviceModels": {"totalCount": 2}}
+
+
+async def test_a_text_sent_with_its_hash_is_registered_whichever_answers_it(
+    client: Client, world: World
+) -> None:
+    """The cache, a 304 or the executor (issue 21): a text registered while its answer was kept was
+    never stored, so every later hash-only request was PERSISTED_QUERY_NOT_FOUND."""
+    supplier, manufacturer, panel = world.tokens.supplier, world.tokens.manufacturer, world.tokens.panel
+    by_hash = {"extensions": persisted(CPL_FACTS)}
+
+    def ask_by_hash(token: str) -> Any:
+        return client.http.post("/graphql", json=by_hash, headers={"Authorization": f"Bearer {token}"})
+
+    # The supplier registers as the executor answers.
+    executed = await client.post(CPL_FACTS, supplier, extensions=persisted(CPL_FACTS))
+    assert executed.headers["cache-status"] == "cfl-graph; fwd=miss"
+    # The manufacturer asks first without the hash (its answer is kept), then registers: the cache answers.
+    await client.post(CPL_FACTS, manufacturer)
+    registered_from_cache = await client.post(CPL_FACTS, manufacturer, extensions=persisted(CPL_FACTS))
+    assert registered_from_cache.headers["cache-status"] == "cfl-graph; hit"
+    # The panel registers by a GET answered 304 from its ETag, without a body or an execution.
+    params = {"query": CPL_FACTS}
+    etag = (await client.get(params, panel)).headers["etag"]
+    registering = {**params, "extensions": json.dumps(persisted(CPL_FACTS))}
+    not_modified = await client.get(registering, panel, **{"If-None-Match": etag})
+    assert not_modified.status_code == 304
+    for token in (supplier, manufacturer, panel):
+        assert answer(await ask_by_hash(token)) == answer(executed), token
 
 
 @pytest.mark.parametrize(

@@ -401,6 +401,22 @@ async def test_mistakes_in_the_document_are_shown_as_they_are(client: Client) ->
     assert unknown.messages == ["Cannot query field 'serial' on type 'Manufacturer'."]
 
 
+async def test_every_mistake_in_the_request_carries_the_code_clients_branch_on(client: Client) -> None:
+    # Apollo's codes, so that a client can tell its own mistake from ours without reading the message.
+    syntax = await client.refused("{ manufacturers { name }")
+    assert syntax.codes == {"GRAPHQL_PARSE_FAILED"}
+    unknown = await client.refused("{ manufacturers { serial } }")
+    assert unknown.codes == {"GRAPHQL_VALIDATION_FAILED"}
+    wrong_type = await client.refused("query($n: Int!) { manufacturers(first: $n) { name } }", {"n": "x"})
+    assert wrong_type.codes == {"BAD_USER_INPUT"}
+    assert wrong_type.messages[0].startswith("Variable '$n' has invalid value")
+    missing = await client.refused("query($n: Int!) { manufacturers(first: $n) { name } }", {})
+    assert missing.codes == {"BAD_USER_INPUT"}
+    # A code a rule of ours names is kept: it says more.
+    deep = await client.refused(nested(50))
+    assert deep.codes == {"QUERY_TOO_DEEP"}
+
+
 async def test_introspection_is_answered_when_allowed(client: Client) -> None:
     answer = await client.post(get_introspection_query())
     assert "errors" not in answer.body

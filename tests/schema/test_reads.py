@@ -39,7 +39,6 @@ BOTH = Reads.CPL | Reads.LIBRARY
         ("{ coverageSummary(groupBy: MANUFACTURER) { certified } }", BOTH),
         ('{ node(id: "x") { id } }', BOTH),
         ("{ __typename }", Reads.NOTHING),
-        ("{ _service { sdl } }", Reads.NOTHING),
         # A fragment counts wherever it is spread, and before its spread too.
         (
             "fragment F on DeviceModel { libraryImages { imageId } } "
@@ -65,3 +64,9 @@ def test_mutations_and_unknown_fields_are_not_shared() -> None:
     assert query_reads(COMBINED, parse("{ cplSnapshots { noSuchField } }"), None) is None
     # A field of the library is unknown to the CPL subgraph: its request fails, and is not shared.
     assert query_reads(CPL_SUBGRAPH, parse("{ coverageGaps { totalCount } }"), None) is None
+    # Federation's fields are the subgraphs' alone: the clients' graph does not know them.
+    assert query_reads(COMBINED, parse("{ _service { sdl } }"), None) is None
+
+
+def test_the_subgraphs_sdl_is_the_schema_alone() -> None:
+    assert query_reads(CPL_SUBGRAPH, parse("{ _service { sdl } }"), None) == Reads.NOTHING

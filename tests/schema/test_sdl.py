@@ -1,8 +1,12 @@
 """The SDL files in schema/sdl/ are the printed schemas (R10): the contract other teams read cannot
-drift from the code."""
+drift from the code. The clients' graph is plain GraphQL: no federation field, type or directive, and a
+file graphql-core builds by itself (graphql-js builds it too: tests/graph/test_client_sdl.py)."""
 
 from __future__ import annotations
 
+import re
+
+import graphql
 import pytest
 
 from schema import Graph
@@ -26,6 +30,26 @@ def test_each_subgraph_owns_its_own_fields() -> None:
     for sdl in (cpl, cfl):
         assert '@key(fields: "manufacturerId modelId hardwareVersion")' in sdl
         assert '@key(fields: "manufacturerId modelId hardwareVersion firmwareVersion")' in sdl
+
+
+def test_the_client_sdl_is_plain_graphql_that_builds_by_itself() -> None:
+    sdl = sdl_path(Graph.COMBINED).read_text(encoding="utf-8")
+    assert sdl_path(Graph.COMBINED).name == "client.graphql"
+    built = graphql.build_schema(sdl)
+    assert set(re.findall(r"@\w+", sdl)) <= {"@deprecated", "@specifiedBy"}
+    federation = {"_Any", "_Entity", "_Service", "_FieldSet", "link__Import", "link__Purpose"}
+    assert not federation & set(built.type_map)
+    assert built.query_type is not None and built.mutation_type is not None
+    assert not {name for name in built.query_type.fields if name.startswith("_")}
+    assert {d.name for d in built.directives} == {d.name for d in graphql.specified_directives}
+
+
+def test_the_subgraphs_keep_federation_for_the_router() -> None:
+    for graph in (Graph.CPL, Graph.CFL):
+        sdl = sdl_path(graph).read_text(encoding="utf-8")
+        assert "_entities(representations: [_Any!]!): [_Entity]!" in sdl
+        assert "_service: _Service!" in sdl
+        assert sdl.startswith('schema @link(url: "https://specs.apollo.dev/federation/v2.5"')
 
 
 def test_the_cli_prints_a_subgraph(tmp_path: object) -> None:
