@@ -17,10 +17,15 @@ async def current_snapshot(session: AsyncSession, *, lock: bool = False) -> CplS
     """The current snapshot. `lock`: a writer that decides by it holds it until commit (PostgreSQL
     `FOR SHARE` of the pointer), so a sync cannot make another snapshot current in between, and a sync
     that has just moved it is waited for and seen (SQLite writers hold the write lock already)."""
-    query = select(CplSnapshot).join(CplCurrent, CplCurrent.snapshot_id == CplSnapshot.id)
-    if lock:
-        query = query.with_for_update(read=True, of=CplCurrent)
-    return (await session.execute(query)).scalar_one_or_none()
+    if not lock:
+        query = select(CplSnapshot).join(CplCurrent, CplCurrent.snapshot_id == CplSnapshot.id)
+        return (await session.execute(query)).scalar_one_or_none()
+    # The pointer alone is locked and read, then its snapshot: locked in a join, a pointer a sync moved
+    # while this waited would be re-checked against the snapshot row first joined, and the answer would
+    # be no snapshot at all (PostgreSQL re-reads only the locked row of a join after the wait).
+    pointer = select(CplCurrent.snapshot_id).with_for_update(read=True)
+    snapshot_id = (await session.execute(pointer)).scalar_one_or_none()
+    return None if snapshot_id is None else await session.get(CplSnapshot, snapshot_id)
 
 
 async def recent_snapshots(session: AsyncSession, limit: int) -> list[CplSnapshot]:
