@@ -77,28 +77,30 @@ def _cell_text(value: Cell, what: str) -> str:
     return str(value).strip()
 
 
-def _hex_id(value: Cell, width: int, what: str) -> str:
+def _hex_id(value: Cell, width: int, what: str, example: str) -> str:
     """Hex of at most `width` digits, zero-padded: Excel drops leading zeros from all-digit ids."""
     text = _cell_text(value, what)
     if text[:2] in ("0x", "0X"):
         text = text[2:]
     if not _HEX.fullmatch(text):
-        raise InvalidValue(f"{what} {text!r} is not hexadecimal")
+        raise InvalidValue(
+            f"{what} {text!r} is not hexadecimal: up to {width} digits 0-9 and A-F, like {example}"
+        )
     if len(text) > width:
         raise InvalidValue(f"{what} {text!r} has {len(text)} hex digits, at most {width} allowed")
     return text.upper().zfill(width)
 
 
 def manufacturer_id(value: Cell) -> ManufacturerId:
-    return ManufacturerId(_hex_id(value, 4, "manufacturer id"))
+    return ManufacturerId(_hex_id(value, 4, "manufacturer id", "10B2"))
 
 
 def model_id(value: Cell) -> ModelId:
-    return ModelId(_hex_id(value, 4, "model id"))
+    return ModelId(_hex_id(value, 4, "model id", "0001"))
 
 
 def hardware_version(value: Cell) -> HardwareVersion:
-    return HardwareVersion(_hex_id(value, 4, "hardware version"))
+    return HardwareVersion(_hex_id(value, 4, "hardware version", "0100"))
 
 
 # [0-9], not \d: \d matches the digits of every script, which no version is written in.
@@ -120,7 +122,7 @@ def firmware_version(value: Cell) -> FirmwareVersion:
                 f"firmware version {text!r}: a dotted version needs four decimal parts of 0-99, like 1.2.10.4"
             )
         return FirmwareVersion("".join(part.zfill(2) for part in text.split(".")))
-    return FirmwareVersion(_hex_id(text, 8, "firmware version"))
+    return FirmwareVersion(_hex_id(text, 8, "firmware version", "01020A04"))
 
 
 _HASH_SEPARATORS = re.compile(r"[\s:]+")
@@ -134,7 +136,7 @@ def sha256_hex(value: Cell, what: str = "image hash") -> Sha256Hex:
         text = text[2:]
     text = _HASH_SEPARATORS.sub("", text)
     if not _HEX.fullmatch(text):
-        raise InvalidValue(f"{what} is not hexadecimal")
+        raise InvalidValue(f"{what} is not hexadecimal: a SHA-256 is 64 digits 0-9 and a-f")
     if len(text) != 64:
         raise InvalidValue(f"{what} has {len(text)} hex digits; a SHA-256 has 64")
     return Sha256Hex(text.lower())

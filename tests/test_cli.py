@@ -45,7 +45,8 @@ async def test_sync_cpl_exit_codes_and_messages(db: Database, database_url: str,
     assert rejected.returncode == 1
     assert rejected.stderr.splitlines() == [
         "rejected: 2 error(s); the current snapshot stays current",
-        "row 5, column F \"Firmware Version\": firmware version 'zz' is not hexadecimal",
+        "row 5, column F \"Firmware Version\": firmware version 'zz' is not hexadecimal: up to 8 digits 0-9 "
+        "and A-F, like 01020A04",
         'row 5, column J "Manufacturer Image Hash": image hash has 2 hex digits; a SHA-256 has 64',
     ]
 

@@ -87,7 +87,7 @@ async def test_a_rejected_file_leaves_the_current_snapshot_and_records_why(
     result = await sync_cpl(db, str(bad), work_dir=tmp_path)
     assert result.outcome == "rejected"
     assert [str(p) for p in result.errors] == [
-        "row 5, column F \"Firmware Version\": firmware version 'zz' is not hexadecimal"
+        "row 5, column F \"Firmware Version\": firmware version 'zz' is not hexadecimal: up to 8 digits 0-9 and A-F, like 01020A04"
     ]
     assert await current_id(db) == good.snapshot_id
     assert await count(db, CplSnapshot) == 1

@@ -78,7 +78,7 @@ def test_every_bad_cell_of_a_row_is_reported(tmp_path: Path) -> None:
     )
     found = errors(path)
     assert found == [
-        "row 2, column B \"Manufacturer ID\": manufacturer id 'XYZ1' is not hexadecimal",
+        "row 2, column B \"Manufacturer ID\": manufacturer id 'XYZ1' is not hexadecimal: up to 4 digits 0-9 and A-F, like 10B2",
         "row 2, column G \"Device Type\": device type 'Toaster' is not one of ESME, GSME, PPMID, HCALCS, CHF, GPF",
         "row 2, column M \"Status\": status 'maybe' is not one of active, withdrawn, suspended, expired",
     ]
