@@ -33,6 +33,14 @@ from cfl_graph.tables import CplDeviceModel as ModelRow
 from cfl_graph.tables import LibraryImage as ImageRow
 from schema.context import Info
 from schema.cpl import CplSnapshot, snapshot_by_id
+from schema.enums import (
+    CplStatus,
+    DeviceType,
+    FindingKind,
+    ReportGroupBy,
+    SmetsVersion,
+    TechnicalSpecification,
+)
 from schema.images import CommercialDeclaration, LibraryImage
 from schema.node import BOTH, CFL, COMBINED, CPL, CPL_FILTERED_BY_LIBRARY, Node, global_id, parse_global_id
 
@@ -44,30 +52,11 @@ T = TypeVar("T")
 # --- enums and inputs ----------------------------------------------------------------------------
 
 
-# The domain's own enums, registered with the graph (not copied): the GraphQL values are the members' names.
-strawberry.enum(
-    ids.DeviceType, description="GBCS device types; the library covers ESME, GSME, PPMID and HCALCS (R1)."
-)
-strawberry.enum(ids.SmetsVersion, description="A SMETS generation.")
-strawberry.enum(
-    ids.Specification,
-    name="TechnicalSpecification",
-    description="The technical specification a firmware version was certified against: SMETS1, SMETS2, or "
-    "the Communications Hub Technical Specification (CHTS).",
-)
-strawberry.enum(ids.CplStatus, description="A certified version's status on the CPL.")
-strawberry.enum(reports.GroupBy, name="ReportGroupBy")
-strawberry.enum(
-    reports.FindingKind,
-    description="Kinds of disagreement between a manufacturer's CFL and CPL listings (R7).",
-)
-
-
 @strawberry.input(description="Narrows device models; every given condition must hold.")
 class DeviceModelFilter:
     manufacturer_id: str | None = None
-    device_type: ids.DeviceType | None = None
-    smets_version: ids.SmetsVersion | None = strawberry.field(
+    device_type: DeviceType | None = None
+    smets_version: SmetsVersion | None = strawberry.field(
         default=None,
         description="Models with a version certified against this generation (in coverageGaps: the "
         "versions themselves).",
@@ -222,8 +211,8 @@ class DeviceModel(Node):
         return self._fact(info, lambda row: row.model_name)
 
     @strawberry.field(metadata=CPL)
-    def device_type(self, info: Info) -> ids.DeviceType | None:
-        return self._fact(info, lambda row: ids.DeviceType(row.device_type))
+    def device_type(self, info: Info) -> DeviceType | None:
+        return self._fact(info, lambda row: DeviceType(row.device_type))
 
     @strawberry.field(
         metadata=CPL,
@@ -231,16 +220,16 @@ class DeviceModel(Node):
         "use smetsVersions, or CertifiedFirmware.smetsVersion. This is the generation of the most recently "
         "listed version.",
     )
-    def smets_version(self, info: Info) -> ids.SmetsVersion | None:
-        return self._fact(info, lambda row: ids.SmetsVersion(row.smets_version))
+    def smets_version(self, info: Info) -> SmetsVersion | None:
+        return self._fact(info, lambda row: SmetsVersion(row.smets_version))
 
     @strawberry.field(
         metadata=CPL,
         description="The SMETS generations its certified versions were certified against (two when a "
         "firmware upgrade moved the model from one to the other).",
     )
-    def smets_versions(self, info: Info) -> list[ids.SmetsVersion] | None:
-        return self._fact(info, lambda row: [ids.SmetsVersion(v) for v in row.smets_versions.split(",")])
+    def smets_versions(self, info: Info) -> list[SmetsVersion] | None:
+        return self._fact(info, lambda row: [SmetsVersion(v) for v in row.smets_versions.split(",")])
 
     @strawberry.field(
         metadata=CPL, description="Its certified firmware versions on the current CPL, oldest first."
@@ -361,22 +350,22 @@ class CertifiedFirmware(Node):
         return self._fact(info, lambda row: row.image_hash)
 
     @strawberry.field(metadata=CPL)
-    def status(self, info: Info) -> ids.CplStatus | None:
-        return self._fact(info, lambda row: ids.CplStatus(row.status))
+    def status(self, info: Info) -> CplStatus | None:
+        return self._fact(info, lambda row: CplStatus(row.status))
 
     @strawberry.field(
         metadata=CPL,
         description="The SMETS generation this version was certified against (a firmware upgrade can move "
         "a meter to another).",
     )
-    def smets_version(self, info: Info) -> ids.SmetsVersion | None:
-        return self._fact(info, lambda row: ids.SmetsVersion(row.smets_version))
+    def smets_version(self, info: Info) -> SmetsVersion | None:
+        return self._fact(info, lambda row: SmetsVersion(row.smets_version))
 
     @strawberry.field(
         metadata=CPL, description="The technical specification this version was certified against."
     )
-    def technical_specification(self, info: Info) -> ids.Specification | None:
-        return self._fact(info, lambda row: ids.Specification(row.technical_specification))
+    def technical_specification(self, info: Info) -> TechnicalSpecification | None:
+        return self._fact(info, lambda row: TechnicalSpecification(row.technical_specification))
 
     @strawberry.field(
         metadata=CPL,
@@ -493,7 +482,7 @@ class CoverageGroup:
 
 @strawberry.type
 class ConsistencyFinding:
-    kind: reports.FindingKind
+    kind: FindingKind
     device_model: DeviceModel
     certified_firmware: CertifiedFirmware
     firmware_version: str
@@ -593,7 +582,7 @@ class CatalogueQuery:
     @strawberry.field(
         metadata=CFL, description="Certified, commercial, available and missing versions per group."
     )
-    async def coverage_summary(self, info: Info, group_by: reports.GroupBy) -> list[CoverageGroup]:
+    async def coverage_summary(self, info: Info, group_by: ReportGroupBy) -> list[CoverageGroup]:
         authorise(info.context.principal, Action.READ_REPORTS)
         snapshot = await _snapshot_id(info)
         if snapshot is None:
@@ -621,7 +610,7 @@ class CatalogueQuery:
 
     @strawberry.field(metadata=CFL, description="Days from CPL listing to publication per group (R12).")
     async def timeliness(
-        self, info: Info, group_by: reports.GroupBy, since: dt.date | None = None
+        self, info: Info, group_by: ReportGroupBy, since: dt.date | None = None
     ) -> list[TimelinessGroup]:
         authorise(info.context.principal, Action.READ_REPORTS)
         snapshot = await _snapshot_id(info)
