@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from cfl_graph.identifiers import specification_text
+from cfl_graph.keys import VersionKey
 from cfl_graph.tables import CplCertifiedFirmware, CplDeviceModel, CplSnapshot
 
 KEY_FIELDS = ("manufacturer_id", "model_id", "hardware_version", "firmware_version")
@@ -49,8 +50,8 @@ class CplRow:
     date_added: dt.date
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.manufacturer_id, self.model_id, self.hardware_version, self.firmware_version)
+    def key(self) -> VersionKey:
+        return VersionKey.of(self)
 
     @property
     def specification(self) -> str:
@@ -72,7 +73,7 @@ class RowChange:
     fields: tuple[FieldChange, ...]
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
+    def key(self) -> VersionKey:
         return self.new.key
 
 

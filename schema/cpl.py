@@ -20,6 +20,7 @@ from cfl_graph.tables import SyncOutcome
 from cpl_sync.diff import CplRow, diff_snapshots
 from cpl_sync.problems import Severity
 from schema.context import Info
+from schema.enums import CplStatus, DeviceType, SmetsVersion, TechnicalSpecification
 from schema.node import BOTH, CPL, CPL_UNCACHED, Node, global_id, parse_global_id
 
 MAX_DIFF_ROWS = 500
@@ -45,13 +46,15 @@ class CplListing:
     firmware_version: str
     manufacturer_name: str
     model_name: str
-    device_type: str
-    smets_version: str
-    technical_specification: str = strawberry.field(
-        description="What the CPL's SMETS/CHTS column says, as the library writes it (`SMETS2 v4.1`)."
+    device_type: DeviceType
+    smets_version: SmetsVersion
+    technical_specification: TechnicalSpecification
+    specification_version: str | None = strawberry.field(
+        description="That specification's version as the CPL lists it (`4.1` of `SMETS2 v4.1`); null where "
+        "the CPL names the specification alone."
     )
     image_hash: str
-    status: str
+    status: CplStatus
     gbcs_version: str | None
     listed_on: dt.date
 
@@ -64,11 +67,12 @@ class CplListing:
             firmware_version=row.firmware_version,
             manufacturer_name=row.manufacturer_name,
             model_name=row.model_name,
-            device_type=row.device_type,
-            smets_version=row.smets_version,
-            technical_specification=row.specification,
+            device_type=DeviceType(row.device_type),
+            smets_version=SmetsVersion(row.smets_version),
+            technical_specification=TechnicalSpecification(row.technical_specification),
+            specification_version=row.specification_version,
             image_hash=row.image_hash,
-            status=row.status,
+            status=CplStatus(row.status),
             gbcs_version=row.gbcs_version,
             listed_on=row.date_added,
         )

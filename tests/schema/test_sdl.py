@@ -56,3 +56,26 @@ def test_the_cli_prints_a_subgraph(tmp_path: object) -> None:
     answer = run_cli("sqlite+aiosqlite:///unused.sqlite3", "schema", "print", "cfl")
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout == printed(Graph.CFL)
+
+
+# Fields that name one concept of the domain wherever a type has them (issue 16): a CPL listing in a
+# diff and a certified version say a status, a device type or a specification the same way.
+ONE_TYPE_PER_CONCEPT = {
+    "status": {"CertifiedFirmware", "CplListing"},
+    "deviceType": {"DeviceModel", "CplListing"},
+    "smetsVersion": {"CertifiedFirmware", "CplListing"},
+    "technicalSpecification": {"CertifiedFirmware", "CplListing"},
+    "specificationVersion": {"CertifiedFirmware", "CplListing"},
+}
+
+
+@pytest.mark.parametrize("field", sorted(ONE_TYPE_PER_CONCEPT))
+def test_one_concept_has_one_type_everywhere_in_the_client_graph(field: str) -> None:
+    built = graphql.build_schema(sdl_path(Graph.COMBINED).read_text(encoding="utf-8"))
+    typed = {
+        name: str(graphql.get_nullable_type(kind.fields[field].type))
+        for name, kind in built.type_map.items()
+        if isinstance(kind, graphql.GraphQLObjectType) and field in kind.fields
+    }
+    assert ONE_TYPE_PER_CONCEPT[field] <= set(typed), typed
+    assert len(set(typed.values())) == 1, f"{field} has several types: {typed}"
