@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import errno
 import hashlib
+import socket
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,6 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
@@ -134,3 +139,31 @@ async def bulk_insert(
     placeholders = ", ".join("?" for _ in columns)
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"  # names are ours, not input
     await conn.exec_driver_sql(sql, rows)
+
+
+_NETWORK_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ETIMEDOUT,
+        errno.EPIPE,
+    }
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True for failures to reach the database (refused, dropped, timed out), not for query errors."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, ConnectionError | asyncio.TimeoutError | TimeoutError | socket.gaierror):
+        return True
+    # asyncpg raises plain OSErrors for network failures (refused, unreachable, reset) outside DBAPI;
+    # any other OSError (a missing file, a full disk) is not an outage and stays a 500.
+    if isinstance(exc, OSError):
+        return exc.errno in _NETWORK_ERRNOS or "Connect call failed" in str(exc)
+    return type(exc).__module__.startswith("asyncpg") and "Connection" in type(exc).__name__

@@ -5,47 +5,17 @@ broken connections away and opens new ones).
 
 from __future__ import annotations
 
-import asyncio
-import errno
 import logging
-import socket
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cfl_graph.database import database_unavailable
 from cfl_graph.graphql_http import refusal
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
-_NETWORK_ERRNOS = frozenset(
-    {
-        errno.ECONNREFUSED,
-        errno.ECONNRESET,
-        errno.ECONNABORTED,
-        errno.EHOSTUNREACH,
-        errno.ENETUNREACH,
-        errno.ETIMEDOUT,
-        errno.EPIPE,
-    }
-)
 MESSAGE = "the library's database is unavailable for the moment; nothing was changed, try again shortly"
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """True for failures to reach the database (refused, dropped, timed out), not for query errors."""
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, ConnectionError | asyncio.TimeoutError | TimeoutError | socket.gaierror):
-        return True
-    # asyncpg raises plain OSErrors for network failures (refused, unreachable, reset) outside DBAPI;
-    # any other OSError (a missing file, a full disk) is not an outage and stays a 500.
-    if isinstance(exc, OSError):
-        return exc.errno in _NETWORK_ERRNOS or "Connect call failed" in str(exc)
-    return type(exc).__module__.startswith("asyncpg") and "Connection" in type(exc).__name__
 
 
 async def answer_unavailable(send: Send, scope: Scope) -> None:

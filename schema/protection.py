@@ -107,7 +107,7 @@ from graphql.validation import MaxIntrospectionDepthRule, NoSchemaIntrospectionC
 from strawberry.extensions import MaskErrors, MaxTokensLimiter, SchemaExtension
 
 from cfl_graph import unavailable
-from cfl_graph.unavailable import database_unavailable
+from cfl_graph.database import database_unavailable
 
 __all__ = [
     "ArgumentChecks",

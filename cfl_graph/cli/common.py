@@ -14,11 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from cfl_graph import migrate
-from cfl_graph.database import Database
+from cfl_graph.database import Database, database_unavailable
 from cfl_graph.identifiers import InvalidValue
 from cfl_graph.row_ids import MAX_ROW_ID, row_id
 from cfl_graph.settings import Settings, SettingsError, from_env
-from cfl_graph.unavailable import database_unavailable
 
 out = Console()
 err = Console(stderr=True)

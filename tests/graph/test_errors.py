@@ -11,9 +11,8 @@ import pytest
 
 from cfl_graph.access.policy import Action, Forbidden
 from cfl_graph.app import create_app
-from cfl_graph.database import Database
+from cfl_graph.database import Database, database_unavailable
 from cfl_graph.settings import Settings
-from cfl_graph.unavailable import database_unavailable
 from loaders.cpl import CplLoaders
 from tests.fixtures.parties import make_tokens
 
