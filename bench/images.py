@@ -195,9 +195,9 @@ async def _prepare_library(database_url: str, cpl: Path, work_dir: Path, public_
     from cfl_graph.access.parties import add_party
     from cfl_graph.access.tokens import issue_token
     from cfl_graph.audit import SYSTEM
+    from cfl_graph.cpl_sync.sync import sync_cpl
     from cfl_graph.database import Database
     from cfl_graph.tables import Role
-    from cpl_sync.sync import sync_cpl
 
     db = Database.connect(database_url)
     try:
@@ -230,7 +230,7 @@ async def _prepare_library(database_url: str, cpl: Path, work_dir: Path, public_
 def _serve_ours(fd: int, database_url: str, blob_dir: str, work_dir: str, max_image_bytes: int) -> None:
     import uvicorn
 
-    from cfl_graph.app import create_app
+    from cfl_graph.doors.web.app import create_app
     from cfl_graph.settings import Settings
 
     settings = Settings(

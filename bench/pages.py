@@ -22,10 +22,10 @@ from sqlalchemy import event, select
 
 from bench.records import machine_record, write_record
 from cfl_graph import migrate
-from cfl_graph.app import create_app
 from cfl_graph.blobs.local import LocalBlobStore
 from cfl_graph.database import Database
 from cfl_graph.demo import prepare_demo
+from cfl_graph.doors.web.app import create_app
 from cfl_graph.settings import Settings
 from cfl_graph.tables import LibraryImage
 

@@ -121,11 +121,11 @@ async def _build(database_url: str, folder: Path, rows: int, history: int) -> di
     from cfl_graph.access.tokens import issue_token
     from cfl_graph.audit import SYSTEM
     from cfl_graph.blobs.local import LocalBlobStore
+    from cfl_graph.cpl_sync.fetch import FetchLimits
+    from cfl_graph.cpl_sync.sync import SyncLimits, sync_cpl
     from cfl_graph.database import Database
     from cfl_graph.demo import library as demo_library
     from cfl_graph.tables import Role
-    from cpl_sync.fetch import FetchLimits
-    from cpl_sync.sync import SyncLimits, sync_cpl
 
     # A million rows as CSV pass the 200 MiB a real CPL is allowed (it has a few thousand).
     limits = SyncLimits(fetch=FetchLimits(max_bytes=2 * 1024**3))
@@ -221,8 +221,8 @@ async def _asks(database_url: str) -> list[Ask]:
 async def _measure(
     database_url: str, folder: Path, tokens: dict[str, str], asks: list[Ask]
 ) -> list[AskResult]:
-    from cfl_graph.app import create_app
     from cfl_graph.database import Database
+    from cfl_graph.doors.web.app import create_app
     from cfl_graph.settings import Settings
 
     settings = Settings(

@@ -137,7 +137,7 @@ class Moto:
 def _serve_s3(fd: int, database_url: str, work_dir: str, endpoint: str) -> None:
     import uvicorn
 
-    from cfl_graph.app import create_app
+    from cfl_graph.doors.web.app import create_app
     from cfl_graph.settings import Settings
 
     settings = Settings(

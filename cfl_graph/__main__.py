@@ -1,5 +1,5 @@
 """`python -m cfl_graph` runs the CLI."""
 
-from cfl_graph.cli import main
+from cfl_graph.doors.cli import main
 
 main()

@@ -1,6 +1,6 @@
 """Refusals the whole service shares: a request refused, having changed nothing, with a code clients can
 branch on and the named problems that say why. What HTTP status a refusal answers is the doors' business
-(`cfl_graph.views.refusals`), not the domain's.
+(`cfl_graph.doors.web.refusals`), not the domain's.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Service settings, read from the environment in exactly one place.
 
-Nothing else in the code base reads `os.environ`; the composition root (`cfl_graph.app`) and the
+Nothing else in the code base reads `os.environ`; the composition root (`cfl_graph.doors.web.app`) and the
 CLI build a `Settings` and pass it down.
 """
 
@@ -44,7 +44,7 @@ class Settings:
     catalogue_key_file: Path | None = None
     rate_limit_per_minute: int = 600
     graphql_introspection: bool = True
-    # Each worker's memory of GraphQL answers (cfl_graph/response_cache.py); 0 turns it off.
+    # Each worker's memory of GraphQL answers (cfl_graph/doors/web/response_cache.py); 0 turns it off.
     response_cache_mb: int = 128
     # None: INFO for `serve`, WARNING for one-shot commands, whose own output says what happened.
     log_level: str | None = None
@@ -53,12 +53,12 @@ class Settings:
     # request's Host header.
     public_base_url: str | None = None
     # `serve`: open connections per worker (one more is answered 503), seconds a request's header may
-    # take to arrive, and seconds a request body may pause (cfl_graph/serving.py).
+    # take to arrive, and seconds a request body may pause (cfl_graph/doors/web/serving.py).
     max_connections: int = 1000
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     # Origins (`https://dashboard.example.org`) whose pages may call `/graphql` and the downloads with a
-    # bearer token (cfl_graph/cors.py); empty: no CORS headers at all.
+    # bearer token (cfl_graph/doors/web/cors.py); empty: no CORS headers at all.
     cors_origins: tuple[str, ...] = ()
 
     @property

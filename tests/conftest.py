@@ -147,7 +147,7 @@ SLOW = (
     "tests/test_cli.py",
     "tests/access/test_cli.py",
     "tests/images/test_cli.py",
-    "tests/test_workers.py",
+    "tests/web/test_workers.py",
 )
 
 

@@ -1,6 +1,7 @@
 """Rules that are written once stay written once (issue 14): who may see a draft is decided by the image
 lifecycle alone, and every door that syncs the CPL syncs it as the library does (published images
-following each snapshot). These read the source, so a second copy of a rule fails the suite."""
+following each snapshot). The layers stay apart (issue 16): the doors (`cfl_graph/doors/`) hold no SQL
+and the core never imports a door. These read the source, so a second copy of a rule fails the suite."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICE = ("cfl_graph", "schema", "loaders", "cpl_sync")
+SERVICE = ("cfl_graph",)
 
 
 def _sources() -> dict[str, str]:
@@ -40,7 +41,7 @@ def test_no_door_compares_an_image_with_the_draft_state_but_the_lifecycle() -> N
 
 
 def test_every_door_syncs_the_cpl_with_the_library_following() -> None:
-    callers = _using(r"\bsync_cpl\(") - {"cpl_sync/sync.py"}
+    callers = _using(r"\bsync_cpl\(") - {"cfl_graph/cpl_sync/sync.py"}
     assert callers == {"cfl_graph/scheduler.py"}, "call cfl_graph.scheduler.sync_library instead"
 
 
@@ -48,13 +49,9 @@ def test_one_reader_decodes_every_list_s_cursors() -> None:
     assert _using(r"def (de|en)code_cursor") == {"cfl_graph/cursors.py"}
 
 
-DOORS = (
-    "cfl_graph/views/",
-    "schema/",
-    "cfl_graph/cli/",
-    "cfl_graph/app.py",
-    "cfl_graph/access/middleware.py",
-)
+DOORS = "cfl_graph/doors/"
+# Entry points: `python -m cfl_graph` runs the command line.
+ENTRY_POINTS = {"cfl_graph/__main__.py"}
 
 
 def test_the_doors_hold_no_sql() -> None:
@@ -65,3 +62,17 @@ def test_the_doors_hold_no_sql() -> None:
     )
     offenders = {name for name, text in _sources().items() if name.startswith(DOORS) and sql.search(text)}
     assert offenders == set()
+
+
+def test_the_core_never_imports_a_door() -> None:
+    """The domain core beneath (tables, access, audit, the CPL pipeline, the catalogue, the library, the
+    loaders) is reached by the doors above it, never the other way round."""
+    door_import = re.compile(r"^\s*(from|import) cfl_graph\.doors\b", re.MULTILINE)
+    core = {name for name in _sources() if not name.startswith(DOORS)} - ENTRY_POINTS
+    assert {name for name in core if door_import.search(_sources()[name])} == set()
+
+
+def test_the_service_is_one_package() -> None:
+    """No second top-level package beside cfl_graph: what the service imports, it ships."""
+    packages = {path.parent.name for path in ROOT.glob("*/__init__.py")}
+    assert packages == {"cfl_graph", "bench", "tests", "examples"}

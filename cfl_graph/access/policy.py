@@ -85,7 +85,7 @@ GRANTS: dict[Role, frozenset[Action]] = {
 
 class AccessDenied(Exception):
     """Base of the two refusals; `str()` is safe and useful to show to the caller. The code says which
-    (the doors map it to 401 or 403, `cfl_graph.views.refusals`)."""
+    (the doors map it to 401 or 403, `cfl_graph.doors.web.refusals`)."""
 
     code = "FORBIDDEN"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from cfl_graph.app import create_app
 from cfl_graph.database import Database
+from cfl_graph.doors.web.app import create_app
 from cfl_graph.settings import Settings
 from tests.fixtures.parties import Tokens, make_tokens
 

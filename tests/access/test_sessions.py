@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from cfl_graph.access.tokens import TOKEN_PATTERN, revoke_token
-from cfl_graph.app import create_app
 from cfl_graph.audit import SYSTEM
 from cfl_graph.database import Database
+from cfl_graph.doors.web.app import create_app
 from cfl_graph.settings import Settings
 from cfl_graph.tables import AuditEvent
 from tests.fixtures.parties import Tokens, make_tokens

@@ -153,7 +153,7 @@ async def test_no_token_text_or_secret_reaches_any_log_record(
     # with its parameters and rows were all listened to.
     assert {
         "uvicorn.access",
-        "schema.errors",
+        "cfl_graph.doors.graph.errors",
         "cfl_graph.images.library",
         "sqlalchemy.engine.Engine",
     } <= heard

@@ -22,10 +22,10 @@ from sqlalchemy import func, select
 
 from cfl_graph import migrate
 from cfl_graph.access.tokens import authenticate
-from cfl_graph.app import create_app
 from cfl_graph.blobs.local import LocalBlobStore
 from cfl_graph.database import Database
 from cfl_graph.demo import prepare_demo
+from cfl_graph.doors.web.app import create_app
 from cfl_graph.settings import Settings
 from cfl_graph.tables import CplSnapshot, ImageState, LibraryImage
 from tests.browser.conftest import launch_chromium, new_tab

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from cfl_graph.cpl_sync.sync import SyncLimits, sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.tables import (
     CplCertifiedFirmware,
@@ -21,7 +22,6 @@ from cfl_graph.tables import (
     CplSyncRun,
     SyncOutcome,
 )
-from cpl_sync.sync import SyncLimits, sync_cpl
 from tests.corpus.hostile_cpl import Case, cases, write
 from tests.fixtures.cpl_files import row, write_csv
 

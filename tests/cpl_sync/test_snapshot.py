@@ -10,14 +10,14 @@ import pytest
 from sqlalchemy import func, select
 
 from cfl_graph.catalogue.snapshots import current_snapshot
+from cfl_graph.cpl_sync import snapshot as snapshot_module
+from cfl_graph.cpl_sync.columns import Column
+from cfl_graph.cpl_sync.parse import read_table
+from cfl_graph.cpl_sync.snapshot import store_snapshot
+from cfl_graph.cpl_sync.sync import sync_cpl
+from cfl_graph.cpl_sync.validate import validate
 from cfl_graph.database import Database
 from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot, CplSyncRun
-from cpl_sync import snapshot as snapshot_module
-from cpl_sync.columns import Column
-from cpl_sync.parse import read_table
-from cpl_sync.snapshot import store_snapshot
-from cpl_sync.sync import sync_cpl
-from cpl_sync.validate import validate
 from tests.fixtures.cpl_files import row, versions, write_csv, write_xlsx
 
 
@@ -131,7 +131,7 @@ async def test_a_failed_sync_is_recorded_as_failed(
     async def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("database went away (injected)")
 
-    monkeypatch.setattr("cpl_sync.sync.store_snapshot", broken)
+    monkeypatch.setattr("cfl_graph.cpl_sync.sync.store_snapshot", broken)
     with pytest.raises(RuntimeError):
         await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(2))), work_dir=tmp_path)
     async with db.sessions() as session:
@@ -182,7 +182,7 @@ async def test_the_garbage_collector_is_back_on_after_every_outcome(
     async def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("database went away (injected)")
 
-    monkeypatch.setattr("cpl_sync.sync.store_snapshot", broken)
+    monkeypatch.setattr("cfl_graph.cpl_sync.sync.store_snapshot", broken)
     with pytest.raises(RuntimeError):
         await sync_cpl(db, str(write_csv(tmp_path / "c.csv", versions(4))), work_dir=tmp_path)
     assert gc.isenabled()

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from cfl_graph.cpl_sync.columns import HEADINGS, Column
+from cfl_graph.cpl_sync.parse import read_table
+from cfl_graph.cpl_sync.problems import CplFileRejected
+from cfl_graph.cpl_sync.validate import ValidCpl, validate
 from cfl_graph.identifiers import CplStatus, DeviceType
-from cpl_sync.columns import HEADINGS, Column
-from cpl_sync.parse import read_table
-from cpl_sync.problems import CplFileRejected
-from cpl_sync.validate import ValidCpl, validate
 from tests.fixtures.cpl_files import row, versions, write_csv, write_xlsx
 
 

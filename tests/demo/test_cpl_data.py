@@ -15,6 +15,7 @@ import pytest
 from python_calamine import CalamineWorkbook
 
 from cfl_graph import identifiers as ids
+from cfl_graph.cpl_sync.columns import HEADINGS, Column
 from cfl_graph.demo.cpl_data import (
     DEVICE_TYPES,
     IN_SCOPE_DEVICE_TYPES,
@@ -28,7 +29,6 @@ from cfl_graph.demo.cpl_data import (
     write_csv,
     write_xlsx,
 )
-from cpl_sync.columns import HEADINGS, Column
 
 DeviceModelKey = tuple[str, str, str]
 

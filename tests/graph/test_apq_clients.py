@@ -4,7 +4,7 @@ registers its query once and is answered by the hash alone from then on, over PO
 
 Before the fix, a text sent with its hash and answered from the cache was never stored: every later
 hash-only request was `PERSISTED_QUERY_NOT_FOUND`, for exactly the queries dashboards send most.
-The 304 and executed paths are proved at the HTTP level in tests/graph/test_response_cache.py.
+The 304 and executed paths are proved at the HTTP level in tests/graph/test_cached_answers.py.
 """
 
 from __future__ import annotations

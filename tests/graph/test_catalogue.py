@@ -11,11 +11,11 @@ import httpx2
 import pytest
 from sqlalchemy import select
 
+from cfl_graph.cpl_sync.columns import Column
+from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.keys import VersionKey
 from cfl_graph.tables import AuditEvent
-from cpl_sync.columns import Column
-from cpl_sync.sync import sync_cpl
 from tests.fixtures.cpl_files import row, write_csv
 from tests.fixtures.library import CPL, OWN_A1, OWN_A2, OWN_A3, OWN_B_HW1, Version, World, make_world
 from tests.fixtures.sql import counting

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from cfl_graph.database import Database
-from schema import Graph
-from schema.sdl import sdl_path
+from cfl_graph.doors.graph import Graph
+from cfl_graph.doors.graph.sdl import sdl_path
 from tests.fixtures.figures import report
 from tests.fixtures.library import World, make_world, serving
 from tests.fixtures.node import ROOT, run_node

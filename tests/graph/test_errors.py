@@ -10,10 +10,10 @@ import httpx2
 import pytest
 
 from cfl_graph.access.policy import Action, Forbidden
-from cfl_graph.app import create_app
 from cfl_graph.database import Database, database_unavailable
+from cfl_graph.doors.web.app import create_app
+from cfl_graph.loaders.cpl import CplLoaders
 from cfl_graph.settings import Settings
-from loaders.cpl import CplLoaders
 from tests.fixtures.parties import make_tokens
 
 QUERY = {"query": "{ cplSnapshot { id rowCount } }"}
@@ -40,7 +40,7 @@ async def test_an_unexpected_failure_is_masked_and_logged_with_a_reference(
     assert error["message"] == f"Internal server error (reference {reference})"
     assert error["extensions"]["code"] == "INTERNAL_ERROR"
     assert "SELECT" not in answer.text and "Traceback" not in answer.text and "cpl_current" not in answer.text
-    logged = [r for r in caplog.records if r.name == "schema.errors"]
+    logged = [r for r in caplog.records if r.name == "cfl_graph.doors.graph.errors"]
     assert len(logged) == 1 and reference in logged[0].getMessage()
     assert logged[0].exc_info is not None and "SELECT snapshot_id" in str(logged[0].exc_info[1])
 

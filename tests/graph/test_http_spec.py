@@ -14,9 +14,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from cfl_graph.app import create_app
 from cfl_graph.database import Database
-from cfl_graph.graphql_http import GRAPHQL_RESPONSE, response_media_type
+from cfl_graph.doors.web.app import create_app
+from cfl_graph.doors.web.graphql_http import GRAPHQL_RESPONSE, response_media_type
 from tests.fixtures.figures import report
 from tests.fixtures.library import World, make_world, serving
 from tests.fixtures.node import ROOT, run_node

@@ -282,7 +282,11 @@ async def test_refusals_are_logged_at_info_without_a_traceback_and_failures_at_e
             assert code in codes(response) or code == "GRAPHQL_VALIDATION_FAILED", (code, response.text)
             loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
             assert loud == [], (code, [(r.name, r.levelname, r.getMessage()[:200]) for r in loud])
-            told = [r for r in caplog.records if r.name == "schema.errors" and r.levelno == logging.INFO]
+            told = [
+                r
+                for r in caplog.records
+                if r.name == "cfl_graph.doors.graph.errors" and r.levelno == logging.INFO
+            ]
             assert len(told) == 1 and code in told[0].getMessage(), (code, [r.getMessage() for r in told])
             assert told[0].exc_info is None and "\n" not in told[0].getMessage()
 
@@ -296,7 +300,11 @@ async def test_refusals_are_logged_at_info_without_a_traceback_and_failures_at_e
         failed = await Graph(http).ask("{ coverageSummary(groupBy: MANUFACTURER) { key } }")
     assert codes(failed) == ["INTERNAL_ERROR"]
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and errors[0].name == "schema.errors" and errors[0].exc_info is not None
+    assert (
+        len(errors) == 1
+        and errors[0].name == "cfl_graph.doors.graph.errors"
+        and errors[0].exc_info is not None
+    )
     assert failed.json()["errors"][0]["extensions"]["reference"] in errors[0].getMessage()
 
 

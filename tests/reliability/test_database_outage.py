@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from cfl_graph.app import create_app
 from cfl_graph.database import Database
+from cfl_graph.doors.web.app import create_app
 from cfl_graph.tables import AuditEvent, LibraryImage
 from tests.fixtures.library import GOOD_NOTES, OWN_A1, World, client, make_world, serving
 

@@ -1,0 +1,552 @@
+"""Turn a parsed CPL table into typed, normalised rows, or reject it with every problem it has.
+
+A file is rejected whole only when it cannot be trusted as a whole: a key (manufacturer id, model id,
+hardware or firmware version) or an image hash that cannot be read, a duplicate key, or a fact a
+version's certification rests on (status, date added, technical specification) that cannot be read.
+Facts that merely disagree between the rows of one device model (a name spelt two ways, a device type
+typo) are applied with a warning per row; the value kept is the one on the most recently listed row
+(`prevails`, the one rule). An unreadable optional cell (GBCS version, CPA reference or expiry) is a
+warning and stays empty. Errors are reported in full up to a cap, and counted exactly beyond it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+from cfl_graph import identifiers as ids
+from cfl_graph.cpl_sync.columns import Column
+from cfl_graph.cpl_sync.parse import Header, Table
+from cfl_graph.cpl_sync.problems import CplFileRejected, Problem, Severity
+from cfl_graph.identifiers import Cell, InvalidValue
+from cfl_graph.keys import ModelKey, VersionKey
+
+MAX_REPORTED_PROBLEMS = 200
+CHUNK_ROWS = 10_000
+
+ProgressCallback = Callable[[str, int, int | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceModelRow:
+    manufacturer_id: ids.ManufacturerId
+    model_id: ids.ModelId
+    hardware_version: ids.HardwareVersion
+    manufacturer_name: str
+    model_name: str
+    device_type: ids.DeviceType
+    # The generation of the most recently listed version, and every generation its versions have
+    # (`SMETS1,SMETS2` when a firmware upgrade moved the model from one to the other).
+    smets_version: ids.SmetsVersion
+    smets_versions: str
+    firmware_count: int
+
+    @property
+    def key(self) -> ModelKey:
+        return ModelKey.of(self)
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareRow:
+    manufacturer_id: ids.ManufacturerId
+    model_id: ids.ModelId
+    hardware_version: ids.HardwareVersion
+    firmware_version: ids.FirmwareVersion
+    image_hash: ids.Sha256Hex
+    status: ids.CplStatus
+    specification: ids.TechnicalSpecification
+    gbcs_version: str | None
+    cpa_reference: str | None
+    cpa_expiry: dt.date | None
+    date_added: dt.date
+    sheet_row: int
+
+    @property
+    def key(self) -> VersionKey:
+        return VersionKey.of(self)
+
+    @property
+    def content(self) -> tuple[Any, ...]:
+        """What the row says, key first, in the stored column order (its place in the file aside)."""
+        return (
+            self.manufacturer_id,
+            self.model_id,
+            self.hardware_version,
+            self.firmware_version,
+            self.image_hash,
+            self.status,
+            self.specification.generation,
+            self.specification.specification,
+            self.specification.version,
+            self.gbcs_version,
+            self.cpa_reference,
+            self.cpa_expiry,
+            self.date_added,
+        )
+
+
+@dataclass(frozen=True)
+class ValidCpl:
+    header: Header
+    device_models: list[DeviceModelRow]  # in key order
+    firmware: list[FirmwareRow]  # in key order
+    warnings: list[Problem]
+    rows_sha256: str
+
+
+_NORMALISERS: dict[Column, Callable[[Cell], Any]] = {
+    Column.MANUFACTURER_NAME: lambda v: ids.cell_text(v, "manufacturer name"),
+    Column.MANUFACTURER_ID: ids.manufacturer_id,
+    Column.MODEL_NAME: lambda v: ids.cell_text(v, "model name"),
+    Column.MODEL_ID: ids.model_id,
+    Column.HARDWARE_VERSION: ids.hardware_version,
+    Column.FIRMWARE_VERSION: ids.firmware_version,
+    Column.DEVICE_TYPE: ids.device_type,
+    Column.SMETS_VERSION: ids.technical_specification,
+    Column.GBCS_VERSION: lambda v: None if _blank(v) else ids.gbcs_version(v),
+    Column.IMAGE_HASH: ids.sha256_hex,
+    Column.CPA_REFERENCE: lambda v: ids.optional_text(v, "CPA certificate reference"),
+    Column.CPA_EXPIRY: lambda v: None if _blank(v) else ids.date(v, "CPA expiry date"),
+    Column.STATUS: ids.cpl_status,
+    Column.DATE_ADDED: lambda v: ids.date(v, "date added"),
+}
+
+
+_MOSTLY_UNIQUE = frozenset({Column.IMAGE_HASH, Column.FIRMWARE_VERSION})
+_CACHE_LIMIT = 200_000
+# Facts of a device model (or of a manufacturer id) that its other rows can supply: a row whose cell
+# cannot be read is kept, with a warning, when another row of the same model gives a value.
+MODEL_FACTS = (Column.MANUFACTURER_NAME, Column.MODEL_NAME, Column.DEVICE_TYPE)
+# Optional facts: an unreadable cell is a warning and the fact stays empty.
+OPTIONAL_FACTS = frozenset({Column.GBCS_VERSION, Column.CPA_REFERENCE, Column.CPA_EXPIRY})
+
+
+When = tuple[dt.date, int]  # (date added, sheet row) of the row a value was read from
+
+
+def prevails(candidate: When, kept: When | None) -> bool:
+    """The one rule for facts that rows of one device model (or manufacturer) give differently: the
+    most recently listed row wins, and of rows listed the same day, the one further down the sheet."""
+    return kept is None or candidate > kept
+
+
+def _blank(value: Cell) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+class _Problems:
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.errors: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.error_count = 0
+
+    @property
+    def full(self) -> bool:
+        """Whether no more errors are kept, only counted."""
+        return len(self.errors) >= self.cap
+
+    def error(self, problem: Problem) -> None:
+        self.error_count += 1
+        if len(self.errors) < self.cap:
+            self.errors.append(problem)
+
+    def warn(self, problem: Problem) -> None:
+        if len(self.warnings) < self.cap:
+            self.warnings.append(problem)
+
+
+def _rows_in_chunks(
+    table: Table, max_rows: int, problems: _Problems, progress: ProgressCallback | None
+) -> Iterator[list[tuple[int, list[Cell]]]]:
+    """Non-blank rows in chunks: big enough for column-wise work, small enough for flat memory."""
+    chunk: list[tuple[int, list[Cell]]] = []
+    count = 0
+    for sheet_row, cells in table.rows:
+        if cells.count("") + cells.count(None) == len(cells):
+            continue
+        count += 1
+        if count > max_rows:
+            raise CplFileRejected(
+                [Problem(f"the file has more than {max_rows:,} rows, the most accepted", sheet_row)],
+                problems.error_count + 1,
+            )
+        chunk.append((sheet_row, cells))
+        if len(chunk) == CHUNK_ROWS:
+            yield chunk
+            chunk = []
+            if progress is not None:
+                progress("validate", count, None)
+    if chunk:
+        yield chunk
+
+
+def _normalise_column(
+    column: Column, normalise: Callable[[Cell], Any], cache: dict[Cell, Any] | None, cells: Sequence[Cell]
+) -> tuple[list[Any], dict[int, str]]:
+    """Normalise one column of a chunk; return the values and {row index: reason} for the bad cells."""
+    bad: dict[int, str] = {}
+    distinct = set(cells) if cache is not None else None
+    # True == 1 and False == 0 share a hash: a column holding booleans is normalised cell by cell.
+    if cache is None or distinct is None or True in distinct or False in distinct:
+        values: list[Any] = []
+        for index, cell in enumerate(cells):
+            try:
+                values.append(normalise(cell))
+            except InvalidValue as exc:
+                values.append(None)
+                bad[index] = exc.reason
+        return values, bad
+    if len(cache) > _CACHE_LIMIT:
+        cache.clear()
+    for cell in distinct.difference(cache.keys()):
+        try:
+            cache[cell] = normalise(cell)
+        except InvalidValue as exc:
+            cache[cell] = exc
+    values = list(map(cache.__getitem__, cells))
+    invalid = {cell for cell in distinct if isinstance(cache[cell], InvalidValue)}
+    if invalid:
+        for index, cell in enumerate(cells):
+            if cell in invalid:
+                bad[index] = cache[cell].reason
+                values[index] = None
+    return values, bad
+
+
+def validate(
+    table: Table,
+    *,
+    max_rows: int = 2_000_000,
+    max_problems: int = MAX_REPORTED_PROBLEMS,
+    progress: ProgressCallback | None = None,
+) -> ValidCpl:
+    header = table.header
+    problems = _Problems(max_problems)
+    for note in table.notes:
+        (problems.warn if note.severity is Severity.WARNING else problems.error)(note)
+    plan: list[tuple[Column, int, Callable[[Cell], Any], dict[Cell, Any] | None]] = [
+        (column, position, _NORMALISERS[column], None if column in _MOSTLY_UNIQUE else {})
+        for column, position in header.columns.items()
+    ]
+    pick = itemgetter(*(position for _, position, _, _ in plan))
+    width = max(position for _, position, _, _ in plan) + 1
+    facts = _Facts(problems, header)
+    seen: dict[VersionKey, tuple[int, str]] = {}
+    firmware: list[FirmwareRow] = []
+    data_rows = 0
+
+    def problem(row: int, column: Column, reason: str, severity: Severity = Severity.ERROR) -> Problem:
+        return Problem(reason, row, header.heading(column), header.columns[column], severity)
+
+    for chunk in _rows_in_chunks(table, max_rows, problems, progress):
+        data_rows += len(chunk)
+        rows = [
+            cells if len(cells) >= width else [*cells, *[None] * (width - len(cells))] for _, cells in chunk
+        ]
+        # CPL values repeat (names, ids, types, dates): each distinct cell is normalised once per column.
+        columns: dict[Column, list[Any]] = {}
+        bad_cells: dict[int, list[tuple[Column, str]]] = {}
+        for (column, _, normalise, cache), cells in zip(
+            plan, zip(*map(pick, rows), strict=True), strict=True
+        ):
+            values, bad = _normalise_column(column, normalise, cache, cells)
+            columns[column] = values
+            for index, reason in bad.items():
+                bad_cells.setdefault(index, []).append((column, reason))
+        none = [None] * len(chunk)
+        manufacturer_ids, model_ids = columns[Column.MANUFACTURER_ID], columns[Column.MODEL_ID]
+        hardware, versions = columns[Column.HARDWARE_VERSION], columns[Column.FIRMWARE_VERSION]
+        hashes, statuses, added = (
+            columns[Column.IMAGE_HASH],
+            columns[Column.STATUS],
+            columns[Column.DATE_ADDED],
+        )
+        specifications = columns[Column.SMETS_VERSION]
+        gbcs = columns.get(Column.GBCS_VERSION, none)
+        cpa = columns.get(Column.CPA_REFERENCE, none)
+        expiry = columns.get(Column.CPA_EXPIRY, none)
+        described = list(
+            zip(
+                columns[Column.MANUFACTURER_NAME],
+                columns[Column.MODEL_NAME],
+                columns[Column.DEVICE_TYPE],
+                strict=True,
+            )
+        )
+        for index, (sheet_row, _) in enumerate(chunk):
+            unreadable: list[tuple[Column, str]] = []
+            if (cell_errors := bad_cells.get(index)) is not None:
+                if any(c not in OPTIONAL_FACTS and c not in MODEL_FACTS for c, _ in cell_errors):
+                    # The row cannot be trusted: every cell of it that cannot be read is reported.
+                    fatal = [(c, r) for c, r in cell_errors if c not in OPTIONAL_FACTS]
+                    if problems.full:
+                        # Past the cap only the count is kept: building each problem would cost a file
+                        # of a million bad rows a minute.
+                        problems.error_count += len(fatal)
+                    else:
+                        for column, reason in fatal:
+                            problems.error(problem(sheet_row, column, reason))
+                    continue
+                for column, reason in cell_errors:
+                    if column in OPTIONAL_FACTS:
+                        problems.warn(problem(sheet_row, column, f"{reason}; left empty", Severity.WARNING))
+                    else:
+                        unreadable.append((column, reason))
+            key = VersionKey(manufacturer_ids[index], model_ids[index], hardware[index], versions[index])
+            image_hash = hashes[index]
+            if (earlier := seen.get(key)) is not None:
+                first_row, first_hash = earlier
+                reason = (
+                    f"duplicate of row {first_row} (same manufacturer, model, hardware and firmware version)"
+                )
+                if first_hash != image_hash:
+                    reason += " with a different image hash"
+                    problems.error(problem(sheet_row, Column.IMAGE_HASH, reason))
+                else:
+                    problems.error(problem(sheet_row, Column.FIRMWARE_VERSION, reason))
+                continue
+            seen[key] = (sheet_row, image_hash)
+            row = FirmwareRow(
+                manufacturer_ids[index],
+                model_ids[index],
+                hardware[index],
+                versions[index],
+                image_hash,
+                statuses[index],
+                specifications[index],
+                gbcs[index],
+                cpa[index],
+                expiry[index],
+                added[index],
+                sheet_row,
+            )
+            facts.note(row, described[index], unreadable)
+            firmware.append(row)
+
+    if data_rows == 0:
+        problems.error(Problem("the file has a header row but no data rows", header.row))
+    device_models = facts.device_models()
+    if problems.error_count:
+        raise CplFileRejected(problems.errors, problems.error_count, problems.warnings)
+    if progress is not None:
+        progress("validate", data_rows, data_rows)
+
+    firmware.sort(key=lambda r: r.key)
+    return ValidCpl(header, device_models, firmware, problems.warnings, rows_digest(device_models, firmware))
+
+
+@dataclass
+class _ModelSeen:
+    """What the rows of one device model say of it so far."""
+
+    row: int  # its first row
+    first: tuple[str | None, ids.DeviceType | None]  # the first readable model name and device type
+    first_rows: list[int]  # the rows they were read from
+    latest: When | None  # the prevailing row among those that give both facts, and what it gives
+    values: tuple[str, ids.DeviceType] | None
+    generation_when: When
+    generation: ids.SmetsVersion
+    generations: set[ids.SmetsVersion]
+    partial: list[tuple[When, str | None, ids.DeviceType | None]]  # rows that give only one fact
+    firmware_count: int = 1
+
+
+@dataclass
+class _MakerSeen:
+    """What the rows of one manufacturer id say its name is."""
+
+    first: str
+    first_row: int
+    latest: When
+    name: str
+
+
+class _Facts:
+    """Model-level facts (names, device type, SMETS generations) gathered over the rows of a file, each
+    chosen by `prevails`, with a warning for every row that disagrees with the first reading."""
+
+    def __init__(self, problems: _Problems, header: Header) -> None:
+        self.problems = problems
+        self.header = header
+        self.models: dict[ModelKey, _ModelSeen] = {}
+        self.makers: dict[ids.ManufacturerId, _MakerSeen] = {}
+        self.unreadable: list[tuple[FirmwareRow, Column, str]] = []
+
+    def _problem(self, row: int, column: Column, reason: str, severity: Severity) -> Problem:
+        return Problem(reason, row, self.header.heading(column), self.header.columns[column], severity)
+
+    def _warn(self, row: int, column: Column, reason: str) -> None:
+        self.problems.warn(self._problem(row, column, reason, Severity.WARNING))
+
+    def note(
+        self,
+        row: FirmwareRow,
+        said: tuple[str | None, str | None, ids.DeviceType | None],
+        unreadable: list[tuple[Column, str]],
+    ) -> None:
+        when = (row.date_added, row.sheet_row)
+        maker_name, model_name, device_type = said
+        key = ModelKey.of(row)
+        generation = row.specification.generation
+        seen = self.models.get(key)
+        maker = self.makers.get(row.manufacturer_id)
+        if (
+            seen is not None
+            and maker is not None
+            and not unreadable
+            and seen.first == (model_name, device_type)
+            and maker.first == maker_name
+        ):
+            # The common case, rows that agree with the model's first row: only counts and winners move.
+            seen.firmware_count += 1
+            if prevails(when, seen.latest):
+                seen.latest, seen.values = when, (model_name, device_type)  # type: ignore[assignment]
+            if prevails(when, seen.generation_when):
+                seen.generation_when, seen.generation = when, generation
+            seen.generations.add(generation)
+            if prevails(when, maker.latest):
+                maker.latest, maker.name = when, maker_name
+            return
+        for column, reason in unreadable:
+            self.unreadable.append((row, column, reason))
+        label = "/".join(key)
+        if maker_name is not None:
+            if maker is None:
+                self.makers[row.manufacturer_id] = _MakerSeen(maker_name, row.sheet_row, when, maker_name)
+            else:
+                if maker_name != maker.first:
+                    self._warn(
+                        row.sheet_row,
+                        Column.MANUFACTURER_NAME,
+                        f'manufacturer name "{maker_name}" differs from "{maker.first}" on row '
+                        f"{maker.first_row} for manufacturer id {row.manufacturer_id}; the most recently "
+                        "listed name is kept",
+                    )
+                if prevails(when, maker.latest):
+                    maker.latest, maker.name = when, maker_name
+        if seen is None:
+            seen = _ModelSeen(
+                row=row.sheet_row,
+                first=(model_name, device_type),
+                first_rows=[row.sheet_row, row.sheet_row],
+                latest=None,
+                values=None,
+                generation_when=when,
+                generation=generation,
+                generations={generation},
+                partial=[],
+                firmware_count=1,
+            )
+            self.models[key] = seen
+        else:
+            seen.firmware_count += 1
+            first_name, first_type = seen.first
+            if first_name is None and model_name is not None:
+                seen.first, seen.first_rows[0] = (model_name, first_type), row.sheet_row
+            elif model_name is not None and model_name != first_name:
+                self._warn(
+                    row.sheet_row,
+                    Column.MODEL_NAME,
+                    f'model name "{model_name}" differs from "{first_name}" on row {seen.first_rows[0]} '
+                    f"for device model {label}; the most recently listed name is kept",
+                )
+            if first_type is None and device_type is not None:
+                seen.first, seen.first_rows[1] = (seen.first[0], device_type), row.sheet_row
+            elif device_type is not None and device_type != first_type:
+                self._warn(
+                    row.sheet_row,
+                    Column.DEVICE_TYPE,
+                    f"device type {device_type} differs from {first_type} on row {seen.first_rows[1]} for "
+                    f"device model {label}; the device type of the most recently listed row is kept",
+                )
+            if prevails(when, seen.generation_when):
+                seen.generation_when, seen.generation = when, generation
+            seen.generations.add(generation)
+        if model_name is not None and device_type is not None:
+            if prevails(when, seen.latest):
+                seen.latest, seen.values = when, (model_name, device_type)
+        else:
+            seen.partial.append((when, model_name, device_type))
+
+    def device_models(self) -> list[DeviceModelRow]:
+        """Each model's facts as `prevails` chooses them; an unreadable fact no row of the model (or,
+        for a name, of the manufacturer) gives is an error, else a warning."""
+        chosen: dict[ModelKey, tuple[str | None, ids.DeviceType | None]] = {}
+        for key, seen in self.models.items():
+            picks: list[Any] = []
+            for position in (0, 1):
+                best: tuple[When, Any] | None = None
+                if seen.latest is not None and seen.values is not None:
+                    best = (seen.latest, seen.values[position])
+                for when, *values in seen.partial:
+                    if values[position] is not None and prevails(when, None if best is None else best[0]):
+                        best = (when, values[position])
+                picks.append(None if best is None else best[1])
+            chosen[key] = (picks[0], picks[1])
+        for row, column, reason in self.unreadable:
+            key = ModelKey.of(row)
+            if column is Column.MANUFACTURER_NAME:
+                maker = self.makers.get(row.manufacturer_id)
+                kept, whose = (
+                    (None if maker is None else maker.name),
+                    f"manufacturer id {row.manufacturer_id}",
+                )
+            else:
+                kept = chosen[key][0 if column is Column.MODEL_NAME else 1]
+                whose = "device model " + "/".join(key)
+            if kept is None:
+                self.problems.error(self._problem(row.sheet_row, column, reason, Severity.ERROR))
+            else:
+                self._warn(
+                    row.sheet_row, column, f"{reason}; the other rows of {whose} give {kept}, which is kept"
+                )
+        result = []
+        for key, seen in sorted(self.models.items()):
+            # The key's parts were read from checked cells (its rows are FirmwareRows).
+            manufacturer_id = ids.ManufacturerId(key.manufacturer_id)
+            maker = self.makers.get(manufacturer_id)
+            model_name, device_type = chosen[key]
+            if maker is None or model_name is None or device_type is None:
+                continue  # reported above as an error: the file is rejected
+            result.append(
+                DeviceModelRow(
+                    manufacturer_id,
+                    ids.ModelId(key.model_id),
+                    ids.HardwareVersion(key.hardware_version),
+                    maker.name,
+                    model_name,
+                    device_type,
+                    seen.generation,
+                    ",".join(sorted(seen.generations)),
+                    seen.firmware_count,
+                )
+            )
+        return result
+
+
+def rows_digest(device_models: list[DeviceModelRow], firmware: list[FirmwareRow]) -> str:
+    """SHA-256 over the normalised content in key order: equal for files that say the same thing."""
+    digest = hashlib.sha256()
+    for model in device_models:
+        digest.update(
+            "\x1f".join(
+                (
+                    "M",
+                    *model.key,
+                    model.manufacturer_name,
+                    model.model_name,
+                    model.device_type,
+                    model.smets_version,
+                )
+            ).encode()
+            + b"\n"
+        )
+    for start in range(0, len(firmware), 10_000):
+        lines = ["\x1f".join(map(str, ("F", *fw.content))) for fw in firmware[start : start + 10_000]]
+        digest.update(("\n".join(lines) + "\n").encode())
+    return digest.hexdigest()

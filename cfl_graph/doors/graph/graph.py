@@ -1,0 +1,679 @@
+"""The catalogue graph: device models, certified firmware and library images, with the reports.
+
+One set of types serves three schemas. Each field says which subgraph owns it (`metadata`): `cpl` (the
+CPL's facts), `cfl` (the library's), `both` (entity keys and global ids), or `combined` (only on the
+single-node `/graphql`, such as `node`). `cfl_graph.doors.graph.build_schemas` filters the fields per
+subgraph, so the
+subgraphs and the combined graph cannot drift apart: they are the same code.
+
+Resolvers stay thin: they read through the request's loaders (one statement per entity kind per
+request) or call a report function; nothing here writes SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Self, TypeVar
+
+import strawberry
+
+from cfl_graph import identifiers as ids
+from cfl_graph.access.policy import Action, authorise
+from cfl_graph.catalogue import reports
+from cfl_graph.catalogue.search import DeviceModelFilter as FilterSpec
+from cfl_graph.catalogue.search import Page, device_models
+from cfl_graph.doors.graph.context import Info
+from cfl_graph.doors.graph.cpl import CplSnapshot, snapshot_by_id
+from cfl_graph.doors.graph.enums import (
+    CplStatus,
+    DeviceType,
+    FindingKind,
+    ReportGroupBy,
+    SmetsVersion,
+    TechnicalSpecification,
+)
+from cfl_graph.doors.graph.images import CommercialDeclaration, LibraryImage
+from cfl_graph.doors.graph.node import (
+    BOTH,
+    CFL,
+    COMBINED,
+    CPL,
+    CPL_FILTERED_BY_LIBRARY,
+    Node,
+    global_id,
+    parse_global_id,
+)
+from cfl_graph.errors import InvalidInput
+from cfl_graph.images.errors import ImageNotFound
+from cfl_graph.keys import ModelKey, VersionKey
+from cfl_graph.tables import CommercialDeclaration as DeclarationRow
+from cfl_graph.tables import CplCertifiedFirmware as CertifiedRow
+from cfl_graph.tables import CplDeviceModel as ModelRow
+from cfl_graph.tables import LibraryImage as ImageRow
+
+MODEL_KEY = "manufacturerId modelId hardwareVersion"
+VERSION_KEY = "manufacturerId modelId hardwareVersion firmwareVersion"
+T = TypeVar("T")
+
+
+# --- enums and inputs ----------------------------------------------------------------------------
+
+
+@strawberry.input(description="Narrows device models; every given condition must hold.")
+class DeviceModelFilter:
+    manufacturer_id: str | None = None
+    device_type: DeviceType | None = None
+    smets_version: SmetsVersion | None = strawberry.field(
+        default=None,
+        description="Models with a version certified against this generation (in coverageGaps: the "
+        "versions themselves).",
+    )
+    has_coverage_gap: bool | None = strawberry.field(
+        default=None, description="Models with at least one coverage gap (true) or none (false)."
+    )
+    search: str | None = strawberry.field(
+        default=None,
+        description="Words in the model or manufacturer name, or an exact model or manufacturer id.",
+    )
+
+    def spec(self) -> FilterSpec:
+        return FilterSpec(
+            manufacturer_id=self.manufacturer_id,
+            device_type=None if self.device_type is None else self.device_type.value,
+            smets_version=None if self.smets_version is None else self.smets_version.value,
+            has_coverage_gap=self.has_coverage_gap,
+            search=self.search,
+        )
+
+
+def _spec(where: DeviceModelFilter | None) -> FilterSpec:
+    return FilterSpec() if where is None else where.spec()
+
+
+# --- connections ---------------------------------------------------------------------------------
+
+
+@strawberry.federation.type(shareable=True)
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+    total_count: int
+
+
+def connection(page: Page[Any], convert: Any) -> Any:
+    edges = [Edge(cursor=cursor, node=convert(item)) for cursor, item in page.items]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        total_count=page.total,
+    )
+
+
+class _NotLoaded:
+    """Marks a fact not read with the object: its resolver asks the request's loader instead."""
+
+
+NOT_LOADED = _NotLoaded()
+
+
+@dataclass(frozen=True)
+class _LibraryFacts:
+    """What the library holds for one certified version, read with its model's versions."""
+
+    image: ImageRow | None
+    declaration: DeclarationRow | None
+
+
+# --- entities ------------------------------------------------------------------------------------
+
+
+@strawberry.federation.type(
+    keys=[MODEL_KEY], description="A device model: (manufacturer id, model id, hardware version)."
+)
+class DeviceModel(Node):
+    manufacturer_id: str
+    model_id: str
+    hardware_version: str
+    cpl_row: strawberry.Private[ModelRow | _NotLoaded | None] = NOT_LOADED
+
+    @property
+    def key(self) -> ModelKey:
+        return ModelKey.of(self)
+
+    @strawberry.federation.field(shareable=True, metadata=BOTH)
+    def id(self) -> strawberry.ID:
+        return global_id("DeviceModel", *self.key)
+
+    @classmethod
+    def of(cls, row: ModelRow) -> Self:
+        return cls(
+            manufacturer_id=row.manufacturer_id,
+            model_id=row.model_id,
+            hardware_version=row.hardware_version,
+            cpl_row=row,
+        )
+
+    @classmethod
+    def resolve_reference(cls, manufacturerId: str, modelId: str, hardwareVersion: str) -> Self:
+        """An entity reference from another subgraph; the keys arrive under their GraphQL names."""
+        key = ModelKey(manufacturerId, modelId, hardwareVersion).normalised()
+        return cls(
+            manufacturer_id=key.manufacturer_id, model_id=key.model_id, hardware_version=key.hardware_version
+        )
+
+    @classmethod
+    def at(cls, key: VersionKey) -> Self:
+        """The device model of a version, by key alone: its facts come through the request's loaders."""
+        return cls(
+            manufacturer_id=key.manufacturer_id, model_id=key.model_id, hardware_version=key.hardware_version
+        )
+
+    def _fact(self, info: Info, pick: Callable[[ModelRow], T]) -> T | None:
+        """From the row the object was made with, at once; else from the loader (an awaitable, which
+        graphql-core awaits). A page of models thus costs no asyncio task per field."""
+        if not isinstance(self.cpl_row, _NotLoaded):
+            return None if self.cpl_row is None else pick(self.cpl_row)
+        return self._load_fact(info, pick)  # type: ignore[return-value]
+
+    async def _load_fact(self, info: Info, pick: Callable[[ModelRow], T]) -> T | None:
+        row = await info.context.loaders.catalogue.device_model.load(self.key)
+        return None if row is None else pick(row)
+
+    @strawberry.field(
+        metadata=CPL, description="Whether the current CPL lists this model; if not, its CPL facts are null."
+    )
+    def listed_on_cpl(self, info: Info) -> bool:
+        if isinstance(self.cpl_row, _NotLoaded):
+            return self._load_listed(info)  # type: ignore[return-value]
+        return self.cpl_row is not None
+
+    async def _load_listed(self, info: Info) -> bool:
+        return await self._load_fact(info, lambda row: True) is not None
+
+    @strawberry.field(metadata=CPL)
+    def manufacturer_name(self, info: Info) -> str | None:
+        return self._fact(info, lambda row: row.manufacturer_name)
+
+    @strawberry.field(metadata=CPL)
+    def model_name(self, info: Info) -> str | None:
+        return self._fact(info, lambda row: row.model_name)
+
+    @strawberry.field(metadata=CPL)
+    def device_type(self, info: Info) -> DeviceType | None:
+        return self._fact(info, lambda row: DeviceType(row.device_type))
+
+    @strawberry.field(
+        metadata=CPL,
+        deprecation_reason="The CPL certifies each firmware version against a SMETS generation of its own: "
+        "use smetsVersions, or CertifiedFirmware.smetsVersion. This is the generation of the most recently "
+        "listed version.",
+    )
+    def smets_version(self, info: Info) -> SmetsVersion | None:
+        return self._fact(info, lambda row: SmetsVersion(row.smets_version))
+
+    @strawberry.field(
+        metadata=CPL,
+        description="The SMETS generations its certified versions were certified against (two when a "
+        "firmware upgrade moved the model from one to the other).",
+    )
+    def smets_versions(self, info: Info) -> list[SmetsVersion] | None:
+        return self._fact(info, lambda row: [SmetsVersion(v) for v in row.smets_versions.split(",")])
+
+    @strawberry.field(
+        metadata=CPL, description="Its certified firmware versions on the current CPL, oldest first."
+    )
+    async def certified_firmware(self, info: Info) -> list[CertifiedFirmware]:
+        loaders = info.context.loaders.catalogue
+        # The library's facts come with them (batched across the page): `commercial` and
+        # `libraryImage` then answer without a task each.
+        rows, images, declarations = await asyncio.gather(
+            loaders.certified_by_model.load(self.key),
+            loaders.images_by_model.load(self.key),
+            loaders.declarations_by_model.load(self.key),
+        )
+        image_of = {VersionKey.of(image): image for image in images}
+        declared = {VersionKey.of(declaration): declaration for declaration in declarations}
+        return [
+            CertifiedFirmware.of(
+                row, library=_LibraryFacts(image_of.get(VersionKey.of(row)), declared.get(VersionKey.of(row)))
+            )
+            for row in rows
+        ]
+
+    @strawberry.field(
+        metadata=CFL, description="Its images in the library (drafts only to their manufacturer)."
+    )
+    async def library_images(self, info: Info) -> list[LibraryImage]:
+        rows = await info.context.loaders.catalogue.images_by_model.load(self.key)
+        return [LibraryImage.from_row(row) for row in rows]
+
+
+@strawberry.federation.type(
+    keys=[VERSION_KEY], description="A firmware version the CPL certifies for a device model."
+)
+class CertifiedFirmware(Node):
+    manufacturer_id: str
+    model_id: str
+    hardware_version: str
+    firmware_version: str
+    cpl_row: strawberry.Private[CertifiedRow | _NotLoaded | None] = NOT_LOADED
+    library: strawberry.Private[_LibraryFacts | _NotLoaded] = NOT_LOADED
+
+    @property
+    def key(self) -> VersionKey:
+        return VersionKey.of(self)
+
+    @strawberry.federation.field(shareable=True, metadata=BOTH)
+    def id(self) -> strawberry.ID:
+        return global_id("CertifiedFirmware", *self.key)
+
+    @classmethod
+    def of(cls, row: CertifiedRow, library: _LibraryFacts | _NotLoaded = NOT_LOADED) -> Self:
+        return cls(
+            manufacturer_id=row.manufacturer_id,
+            model_id=row.model_id,
+            hardware_version=row.hardware_version,
+            firmware_version=row.firmware_version,
+            cpl_row=row,
+            library=library,
+        )
+
+    @classmethod
+    def resolve_reference(
+        cls,
+        manufacturerId: str,
+        modelId: str,
+        hardwareVersion: str,
+        firmwareVersion: str,
+    ) -> Self:
+        """An entity reference from another subgraph; the keys arrive under their GraphQL names."""
+        return cls.at(VersionKey(manufacturerId, modelId, hardwareVersion, firmwareVersion).normalised())
+
+    @classmethod
+    def at(cls, key: VersionKey) -> Self:
+        """A reference by key alone: its facts come through the request's loaders."""
+        return cls(
+            manufacturer_id=key.manufacturer_id,
+            model_id=key.model_id,
+            hardware_version=key.hardware_version,
+            firmware_version=key.firmware_version,
+        )
+
+    def _fact(self, info: Info, pick: Callable[[CertifiedRow], T]) -> T | None:
+        """As `DeviceModel._fact`: the row at hand, or the loader's awaitable."""
+        if not isinstance(self.cpl_row, _NotLoaded):
+            return None if self.cpl_row is None else pick(self.cpl_row)
+        return self._load_fact(info, pick)  # type: ignore[return-value]
+
+    async def _load_fact(self, info: Info, pick: Callable[[CertifiedRow], T]) -> T | None:
+        row = await info.context.loaders.catalogue.certified.load(self.key)
+        return None if row is None else pick(row)
+
+    def _library_fact(self, info: Info, pick: Callable[[_LibraryFacts], T]) -> T:
+        if not isinstance(self.library, _NotLoaded):
+            return pick(self.library)
+        return self._load_library_fact(info, pick)  # type: ignore[return-value]
+
+    async def _load_library_fact(self, info: Info, pick: Callable[[_LibraryFacts], T]) -> T:
+        loaders = info.context.loaders.catalogue
+        image, declaration = await asyncio.gather(
+            loaders.image_for(self.key), loaders.declaration_for(self.key)
+        )
+        return pick(_LibraryFacts(image, declaration))
+
+    @strawberry.field(
+        metadata=CPL,
+        description="Whether the current CPL lists this version; if not, its CPL facts are null.",
+    )
+    def listed_on_cpl(self, info: Info) -> bool:
+        if isinstance(self.cpl_row, _NotLoaded):
+            return self._load_listed(info)  # type: ignore[return-value]
+        return self.cpl_row is not None
+
+    async def _load_listed(self, info: Info) -> bool:
+        return await self._load_fact(info, lambda row: True) is not None
+
+    @strawberry.field(metadata=CPL, description="SHA-256 of the Manufacturer Image, as the CPL lists it.")
+    def image_hash(self, info: Info) -> str | None:
+        return self._fact(info, lambda row: row.image_hash)
+
+    @strawberry.field(metadata=CPL)
+    def status(self, info: Info) -> CplStatus | None:
+        return self._fact(info, lambda row: CplStatus(row.status))
+
+    @strawberry.field(
+        metadata=CPL,
+        description="The SMETS generation this version was certified against (a firmware upgrade can move "
+        "a meter to another).",
+    )
+    def smets_version(self, info: Info) -> SmetsVersion | None:
+        return self._fact(info, lambda row: SmetsVersion(row.smets_version))
+
+    @strawberry.field(
+        metadata=CPL, description="The technical specification this version was certified against."
+    )
+    def technical_specification(self, info: Info) -> TechnicalSpecification | None:
+        return self._fact(info, lambda row: TechnicalSpecification(row.technical_specification))
+
+    @strawberry.field(
+        metadata=CPL,
+        description="That specification's version as the CPL lists it (`4.1` of `SMETS2 v4.1`); null where "
+        "the CPL names the specification alone.",
+    )
+    def specification_version(self, info: Info) -> str | None:
+        return self._fact(info, lambda row: row.specification_version)
+
+    @strawberry.field(metadata=CPL)
+    def gbcs_version(self, info: Info) -> str | None:
+        return self._fact(info, lambda row: row.gbcs_version)
+
+    @strawberry.field(metadata=CPL, description="The date the CPL lists the version as added.")
+    def listed_on(self, info: Info) -> dt.date | None:
+        return self._fact(info, lambda row: row.date_added)
+
+    @strawberry.field(metadata=CPL)
+    def cpa_reference(self, info: Info) -> str | None:
+        return self._fact(info, lambda row: row.cpa_reference)
+
+    @strawberry.field(metadata=CPL)
+    def cpa_expiry(self, info: Info) -> dt.date | None:
+        return self._fact(info, lambda row: row.cpa_expiry)
+
+    @strawberry.field(
+        metadata=CFL, description="Declared commercial by its manufacturer: listed, never distributed (R2)."
+    )
+    def commercial(self, info: Info) -> bool:
+        return self._library_fact(info, lambda facts: facts.declaration is not None)
+
+    @strawberry.field(metadata=CFL)
+    def commercial_declaration(self, info: Info) -> CommercialDeclaration | None:
+        return self._library_fact(
+            info,
+            lambda facts: (
+                None if facts.declaration is None else CommercialDeclaration.from_row(facts.declaration)
+            ),
+        )
+
+    @strawberry.field(
+        metadata=CFL,
+        description="The library's image of this version, if any (drafts only to their manufacturer).",
+    )
+    def library_image(self, info: Info) -> LibraryImage | None:
+        return self._library_fact(
+            info, lambda facts: None if facts.image is None else LibraryImage.from_row(facts.image)
+        )
+
+    @strawberry.field(
+        metadata=CFL, description="Versions of the same model that may upgrade straight to this one."
+    )
+    async def upgrades_from(self, info: Info) -> list[CertifiedFirmware]:
+        pathways = await info.context.loaders.catalogue.pathways_by_model.load(self.key.model)
+        return [self._sibling(p.from_version) for p in pathways if p.to_version == self.firmware_version]
+
+    @strawberry.field(metadata=CFL, description="Versions this one may upgrade straight to.")
+    async def upgrades_to(self, info: Info) -> list[CertifiedFirmware]:
+        pathways = await info.context.loaders.catalogue.pathways_by_model.load(self.key.model)
+        return [self._sibling(p.to_version) for p in pathways if p.from_version == self.firmware_version]
+
+    def _sibling(self, firmware_version: str) -> CertifiedFirmware:
+        return CertifiedFirmware.at(
+            VersionKey(self.manufacturer_id, self.model_id, self.hardware_version, firmware_version)
+        )
+
+
+# --- report types --------------------------------------------------------------------------------
+
+
+@strawberry.type(description="A certified, active, non-commercial, in-scope version with no published image.")
+class CoverageGap:
+    device_model: DeviceModel
+    certified_firmware: CertifiedFirmware
+    firmware_version: str
+    listed_on: dt.date
+    days_missing: int = strawberry.field(description="Days since the CPL listed the version.")
+
+    @classmethod
+    def of(cls, gap: reports.Gap) -> CoverageGap:
+        return cls(
+            device_model=DeviceModel.at(_key_of(gap)),
+            certified_firmware=CertifiedFirmware.at(_key_of(gap)),
+            firmware_version=gap.firmware_version,
+            listed_on=gap.listed_on,
+            days_missing=gap.days_missing,
+        )
+
+
+@strawberry.type
+class CoverageGroup:
+    key: str
+    label: str
+    certified: int = strawberry.field(description="Active certified versions of in-scope device types.")
+    commercial: int
+    available: int = strawberry.field(description="With a published image.")
+    missing: int
+    coverage: float | None = strawberry.field(
+        description="available / (certified - commercial); null if none due."
+    )
+
+    @classmethod
+    def of(cls, group: reports.CoverageGroup) -> CoverageGroup:
+        return cls(
+            key=group.key,
+            label=group.label,
+            certified=group.certified,
+            commercial=group.commercial,
+            available=group.available,
+            missing=group.missing,
+            coverage=group.coverage,
+        )
+
+
+@strawberry.type
+class ConsistencyFinding:
+    kind: FindingKind
+    device_model: DeviceModel
+    certified_firmware: CertifiedFirmware
+    firmware_version: str
+    detail: str
+    library_image_id: int | None
+
+    @classmethod
+    def of(cls, finding: reports.Finding) -> ConsistencyFinding:
+        return cls(
+            kind=finding.kind,
+            device_model=DeviceModel.at(_key_of(finding)),
+            certified_firmware=CertifiedFirmware.at(_key_of(finding)),
+            firmware_version=finding.firmware_version,
+            detail=finding.detail,
+            library_image_id=finding.image_id,
+        )
+
+
+@strawberry.type
+class ConsistencyReport:
+    manufacturer_id: str
+    findings: list[ConsistencyFinding]
+    generated_at: dt.datetime
+
+
+@strawberry.type(description="Days from CPL listing to library publication (R12).")
+class TimelinessGroup:
+    key: str
+    label: str
+    published: int
+    median_days: float
+    p90_days: float
+    worst_days: int
+
+
+# --- root fields ---------------------------------------------------------------------------------
+
+
+async def _snapshot_id(info: Info) -> int | None:
+    return await info.context.loaders.catalogue.snapshot_id()
+
+
+def _empty_connection() -> Any:
+    return Connection(
+        edges=[],
+        page_info=PageInfo(has_next_page=False, has_previous_page=False, start_cursor=None, end_cursor=None),
+        total_count=0,
+    )
+
+
+@strawberry.type
+class CatalogueQuery:
+    @strawberry.field(
+        metadata=CPL_FILTERED_BY_LIBRARY, description="Device models on the current CPL, in key order."
+    )
+    async def device_models(
+        self,
+        info: Info,
+        filter: DeviceModelFilter | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[DeviceModel]:
+        authorise(info.context.principal, Action.READ_CATALOGUE)
+        snapshot = await _snapshot_id(info)
+        if snapshot is None:
+            return _empty_connection()  # type: ignore[no-any-return]
+        async with info.context.sessions() as session:
+            page = await device_models(session, snapshot, _spec(filter), first, after)
+        info.context.loaders.catalogue.prime_models([row for _, row in page.items])
+        return connection(page, DeviceModel.of)  # type: ignore[no-any-return]
+
+    @strawberry.field(metadata=CPL, description="One device model of the current CPL, or null.")
+    async def device_model(
+        self, info: Info, manufacturer_id: str, model_id: str, hardware_version: str
+    ) -> DeviceModel | None:
+        authorise(info.context.principal, Action.READ_CATALOGUE)
+        key = ModelKey(manufacturer_id, model_id, hardware_version).normalised()
+        row = await info.context.loaders.catalogue.device_model.load(key)
+        return None if row is None else DeviceModel.of(row)
+
+    @strawberry.field(metadata=CFL, description="Coverage gaps, longest missing first.")
+    async def coverage_gaps(
+        self,
+        info: Info,
+        filter: DeviceModelFilter | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[CoverageGap]:
+        authorise(info.context.principal, Action.READ_REPORTS)
+        snapshot = await _snapshot_id(info)
+        if snapshot is None:
+            return _empty_connection()  # type: ignore[no-any-return]
+        async with info.context.sessions() as session:
+            page = await reports.coverage_gaps(session, snapshot, _spec(filter), first, after)
+        return connection(page, CoverageGap.of)  # type: ignore[no-any-return]
+
+    @strawberry.field(
+        metadata=CFL, description="Certified, commercial, available and missing versions per group."
+    )
+    async def coverage_summary(self, info: Info, group_by: ReportGroupBy) -> list[CoverageGroup]:
+        authorise(info.context.principal, Action.READ_REPORTS)
+        snapshot = await _snapshot_id(info)
+        if snapshot is None:
+            return []
+        async with info.context.sessions() as session:
+            groups = await reports.coverage_summary(session, snapshot, group_by)
+        return [CoverageGroup.of(group) for group in groups]
+
+    @strawberry.field(
+        metadata=CFL, description="Where a manufacturer's library and CPL listings disagree (R7)."
+    )
+    async def consistency_report(self, info: Info, manufacturer_id: str) -> ConsistencyReport:
+        wanted = _manufacturer(manufacturer_id)
+        authorise(info.context.principal, Action.READ_CONSISTENCY, manufacturer_id=wanted)
+        snapshot = await _snapshot_id(info)
+        findings: Sequence[reports.Finding] = []
+        if snapshot is not None:
+            async with info.context.sessions() as session:
+                findings = await reports.consistency_report(session, snapshot, wanted)
+        return ConsistencyReport(
+            manufacturer_id=wanted,
+            findings=[ConsistencyFinding.of(f) for f in findings],
+            generated_at=dt.datetime.now(dt.UTC),
+        )
+
+    @strawberry.field(metadata=CFL, description="Days from CPL listing to publication per group (R12).")
+    async def timeliness(
+        self, info: Info, group_by: ReportGroupBy, since: dt.date | None = None
+    ) -> list[TimelinessGroup]:
+        authorise(info.context.principal, Action.READ_REPORTS)
+        snapshot = await _snapshot_id(info)
+        if snapshot is None:
+            return []
+        async with info.context.sessions() as session:
+            groups = await reports.timeliness(session, snapshot, group_by, since)
+        return [
+            TimelinessGroup(
+                key=g.key,
+                label=g.label,
+                published=g.published,
+                median_days=g.median_days,
+                p90_days=g.p90_days,
+                worst_days=g.worst_days,
+            )
+            for g in groups
+        ]
+
+    @strawberry.field(metadata=COMBINED, description="Any object by its global id.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        authorise(info.context.principal, Action.READ_CATALOGUE)
+        kind, parts = parse_global_id(str(id))
+        # Keys read from an id are normalised like any other (a forged id may hold anything).
+        if kind == "DeviceModel" and len(parts) == 3:
+            key = ModelKey(parts[0], parts[1], parts[2]).normalised()
+            row = await info.context.loaders.catalogue.device_model.load(key)
+            return None if row is None else DeviceModel.of(row)
+        if kind == "CertifiedFirmware" and len(parts) == 4:
+            v = VersionKey(parts[0], parts[1], parts[2], parts[3]).normalised()
+            found = await info.context.loaders.catalogue.certified.load(v)
+            return None if found is None else CertifiedFirmware.of(found)
+        # parse_global_id has checked a numbered kind's number (ASCII digits, within the id columns).
+        if kind == "LibraryImage" and len(parts) == 1:
+            try:
+                image = await info.context.library.get(info.context.principal, int(parts[0]))
+            except ImageNotFound:
+                return None
+            return LibraryImage.from_row(image)
+        if kind == "CplSnapshot" and len(parts) == 1:
+            return await snapshot_by_id(info, int(parts[0]))
+        raise InvalidInput(f"{str(id)[:60]!r} is not an id this graph issued")
+
+
+def _key_of(row: reports.Gap | reports.Finding) -> VersionKey:
+    return VersionKey(row.manufacturer_id, row.model_id, row.hardware_version, row.firmware_version)
+
+
+def _manufacturer(raw: str) -> str:
+    try:
+        return ids.manufacturer_id(raw)
+    except ids.InvalidValue as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+__all__ = ["CatalogueQuery", "CertifiedFirmware", "CplSnapshot", "DeviceModel", "LibraryImage", "Node"]

@@ -1,0 +1,40 @@
+"""DataLoaders: one batched SQL statement per entity kind per request, never one per row."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cfl_graph.access.principal import Principal
+from cfl_graph.loaders.catalogue import CatalogueLoaders
+from cfl_graph.loaders.cpl import CplLoaders
+
+
+class Unknown(enum.Enum):
+    UNKNOWN = enum.auto()
+
+
+UNKNOWN = Unknown.UNKNOWN
+
+
+@dataclass
+class Loaders:
+    cpl: CplLoaders
+    catalogue: CatalogueLoaders
+
+    @classmethod
+    def for_request(
+        cls,
+        sessions: async_sessionmaker[AsyncSession],
+        principal: Principal | None,
+        *,
+        current_snapshot: int | Unknown | None = UNKNOWN,
+    ) -> Loaders:
+        """The request's loaders; `current_snapshot`, when the caller has read it already, is the
+        snapshot the whole request answers for (else the first loader that needs it reads it once)."""
+        cpl = CplLoaders(sessions)
+        if not isinstance(current_snapshot, Unknown):
+            cpl.pin_current_snapshot(current_snapshot)
+        return cls(cpl=cpl, catalogue=CatalogueLoaders(sessions, principal, cpl.current_snapshot_id))
