@@ -44,6 +44,9 @@ class Settings:
     catalogue_key_file: Path | None = None
     rate_limit_per_minute: int = 600
     graphql_introspection: bool = True
+    # How queries execute (cfl_graph/doors/graph/plans.py): `on` compiled plans, the reference executor
+    # where a plan cannot answer; `off` the reference executor alone; `check` both, compared (tests).
+    graphql_plans: str = "on"
     # Each worker's memory of GraphQL answers (cfl_graph/doors/web/response_cache.py); 0 turns it off.
     response_cache_mb: int = 128
     # None: INFO for `serve`, WARNING for one-shot commands, whose own output says what happened.
@@ -109,6 +112,13 @@ def _interval(name: str, raw: str) -> int:
         factor = units[text[-1]]
         text = text[:-1]
     return _positive_int(name, text, allow_zero=True) * factor
+
+
+def _one_of(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    text = raw.strip().lower()
+    if text not in choices:
+        raise SettingsError(name, raw, f"expected one of {', '.join(choices)}")
+    return text
 
 
 def _flag(name: str, raw: str) -> bool:
@@ -229,6 +239,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         values["rate_limit_per_minute"] = _positive_int("CFL_RATE_LIMIT_PER_MINUTE", raw, allow_zero=True)
     if (raw := env.get("CFL_GRAPHQL_INTROSPECTION")) is not None:
         values["graphql_introspection"] = _flag("CFL_GRAPHQL_INTROSPECTION", raw)
+    if (raw := env.get("CFL_GRAPHQL_PLANS")) is not None:
+        values["graphql_plans"] = _one_of("CFL_GRAPHQL_PLANS", raw, ("on", "off", "check"))
     if (raw := env.get("CFL_RESPONSE_CACHE_MB")) is not None:
         values["response_cache_mb"] = _positive_int("CFL_RESPONSE_CACHE_MB", raw, allow_zero=True)
     if (raw := env.get("CFL_LOG_LEVEL")) is not None:

@@ -91,7 +91,8 @@ class CatalogueLoaders:
                 ).scalars()
                 for row in rows:
                     grouped[ModelKey.of(row)].append(row)
-                    self.certified.prime(VersionKey.of(row), row)
+        # Not primed into `certified`: a single version asked for later is found through this loader's
+        # cache (`_load_certified_versions`), without a future made for every row of every page.
         return [grouped.get(key, []) for key in keys]
 
     async def _load_certified_versions(self, keys: Sequence[VersionKey]) -> list[CplCertifiedFirmware | None]:

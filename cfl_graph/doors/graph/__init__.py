@@ -38,6 +38,7 @@ from cfl_graph.doors.graph.cpl import CplQuery
 from cfl_graph.doors.graph.graph import CatalogueQuery
 from cfl_graph.doors.graph.images import ImageMutation, ImageQuery
 from cfl_graph.doors.graph.node import id_problem
+from cfl_graph.doors.graph.plans import PlanMode, executor_class
 from cfl_graph.doors.graph.protection import ArgumentChecks, QueryLimits, log_refusals, protection_extensions
 from cfl_graph.doors.graph.scalars import SCALAR_OVERRIDES
 from cfl_graph.errors import InvalidInput, Refusal
@@ -176,21 +177,29 @@ class _Subgraph(_Filtered, FederationSchema):
         return None
 
 
-def build_schema(limits: QueryLimits | None = None, graph: Graph = Graph.COMBINED) -> Schema:
+def build_schema(
+    limits: QueryLimits | None = None, graph: Graph = Graph.COMBINED, plans: PlanMode = PlanMode.ON
+) -> Schema:
     """One of the three schemas, with query limits and error masking; access and library refusals are
-    shown to the client as they are."""
+    shown to the client as they are. Queries run from compiled plans unless `plans` is off."""
     extensions = protection_extensions(
         limits or QueryLimits(), user_errors=USER_ERRORS, argument_checks=ARGUMENT_CHECKS
     )
+    schema: Schema
     if graph is Graph.COMBINED:
-        return _ClientGraph(
+        schema = _ClientGraph(
             query=Query, mutation=Mutation, extensions=extensions, scalar_overrides=dict(SCALAR_OVERRIDES)
         )
-    return _Subgraph(
-        graph,
-        query=Query,
-        mutation=None if graph is Graph.CPL else Mutation,
-        extensions=extensions,
-        scalar_overrides=dict(SCALAR_OVERRIDES),
-        federation_version=FEDERATION_VERSION,
-    )
+    else:
+        schema = _Subgraph(
+            graph,
+            query=Query,
+            mutation=None if graph is Graph.CPL else Mutation,
+            extensions=extensions,
+            scalar_overrides=dict(SCALAR_OVERRIDES),
+            federation_version=FEDERATION_VERSION,
+        )
+    # Resolvers are called directly only where strawberry would call them bare: no exception handler.
+    handlers = getattr(schema.schema_converter, "_exception_handler_specs", True)
+    schema.execution_context_class = executor_class(plans, direct_calls=not handlers)
+    return schema

@@ -21,6 +21,7 @@ from cfl_graph import migrate
 from cfl_graph.blobs import BlobStore, blob_store_for
 from cfl_graph.database import Database
 from cfl_graph.doors.graph import Graph
+from cfl_graph.doors.graph.plans import PlanMode
 from cfl_graph.doors.graph.protection import QueryLimits
 from cfl_graph.doors.web import audit, catalogue, feeds, images, pages
 from cfl_graph.doors.web.catalogue import SignedCatalogue
@@ -120,6 +121,7 @@ def create_app(
                     cache=cache,
                     persisted=persisted,
                     admission=admission,
+                    plans=PlanMode(settings.graphql_plans),
                 ),
             )
             for graph in Graph

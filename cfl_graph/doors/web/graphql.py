@@ -47,6 +47,7 @@ from cfl_graph.access.principal import Principal
 from cfl_graph.database import Database
 from cfl_graph.doors.graph import Graph, build_schema
 from cfl_graph.doors.graph.context import Context
+from cfl_graph.doors.graph.plans import PlanMode
 from cfl_graph.doors.graph.protection import QueryLimits
 from cfl_graph.doors.graph.reads import Reads, query_reads
 from cfl_graph.doors.web.graphql_http import (
@@ -134,9 +135,10 @@ class GraphQLView(GraphQL[Context, None]):
         cache: ResponseCache | None,
         persisted: PersistedQueries,
         admission: asyncio.Semaphore,
+        plans: PlanMode = PlanMode.ON,
     ) -> None:
         # No GraphiQL: it loads its scripts from a CDN and runs inline script, both barred by the CSP.
-        schema = build_schema(limits, graph)
+        schema = build_schema(limits, graph, plans)
         super().__init__(schema, graphql_ide=None)
         self._core_schema = schema._schema
         self._db = db

@@ -1,0 +1,709 @@
+"""Execution plans: a query's answer written by walking a plan compiled once per document, instead of
+graphql-core's general executor resolving every field through the same generic steps (issue 17).
+
+graphql-core, for each field of each object, builds a resolve info and a path, looks the field up,
+coerces its arguments, calls strawberry's resolver wrapper (which converts arguments and builds an
+`Info`), then completes the value by dispatching on its type. A page of 100 device models and their
+1,000 versions is about 12,000 such fields. A plan does the type-level work once, when it is compiled
+from the selection set (fragments, aliases and `@include`/`@skip` resolved, fields grouped as
+graphql-core groups them, completion chosen per return type), and per object does only what the
+object needs:
+
+- a field without a resolver reads its attribute with strawberry's default resolver (`BASIC`);
+- a field whose resolver takes no GraphQL argument is called directly with an `Info` that builds its
+  graphql-core resolve info only if the resolver looks at it (`DIRECT`);
+- any other field (arguments, field extensions, introspection) goes through its own resolver, with a
+  resolve info and arguments coerced exactly as graphql-core does it (`GENERAL`).
+
+The plan answers exactly as the reference executor does, or not at all: anything it is not built for
+(a mutation, `@defer`, middleware, fragment arguments) runs the reference executor, and so does any
+request during which anything goes wrong (an error raised in a subtree, a refusal, a null in a
+non-null field): the plan's partial work is dropped and graphql-core executes the request from the
+start, so errors, their paths and the nulls they leave are graphql-core's own. Queries only read, and
+the request's loaders keep what the plan read, so running again costs no more SQL.
+
+`PlanMode.CHECK` runs both on every query and fails the request if their answers differ by a byte;
+the test suite runs in that mode (tests/graph/test_plans.py, tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Any
+
+from graphql import (
+    GraphQLAbstractType,
+    GraphQLField,
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
+    OperationType,
+    is_abstract_type,
+    is_leaf_type,
+    is_list_type,
+    is_non_null_type,
+    is_object_type,
+)
+from graphql.execution.collect_fields import FieldDetails, collect_fields, collect_subfields
+from graphql.execution.values import get_argument_values
+from graphql.language import DirectiveNode, FieldNode, OperationDefinitionNode, VariableNode, visit
+from graphql.language.visitor import Visitor
+from graphql.pyutils import Path, Undefined, is_iterable
+from graphql.type.introspection import TypeNameMetaFieldDef
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types import ExecutionResult as StrawberryResult
+from strawberry.types.field import StrawberryField
+from strawberry.types.info import Info
+
+log = logging.getLogger(__name__)
+
+PLAN_CACHE_ENTRIES = 500  # compiled plans kept per process (an LRU), keyed by document and operation
+STRAWBERRY_FIELD = "strawberry-definition"  # where strawberry keeps its field on a GraphQLField
+
+
+class PlanMode(StrEnum):
+    ON = "on"  # plans answer what they can; the reference executor the rest
+    OFF = "off"  # graphql-core's executor answers everything
+    CHECK = "check"  # both answer every query, and a difference fails the request (tests)
+
+
+_COMPARING: ContextVar[bool] = ContextVar("cfl_graph_plans_comparing", default=True)
+
+
+@contextmanager
+def without_comparison() -> Iterator[None]:
+    """Within this block `CHECK` answers from the plan alone, as `ON` does: for a test that counts the
+    statements one answer costs, which a second execution would add to."""
+    token = _COMPARING.set(False)
+    try:
+        yield
+    finally:
+        _COMPARING.reset(token)
+
+
+class PlanMismatch(AssertionError):
+    """The plan and the reference executor answered a query differently: a bug in the plans."""
+
+
+class _Bail(Exception):
+    """The plan cannot answer this request as the reference executor would; the reference answers."""
+
+
+class Kind(IntEnum):
+    TYPENAME = 0
+    BASIC = 1
+    DIRECT = 2
+    GENERAL = 3
+
+
+# --- compiling -------------------------------------------------------------------------------------
+
+Complete = Callable[["_Run", Any, "_Site"], Any]
+
+
+@dataclass(eq=False)
+class FieldPlan:
+    """One response key of one object type: how its value is found, and how it is completed."""
+
+    key: str
+    kind: Kind
+    parent_type: GraphQLObjectType
+    field_def: GraphQLField
+    details: list[FieldDetails]
+    nodes: list[FieldNode]
+    complete: Complete = field(repr=False)
+    python_name: str = ""
+    default_resolver: Callable[[Any, str], Any] | None = None
+    strawberry_field: StrawberryField | None = None
+    call: Callable[..., Any] | None = None
+    passes_self: bool = False
+    info_name: str | None = None
+    source_names: tuple[str, ...] = ()
+    needs_site: bool = True  # whether completing the value needs the field's path and resolve info
+
+
+@dataclass(eq=False)
+class Plan:
+    root: list[FieldPlan]
+    fields: int  # plan nodes compiled, for the record
+
+
+class _Compiler:
+    """Compiles the plan of one operation, as graphql-core would collect its fields for these
+    variables (only those `@include`/`@skip` read decide the plan, and key its cache)."""
+
+    def __init__(self, executor: PlannedExecutor, direct_calls: bool) -> None:
+        self.executor = executor
+        self.direct_calls = direct_calls
+        self.count = 0
+
+    def root(self, root_type: GraphQLObjectType, operation: OperationDefinitionNode) -> list[FieldPlan]:
+        executor = self.executor
+        collected = collect_fields(
+            executor.schema,
+            executor.fragments,
+            executor.variable_values,
+            root_type,
+            operation,
+            executor.hide_suggestions,
+        )
+        return self.fields(root_type, collected)
+
+    def subfields(self, object_type: GraphQLObjectType, details: list[FieldDetails]) -> list[FieldPlan]:
+        executor = self.executor
+        collected = collect_subfields(
+            executor.schema,
+            executor.fragments,
+            executor.variable_values,
+            executor.operation,
+            object_type,
+            details,
+            executor.hide_suggestions,
+        )
+        return self.fields(object_type, collected)
+
+    def fields(self, parent_type: GraphQLObjectType, collected: Any) -> list[FieldPlan]:
+        grouped, new_defer_usages, _forbidden = collected
+        if new_defer_usages:
+            raise _Bail("@defer")
+        return [self.field(parent_type, key, details) for key, details in grouped.items()]
+
+    def field(self, parent_type: GraphQLObjectType, key: str, details: list[FieldDetails]) -> FieldPlan:
+        if any(d.fragment_variable_values is not None or d.defer_usage is not None for d in details):
+            raise _Bail("fragment arguments or @defer")
+        self.count += 1
+        node = details[0].node
+        field_def = self.executor.schema.get_field(parent_type, node.name.value)
+        if field_def is None:  # validation let through a field the type lacks: the reference says why
+            raise _Bail(f"no field {parent_type.name}.{node.name.value}")
+        nodes = [d.node for d in details]
+        complete = self.completion(field_def.type, details)
+        plan = FieldPlan(key, Kind.GENERAL, parent_type, field_def, details, nodes, complete)
+        plan.needs_site = not _is_leaf_completion(field_def.type)
+        if field_def is TypeNameMetaFieldDef:
+            plan.kind = Kind.TYPENAME
+            return plan
+        strawberry_field = (field_def.extensions or {}).get(STRAWBERRY_FIELD)
+        if not isinstance(strawberry_field, StrawberryField):
+            return plan  # graphql-core's own (introspection): GENERAL
+        plan.strawberry_field = strawberry_field
+        if getattr(field_def.resolve, "_is_default", False) and not field_def.args:
+            plan.kind = Kind.BASIC
+            plan.python_name = strawberry_field.python_name
+            plan.default_resolver = strawberry_field.default_resolver
+        elif self.direct_calls and _directly_callable(strawberry_field, field_def):
+            resolver = strawberry_field.base_resolver
+            assert resolver is not None
+            plan.kind = Kind.DIRECT
+            plan.call = resolver  # its __call__, exactly as strawberry calls it
+            plan.passes_self = resolver.self_parameter is not None
+            plan.info_name = None if resolver.info_parameter is None else resolver.info_parameter.name
+            plan.source_names = tuple(
+                parameter.name
+                for parameter in (resolver.parent_parameter, resolver.root_parameter)
+                if parameter is not None
+            )
+        return plan
+
+    def completion(self, type_: GraphQLOutputType, details: list[FieldDetails]) -> Complete:
+        """How a value of this type is completed, decided once (graphql-core decides it per value)."""
+        if is_non_null_type(type_):
+            assert isinstance(type_, GraphQLNonNull)
+            return _non_null(self.completion(type_.of_type, details))
+        if is_list_type(type_):
+            assert isinstance(type_, GraphQLList)
+            return _nullable(_list(self.completion(type_.of_type, details)))
+        if is_leaf_type(type_):
+            assert isinstance(type_, GraphQLLeafType)
+            return _nullable(_leaf(type_))
+        if is_abstract_type(type_):
+            assert isinstance(type_, GraphQLAbstractType)
+            return _nullable(_abstract(type_, details, self))
+        if is_object_type(type_):
+            assert isinstance(type_, GraphQLObjectType)
+            return _nullable(_object(type_, self.subfields(type_, details)))
+        raise _Bail(f"an output type the plans do not know: {type_}")
+
+
+def _is_leaf_completion(type_: GraphQLOutputType) -> bool:
+    while is_non_null_type(type_):
+        type_ = type_.of_type
+    return is_leaf_type(type_)
+
+
+def _directly_callable(strawberry_field: StrawberryField, field_def: GraphQLField) -> bool:
+    """A resolver strawberry would call with nothing but its source and its info: no GraphQL argument to
+    convert, no field extension (permissions are extensions) to run around it."""
+    resolver = strawberry_field.base_resolver
+    if resolver is None or strawberry_field.extensions or field_def.args:
+        return False
+    return len(resolver.arguments) == 0
+
+
+# --- completions -----------------------------------------------------------------------------------
+
+
+def _nullable(inner: Complete) -> Complete:
+    def complete(run: _Run, value: Any, site: _Site) -> Any:
+        if value is None or value is Undefined:
+            return None
+        if isinstance(value, Exception):
+            raise _Bail("a resolver returned an error")
+        return inner(run, value, site)
+
+    return complete
+
+
+def _non_null(inner: Complete) -> Complete:
+    def complete(run: _Run, value: Any, site: _Site) -> Any:
+        if isinstance(value, Exception):
+            raise _Bail("a resolver returned an error")
+        completed = inner(run, value, site)
+        if completed is None:
+            raise _Bail("null in a non-null field")
+        if run.is_awaitable(completed):
+            return _checked_non_null(completed)
+        return completed
+
+    return complete
+
+
+async def _checked_non_null(completed: Awaitable[Any]) -> Any:
+    value = await completed
+    if value is None:
+        raise _Bail("null in a non-null field")
+    return value
+
+
+def _leaf(type_: GraphQLLeafType) -> Complete:
+    coerce = type_.coerce_output_value
+
+    def complete(run: _Run, value: Any, site: _Site) -> Any:
+        coerced = coerce(value)
+        if coerced is None or coerced is Undefined:
+            raise _Bail("a leaf value that does not coerce")
+        return coerced
+
+    return complete
+
+
+def _list(item: Complete) -> Complete:
+    def complete(run: _Run, value: Any, site: _Site) -> Any:
+        if run.is_async_iterable(value) or not is_iterable(value):
+            raise _Bail("not a list, or an async iterable")
+        is_awaitable = run.is_awaitable
+        completed: list[Any] = []
+        pending: list[int] = []
+        for index, entry in enumerate(value):
+            if is_awaitable(entry):
+                raise _Bail("an awaitable list item")
+            if entry is None or entry is Undefined:
+                done = None
+            else:
+                done = item(run, entry, site.item(index))
+                if is_awaitable(done):
+                    pending.append(index)
+            completed.append(done)
+        if not pending:
+            return completed
+        return _settle_list(completed, pending)
+
+    return complete
+
+
+async def _settle_list(completed: list[Any], pending: list[int]) -> list[Any]:
+    settled = await _gather(completed[index] for index in pending)
+    for index, value in zip(pending, settled, strict=True):
+        completed[index] = value
+    return completed
+
+
+def _object(object_type: GraphQLObjectType, fields: list[FieldPlan]) -> Complete:
+    is_type_of = object_type.is_type_of
+
+    def complete(run: _Run, value: Any, site: _Site) -> Any:
+        if is_type_of is not None:
+            verdict = is_type_of(value, site.info())
+            if run.is_awaitable(verdict) or not verdict:
+                raise _Bail("is_type_of refused the value, or is asynchronous")
+        return run.execute_fields(fields, value, site.path())
+
+    return complete
+
+
+def _abstract(type_: GraphQLAbstractType, details: list[FieldDetails], compiler: _Compiler) -> Complete:
+    """Per runtime type, a plan compiled on first sight (while the compiler's request runs) or, once the
+    plan is cached, never: a runtime type the plan has not seen makes the reference answer."""
+    by_type: dict[str, Complete] = {}
+    schema = compiler.executor.schema
+    for possible in schema.get_possible_types(type_):
+        by_type[possible.name] = _object(possible, compiler.subfields(possible, details))
+
+    def complete(run: _Run, value: Any, site: _Site) -> Any:
+        resolve_type = type_.resolve_type or run.executor.type_resolver
+        runtime = resolve_type(value, site.info(), type_)
+        if run.is_awaitable(runtime) or not isinstance(runtime, str) or runtime not in by_type:
+            raise _Bail("a runtime type the plan cannot complete")
+        return by_type[runtime](run, value, site)
+
+    return complete
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+
+class _Site:
+    """Where a value is completed: its path, and its field's resolve info, each built when first asked
+    (most values are leaves, which need neither)."""
+
+    __slots__ = ("_info", "_path", "field", "parent", "run")
+
+    def __init__(
+        self, run: _Run, field: FieldPlan | None, parent: Path | None, path: Path | None = None
+    ) -> None:
+        self.run = run
+        self.field = field
+        self.parent = parent
+        self._path = path
+        self._info: GraphQLResolveInfo[Any] | None = None
+
+    def path(self) -> Path:
+        if self._path is None:
+            assert self.field is not None
+            self._path = Path(self.parent, self.field.key, self.field.parent_type.name)
+        return self._path
+
+    def info(self) -> GraphQLResolveInfo[Any]:
+        if self._info is None:
+            field = self.field
+            assert field is not None
+            self._info = self.run.executor.build_resolve_info(
+                field.field_def, field.nodes, field.parent_type, self.path()
+            )
+        return self._info
+
+    def item(self, index: int) -> _Site:
+        """The site of a list's item: the item's path, the list field's info (as graphql-core has it)."""
+        return _ItemSite(self, index)
+
+
+class _ItemSite(_Site):
+    __slots__ = ("_list",)
+
+    def __init__(self, list_site: _Site, index: int) -> None:
+        super().__init__(list_site.run, list_site.field, None, Path(list_site.path(), index, None))
+        self._list = list_site
+
+    def info(self) -> GraphQLResolveInfo[Any]:
+        return self._list.info()
+
+
+class _LazyInfo(Info[Any, Any]):
+    """strawberry's `Info` for a resolver the plan calls directly: the graphql-core resolve info behind
+    it is built only if the resolver reads it (its context, its selections, its path)."""
+
+    def __init__(self, site: _Site, strawberry_field: StrawberryField) -> None:  # not the dataclass's
+        self._site = site
+        self._field = strawberry_field
+
+    @property  # a dataclass field in strawberry's Info; read-only here
+    def _raw_info(self) -> GraphQLResolveInfo[Any]:  # type: ignore[override]
+        return self._site.info()
+
+
+class _Run:
+    """One execution of a plan for one request."""
+
+    __slots__ = ("args", "executor", "is_async_iterable", "is_awaitable")
+
+    def __init__(self, executor: PlannedExecutor) -> None:
+        self.executor = executor
+        self.is_awaitable = executor.is_awaitable
+        self.is_async_iterable = executor.is_async_iterable
+        self.args: dict[int, dict[str, Any]] = {}
+
+    def arguments(self, plan: FieldPlan) -> dict[str, Any]:
+        """A field's arguments depend on its node and the request's variables, never on the object:
+        coerced once per request and plan node (graphql-core coerces them per object)."""
+        found = self.args.get(id(plan))
+        if found is None:
+            node = plan.nodes[0]
+            found = (
+                get_argument_values(
+                    plan.field_def,
+                    node,
+                    self.executor.variable_values,
+                    None,
+                    self.executor.hide_suggestions,
+                )
+                if plan.field_def.args or node.arguments
+                else {}
+            )
+            self.args[id(plan)] = found
+        if any(isinstance(value, (list, dict)) for value in found.values()):
+            # A resolver may change what it is given (federation's `_entities` pops each
+            # representation's `__typename`): each call its own copy, so the reference executor, if it
+            # answers instead, is given what the request sent.
+            return copy.deepcopy(found)
+        return found
+
+    def execute_fields(self, fields: Sequence[FieldPlan], source: Any, path: Path | None) -> Any:
+        results: dict[str, Any] = {}
+        pending: list[str] = []
+        try:
+            for plan in fields:
+                completed = self.execute_field(plan, source, path)
+                results[plan.key] = completed
+                if self.is_awaitable(completed):
+                    pending.append(plan.key)
+        except Exception:
+            _settle_in_background(results[key] for key in pending)
+            raise
+        if not pending:
+            return results
+        return _settle_fields(results, pending)
+
+    def execute_field(self, plan: FieldPlan, source: Any, path: Path | None) -> Any:
+        kind = plan.kind
+        site = _Site(self, plan, path) if plan.needs_site or kind >= Kind.DIRECT else None
+        if kind is Kind.BASIC:
+            assert plan.default_resolver is not None
+            value = plan.default_resolver(source, plan.python_name)
+        elif kind is Kind.DIRECT:
+            assert site is not None and plan.call is not None and plan.strawberry_field is not None
+            kwargs: dict[str, Any] = {name: source for name in plan.source_names}
+            if plan.info_name is not None:
+                kwargs[plan.info_name] = _LazyInfo(site, plan.strawberry_field)
+            value = plan.call(source, **kwargs) if plan.passes_self else plan.call(**kwargs)
+        elif kind is Kind.TYPENAME:
+            value = plan.parent_type.name
+        else:
+            assert site is not None
+            resolve = plan.field_def.resolve or self.executor.field_resolver
+            value = resolve(source, site.info(), **self.arguments(plan))
+        if self.is_awaitable(value):
+            return _complete_later(self, plan, value, site)
+        return plan.complete(self, value, site)  # type: ignore[arg-type]
+
+
+async def _complete_later(run: _Run, plan: FieldPlan, value: Awaitable[Any], site: _Site | None) -> Any:
+    resolved = await value
+    completed = plan.complete(run, resolved, site)  # type: ignore[arg-type]
+    if run.is_awaitable(completed):
+        return await completed
+    return completed
+
+
+async def _settle_fields(results: dict[str, Any], pending: list[str]) -> dict[str, Any]:
+    if len(pending) == 1:
+        results[pending[0]] = await results[pending[0]]
+        return results
+    settled = await _gather(results[key] for key in pending)
+    results.update(zip(pending, settled, strict=True))
+    return results
+
+
+async def _gather(awaitables: Iterable[Awaitable[Any]]) -> list[Any]:
+    """Every awaitable run to its end, then the first failure raised. Not cancelled when a sibling
+    fails, as graphql-core's gather would: they share the request's loaders, whose pending batches the
+    reference executor then awaits, and a cancelled batch would fail it."""
+    settled = await asyncio.gather(*awaitables, return_exceptions=True)
+    for value in settled:
+        if isinstance(value, BaseException):
+            raise value
+    return settled
+
+
+def _settle_in_background(awaitables: Iterable[Any]) -> None:
+    """Awaitables a failed object started: run to their end, their outcome dropped (the reference
+    executor answers the request)."""
+    for awaitable in awaitables:
+        asyncio.ensure_future(awaitable).add_done_callback(_forget)
+
+
+def _forget(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+# --- the executor ----------------------------------------------------------------------------------
+
+
+@dataclass
+class PlanStatistics:
+    """What the plans did in this process: for the benchmarks' and the test suite's record."""
+
+    compiled: int = 0
+    answered: int = 0
+    fell_back: int = 0
+    compared: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def fallback(self, reason: str) -> None:
+        self.fell_back += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+
+STATISTICS = PlanStatistics()
+
+
+class PlanCache:
+    """Compiled plans by (document text, operation, the variables its directives read), most recent
+    last. A plan holds the document's field nodes: those of the first request that compiled it, the
+    same text's nodes for every later one."""
+
+    def __init__(self, entries: int = PLAN_CACHE_ENTRIES) -> None:
+        self.entries = entries
+        self._plans: OrderedDict[tuple[str, ...], Plan] = OrderedDict()
+        self._directive_variables: dict[str, tuple[str, ...]] = {}
+
+    def key(self, executor: PlannedExecutor) -> tuple[str, ...] | None:
+        operation = executor.operation
+        if operation.loc is None:
+            return None
+        text = operation.loc.source.body
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        names = self._directive_variables.get(digest)
+        if names is None:
+            names = _directive_variables(operation, executor.fragment_definitions)
+            self._directive_variables[digest] = names
+            while len(self._directive_variables) > 4 * self.entries:
+                self._directive_variables.pop(next(iter(self._directive_variables)))
+        coerced = executor.variable_values.coerced
+        decided = json.dumps([coerced.get(name) for name in names], default=str)
+        operation_name = operation.name.value if operation.name is not None else ""
+        return (digest, operation_name, decided)
+
+    def get(self, key: tuple[str, ...]) -> Plan | None:
+        plan = self._plans.get(key)
+        if plan is not None:
+            self._plans.move_to_end(key)
+        return plan
+
+    def put(self, key: tuple[str, ...], plan: Plan) -> None:
+        self._plans[key] = plan
+        while len(self._plans) > self.entries:
+            self._plans.popitem(last=False)
+
+
+def _directive_variables(operation: OperationDefinitionNode, fragments: Mapping[str, Any]) -> tuple[str, ...]:
+    """The variables `@include` and `@skip` read anywhere in the document: the only ones that change
+    which fields a plan holds."""
+    found: set[str] = set()
+
+    class Finder(Visitor):
+        def enter_directive(self, node: DirectiveNode, *_args: Any) -> None:
+            if node.name.value in ("include", "skip"):
+                for argument in node.arguments or ():
+                    if isinstance(argument.value, VariableNode):
+                        found.add(argument.value.name.value)
+
+    visit(operation, Finder())
+    for fragment in fragments.values():
+        visit(fragment, Finder())
+    return tuple(sorted(found))
+
+
+class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor, which answers a query from its compiled plan when it can."""
+
+    mode: PlanMode = PlanMode.ON
+    cache: PlanCache = PlanCache()
+    direct_calls: bool = True  # false where strawberry wraps every resolver (exception handlers)
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        if self.mode is PlanMode.OFF or not self._plannable():
+            return super().execute_operation(serially)
+        return self._planned(serially)
+
+    def _plannable(self) -> bool:
+        manager = self.middleware_manager
+        return (
+            self.operation.operation is OperationType.QUERY
+            and self.abort_signal is None
+            and self.hooks is None
+            and self.error_propagation
+            and (manager is None or not manager.middlewares)
+        )
+
+    async def _planned(self, serially: bool | None) -> Any:
+        try:
+            data = await self._run_plan()
+        except _Bail as bail:
+            STATISTICS.fallback(str(bail))
+            return await self._reference(serially)
+        except Exception as error:  # a resolver's error: graphql-core locates and reports it
+            STATISTICS.fallback(type(error).__name__)
+            return await self._reference(serially)
+        STATISTICS.answered += 1
+        answer = self.build_response(data)
+        if self.mode is PlanMode.CHECK and _COMPARING.get():
+            self._check(answer, await self._reference(serially))
+        return answer
+
+    async def _reference(self, serially: bool | None) -> Any:
+        result = super().execute_operation(serially)
+        return await result if self.is_awaitable(result) else result
+
+    async def _run_plan(self) -> dict[str, Any]:
+        plan = self._plan()
+        data = _Run(self).execute_fields(plan.root, self.root_value, None)
+        if self.is_awaitable(data):
+            data = await data
+        return data  # type: ignore[no-any-return]
+
+    def _plan(self) -> Plan:
+        key = self.cache.key(self)
+        plan = None if key is None else self.cache.get(key)
+        if plan is None:
+            root_type = self.schema.get_root_type(self.operation.operation)
+            if root_type is None:
+                raise _Bail("no root type")
+            compiler = _Compiler(self, self.direct_calls)
+            plan = Plan(root=compiler.root(root_type, self.operation), fields=compiler.count)
+            STATISTICS.compiled += 1
+            if key is not None:
+                self.cache.put(key, plan)
+        return plan
+
+    def _check(self, planned: Any, reference: Any) -> None:
+        STATISTICS.compared += 1
+        ours, theirs = _encoded(planned), _encoded(reference)
+        if ours != theirs:
+            log.error("a plan answered differently: plan %s reference %s", ours[:2000], theirs[:2000])
+            raise PlanMismatch(f"the plan answered {ours[:300]}, the reference {theirs[:300]}")
+
+
+def _encoded(result: Any) -> str:
+    errors = [error.formatted for error in result.errors or ()]
+    return json.dumps({"data": result.data, "errors": errors})
+
+
+def executor_class(
+    mode: PlanMode, *, direct_calls: bool = True
+) -> type[StrawberryGraphQLCoreExecutionContext]:
+    """The executor class a schema runs with: plain graphql-core, or plans in the given mode (each
+    schema its own class, so each has its own plan cache)."""
+    if mode is PlanMode.OFF:
+        return StrawberryGraphQLCoreExecutionContext
+    return type(
+        "PlannedExecutor",
+        (PlannedExecutor,),
+        {"mode": mode, "cache": PlanCache(), "direct_calls": direct_calls},
+    )
+
+
+__all__ = ["STATISTICS", "PlanMismatch", "PlanMode", "PlannedExecutor", "StrawberryResult", "executor_class"]
