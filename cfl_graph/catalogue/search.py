@@ -10,6 +10,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy import ColumnElement, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from cfl_graph import identifiers as ids
 from cfl_graph.catalogue.coverage import version_is_gap
@@ -85,15 +86,19 @@ class DeviceModelFilter:
                 )
             )
         if self.has_coverage_gap is not None:
+            # The model's own versions, under an alias: a list of versions (the gaps) already reads the
+            # certified-firmware table, and the subquery must not be correlated to that row.
+            own = aliased(CplCertifiedFirmware)
             gap = (
-                select(CplCertifiedFirmware.firmware_version)
+                select(own.firmware_version)
                 .where(
-                    CplCertifiedFirmware.snapshot_id == CplDeviceModel.snapshot_id,
-                    CplCertifiedFirmware.manufacturer_id == CplDeviceModel.manufacturer_id,
-                    CplCertifiedFirmware.model_id == CplDeviceModel.model_id,
-                    CplCertifiedFirmware.hardware_version == CplDeviceModel.hardware_version,
-                    version_is_gap(),
+                    own.snapshot_id == CplDeviceModel.snapshot_id,
+                    own.manufacturer_id == CplDeviceModel.manufacturer_id,
+                    own.model_id == CplDeviceModel.model_id,
+                    own.hardware_version == CplDeviceModel.hardware_version,
+                    version_is_gap(own),
                 )
+                .correlate(CplDeviceModel)
                 .exists()
             )
             found.append(gap if self.has_coverage_gap else ~gap)

@@ -202,6 +202,17 @@ async def test_coverage_gaps_list_what_is_missing_and_for_how_long(world: World)
     assert all(g["node"]["certifiedFirmware"]["commercial"] is False for g in body["edges"])
 
 
+async def test_coverage_gaps_filtered_by_whether_their_model_has_a_gap(world: World) -> None:
+    """Every gap's model has a gap: `hasCoverageGap: true` keeps them all, `false` none. (The filter's
+    subquery was correlated to the gap's own row as well as its model's, and the request failed.)"""
+    await publish(world, OWN_A1)
+    query = "query($gap: Boolean) { coverageGaps(first: 50, filter: {hasCoverageGap: $gap}) { totalCount } }"
+    counts = [
+        data(await ask(world, query, gap=gap))["coverageGaps"]["totalCount"] for gap in (None, True, False)
+    ]
+    assert counts == [5, 5, 0]
+
+
 async def test_coverage_summary_counts_per_group(world: World) -> None:
     await publish(world, OWN_A1)
     await declare(world, OWN_A2)
