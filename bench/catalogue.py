@@ -415,7 +415,7 @@ async def _build_library(
 # --- the server ----------------------------------------------------------------------------------------
 
 
-def _serve(fd: int, database_url: str, blob_dir: str, work_dir: str, profile: str) -> None:
+def _serve(fd: int, database_url: str, blob_dir: str, work_dir: str, profile: str, plans: str) -> None:
     """The real app on one uvicorn worker; under cProfile (written at shutdown) if `profile` names a file.
 
     The listening socket is rebuilt from the descriptor with its real family (`socket(fileno=fd)`): uvicorn's
@@ -436,6 +436,8 @@ def _serve(fd: int, database_url: str, blob_dir: str, work_dir: str, profile: st
         # The read path itself is measured against the hand-written SQL: every request is executed. What
         # the response cache adds is measured by bench.peer.
         response_cache_mb=0,
+        # `on`: compiled plans (the service's default); `off`: graphql-core's executor, the reference.
+        graphql_plans=plans,
     )
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), log_level="warning", access_log=False, loop="auto")
@@ -458,7 +460,9 @@ def _serve(fd: int, database_url: str, blob_dir: str, work_dir: str, profile: st
 class CatalogueServer(Server):
     """`bench.images.Server`, starting this module's child (which may run under cProfile)."""
 
-    def __init__(self, database_url: str, blob_dir: Path, work_dir: Path, profile: Path | None) -> None:
+    def __init__(
+        self, database_url: str, blob_dir: Path, work_dir: Path, profile: Path | None, plans: str
+    ) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
@@ -466,7 +470,7 @@ class CatalogueServer(Server):
         host, port = self._socket.getsockname()
         self.url = f"http://{host}:{port}"
         fd = self._socket.fileno()
-        args = [database_url, str(blob_dir), str(work_dir), "" if profile is None else str(profile)]
+        args = [database_url, str(blob_dir), str(work_dir), "" if profile is None else str(profile), plans]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.catalogue", "--serve", str(fd), *args], pass_fds=[fd]
         )
@@ -475,9 +479,9 @@ class CatalogueServer(Server):
 
 @contextlib.contextmanager
 def serving(
-    database_url: str, blob_dir: Path, work_dir: Path, profile: Path | None = None
+    database_url: str, blob_dir: Path, work_dir: Path, profile: Path | None = None, plans: str = "on"
 ) -> Iterator[Server]:
-    server = CatalogueServer(database_url, blob_dir, work_dir, profile)
+    server = CatalogueServer(database_url, blob_dir, work_dir, profile, plans)
     try:
         server.wait_ready()
         yield server
@@ -754,6 +758,7 @@ async def measure_gaps(
 @dataclass(frozen=True)
 class Measurement:
     setup: Setup
+    plans: str  # how the server executed queries: `on` (compiled plans) or `off` (graphql-core alone)
     clients: int
     hand_pool: int  # connections the hand-written side may open: as many as the app's pool
     pages_total: int
@@ -801,7 +806,9 @@ async def _profile_requests(server: Server, token: str, requests: int) -> None:
         await client.close()
 
 
-def measure(args: argparse.Namespace, rows: int) -> Measurement:
+def measure(args: argparse.Namespace, rows: int) -> list[Measurement]:
+    """One database of `rows` CPL rows, measured once per execution mode asked for (`--plans`), the
+    servers in turn on the same data."""
     with tempfile.TemporaryDirectory(prefix="cfl-bench-") as tmp:
         folder = Path(tmp)
         cpl = folder / f"cpl-{rows}.csv"
@@ -809,27 +816,45 @@ def measure(args: argparse.Namespace, rows: int) -> Measurement:
         write_csv(cpl, generate(rows, seed=args.seed))
         write_s = time.perf_counter() - start
         url = _fresh_database(args.database_url, folder)
-        profile_text = ""
+        measured = []
         try:
             pool_size = app_pool_size(url)
             blob_dir, work = folder / "blobs", folder / "work"
             setup, token = asyncio.run(
                 _build_library(url, cpl, work, blob_dir, rows, args.max_images, write_s)
             )
-            with serving(url, blob_dir, work) as server:
-                load_before = os.getloadavg()[0]
-                pages_total, floor, pages, gaps = asyncio.run(
-                    _measure(server, token, url, pool_size, Load(args.requests, args.clients, args.rounds))
+            for plans in args.plans:
+                with serving(url, blob_dir, work, plans=plans) as server:
+                    load_before = os.getloadavg()[0]
+                    pages_total, floor, pages, gaps = asyncio.run(
+                        _measure(
+                            server, token, url, pool_size, Load(args.requests, args.clients, args.rounds)
+                        )
+                    )
+                    load = (load_before, os.getloadavg()[0])
+                profile_text = ""
+                if args.profile:
+                    profile = folder / f"server-{plans}.prof"
+                    with serving(url, blob_dir, work, profile, plans) as server:
+                        asyncio.run(_profile_requests(server, token, min(args.requests, PROFILE_REQUESTS)))
+                    profile_text = profile_report(profile, rows)
+                measured.append(
+                    Measurement(
+                        setup,
+                        plans,
+                        args.clients,
+                        pool_size[1],
+                        pages_total,
+                        floor,
+                        load,
+                        pages,
+                        gaps,
+                        profile_text,
+                    )
                 )
-                load = (load_before, os.getloadavg()[0])
-            if args.profile:
-                profile = folder / "server.prof"
-                with serving(url, blob_dir, work, profile) as server:
-                    asyncio.run(_profile_requests(server, token, min(args.requests, PROFILE_REQUESTS)))
-                profile_text = profile_report(profile, rows)
         finally:
             _drop_database(args.database_url, url)
-    return Measurement(setup, args.clients, pool_size[1], pages_total, floor, load, pages, gaps, profile_text)
+    return measured
 
 
 def _package(filename: str) -> str:
@@ -871,7 +896,7 @@ def print_measurement(m: Measurement, database: str) -> None:
         f"\n{s.rows:,} CPL rows on {database}: {s.device_models:,} device models ({m.pages_total} pages), "
         f"{s.in_scope_active:,} active in-scope versions, {s.images_published:,} published and "
         f"{s.images_withdrawn} withdrawn images (demo library, MAX_IMAGES={s.max_images}), "
-        f"{s.declarations:,} declared commercial"
+        f"{s.declarations:,} declared commercial; queries executed with plans {m.plans}"
     )
     print(
         f"setup, not measured: {s.seconds:.1f} s (CSV {s.write_s:.1f} s, sync {s.sync_s:.1f} s, "
@@ -921,8 +946,8 @@ def print_measurement(m: Measurement, database: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--serve":
-        fd, url, blob_dir, work_dir, profile = argv[1:]
-        _serve(int(fd), url, blob_dir, work_dir, profile)
+        fd, url, blob_dir, work_dir, profile, plans = argv[1:]
+        _serve(int(fd), url, blob_dir, work_dir, profile, plans)
         return 0
     from cfl_graph.demo import library as demo_library
 
@@ -940,6 +965,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=1, help="cfl_graph.demo.cpl_data's seed")
     parser.add_argument(
+        "--plans",
+        nargs="+",
+        choices=["on", "off"],
+        default=["off", "on"],
+        help="execution modes to measure in turn on the same data: off is graphql-core's executor, the "
+        "reference; on the compiled plans (the service's default)",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="also run the requests on a server under cProfile and show it"
     )
     args = parser.parse_args(argv)
@@ -947,10 +980,10 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     for rows in args.rows:
-        m = measure(args, rows)
-        results.append(m)
-        print_measurement(m, database)
-        print(m.profile, end="", flush=True)
+        for m in measure(args, rows):
+            results.append(m)
+            print_measurement(m, database)
+            print(m.profile, end="", flush=True)
 
     record = machine_record(
         "P2 catalogue page, P4 coverage gaps",
@@ -960,6 +993,7 @@ def main(argv: list[str] | None = None) -> int:
         results=[
             {
                 "setup": {**asdict(m.setup), "seconds": round(m.setup.seconds, 2)},
+                "plans": m.plans,
                 "hand_pool": m.hand_pool,
                 "pages_total": m.pages_total,
                 "http_floor_ms": round(m.http_floor_ms, 2),

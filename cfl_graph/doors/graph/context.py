@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.types import Info as StrawberryInfo
@@ -19,6 +20,9 @@ class Context:
     library: ImageLibrary
     # For the few resolvers that call a service with a session (reports, diffs); reads go through loaders.
     sessions: async_sessionmaker[AsyncSession]
+    # When the request is answered: every field that tells the time says this one, however many times
+    # (and by however many executors, cfl_graph/doors/graph/plans.py) the request is executed.
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
 Info = StrawberryInfo[Context, None]

@@ -615,7 +615,7 @@ class CatalogueQuery:
         return ConsistencyReport(
             manufacturer_id=wanted,
             findings=[ConsistencyFinding.of(f) for f in findings],
-            generated_at=dt.datetime.now(dt.UTC),
+            generated_at=info.context.now,
         )
 
     @strawberry.field(metadata=CFL, description="Days from CPL listing to publication per group (R12).")

@@ -222,13 +222,15 @@ class _Compiler:
         """How a value of this type is completed, decided once (graphql-core decides it per value)."""
         if is_non_null_type(type_):
             assert isinstance(type_, GraphQLNonNull)
+            if is_leaf_type(type_.of_type):  # the commonest field of all, in one step
+                return _leaf(type_.of_type, nullable=False)
             return _non_null(self.completion(type_.of_type, details))
         if is_list_type(type_):
             assert isinstance(type_, GraphQLList)
             return _nullable(_list(self.completion(type_.of_type, details)))
         if is_leaf_type(type_):
             assert isinstance(type_, GraphQLLeafType)
-            return _nullable(_leaf(type_))
+            return _leaf(type_, nullable=True)
         if is_abstract_type(type_):
             assert isinstance(type_, GraphQLAbstractType)
             return _nullable(_abstract(type_, details, self))
@@ -288,10 +290,18 @@ async def _checked_non_null(completed: Awaitable[Any]) -> Any:
     return value
 
 
-def _leaf(type_: GraphQLLeafType) -> Complete:
+def _leaf(type_: GraphQLLeafType, *, nullable: bool) -> Complete:
+    """A scalar or enum, coerced for output; null, in a non-null field, or a value that does not coerce
+    is an error the reference executor reports."""
     coerce = type_.coerce_output_value
 
     def complete(run: _Run, value: Any, site: _Site) -> Any:
+        if value is None or value is Undefined:
+            if nullable:
+                return None
+            raise _Bail("null in a non-null field")
+        if isinstance(value, Exception):
+            raise _Bail("a resolver returned an error")
         coerced = coerce(value)
         if coerced is None or coerced is Undefined:
             raise _Bail("a leaf value that does not coerce")
@@ -333,15 +343,27 @@ async def _settle_list(completed: list[Any], pending: list[int]) -> list[Any]:
 
 def _object(object_type: GraphQLObjectType, fields: list[FieldPlan]) -> Complete:
     is_type_of = object_type.is_type_of
+    reads_info = is_type_of is not None and not _ignores_info(is_type_of)
 
     def complete(run: _Run, value: Any, site: _Site) -> Any:
         if is_type_of is not None:
-            verdict = is_type_of(value, site.info())
+            verdict = is_type_of(value, site.info() if reads_info else None)  # type: ignore[arg-type]
             if run.is_awaitable(verdict) or not verdict:
                 raise _Bail("is_type_of refused the value, or is asynchronous")
         return run.execute_fields(fields, value, site.path())
 
     return complete
+
+
+def _ignores_info(is_type_of: Callable[..., Any]) -> bool:
+    """Whether this is strawberry's own `is_type_of` (an isinstance check whose info parameter, `_info`,
+    it never reads): then no resolve info is built for it, once per object."""
+    code = getattr(is_type_of, "__code__", None)
+    return (
+        getattr(is_type_of, "__module__", None) == "strawberry.schema.schema_converter"
+        and code is not None
+        and code.co_varnames[1:2] == ("_info",)
+    )
 
 
 def _abstract(type_: GraphQLAbstractType, details: list[FieldDetails], compiler: _Compiler) -> Complete:
