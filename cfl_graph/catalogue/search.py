@@ -120,15 +120,24 @@ def _escape_like(text: str) -> str:
 
 
 async def device_models(
-    session: AsyncSession, snapshot_id: int, where: DeviceModelFilter, first: int, after: str | None
+    session: AsyncSession,
+    snapshot_id: int,
+    where: DeviceModelFilter,
+    first: int,
+    after: str | None,
+    *,
+    count: bool = True,
 ) -> Page[CplDeviceModel]:
-    """A page of the current snapshot's device models in key order, with the filter's total."""
+    """A page of the current snapshot's device models in key order, with the filter's total (-1 when
+    `count` is false: not counted)."""
     check_first(first)
     conditions = [CplDeviceModel.snapshot_id == snapshot_id, *where.normalised().conditions()]
     key = tuple_(CplDeviceModel.manufacturer_id, CplDeviceModel.model_id, CplDeviceModel.hardware_version)
-    total = int(
-        await session.scalar(select(func.count()).select_from(CplDeviceModel).where(*conditions)) or 0
-    )
+    total = -1
+    if count:
+        total = int(
+            await session.scalar(select(func.count()).select_from(CplDeviceModel).where(*conditions)) or 0
+        )
     query = select(CplDeviceModel).where(*conditions)
     if after is not None:
         query = query.where(key > tuple_(*decode_cursor("DeviceModel", after, 3)))

@@ -213,6 +213,21 @@ async def test_coverage_gaps_filtered_by_whether_their_model_has_a_gap(world: Wo
     assert counts == [5, 5, 0]
 
 
+@pytest.mark.parametrize("connection", ["coverageGaps", "deviceModels"])
+async def test_a_list_counts_its_rows_only_when_asked_for_its_total(world: World, connection: str) -> None:
+    """P4: `totalCount` costs a count of every matching row, so a page that does not ask for it does
+    not pay for it."""
+    page = f"{{ {connection}(first: 2) {{ edges {{ cursor }} }} }}"
+    counted_page = f"{{ {connection}(first: 2) {{ totalCount edges {{ cursor }} }} }}"
+    with counting(world.db) as without_total:
+        data(await ask(world, page))
+    with counting(world.db) as with_total:
+        total = data(await ask(world, counted_page))[connection]["totalCount"]
+    assert total > 0
+    assert not [s for s in without_total if "count(" in s.lower()], without_total
+    assert len(with_total) == len(without_total) + 1
+
+
 async def test_coverage_summary_counts_per_group(world: World) -> None:
     await publish(world, OWN_A1)
     await declare(world, OWN_A2)

@@ -292,6 +292,26 @@ async def test_a_page_of_a_million_in_a_variable_is_refused(client: Client) -> N
     assert answer.messages == ["first: 1,000,000 at manufacturers.models exceeds the page size limit of 500"]
 
 
+async def test_a_document_seen_valid_is_checked_again_against_each_request_s_variables(
+    client: Client,
+) -> None:
+    """The rules that read the document alone remember a valid text; the limits, which read the
+    variables, run on every request: the same text with a page of a million is still refused."""
+    query = "query ($n: Int) { manufacturers(first: 1) { models(first: $n) { name } } }"
+    assert (await client.post(query, {"n": 1})).status == 200
+    assert "errors" not in (await client.post(query, {"n": 1})).body
+    client.endpoint.served.resolved = 0
+    answer = await client.refused(query, {"n": 1_000_000})
+    assert answer.codes == {"PAGE_TOO_LARGE"}
+
+
+async def test_a_document_seen_invalid_is_refused_alike_every_time(client: Client) -> None:
+    query = "{ manufacturers(first: 1) { colour } }"
+    first, again = await client.refused(query), await client.refused(query)
+    assert first.body == again.body
+    assert first.codes == {"GRAPHQL_VALIDATION_FAILED"}
+
+
 NESTED_LISTS = "{ manufacturers(first: 100) { models(first: 100) { versions(first: 10) { number } } } }"
 
 

@@ -27,13 +27,13 @@ MAX_DIFF_ROWS = 500
 DIFF_ROW_FIELDS = frozenset({"added", "removed", "changed"})
 
 
-def _selects_any(selections: Sequence[Selection], names: frozenset[str]) -> bool:
+def selects_any(selections: Sequence[Selection], names: frozenset[str]) -> bool:
     """Whether any of `names` is among these selections, looking into fragments."""
     for selection in selections:
         if isinstance(selection, SelectedField):
             if selection.name in names:
                 return True
-        elif _selects_any(selection.selections, names):
+        elif selects_any(selection.selections, names):
             return True
     return False
 
@@ -143,7 +143,7 @@ class CplSnapshot(Node):
             return None
         if await info.context.loaders.cpl.snapshot.load(older) is None:
             raise InvalidInput(f"there is no snapshot {older}")
-        if not any(_selects_any(field.selections, DIFF_ROW_FIELDS) for field in info.selected_fields):
+        if not any(selects_any(field.selections, DIFF_ROW_FIELDS) for field in info.selected_fields):
             limit = 0  # only counts asked: no comparison of the two snapshots' rows
         async with info.context.sessions() as session:
             found = await diff_snapshots(session, older, self.snapshot_id, limit=limit)

@@ -26,7 +26,7 @@ from cfl_graph.catalogue import reports
 from cfl_graph.catalogue.search import DeviceModelFilter as FilterSpec
 from cfl_graph.catalogue.search import Page, device_models
 from cfl_graph.doors.graph.context import Info
-from cfl_graph.doors.graph.cpl import CplSnapshot, snapshot_by_id
+from cfl_graph.doors.graph.cpl import CplSnapshot, selects_any, snapshot_by_id
 from cfl_graph.doors.graph.enums import (
     CplStatus,
     DeviceType,
@@ -46,6 +46,7 @@ from cfl_graph.doors.graph.node import (
     global_id,
     parse_global_id,
 )
+from cfl_graph.doors.graph.plans import READ, UNREAD
 from cfl_graph.errors import InvalidInput
 from cfl_graph.images.errors import ImageNotFound
 from cfl_graph.keys import ModelKey, VersionKey
@@ -270,6 +271,42 @@ class DeviceModel(Node):
         return [LibraryImage.from_row(row) for row in rows]
 
 
+def _version_fact(pick: Callable[[CertifiedRow], Any], type_: object, description: str | None = None) -> Any:
+    """A CPL fact of a certified version. Its resolver reads the version's row at hand, or asks the
+    loader for it; a compiled plan reads the row at hand itself (`plans.READ`) and calls the resolver only
+    when the row was not loaded with the object. Both read it with `pick`."""
+
+    def resolve(self: CertifiedFirmware, info: Info) -> Any:
+        return self._fact(info, pick)
+
+    def read(version: CertifiedFirmware) -> Any:
+        row = version.cpl_row
+        if isinstance(row, _NotLoaded):
+            return UNREAD
+        return None if row is None else pick(row)
+
+    return strawberry.field(
+        resolver=resolve, graphql_type=type_, description=description, metadata={**CPL, READ: read}
+    )
+
+
+def _library_field(
+    pick: Callable[[_LibraryFacts], Any], type_: object, description: str | None = None
+) -> Any:
+    """What the library holds for a certified version, read as `_version_fact` reads a CPL fact."""
+
+    def resolve(self: CertifiedFirmware, info: Info) -> Any:
+        return self._library_fact(info, pick)
+
+    def read(version: CertifiedFirmware) -> Any:
+        facts = version.library
+        return UNREAD if isinstance(facts, _NotLoaded) else pick(facts)
+
+    return strawberry.field(
+        resolver=resolve, graphql_type=type_, description=description, metadata={**CFL, READ: read}
+    )
+
+
 @strawberry.federation.type(
     keys=[VERSION_KEY], description="A firmware version the CPL certifies for a device model."
 )
@@ -355,75 +392,49 @@ class CertifiedFirmware(Node):
     async def _load_listed(self, info: Info) -> bool:
         return await self._load_fact(info, lambda row: True) is not None
 
-    @strawberry.field(metadata=CPL, description="SHA-256 of the Manufacturer Image, as the CPL lists it.")
-    def image_hash(self, info: Info) -> str | None:
-        return self._fact(info, lambda row: row.image_hash)
-
-    @strawberry.field(metadata=CPL)
-    def status(self, info: Info) -> CplStatus | None:
-        return self._fact(info, lambda row: CplStatus(row.status))
-
-    @strawberry.field(
-        metadata=CPL,
-        description="The SMETS generation this version was certified against (a firmware upgrade can move "
-        "a meter to another).",
+    image_hash = _version_fact(
+        lambda row: row.image_hash, str | None, "SHA-256 of the Manufacturer Image, as the CPL lists it."
     )
-    def smets_version(self, info: Info) -> SmetsVersion | None:
-        return self._fact(info, lambda row: SmetsVersion(row.smets_version))
-
-    @strawberry.field(
-        metadata=CPL, description="The technical specification this version was certified against."
+    status = _version_fact(lambda row: CplStatus(row.status), CplStatus | None)
+    smets_version = _version_fact(
+        lambda row: SmetsVersion(row.smets_version),
+        SmetsVersion | None,
+        "The SMETS generation this version was certified against (a firmware upgrade can move a meter to "
+        "another).",
     )
-    def technical_specification(self, info: Info) -> TechnicalSpecification | None:
-        return self._fact(info, lambda row: TechnicalSpecification(row.technical_specification))
-
-    @strawberry.field(
-        metadata=CPL,
-        description="That specification's version as the CPL lists it (`4.1` of `SMETS2 v4.1`); null where "
-        "the CPL names the specification alone.",
+    technical_specification = _version_fact(
+        lambda row: TechnicalSpecification(row.technical_specification),
+        TechnicalSpecification | None,
+        "The technical specification this version was certified against.",
     )
-    def specification_version(self, info: Info) -> str | None:
-        return self._fact(info, lambda row: row.specification_version)
-
-    @strawberry.field(metadata=CPL)
-    def gbcs_version(self, info: Info) -> str | None:
-        return self._fact(info, lambda row: row.gbcs_version)
-
-    @strawberry.field(metadata=CPL, description="The date the CPL lists the version as added.")
-    def listed_on(self, info: Info) -> dt.date | None:
-        return self._fact(info, lambda row: row.date_added)
-
-    @strawberry.field(metadata=CPL)
-    def cpa_reference(self, info: Info) -> str | None:
-        return self._fact(info, lambda row: row.cpa_reference)
-
-    @strawberry.field(metadata=CPL)
-    def cpa_expiry(self, info: Info) -> dt.date | None:
-        return self._fact(info, lambda row: row.cpa_expiry)
-
-    @strawberry.field(
-        metadata=CFL, description="Declared commercial by its manufacturer: listed, never distributed (R2)."
+    specification_version = _version_fact(
+        lambda row: row.specification_version,
+        str | None,
+        "That specification's version as the CPL lists it (`4.1` of `SMETS2 v4.1`); null where the CPL "
+        "names the specification alone.",
     )
-    def commercial(self, info: Info) -> bool:
-        return self._library_fact(info, lambda facts: facts.declaration is not None)
-
-    @strawberry.field(metadata=CFL)
-    def commercial_declaration(self, info: Info) -> CommercialDeclaration | None:
-        return self._library_fact(
-            info,
-            lambda facts: (
-                None if facts.declaration is None else CommercialDeclaration.from_row(facts.declaration)
-            ),
-        )
-
-    @strawberry.field(
-        metadata=CFL,
-        description="The library's image of this version, if any (drafts only to their manufacturer).",
+    gbcs_version = _version_fact(lambda row: row.gbcs_version, str | None)
+    listed_on = _version_fact(
+        lambda row: row.date_added, dt.date | None, "The date the CPL lists the version as added."
     )
-    def library_image(self, info: Info) -> LibraryImage | None:
-        return self._library_fact(
-            info, lambda facts: None if facts.image is None else LibraryImage.from_row(facts.image)
-        )
+    cpa_reference = _version_fact(lambda row: row.cpa_reference, str | None)
+    cpa_expiry = _version_fact(lambda row: row.cpa_expiry, dt.date | None)
+    commercial = _library_field(
+        lambda facts: facts.declaration is not None,
+        bool,
+        "Declared commercial by its manufacturer: listed, never distributed (R2).",
+    )
+    commercial_declaration = _library_field(
+        lambda facts: (
+            None if facts.declaration is None else CommercialDeclaration.from_row(facts.declaration)
+        ),
+        CommercialDeclaration | None,
+    )
+    library_image = _library_field(
+        lambda facts: None if facts.image is None else LibraryImage.from_row(facts.image),
+        LibraryImage | None,
+        "The library's image of this version, if any (drafts only to their manufacturer).",
+    )
 
     @strawberry.field(
         metadata=CFL, description="Versions of the same model that may upgrade straight to this one."
@@ -535,6 +546,12 @@ async def _snapshot_id(info: Info) -> int | None:
     return await info.context.loaders.catalogue.snapshot_id()
 
 
+def _asks_total(info: Info) -> bool:
+    """Whether the request asks a connection for its `totalCount`: counting every row the filter matches
+    costs more than the page itself on a large CPL, so it is done only when asked."""
+    return any(selects_any(field.selections, frozenset({"totalCount"})) for field in info.selected_fields)
+
+
 def _empty_connection() -> Any:
     return Connection(
         edges=[],
@@ -560,7 +577,9 @@ class CatalogueQuery:
         if snapshot is None:
             return _empty_connection()  # type: ignore[no-any-return]
         async with info.context.sessions() as session:
-            page = await device_models(session, snapshot, _spec(filter), first, after)
+            page = await device_models(
+                session, snapshot, _spec(filter), first, after, count=_asks_total(info)
+            )
         info.context.loaders.catalogue.prime_models([row for _, row in page.items])
         return connection(page, DeviceModel.of)  # type: ignore[no-any-return]
 
@@ -586,7 +605,9 @@ class CatalogueQuery:
         if snapshot is None:
             return _empty_connection()  # type: ignore[no-any-return]
         async with info.context.sessions() as session:
-            page = await reports.coverage_gaps(session, snapshot, _spec(filter), first, after)
+            page = await reports.coverage_gaps(
+                session, snapshot, _spec(filter), first, after, count=_asks_total(info)
+            )
         return connection(page, CoverageGap.of)  # type: ignore[no-any-return]
 
     @strawberry.field(

@@ -64,7 +64,6 @@ from graphql.language.visitor import Visitor
 from graphql.pyutils import Path, Undefined, is_iterable
 from graphql.type.introspection import TypeNameMetaFieldDef
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.types import ExecutionResult as StrawberryResult
 from strawberry.types.field import StrawberryField
 from strawberry.types.info import Info
 
@@ -105,8 +104,23 @@ class _Bail(Exception):
 class Kind(IntEnum):
     TYPENAME = 0
     BASIC = 1
-    DIRECT = 2
-    GENERAL = 3
+    READ = 2  # its reader first, the direct call when the reader cannot tell
+    DIRECT = 3
+    GENERAL = 4
+
+
+# A field may say how its value is read from the object at hand (its `metadata[READ]`: a function of the
+# object returning the value the resolver would, or UNREAD when only the resolver can tell, such as a
+# fact not loaded with the object). A plan then calls the resolver only for UNREAD.
+READ = "cfl_graph.plans.read"
+
+
+class _Unread:
+    def __repr__(self) -> str:
+        return "UNREAD"
+
+
+UNREAD: Any = _Unread()
 
 
 # --- compiling -------------------------------------------------------------------------------------
@@ -129,6 +143,7 @@ class FieldPlan:
     default_resolver: Callable[[Any, str], Any] | None = None
     strawberry_field: StrawberryField | None = None
     call: Callable[..., Any] | None = None
+    read: Callable[[Any], Any] | None = None
     passes_self: bool = False
     info_name: str | None = None
     source_names: tuple[str, ...] = ()
@@ -207,7 +222,9 @@ class _Compiler:
         elif self.direct_calls and _directly_callable(strawberry_field, field_def):
             resolver = strawberry_field.base_resolver
             assert resolver is not None
-            plan.kind = Kind.DIRECT
+            read = dict(strawberry_field.metadata or {}).get(READ)
+            plan.kind = Kind.DIRECT if read is None else Kind.READ
+            plan.read = read
             plan.call = resolver  # its __call__, exactly as strawberry calls it
             plan.passes_self = resolver.self_parameter is not None
             plan.info_name = None if resolver.info_parameter is None else resolver.info_parameter.name
@@ -504,12 +521,14 @@ class _Run:
         if kind is Kind.BASIC:
             assert plan.default_resolver is not None
             value = plan.default_resolver(source, plan.python_name)
+        elif kind is Kind.READ:
+            assert plan.read is not None
+            value = plan.read(source)
+            if value is UNREAD:
+                value = self.call(plan, source, site or _Site(self, plan, path))
         elif kind is Kind.DIRECT:
-            assert site is not None and plan.call is not None and plan.strawberry_field is not None
-            kwargs: dict[str, Any] = {name: source for name in plan.source_names}
-            if plan.info_name is not None:
-                kwargs[plan.info_name] = _LazyInfo(site, plan.strawberry_field)
-            value = plan.call(source, **kwargs) if plan.passes_self else plan.call(**kwargs)
+            assert site is not None
+            value = self.call(plan, source, site)
         elif kind is Kind.TYPENAME:
             value = plan.parent_type.name
         else:
@@ -519,6 +538,14 @@ class _Run:
         if self.is_awaitable(value):
             return _complete_later(self, plan, value, site)
         return plan.complete(self, value, site)  # type: ignore[arg-type]
+
+    def call(self, plan: FieldPlan, source: Any, site: _Site) -> Any:
+        """The field's resolver, called as strawberry would call it (no arguments to convert)."""
+        assert plan.call is not None and plan.strawberry_field is not None
+        kwargs: dict[str, Any] = {name: source for name in plan.source_names}
+        if plan.info_name is not None:
+            kwargs[plan.info_name] = _LazyInfo(site, plan.strawberry_field)
+        return plan.call(source, **kwargs) if plan.passes_self else plan.call(**kwargs)
 
 
 async def _complete_later(run: _Run, plan: FieldPlan, value: Awaitable[Any], site: _Site | None) -> Any:
@@ -728,4 +755,12 @@ def executor_class(
     )
 
 
-__all__ = ["STATISTICS", "PlanMismatch", "PlanMode", "PlannedExecutor", "StrawberryResult", "executor_class"]
+__all__ = [
+    "READ",
+    "STATISTICS",
+    "UNREAD",
+    "PlanMismatch",
+    "PlanMode",
+    "PlannedExecutor",
+    "executor_class",
+]

@@ -66,9 +66,11 @@ cannot serialise) quote data.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import re
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -101,10 +103,12 @@ from graphql import (
     get_nullable_type,
     is_introspection_type,
     is_list_type,
+    validate,
 )
 from graphql.language import SKIP, VisitorAction
 from graphql.validation import MaxIntrospectionDepthRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import MaskErrors, MaxTokensLimiter, SchemaExtension
+from strawberry.schema.schema import validate_document
 
 from cfl_graph.database import database_unavailable
 from cfl_graph.doors.web import unavailable
@@ -172,14 +176,40 @@ def protection_extensions(
     `user_errors` are further exception types whose message is meant for the client (shown with their
     `code` attribute, if any), for refusals that cannot derive from `UserError`.
     """
+    validated = ValidatedDocuments()  # one per schema, shared by its requests
     return [
         # First in the list, so last to see the result: it masks what every other step produced.
         functools.partial(
             _MaskUnexpectedErrors, (UserError, *user_errors), hide_suggestions=not limits.introspection
         ),
         functools.partial(_TokenLimit, limits.max_tokens),
-        functools.partial(_QueryLimitsExtension, limits, argument_checks or ArgumentChecks()),
+        functools.partial(_QueryLimitsExtension, limits, argument_checks or ArgumentChecks(), validated),
     ]
+
+
+VALIDATED_DOCUMENTS = 2_000  # document texts remembered as valid, per schema
+
+
+class ValidatedDocuments:
+    """The texts of documents that passed every rule reading the document alone (graphql-core's and
+    strawberry's rules, the introspection and `ofType` bounds), most recently used last. Those rules
+    give the same answer for the same text every time, so a document seen valid is checked again only
+    by the rules that read the request's variables: the limits, the arguments, the operation's name."""
+
+    def __init__(self, entries: int = VALIDATED_DOCUMENTS) -> None:
+        self.entries = entries
+        self._known: OrderedDict[str, None] = OrderedDict()
+
+    def passed(self, key: str) -> bool:
+        if key in self._known:
+            self._known.move_to_end(key)
+            return True
+        return False
+
+    def add(self, key: str) -> None:
+        self._known[key] = None
+        while len(self._known) > self.entries:
+            self._known.popitem(last=False)
 
 
 def _limit_error(
@@ -434,9 +464,11 @@ def _shown(value: int) -> str:
 class _QueryLimitsExtension(SchemaExtension):
     """Adds the limits rule for this request: it needs the request's variables to know `first`."""
 
-    def __init__(self, limits: QueryLimits, checks: ArgumentChecks) -> None:
+    def __init__(self, limits: QueryLimits, checks: ArgumentChecks, validated: ValidatedDocuments) -> None:
         self.limits = limits
         self.checks = checks
+        self.validated = validated
+        self.request_rules: tuple[type[ValidationRule], ...] = ()
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
@@ -446,11 +478,28 @@ class _QueryLimitsExtension(SchemaExtension):
         rules.append(_of_type_rule(self.limits.max_of_type_depth))
         # strawberry fills `operation_name` in with the first operation's; only the request's counts here.
         named = getattr(context, "_provided_operation_name", None) is not None
-        rules.append(_request_rule(named, context.variables or {}))
+        request_rules: list[type[ValidationRule]] = [_request_rule(named, context.variables or {})]
         if self.checks.by_type or self.checks.by_name:
-            rules.append(_argument_rule(self.checks, context.variables or {}))
-        rules.append(_query_limits_rule(self.limits, context.variables or {}))
-        context.validation_rules = tuple(rules)
+            request_rules.append(_argument_rule(self.checks, context.variables or {}))
+        request_rules.append(_query_limits_rule(self.limits, context.variables or {}))
+        self.request_rules = tuple(request_rules)
+        context.validation_rules = (*rules, *request_rules)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        """Every rule on a document first seen (as strawberry would run them: in one pass, so the errors
+        come in the same order), remembered if it passed; only the request's rules on one seen valid."""
+        context = self.execution_context
+        document, query = context.graphql_document, context.query
+        if document is not None and query is not None and context.pre_execution_errors is None:
+            key = hashlib.sha256(query.encode()).hexdigest()
+            schema = context.schema._schema
+            if self.validated.passed(key):
+                context.pre_execution_errors = validate(schema, document, self.request_rules)
+            else:
+                context.pre_execution_errors = validate_document(schema, document, context.validation_rules)
+                if not context.pre_execution_errors:
+                    self.validated.add(key)
         yield
 
 
