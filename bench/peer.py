@@ -226,10 +226,19 @@ class OurServer:
 
 # The variants of ours that are measured, each against the same PostGraphile: as deployed (two workers
 # on two cores, the response cache on: a dashboard polling the same page is answered from memory), the
-# same with the cache off (every request executed: the read path itself), and one worker.
+# same with the cache off (every request executed: the read path itself) on two workers and one, the
+# cache off with graphql-core's executor instead of the compiled plans (the reference, issue 17), and
+# one worker with the cache on.
 OUR_SERVERS: tuple[OurServer, ...] = (
     OurServer("ours, 2 workers", workers=2),
     OurServer("ours, 2 workers, cache off", workers=2, env={"CFL_RESPONSE_CACHE_MB": "0"}),
+    OurServer("ours, 1 worker, cache off", workers=1, env={"CFL_RESPONSE_CACHE_MB": "0"}),
+    # The reference executor (graphql-core alone) that the compiled plans replace, for before and after.
+    OurServer(
+        "ours, 2 workers, cache off, plans off",
+        workers=2,
+        env={"CFL_RESPONSE_CACHE_MB": "0", "CFL_GRAPHQL_PLANS": "off"},
+    ),
     OurServer("ours, 1 worker", workers=1),
 )
 
