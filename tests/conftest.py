@@ -206,6 +206,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # pytest-xdist: what a worker measured or missed travels to the controller, which prints it once.
+_plan_counts = [0, 0]  # queries the workers compared plan against graphql-core, and plans answered
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -214,6 +215,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         workeroutput["cfl_figures"] = list(figures.FIGURES)
         workeroutput["cfl_missing"] = list(capabilities.MISSING)
         workeroutput["cfl_postgres"] = list(_postgres_problem)
+        workeroutput["cfl_plans"] = [plans.STATISTICS.compared, plans.STATISTICS.answered]
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -221,11 +223,22 @@ def pytest_testnodedown(node: object, error: object) -> None:
     output = getattr(node, "workeroutput", {})
     figures.FIGURES.extend(output.get("cfl_figures", []))
     capabilities.MISSING.extend(m for m in output.get("cfl_missing", []) if m not in capabilities.MISSING)
+    compared, answered = output.get("cfl_plans", [0, 0])
+    _plan_counts[0] += compared
+    _plan_counts[1] += answered
     if output.get("cfl_postgres") and not _postgres_problem:
         _postgres_problem.extend(output["cfl_postgres"])
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    compared = _plan_counts[0] + plans.STATISTICS.compared  # the workers', or this process's own
+    if compared:
+        answered = _plan_counts[1] + plans.STATISTICS.answered
+        figures.FIGURES.append(
+            f"plans checked against graphql-core: {compared:,} queries of the suite answered both ways, "
+            f"byte for byte the same ({answered:,} answered by a plan in all; servers the suite started "
+            "checked theirs too, uncounted here)"
+        )
     if figures.FIGURES:
         terminalreporter.write_sep("-", "figures measured")
         for line in figures.FIGURES:

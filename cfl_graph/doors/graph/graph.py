@@ -147,6 +147,9 @@ class _LibraryFacts:
     declaration: DeclarationRow | None
 
 
+_NOTHING = _LibraryFacts(image=None, declaration=None)  # the library holds nothing for the version
+
+
 # --- entities ------------------------------------------------------------------------------------
 
 
@@ -254,14 +257,20 @@ class DeviceModel(Node):
             loaders.images_by_model.load(self.key),
             loaders.declarations_by_model.load(self.key),
         )
-        image_of = {VersionKey.of(image): image for image in images}
-        declared = {VersionKey.of(declaration): declaration for declaration in declarations}
-        return [
-            CertifiedFirmware.of(
-                row, library=_LibraryFacts(image_of.get(VersionKey.of(row)), declared.get(VersionKey.of(row)))
+        # Most versions have neither an image nor a declaration: a model's versions are matched by their
+        # firmware version alone (the rest of the key is the model's).
+        image_of = {image.firmware_version: image for image in images}
+        declared = {declaration.firmware_version: declaration for declaration in declarations}
+        versions = []
+        for row in rows:
+            version = row.firmware_version
+            facts = (
+                _LibraryFacts(image_of.get(version), declared.get(version))
+                if image_of or declared
+                else _NOTHING
             )
-            for row in rows
-        ]
+            versions.append(CertifiedFirmware.of(row, library=facts))
+        return versions
 
     @strawberry.field(
         metadata=CFL, description="Its images in the library (drafts only to their manufacturer)."
