@@ -384,8 +384,8 @@ def _ignores_info(is_type_of: Callable[..., Any]) -> bool:
 
 
 def _abstract(type_: GraphQLAbstractType, details: list[FieldDetails], compiler: _Compiler) -> Complete:
-    """Per runtime type, a plan compiled on first sight (while the compiler's request runs) or, once the
-    plan is cached, never: a runtime type the plan has not seen makes the reference answer."""
+    """An interface or union: the selection compiled for each of its possible types with the rest of the
+    plan; a runtime type outside them (or one resolved asynchronously) makes the reference answer."""
     by_type: dict[str, Complete] = {}
     schema = compiler.executor.schema
     for possible in schema.get_possible_types(type_):
