@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import strawberry
 from graphql import (
     GraphQLEnumType,
     GraphQLInputObjectType,
@@ -32,7 +33,14 @@ from strawberry import Schema
 from cfl_graph.database import Database
 from cfl_graph.doors.graph import Graph, build_schema
 from cfl_graph.doors.graph.context import Context
-from cfl_graph.doors.graph.plans import STATISTICS, PlanMode, executor_class
+from cfl_graph.doors.graph.plans import (
+    READ,
+    STATISTICS,
+    PlanMismatch,
+    PlanMode,
+    executor_class,
+    without_comparison,
+)
 from cfl_graph.keys import VersionKey
 from cfl_graph.loaders import Loaders
 from tests.fixtures import figures
@@ -370,3 +378,44 @@ def test_the_suite_compares_every_query_it_sends() -> None:
     """The suite's own switch: every schema built with plans on checks them against graphql-core."""
     schema = build_schema()
     assert getattr(schema.execution_context_class, "mode", None) is PlanMode.CHECK
+
+
+def _read_wrongly(thing: object) -> str:
+    return "as the plan reads it"
+
+
+def _resolve_rightly() -> str:
+    return "as the resolver says"
+
+
+WRONG_READER: dict[str, object] = {READ: _read_wrongly}
+
+
+@strawberry.type
+class Thing:
+    """A field whose declared reader disagrees with its resolver: the bug a plan could have."""
+
+    fact: str = strawberry.field(resolver=_resolve_rightly, metadata=WRONG_READER)
+
+
+@strawberry.type
+class ThingQuery:
+    @strawberry.field
+    def thing(self) -> Thing:
+        return Thing()
+
+
+def _disagreeing_schema() -> Schema:
+    schema = Schema(query=ThingQuery)
+    schema.execution_context_class = executor_class(PlanMode.CHECK)
+    return schema
+
+
+async def test_check_mode_fails_a_request_whose_plan_answers_differently() -> None:
+    schema = _disagreeing_schema()
+    checked = await schema.execute("{ thing { fact } }")
+    assert checked.data is None
+    assert checked.errors and isinstance(checked.errors[0].original_error, PlanMismatch)
+    with without_comparison():  # the plan alone, as in production: its own (wrong) reading
+        result = await schema.execute("{ thing { fact } }")
+    assert result.data == {"thing": {"fact": "as the plan reads it"}}
