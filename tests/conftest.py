@@ -29,8 +29,9 @@ POSTGRES_ADMIN_DSN = os.environ.get("CFL_TEST_POSTGRES_DSN", "postgresql://postg
 REQUIRE_POSTGRES = capabilities.REQUIRED  # CI=true or CFL_TEST_REQUIRE_POSTGRES=1
 _postgres_problem: list[str] = []
 
-# The moto S3 server and its stores, for the blob store and image tests.
-pytest_plugins = ["tests.fixtures.s3_server"]
+# The moto S3 server and its stores, for the blob store and image tests; the machine's Redis under a
+# prefix per test.
+pytest_plugins = ["tests.fixtures.s3_server", "tests.fixtures.shared_redis"]
 
 
 async def _admin(sql: str) -> None:
