@@ -55,9 +55,11 @@ DOWNLOAD_BYTES = Counter("cfl_download_bytes", "Image bytes sent by downloads")
 RATE_LIMITED = Counter(
     "cfl_rate_limit_refusals", "Requests refused 429, by what was counted (token or address)", ["per"]
 )
+# Labelled, so that a node without Redis shows no sample rather than a 0 (`use` is always "shared_state").
 REDIS_UP = Gauge(
     "cfl_redis_up",
     "1 while every live worker reaches the shared Redis, 0 if one cannot (absent without CFL_REDIS_URL)",
+    ["use"],
     multiprocess_mode="livemin",
 )
 REDIS_ERRORS = Counter(

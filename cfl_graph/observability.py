@@ -10,8 +10,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cfl_graph.access.tokens import redact
 
 
 @dataclass
@@ -50,3 +54,30 @@ class RequestIdFilter(logging.Filter):
         if not hasattr(record, "request_id"):
             record.request_id = facts.request_id if facts is not None else "-"
         return True
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
+
+
+class JsonLines(JsonFormatter):
+    """One JSON object a record: time, level, logger, message, the request's id and whatever the record
+    carries (a request line's party, route, status, duration...); a traceback as `exc_info`. Every
+    string is passed through the token redaction, wherever in the record a token might have got to."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],  # uvicorn's coloured copy of the message
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
+        )
+
+    def process_log_record(self, log_record: dict[str, Any]) -> dict[str, Any]:
+        return {key: _redacted(value) for key, value in log_record.items()}

@@ -97,7 +97,7 @@ class SharedState:
         self._skip_until = 0.0
         self._last_note = -math.inf
         self._down_since: float | None = None
-        metrics.REDIS_UP.set(1)
+        metrics.REDIS_UP.labels(use="shared_state").set(1)
 
     @classmethod
     def connect(cls, url: str, prefix: str) -> SharedState:
@@ -178,7 +178,7 @@ class SharedState:
     def _failed(self, exc: Exception, now: float) -> None:
         self._skip_until = now + RETRY_SECONDS
         metrics.REDIS_ERRORS.inc()
-        metrics.REDIS_UP.set(0)
+        metrics.REDIS_UP.labels(use="shared_state").set(0)
         if self._down_since is None:
             self._down_since = now
         if now - self._last_note >= LOG_EVERY_SECONDS:
@@ -198,7 +198,7 @@ class SharedState:
             )
             self._down_since = None
             self._last_note = -math.inf
-            metrics.REDIS_UP.set(1)
+            metrics.REDIS_UP.labels(use="shared_state").set(1)
 
 
 def shared_state_for(url: str | None, prefix: str) -> SharedState | None:

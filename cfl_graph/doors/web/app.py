@@ -185,7 +185,7 @@ def create_app(
     cors = [Middleware(CorsMiddleware, origins=settings.cors_origins)] if settings.cors_origins else []
     # Every request is observed (its id, its log line, its metrics); /metrics is answered before sign-in.
     middleware = [
-        Middleware(ObservationMiddleware),
+        Middleware(ObservationMiddleware, routes=routes),
         Middleware(SecurityHeadersMiddleware),
         Middleware(
             MetricsEndpoint, token=settings.metrics_token, database=database, metrics_dir=settings.metrics_dir
@@ -235,9 +235,7 @@ def from_environment() -> Starlette:
     """The app of one of several workers (`cfl-graph serve --workers N`), built from the environment
     the command was given; nothing but the database and the blob store is shared between workers."""
     settings = from_env()
-    logging.basicConfig(
-        level=settings.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # uvicorn has configured logging in the worker already (cfl_graph.doors.web.serving.logging_config).
     application = create_app(settings)
     tune_collector()
     return application

@@ -17,10 +17,11 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from starlette.datastructures import Headers
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfl_graph import metrics
@@ -35,9 +36,12 @@ METRICS_PATH = "/metrics"
 EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def route_of(scope: Scope) -> str:
-    """The template of the route that answered (`/api/v1/images/{image_id}`), bounded in kind."""
+def route_of(scope: Scope, routes: Sequence[BaseRoute] = ()) -> str:
+    """The template of the route that answered (`/api/v1/images/{image_id}`), bounded in kind; for an
+    answer given before routing (a 401, a 429), the route the request was for."""
     route = scope.get("route")
+    if route is None:
+        route = next((r for r in routes if r.matches(scope)[0] is not Match.NONE), None)
     if isinstance(route, Route):
         return route.path
     if isinstance(route, Mount):
@@ -46,8 +50,9 @@ def route_of(scope: Scope) -> str:
 
 
 class ObservationMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,7 +79,7 @@ class ObservationMiddleware:
         try:
             await self.app(scope, receive, observed_send)
         except Exception:
-            log.exception("%s %s failed unexpectedly", scope["method"], route_of(scope))
+            log.exception("%s %s failed unexpectedly", scope["method"], route_of(scope, self.routes))
             status = 500
             raise
         finally:
@@ -84,7 +89,7 @@ class ObservationMiddleware:
     def _record(
         self, scope: Scope, facts: RequestFacts, status: int, seconds: float, body_bytes: int
     ) -> None:
-        route = route_of(scope)
+        route = route_of(scope, self.routes)
         method = scope["method"]
         metrics.REQUESTS.labels(method=method, route=route, status=str(status)).inc()
         metrics.LATENCY.labels(route=route).observe(seconds)
@@ -94,7 +99,7 @@ class ObservationMiddleware:
             metrics.DOWNLOAD_BYTES.inc(body_bytes)
         principal = principal_of(scope)
         level = logging.INFO
-        if status in (429, 503):
+        if status in (429, 503) or facts.error_references:  # the masked error itself is logged at ERROR
             level = logging.WARNING
         elif status >= 500:
             level = logging.ERROR
