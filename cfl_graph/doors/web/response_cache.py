@@ -9,11 +9,12 @@ date when days are counted. A new snapshot or publication changes the state ever
 a request sees the newer state. Nothing is shared between workers but the database the state comes
 from, so any number of workers agree.
 
-With CFL_REDIS_URL set (issue 18) the answers and the persisted queries live in Redis instead, shared by
+With CFL_REDIS_URL set (issue 18) the answers and the persisted queries are also kept in Redis, shared by
 every worker of every node under the same keys, answers compressed, both bounded (least recently used
-out first) and given a time to live (`cfl_graph.shared_state`). While Redis is away, a lookup misses
-and nothing is kept: the service answers as if the cache were off. One computation per key at a time
-is still per worker.
+out first) and given a time to live (`cfl_graph.shared_state`). Each worker still keeps the answers it
+has given or fetched in its memory, in front of Redis: a hit there costs no round trip. While Redis is
+away, a lookup finds only the worker's own answers. One computation per key at a time is still per
+worker.
 """
 
 from __future__ import annotations
@@ -147,27 +148,29 @@ class ResponseCache:
         self._answers.put(key, body)
 
     async def lookup(self, key: AnswerKey) -> bytes | None:
-        """The kept answer, from Redis when shared, else from this worker's memory."""
-        if self.shared is None:
-            body = self.get(key)
-        else:
+        """The kept answer: from this worker's memory, else (when shared) from Redis, then kept in memory
+        too. A key names the state its answer was read at, so a copy in memory is never staler than
+        Redis's; it only saves the round trip and the decompression."""
+        body = self._answers.get(key)
+        if body is None and self.shared is not None:
             packed = await self.shared.get("answer", key.digest())
-            body = zlib.decompress(packed) if packed is not None else None
-            if body is None:
-                self.misses += 1
-            else:
-                self.hits += 1
+            if packed is not None:
+                body = zlib.decompress(packed)
+                self._answers.put(key, body)
+        if body is None:
+            self.misses += 1
+        else:
+            self.hits += 1
         metrics.CACHE.labels(cache="answers", result="miss" if body is None else "hit").inc()
         return body
 
     async def keep(self, key: AnswerKey, body: bytes) -> None:
-        if self.shared is None:
-            self.put(key, body)
-            return
-        packed = zlib.compress(body, COMPRESSION_LEVEL)
-        await self.shared.put(
-            "answer", key.digest(), packed, max_bytes=self.max_bytes, ttl_seconds=ANSWER_TTL_SECONDS
-        )
+        self.put(key, body)
+        if self.shared is not None:
+            packed = zlib.compress(body, COMPRESSION_LEVEL)
+            await self.shared.put(
+                "answer", key.digest(), packed, max_bytes=self.max_bytes, ttl_seconds=ANSWER_TTL_SECONDS
+            )
 
     async def once(self, key: AnswerKey, compute: Callable[[], Awaitable[T]]) -> T:
         """`compute()`, unless it is already running for `key`: then that run's result. The run is
