@@ -81,3 +81,13 @@ class JsonLines(JsonFormatter):
 
     def process_log_record(self, log_record: dict[str, Any]) -> dict[str, Any]:
         return {key: _redacted(value) for key, value in log_record.items()}
+
+
+class PlainLines(logging.Formatter):
+    """`time LEVEL logger: message` a line, with any API token redacted from the line (and its traceback)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from cfl_graph import migrate
 from cfl_graph.database import Database, database_unavailable
 from cfl_graph.identifiers import InvalidValue
-from cfl_graph.observability import JsonLines, RequestIdFilter
+from cfl_graph.observability import JsonLines, PlainLines, RequestIdFilter
 from cfl_graph.row_ids import MAX_ROW_ID, row_id
 from cfl_graph.settings import Settings, SettingsError, from_env
 
@@ -46,7 +46,7 @@ def configure_logging(settings: Settings, default_level: str) -> None:
     if settings.log_format == "json":
         handler.setFormatter(JsonLines())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(PlainLines())
     logging.basicConfig(level=settings.log_level or default_level, handlers=[handler])
 
 

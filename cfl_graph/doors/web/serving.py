@@ -299,7 +299,7 @@ def logging_config(level: str, log_format: str = "plain") -> dict[str, Any]:
         "secrets": {"()": "cfl_graph.doors.web.serving.AccessLogSecrets"},
         "request_id": {"()": "cfl_graph.observability.RequestIdFilter"},
     }
-    config["formatters"]["plain"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    config["formatters"]["plain"] = {"()": "cfl_graph.observability.PlainLines"}
     config["formatters"]["json"] = {"()": "cfl_graph.observability.JsonLines"}
     config["handlers"]["default"]["filters"] = ["request_id", "repeats"]
     # The access log is the record of requests answered, each its own line: only redacted, never thinned.
