@@ -259,3 +259,37 @@ async def _killing_a_mid_upload_loses_nothing(
         f"kill -9 of node A ({len(killed)} processes) mid-upload: nothing recorded or stored, "
         f"B answered {b_answers[200]} of {sum(b_answers.values())} requests meanwhile, the upload then succeeded on B"
     )
+
+
+@pytest.mark.timeout(120)
+async def test_behind_a_balancer_each_client_address_is_counted_apart(
+    db: Database, tmp_path: Path, redis_space: RedisSpace
+) -> None:
+    """Shared through Redis, the limits on anonymous requests are one count for every node: they must
+    count the client's address the balancer forwards (uvicorn believes X-Forwarded-For from loopback, and from
+    FORWARDED_ALLOW_IPS), not the balancer's own, or every client would share one bucket."""
+    env = server_env(
+        db.url,
+        tmp_path / "blobs",
+        tmp_path / "work",
+        CFL_REDIS_URL=redis_space.url,
+        CFL_REDIS_PREFIX=redis_space.prefix,
+        CFL_RATE_LIMIT_PER_MINUTE="10",  # an anonymous request counts by its address at the token rate
+    )
+    server = ServerProcess(env, tmp_path / "server.log")
+    await server.start()  # its own /healthz asks count for 127.0.0.1, not for the addresses below
+    try:
+        async with httpx2.AsyncClient(base_url=server.base, timeout=30) as http:
+            first = [
+                (await http.get("/healthz", headers={"X-Forwarded-For": "203.0.113.7"})).status_code
+                for _ in range(11)
+            ]
+            other = await http.get("/healthz", headers={"X-Forwarded-For": "203.0.113.8"})
+    finally:
+        server.stop()
+    assert first == [200] * 10 + [429]
+    assert other.status_code == 200
+    keys = {key.decode() for key in await redis_space.keys()}
+    assert {
+        f"{redis_space.prefix}rate:{limit}-auth:address:203.0.113.7" for limit in ("before", "after")
+    } <= keys
