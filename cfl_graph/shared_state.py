@@ -150,7 +150,8 @@ class SharedState:
         """Whether Redis answers now (tried even while calls are being skipped: readiness asks)."""
         try:
             await self.client.ping()
-        except (RedisError, OSError):
+        except (RedisError, OSError) as exc:
+            self._failed(exc, time.monotonic())  # a worker answering from memory may not have noticed
             return False
         self._recovered()
         return True

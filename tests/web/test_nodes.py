@@ -8,7 +8,11 @@ while the other answers throughout."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import shutil
+import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -16,6 +20,9 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
 from cfl_graph.audit import verify_chain
@@ -23,15 +30,17 @@ from cfl_graph.blobs import Staging
 from cfl_graph.blobs.s3 import S3BlobStore
 from cfl_graph.database import Database
 from cfl_graph.tables import CplSyncRun, LibraryImage
+from tests.fixtures import capabilities
 from tests.fixtures.cpl_files import write_csv
 from tests.fixtures.figures import report
 from tests.fixtures.library import CPL, GOOD_NOTES, OWN_A1, OWN_A2, World, make_world
 from tests.fixtures.s3_server import BUCKET, PREFIX, empty_bucket, s3_client
-from tests.fixtures.server import ServerProcess, server_env
+from tests.fixtures.server import ServerProcess, free_port, server_env
 from tests.fixtures.shared_redis import RedisSpace
 
 pytestmark = pytest.mark.postgres
 
+METRICS_TOKEN = "metrics-token-for-tests-0123456789"
 RATE = 30  # a minute per token (300 per address), between both nodes
 MODEL = """query Model { deviceModel(manufacturerId: "10B2", modelId: "0001", hardwareVersion: "0100") {
   modelName certifiedFirmware { firmwareVersion libraryImage { imageId state } } } }"""
@@ -293,3 +302,100 @@ async def test_behind_a_balancer_each_client_address_is_counted_apart(
     assert {
         f"{redis_space.prefix}rate:{limit}-auth:address:203.0.113.7" for limit in ("before", "after")
     } <= keys
+
+
+def _redis_server(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """A Redis of this test's own (the machine's is shared and must not be stopped), keeping nothing."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def _redis_answers(url: str) -> None:
+    client = Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(RedisError, OSError):
+                if await client.ping():
+                    return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the test's Redis did not start")
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.timeout(180)
+async def test_redis_going_away_and_coming_back_is_never_a_failure(db: Database, tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        capabilities.missing("redis-server is not installed (Debian's redis-server package)")
+    world = await make_world(db, tmp_path)
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    redis = _redis_server(port, tmp_path / "redis.log")
+    await _redis_answers(url)
+    env = server_env(
+        db.url,
+        tmp_path / "blobs",
+        tmp_path / "work",
+        CFL_REDIS_URL=url,
+        CFL_METRICS_TOKEN=METRICS_TOKEN,
+        CFL_RATE_LIMIT_PER_MINUTE="0",
+    )
+    server = ServerProcess(env, tmp_path / "server.log", workers=2)
+    await server.start()
+    asked = 0
+
+    async def ask_all(times: int) -> Counter[int]:
+        """`times` questions never asked before, so that each worker looks for its answer in Redis."""
+        nonlocal asked
+        statuses = Counter[int]()
+        for _ in range(times):
+            asked += 1
+            query: dict[str, object] = {"query": f"{{ cplSnapshot {{ id rowCount }} }} # question {asked}"}
+            statuses[(await post(server.base, world.tokens.supplier, query)).status_code] += 1
+        return statuses
+
+    async def redis_up() -> float:
+        async with httpx2.AsyncClient(base_url=server.base, timeout=30) as http:
+            scraped = await http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        found = [
+            sample.value
+            for family in text_string_to_metric_families(scraped.text)
+            for sample in family.samples
+            if sample.name == "cfl_redis_up"
+        ]
+        assert len(found) == 1, found  # one value for the node: the least of its live workers'
+        return found[0]
+
+    try:
+        before = await ask_all(6)
+        up_before = await redis_up()
+        redis.send_signal(signal.SIGKILL)
+        redis.wait(timeout=10)
+        away = await ask_all(12)
+        up_away = await redis_up()
+        async with httpx2.AsyncClient(base_url=server.base, timeout=30) as http:
+            ready = (await http.get("/readyz")).json()
+        redis = _redis_server(port, tmp_path / "redis.log")
+        await _redis_answers(url)
+        await asyncio.sleep(2.5)  # past the 2 s in which a worker leaves a failed Redis alone
+        back = await ask_all(12)
+        up_back = await redis_up()
+    finally:
+        server.stop()
+        redis.send_signal(signal.SIGKILL)
+        redis.wait(timeout=10)
+    assert before == {200: 6} and away == {200: 12} and back == {200: 12}, (before, away, back)
+    assert (up_before, up_away, up_back) == (1, 0, 1)
+    assert ready["redis"] == "unreachable" and ready["status"] == "degraded"
+    log = (tmp_path / "server.log").read_text()
+    gone = log.count("Redis unavailable")
+    assert 1 <= gone <= 2, log[-3000:]  # once per worker that noticed, not once per request
+    assert "Redis is back" in log
+    assert url not in log
+    report(
+        f"Redis killed under a serve of 2 workers: 12 of 12 answered while it was away, {gone} log line(s)"
+    )
