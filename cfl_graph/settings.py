@@ -7,6 +7,7 @@ CLI build a `Settings` and pass it down.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,20 @@ class Settings:
     # Origins (`https://dashboard.example.org`) whose pages may call `/graphql` and the downloads with a
     # bearer token (cfl_graph/doors/web/cors.py); empty: no CORS headers at all.
     cors_origins: tuple[str, ...] = ()
+    # Several nodes (issue 18): the Redis holding the rate limits, the answers and the persisted queries
+    # they share (cfl_graph/shared_state.py), and the prefix of every key written there; None: each
+    # worker keeps its own, in memory, as a single node does.
+    redis_url: str | None = None
+    redis_prefix: str = "cfl:"
+    # The bearer token Prometheus presents at /metrics; None: /metrics is not served.
+    metrics_token: str | None = None
+    # Where the workers of one `serve` write their metrics for each other (prometheus-client's
+    # multiprocess mode, PROMETHEUS_MULTIPROC_DIR); None: one process, metrics in memory.
+    metrics_dir: Path | None = None
+    # `plain` (one line of text per record) or `json` (one JSON object per record).
+    log_format: str = "plain"
+    # Seconds `serve` lets in-flight requests and uploads finish after SIGTERM before it stops anyway.
+    shutdown_timeout: float = 30.0
 
     @property
     def signing_key_file(self) -> Path:
@@ -203,6 +218,46 @@ def _origins(name: str, raw: str) -> tuple[str, ...]:
     return tuple(origins)
 
 
+def _redis_url(name: str, raw: str) -> str:
+    """A redis://, rediss:// or unix:// URL; a refusal never repeats the password it may carry."""
+    value = raw.strip()
+    raw = re.sub(r"//[^/@]*@", "//[hidden]@", raw)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises on a port that is not a number in range
+    except ValueError:
+        raise SettingsError(name, raw, "not a URL") from None
+    if parts.scheme not in ("redis", "rediss", "unix") or (parts.scheme != "unix" and not parts.hostname):
+        raise SettingsError(name, raw, "expected redis://host[:port][/db], rediss://... or unix:///path")
+    database = parts.path.strip("/")
+    if parts.scheme != "unix" and database and not (database.isascii() and database.isdigit()):
+        raise SettingsError(name, raw, "the path of a redis:// URL is a database number (/0 to /15)")
+    return value
+
+
+def _redis_prefix(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value or len(value) > 64 or not value.isascii() or not value.isprintable() or " " in value:
+        raise SettingsError(name, raw, "1 to 64 printable ASCII characters without spaces, like `cfl:`")
+    return value
+
+
+def _secret(name: str, raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if len(value) < 16 or not value.isascii() or not value.isprintable() or " " in value:
+        raise SettingsError(name, "[hidden]", "at least 16 printable ASCII characters without spaces")
+    return value
+
+
+def _log_format(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("plain", "json"):
+        raise SettingsError(name, raw, "expected plain or json")
+    return value
+
+
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from `CFL_*` variables; unset variables keep the documented defaults."""
     env = os.environ if environ is None else environ
@@ -255,4 +310,16 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         values["public_base_url"] = _public_base_url("CFL_PUBLIC_BASE_URL", raw)
     if (raw := env.get("CFL_CORS_ORIGINS")) is not None:
         values["cors_origins"] = _origins("CFL_CORS_ORIGINS", raw)
+    if (raw := env.get("CFL_REDIS_URL")) is not None and raw.strip():
+        values["redis_url"] = _redis_url("CFL_REDIS_URL", raw)
+    if (raw := env.get("CFL_REDIS_PREFIX")) is not None:
+        values["redis_prefix"] = _redis_prefix("CFL_REDIS_PREFIX", raw)
+    if (raw := env.get("CFL_METRICS_TOKEN")) is not None:
+        values["metrics_token"] = _secret("CFL_METRICS_TOKEN", raw)
+    if (raw := env.get("PROMETHEUS_MULTIPROC_DIR")) is not None and raw.strip():
+        values["metrics_dir"] = Path(raw.strip())
+    if (raw := env.get("CFL_LOG_FORMAT")) is not None:
+        values["log_format"] = _log_format("CFL_LOG_FORMAT", raw)
+    if (raw := env.get("CFL_SHUTDOWN_TIMEOUT")) is not None:
+        values["shutdown_timeout"] = _positive_float("CFL_SHUTDOWN_TIMEOUT", raw)
     return Settings(**values)  # type: ignore[arg-type]

@@ -8,7 +8,8 @@
 // CFL_GATEWAY_TOKEN is the token the gateway itself shows when it fetches each subgraph's SDL
 // (`_service { sdl }`): the subgraphs answer nobody without one. Every client request is forwarded with
 // the client's own Authorization header and never with that token, so the subgraphs decide what each
-// client may see. --port N (or CFL_GATEWAY_PORT) picks the loopback port; by default a free one.
+// client may see. --port N (or CFL_GATEWAY_PORT) picks the port, by default a free one, on loopback
+// unless CFL_GATEWAY_HOST names another address (0.0.0.0 in a container: deploy/compose.yaml).
 // CFL_GATEWAY_APQ=1 makes it send automatic persisted queries to the subgraphs (a hash first, the
 // text only when a subgraph does not know it yet), as Apollo's data sources can.
 //
@@ -108,7 +109,7 @@ const server = new ApolloServer({
 let url;
 try {
   ({ url } = await startStandaloneServer(server, {
-    listen: { host: '127.0.0.1', port },
+    listen: { host: process.env.CFL_GATEWAY_HOST ?? '127.0.0.1', port },
     // The gateway answers `__typename` and introspection itself: without this check an anonymous
     // client would read the composed schema that the subgraphs show only to a token.
     context: async ({ req }) => {

@@ -44,8 +44,9 @@ def _checking_executor_class(mode: plans.PlanMode, **options: bool) -> type:
 
 graph_schemas.executor_class = _checking_executor_class  # type: ignore[attr-defined]
 
-# The moto S3 server and its stores, for the blob store and image tests.
-pytest_plugins = ["tests.fixtures.s3_server"]
+# The moto S3 server and its stores, for the blob store and image tests; the machine's Redis under a
+# prefix per test.
+pytest_plugins = ["tests.fixtures.s3_server", "tests.fixtures.shared_redis"]
 
 
 async def _admin(sql: str) -> None:

@@ -110,3 +110,47 @@ def test_a_bad_public_base_url_is_refused_naming_the_variable(raw: str) -> None:
     with pytest.raises(SettingsError) as refused:
         from_env({"CFL_PUBLIC_BASE_URL": raw})
     assert refused.value.name == "CFL_PUBLIC_BASE_URL"
+
+
+def test_the_settings_of_several_machines_are_read() -> None:
+    settings = from_env(
+        {
+            "CFL_REDIS_URL": "redis://:pw@redis.internal:6380/2",
+            "CFL_REDIS_PREFIX": "cfl-prod:",
+            "CFL_METRICS_TOKEN": "scrape-me-0123456789",
+            "PROMETHEUS_MULTIPROC_DIR": "/run/cfl-metrics",
+            "CFL_LOG_FORMAT": "JSON",
+            "CFL_SHUTDOWN_TIMEOUT": "45",
+        }
+    )
+    assert settings.redis_url == "redis://:pw@redis.internal:6380/2"
+    assert settings.redis_prefix == "cfl-prod:"
+    assert settings.metrics_token == "scrape-me-0123456789"
+    assert settings.metrics_dir == Path("/run/cfl-metrics")
+    assert (settings.log_format, settings.shutdown_timeout) == ("json", 45.0)
+    # Empty means unset: no Redis, no /metrics.
+    empty = from_env({"CFL_REDIS_URL": " ", "CFL_METRICS_TOKEN": ""})
+    assert (empty.redis_url, empty.metrics_token) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "reason"),
+    [
+        ("CFL_REDIS_URL", "http://redis:6379", "expected redis://"),
+        ("CFL_REDIS_URL", "redis://:hunter2secret@redis:6379/db", "database number"),
+        ("CFL_REDIS_URL", "redis://redis:99999", "not a URL"),
+        ("CFL_REDIS_PREFIX", "", "printable ASCII"),
+        ("CFL_REDIS_PREFIX", "a b", "printable ASCII"),
+        ("CFL_METRICS_TOKEN", "short", "at least 16"),
+        ("CFL_LOG_FORMAT", "yaml", "expected plain or json"),
+        ("CFL_SHUTDOWN_TIMEOUT", "0", "must be positive"),
+    ],
+)
+def test_bad_values_of_several_machines_are_refused(variable: str, value: str, reason: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        from_env({variable: value})
+    assert refused.value.name == variable and reason in str(refused.value)
+    # A password in the Redis URL, or the metrics token, is never repeated in the refusal.
+    assert "hunter2secret" not in str(refused.value)
+    if variable == "CFL_METRICS_TOKEN":
+        assert str(refused.value).startswith("CFL_METRICS_TOKEN='[hidden]'")

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from cfl_graph import migrate
 from cfl_graph.database import Database, database_unavailable
 from cfl_graph.identifiers import InvalidValue
+from cfl_graph.observability import JsonLines, PlainLines, RequestIdFilter
 from cfl_graph.row_ids import MAX_ROW_ID, row_id
 from cfl_graph.settings import Settings, SettingsError, from_env
 
@@ -34,11 +35,19 @@ def settings_from_env(default_log_level: str = "WARNING") -> Settings:
     except SettingsError as exc:
         err.print(f"configuration error: {exc}", markup=False, highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
-    logging.basicConfig(
-        level=settings.log_level or default_log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings, default_log_level)
     return settings
+
+
+def configure_logging(settings: Settings, default_level: str) -> None:
+    """The root logger in the format asked for (CFL_LOG_FORMAT), each record with its request's id."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    if settings.log_format == "json":
+        handler.setFormatter(JsonLines())
+    else:
+        handler.setFormatter(PlainLines())
+    logging.basicConfig(level=settings.log_level or default_level, handlers=[handler])
 
 
 class SchemaMissing(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import Annotated, Any
 
 import typer
@@ -34,6 +35,9 @@ def serve(
         with_db(settings, lambda db: _prepare_demo(settings, db), needs_schema=False)
     else:
         with_db(settings, require_schema, needs_schema=False)
+    metrics_settings = serving.prepare_metrics(settings, workers)
+    made_metrics_dir = settings.metrics_dir is None and metrics_settings.metrics_dir is not None
+    settings = metrics_settings
     out.print(f"serving on http://{host}:{port}/ (GraphQL at /graphql) with {workers} worker(s)")
     # Each of several workers builds its own app from the same environment
     # (cfl_graph.doors.web.app:from_environment).
@@ -41,7 +45,12 @@ def serve(
     if workers == 1:
         tune_collector()
         app = create_app(settings)
-    if not serving.serve(app, settings, host=host, port=port, workers=workers, log_level=log_level):
+    try:
+        started = serving.serve(app, settings, host=host, port=port, workers=workers, log_level=log_level)
+    finally:
+        if made_metrics_dir and settings.metrics_dir is not None:
+            shutil.rmtree(settings.metrics_dir, ignore_errors=True)
+    if not started:
         raise typer.Exit(EXIT_FAILED)
 
 

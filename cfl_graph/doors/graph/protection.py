@@ -112,6 +112,7 @@ from strawberry.schema.schema import validate_document
 
 from cfl_graph.database import database_unavailable
 from cfl_graph.doors.web import unavailable
+from cfl_graph.observability import note_error_reference
 
 __all__ = [
     "ArgumentChecks",
@@ -515,6 +516,7 @@ def _query_limits_rule(limits: QueryLimits, variables: Mapping[str, Any]) -> typ
                 # during validation as they are), nor let the document through.
                 reference = uuid.uuid4().hex
                 log.error("query limits check failed (reference %s)", reference, exc_info=exc)
+                note_error_reference(reference)
                 self.report_error(
                     _limit_error(f"Internal server error (reference {reference})", "INTERNAL_ERROR")
                 )
@@ -931,6 +933,7 @@ class _MaskUnexpectedErrors(MaskErrors):
             reference,
             exc_info=original,
         )
+        note_error_reference(reference)
         return GraphQLError(
             f"Internal server error (reference {reference})",
             error.nodes,

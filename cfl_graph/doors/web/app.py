@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from cfl_graph import migrate
+from cfl_graph import metrics, migrate
 from cfl_graph.blobs import BlobStore, blob_store_for
 from cfl_graph.database import Database
 from cfl_graph.doors.graph import Graph
@@ -30,13 +30,17 @@ from cfl_graph.doors.web.graphql import GraphQLView
 from cfl_graph.doors.web.graphql_http import CLIENT_PATH, subgraph_path
 from cfl_graph.doors.web.limits import BodySizeLimitMiddleware, ClientGoneMiddleware, RateLimitMiddleware
 from cfl_graph.doors.web.middleware import AuthenticationMiddleware, SecurityHeadersMiddleware
+from cfl_graph.doors.web.observation import MetricsEndpoint, ObservationMiddleware
 from cfl_graph.doors.web.reports import report_routes
 from cfl_graph.doors.web.response_cache import PersistedQueries, ResponseCache
 from cfl_graph.doors.web.services import Services
 from cfl_graph.doors.web.unavailable import DatabaseUnavailableMiddleware
+from cfl_graph.identifiers import Sha256Hex
 from cfl_graph.images.library import ImageLibrary
+from cfl_graph.observability import count_statements
 from cfl_graph.scheduler import run_scheduled_sync
 from cfl_graph.settings import Settings, from_env
+from cfl_graph.shared_state import SharedState, shared_state_for
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -64,15 +68,28 @@ GRAPHQL_CONCURRENCY = 8
 UPLOAD_ENVELOPE_BYTES = 1024 * 1024
 
 
+# A digest no blob has: asking the store for its size proves the store answers (readiness).
+NO_BLOB = Sha256Hex("0" * 64)
+
+
 def create_app(
-    settings: Settings, *, db: Database | None = None, store: BlobStore | None = None
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    store: BlobStore | None = None,
+    shared: SharedState | None = None,
 ) -> Starlette:
     database = db or Database.connect(settings.database_url)
+    count_statements(database.engine)
     blobs = store or blob_store_for(settings)
     library = ImageLibrary(database.sessions, blobs, max_image_bytes=settings.max_image_bytes)
+    # Several nodes share rate limits, answers and persisted queries through Redis when one is set.
+    redis = shared or shared_state_for(settings.redis_url, settings.redis_prefix)
     # One memory of answers and of persisted queries for the three graphs (their keys name the graph).
-    cache = ResponseCache(settings.response_cache_mb * MIB) if settings.response_cache_mb else None
-    persisted = PersistedQueries(PERSISTED_QUERIES_MB * MIB)
+    cache = (
+        ResponseCache(settings.response_cache_mb * MIB, shared=redis) if settings.response_cache_mb else None
+    )
+    persisted = PersistedQueries(PERSISTED_QUERIES_MB * MIB, shared=redis)
 
     async def healthz(request: Request) -> Response:
         try:
@@ -82,6 +99,31 @@ def create_app(
             log.warning("health check: database unavailable: %s", type(exc).__name__)
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        """Whether this node can serve: its database and blob store answer. Redis, when set, is
+        reported, but its absence does not take the node out of service: it serves without it."""
+        report: dict[str, str] = {}
+        try:
+            async with database.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            report["database"] = "ok"
+        except Exception as exc:
+            log.warning("readiness: database unavailable: %s", type(exc).__name__)
+            report["database"] = "unreachable"
+        try:
+            await asyncio.wait_for(blobs.size(NO_BLOB), timeout=5)
+            report["blobs"] = "ok"
+        except Exception as exc:
+            log.warning("readiness: blob store unavailable: %s", type(exc).__name__)
+            report["blobs"] = "unreachable"
+        if redis is not None:
+            report["redis"] = "ok" if await redis.ping() else "unreachable"
+        ready = report["database"] == "ok" and report["blobs"] == "ok"
+        status = (
+            "ready" if ready and report.get("redis", "ok") == "ok" else "degraded" if ready else "unavailable"
+        )
+        return JSONResponse({"status": status, **report}, status_code=200 if ready else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -102,13 +144,17 @@ def create_app(
                     await scheduler
             if store is None:
                 await blobs.close()
+            if redis is not None and shared is None:
+                await redis.close()
             if db is None:
                 await database.dispose()
+            metrics.worker_stopped(settings.metrics_dir)
 
     admission = asyncio.Semaphore(GRAPHQL_CONCURRENCY)
     limits = QueryLimits(introspection=settings.graphql_introspection)
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         *(
             # Every method reaches the view, which answers those it does not take as GraphQL refusals.
             Route(
@@ -139,13 +185,21 @@ def create_app(
     # quietly; a database outage anywhere below is a 503; a loose per-address rate before any database
     # work; the body limit before anything reads a body; who is asking; then how often that token may ask.
     cors = [Middleware(CorsMiddleware, origins=settings.cors_origins)] if settings.cors_origins else []
+    # Every request is observed (its id, its log line, its metrics); /metrics is answered before sign-in.
     middleware = [
+        Middleware(ObservationMiddleware, routes=routes),
         Middleware(SecurityHeadersMiddleware),
+        Middleware(
+            MetricsEndpoint, token=settings.metrics_token, database=database, metrics_dir=settings.metrics_dir
+        ),
         *cors,
         Middleware(ClientGoneMiddleware),
         Middleware(DatabaseUnavailableMiddleware),
         Middleware(
-            RateLimitMiddleware, per_minute=settings.rate_limit_per_minute * ADDRESS_FACTOR, by_address=True
+            RateLimitMiddleware,
+            per_minute=settings.rate_limit_per_minute * ADDRESS_FACTOR,
+            by_address=True,
+            shared=redis,
         ),
         Middleware(
             BodySizeLimitMiddleware,
@@ -156,7 +210,7 @@ def create_app(
             },
         ),
         Middleware(AuthenticationMiddleware, sessions=database.sessions),
-        Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute),
+        Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute, shared=redis),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.services = Services(
@@ -167,6 +221,7 @@ def create_app(
     )
     app.state.response_cache = cache
     app.state.persisted_queries = persisted
+    app.state.shared_state = redis
     return app
 
 
@@ -182,9 +237,7 @@ def from_environment() -> Starlette:
     """The app of one of several workers (`cfl-graph serve --workers N`), built from the environment
     the command was given; nothing but the database and the blob store is shared between workers."""
     settings = from_env()
-    logging.basicConfig(
-        level=settings.log_level or "INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # uvicorn has configured logging in the worker already (cfl_graph.doors.web.serving.logging_config).
     application = create_app(settings)
     tune_collector()
     return application

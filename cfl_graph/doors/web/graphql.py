@@ -42,6 +42,7 @@ from strawberry.http.parse_content_type import parse_content_type
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
+from cfl_graph import metrics
 from cfl_graph.access.policy import reader_view
 from cfl_graph.access.principal import Principal
 from cfl_graph.database import Database
@@ -147,6 +148,7 @@ class GraphQLView(GraphQL[Context, None]):
         self._cache = cache
         self._persisted = persisted
         self._admission = admission  # how many requests this worker executes at once (the rest wait)
+        self._graph = graph
         sdl = str(self.schema).encode()
         self._schema_tag = f"{graph.value}:{hashlib.sha256(sdl).hexdigest()[:16]}"
         self._facts_memo: OrderedDict[tuple[str, str | None], _Facts | None] = OrderedDict()
@@ -176,6 +178,8 @@ class GraphQLView(GraphQL[Context, None]):
                 )
             return await self._answer(request, media_type)
         except GraphQLRefusal as refused:
+            operation = (request.scope.get("state") or {}).get("graphql_operation")
+            self._count(operation if isinstance(operation, str) else None, "refused")
             return refused.response(media_type or JSON)
         except HTTPException as exc:  # strawberry's refusals from within execution
             return GraphQLRefusal(exc.status_code, exc.reason, "BAD_REQUEST").response(media_type or JSON)
@@ -188,7 +192,8 @@ class GraphQLView(GraphQL[Context, None]):
         if request.method not in ("GET", "POST"):
             raise GraphQLRefusal(405, "ask with GET (queries) or POST", "BAD_REQUEST", {"Allow": "GET, POST"})
         data = await self._request_data(request)
-        register = self._resolve_persisted(data, principal_of(request.scope))
+        request.scope.setdefault("state", {})["graphql_operation"] = data.operation_name
+        register = await self._resolve_persisted(data, principal_of(request.scope))
         if data.query is None:
             raise _bad_request("the request holds no `query`: send the GraphQL document as `query`")
         self._check_operation(request, data)
@@ -198,11 +203,13 @@ class GraphQLView(GraphQL[Context, None]):
         else:
             shared = await self._shared_answer(request, data, key, media_type)
             if isinstance(shared, Response):  # a kept answer, or its 304: the document proved valid
-                self._register(register, data)
+                await self._register(register, data)
+                self._count(data.operation_name, "cached")
                 return shared
             answer = shared
         if answer.request_error is None:
-            self._register(register, data)
+            await self._register(register, data)
+        self._count(data.operation_name, "errors" if answer.response.get("errors") else "ok")
         kept = key is not None and answer.shareable
         return self._response(
             answer, media_type, _shared_headers(request, key, media_type, "fwd=miss") if kept else {}
@@ -270,13 +277,18 @@ class GraphQLView(GraphQL[Context, None]):
                 405, "a mutation is sent with POST, never GET", "BAD_REQUEST", {"Allow": "POST"}
             )
 
-    def _register(self, key: str | None, data: GraphQLRequestData) -> None:
+    async def _register(self, key: str | None, data: GraphQLRequestData) -> None:
         if key is not None:
-            self._persisted.put(key, data.query or "")
+            await self._persisted.keep(key, data.query or "")
+
+    def _count(self, operation_name: str | None, outcome: str) -> None:
+        metrics.GRAPHQL_OPERATIONS.labels(
+            graph=self._graph.value, operation=metrics.operation_label(operation_name), outcome=outcome
+        ).inc()
 
     # --- persisted queries ---------------------------------------------------------------------------
 
-    def _resolve_persisted(self, data: GraphQLRequestData, principal: Principal | None) -> str | None:
+    async def _resolve_persisted(self, data: GraphQLRequestData, principal: Principal | None) -> str | None:
         """Fill in the text of a persisted query, or check a text sent with its hash; the key to
         remember the text under once it has proved valid, if any.
 
@@ -298,7 +310,7 @@ class GraphQLView(GraphQL[Context, None]):
             )
         key = f"{principal.party_id if principal is not None else '-'}:{sha256}"
         if data.query is None:
-            known = self._persisted.get(key)
+            known = await self._persisted.lookup(key)
             if known is None:
                 # Apollo's code and status: the client sends the query's text with its hash again.
                 raise PersistedQueryProblem(200, "PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
@@ -377,7 +389,7 @@ class GraphQLView(GraphQL[Context, None]):
             return Response(
                 status_code=304, headers=_shared_headers(request, key, media_type, "hit; detail=not-modified")
             )
-        if (body := self._cache.get(key)) is not None:
+        if (body := await self._cache.lookup(key)) is not None:
             headers = _shared_headers(request, key, media_type, "hit")
             return Response(body, headers={**headers, "Content-Type": content_type(media_type)})
 
@@ -386,7 +398,7 @@ class GraphQLView(GraphQL[Context, None]):
             answer = await self._execute(request, data, snapshot)
             if answer.shareable:
                 assert self._cache is not None
-                self._cache.put(key, answer.body)
+                await self._cache.keep(key, answer.body)
             return answer
 
         return await self._cache.once(key, compute)

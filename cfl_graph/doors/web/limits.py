@@ -1,9 +1,11 @@
 """Request limits at the HTTP door: body size (413) and a per-token request rate (429), each a GraphQL
 response (`BAD_REQUEST`, `RATE_LIMITED`) on a GraphQL path.
 
-The rate limit is a token bucket per API token (or per client address for anonymous requests) kept
-in each worker's memory: with N workers the service-wide ceiling is N times the setting. That is a
-deliberate trade: no shared store to run, and the limit still stops one client from starving others.
+The rate limit is a token bucket per API token (or per client address for anonymous requests). With
+CFL_REDIS_URL set it is counted once for every worker of every node, in Redis, one round trip a request
+(`cfl_graph.shared_state`); without it, or while Redis is away, each worker keeps its own buckets in
+memory, so that N workers allow N times the setting: a single node needs no shared store to run, and
+the limit still stops one client from starving others.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cfl_graph import metrics
 from cfl_graph.doors.web.graphql_http import refusal
 from cfl_graph.doors.web.middleware import SECURITY_HEADERS, principal_of
 from cfl_graph.row_ids import is_ascii_number
+from cfl_graph.shared_state import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +137,12 @@ class RateLimitMiddleware:
 
     MAX_TRACKED = 100_000
 
-    def __init__(self, app: ASGIApp, per_minute: int, *, by_address: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, per_minute: int, *, by_address: bool = False, shared: SharedState | None = None
+    ) -> None:
         self.app = app
+        self.per_minute = per_minute
+        self.shared = shared
         self.capacity = float(per_minute)
         self.refill_per_second = per_minute / 60.0
         self.by_address = by_address
@@ -164,8 +172,14 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or self.capacity <= 0:
             await self.app(scope, receive, send)
             return
-        wait = self._take(self._key(scope), time.monotonic())
+        key = self._key(scope)
+        # The two limits count apart (an address before sign-in, a token or session's address after).
+        shared_key = f"{'before' if self.by_address else 'after'}-auth:{key}"
+        wait = await self.shared.take(shared_key, self.per_minute) if self.shared is not None else None
+        if wait is None:  # no Redis, or Redis away: this worker's own count
+            wait = self._take(key, time.monotonic())
         if wait > 0:
+            metrics.RATE_LIMITED.labels(per=key.split(":", 1)[0]).inc()
             retry = max(1, math.ceil(wait))
             await _answer(
                 send,

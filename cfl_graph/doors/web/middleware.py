@@ -24,7 +24,7 @@ from cfl_graph.access.sessions import SESSION_COOKIE, resume_session
 from cfl_graph.access.tokens import TokenError, authenticate
 from cfl_graph.doors.web.graphql_http import refusal
 
-PUBLIC_PATHS = frozenset({"/healthz", "/login"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/login"})
 
 SECURITY_HEADERS = {
     # No inline script anywhere; pages load only what the app itself serves.

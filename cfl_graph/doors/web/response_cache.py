@@ -8,6 +8,13 @@ date when days are counted. A new snapshot or publication changes the state ever
 (`cfl_graph.revisions`, one statement), so an old answer is never found again; it is dropped as soon as
 a request sees the newer state. Nothing is shared between workers but the database the state comes
 from, so any number of workers agree.
+
+With CFL_REDIS_URL set (issue 18) the answers and the persisted queries are also kept in Redis, shared by
+every worker of every node under the same keys, answers compressed, both bounded (least recently used
+out first) and given a time to live (`cfl_graph.shared_state`). Each worker still keeps the answers it
+has given or fetched in its memory, in front of Redis: a hit there costs no round trip. While Redis is
+away, a lookup finds only the worker's own answers. One computation per key at a time is still per
+worker.
 """
 
 from __future__ import annotations
@@ -15,15 +22,23 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
+from cfl_graph import metrics
 from cfl_graph.revisions import Revisions
+from cfl_graph.shared_state import SharedState
 
 T = TypeVar("T")
 ENTRY_OVERHEAD_BYTES = 512  # the key and the bookkeeping around a body, roughly
+# In Redis: answers are found again only under the state they were read at, so an hour is plenty; a
+# persisted query's text is good as long as clients send its hash.
+ANSWER_TTL_SECONDS = 3600
+PERSISTED_TTL_SECONDS = 7 * 86400
+COMPRESSION_LEVEL = 1  # JSON shrinks about tenfold even so, at a fraction of level 6's time
 
 
 @dataclass(frozen=True)
@@ -41,7 +56,10 @@ class AnswerKey:
 
     def etag(self) -> str:
         """A strong validator: the same key always stands for the same bytes."""
-        return '"' + hashlib.sha256(repr(self).encode()).hexdigest()[:40] + '"'
+        return '"' + self.digest()[:40] + '"'
+
+    def digest(self) -> str:
+        return hashlib.sha256(repr(self).encode()).hexdigest()
 
     def is_stale(self, now: Revisions, today: dt.date) -> bool:
         return (
@@ -92,7 +110,9 @@ class _Bounded(Generic[T]):
 class ResponseCache:
     """Encoded GraphQL answers by `AnswerKey`, and one computation at a time per key."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, *, shared: SharedState | None = None) -> None:
+        self.max_bytes = max_bytes
+        self.shared = shared
         self._answers = _Bounded[bytes](max_bytes, lambda body: len(body) + ENTRY_OVERHEAD_BYTES)
         self._running: dict[AnswerKey, asyncio.Future[Any]] = {}
         self._state: tuple[Revisions, dt.date] | None = None
@@ -127,6 +147,31 @@ class ResponseCache:
     def put(self, key: AnswerKey, body: bytes) -> None:
         self._answers.put(key, body)
 
+    async def lookup(self, key: AnswerKey) -> bytes | None:
+        """The kept answer: from this worker's memory, else (when shared) from Redis, then kept in memory
+        too. A key names the state its answer was read at, so a copy in memory is never staler than
+        Redis's; it only saves the round trip and the decompression."""
+        body = self._answers.get(key)
+        if body is None and self.shared is not None:
+            packed = await self.shared.get("answer", key.digest())
+            if packed is not None:
+                body = zlib.decompress(packed)
+                self._answers.put(key, body)
+        if body is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        metrics.CACHE.labels(cache="answers", result="miss" if body is None else "hit").inc()
+        return body
+
+    async def keep(self, key: AnswerKey, body: bytes) -> None:
+        self.put(key, body)
+        if self.shared is not None:
+            packed = zlib.compress(body, COMPRESSION_LEVEL)
+            await self.shared.put(
+                "answer", key.digest(), packed, max_bytes=self.max_bytes, ttl_seconds=ANSWER_TTL_SECONDS
+            )
+
     async def once(self, key: AnswerKey, compute: Callable[[], Awaitable[T]]) -> T:
         """`compute()`, unless it is already running for `key`: then that run's result. The run is
         shielded, so an asker who goes away does not cancel it for the others who wait."""
@@ -145,11 +190,13 @@ class ResponseCache:
 
 class PersistedQueries:
     """Automatic persisted queries, as Apollo clients send them: a query's SHA-256 stands for its text
-    once the text has been sent with it. Kept per worker, as Apollo Server keeps them by default; a
-    worker that does not know a hash says so and the client sends the text again. The GraphQL door keys
-    texts by party and hash, so one party's texts are not another's."""
+    once the text has been sent with it. Kept per worker, as Apollo Server keeps them by default, or in
+    Redis for every node; a worker that does not know a hash says so and the client sends the text
+    again. The GraphQL door keys texts by party and hash, so one party's texts are not another's."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, *, shared: SharedState | None = None) -> None:
+        self.max_bytes = max_bytes
+        self.shared = shared
         self._texts = _Bounded[str](max_bytes, lambda text: len(text.encode()) + 64 + ENTRY_OVERHEAD_BYTES)
 
     def __len__(self) -> int:
@@ -160,3 +207,21 @@ class PersistedQueries:
 
     def put(self, key: str, text: str) -> None:
         self._texts.put(key, text)
+
+    async def lookup(self, key: str) -> str | None:
+        """The text sent earlier under `key`: every node's when shared (Redis), else this worker's."""
+        if self.shared is None:
+            text = self.get(key)
+        else:
+            kept = await self.shared.get("apq", key)
+            text = kept.decode() if kept is not None else None
+        metrics.CACHE.labels(cache="persisted_queries", result="miss" if text is None else "hit").inc()
+        return text
+
+    async def keep(self, key: str, text: str) -> None:
+        if self.shared is None:
+            self.put(key, text)
+        else:
+            await self.shared.put(
+                "apq", key, text.encode(), max_bytes=self.max_bytes, ttl_seconds=PERSISTED_TTL_SECONDS
+            )

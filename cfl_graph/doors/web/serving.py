@@ -16,7 +16,13 @@ answers 503 once a whole request has arrived. `GuardedH11Protocol` adds, per con
 `logging_config` sends every record but the access log's through `RepeatedRecords`, which lets one of a
 kind through per interval and tells how many it held back, and the access log through
 `AccessLogSecrets`, which redacts tokens from the request lines. Refused, timed-out and garbage
-connections write no access line, so a flood of them costs a few lines of the error log.
+connections write no access line, so a flood of them costs a few lines of the error log. With
+CFL_LOG_FORMAT=json every record is one JSON object (`JsonLines`, python-json-logger) carrying the
+request's id, with any API token redacted from every field; the request line the service writes itself
+(`cfl_graph.doors.web.observation`) stands in for uvicorn's access log, which is then off.
+
+On SIGTERM each worker stops accepting connections and lets the requests and uploads in flight finish
+for up to CFL_SHUTDOWN_TIMEOUT seconds before it exits (uvicorn's graceful shutdown).
 """
 
 from __future__ import annotations
@@ -24,10 +30,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import os
 import resource
+import shutil
+import tempfile
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote_plus
 
@@ -279,26 +289,48 @@ class AccessLogSecrets(logging.Filter):
         return True
 
 
-def logging_config(level: str) -> dict[str, Any]:
+def logging_config(level: str, log_format: str = "plain") -> dict[str, Any]:
     """uvicorn's logging, with the service's own records (and asyncio's) through the root logger in one
-    format, repeats held back everywhere and secrets kept out of the access log."""
+    format, repeats held back everywhere and secrets kept out of the access log; every record carries
+    the id of the request it was written for."""
     config = copy.deepcopy(LOGGING_CONFIG)
     config["filters"] = {
         "repeats": {"()": "cfl_graph.doors.web.serving.RepeatedRecords"},
         "secrets": {"()": "cfl_graph.doors.web.serving.AccessLogSecrets"},
+        "request_id": {"()": "cfl_graph.observability.RequestIdFilter"},
     }
-    config["formatters"]["plain"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
-    config["handlers"]["default"]["filters"] = ["repeats"]
+    config["formatters"]["plain"] = {"()": "cfl_graph.observability.PlainLines"}
+    config["formatters"]["json"] = {"()": "cfl_graph.observability.JsonLines"}
+    config["handlers"]["default"]["filters"] = ["request_id", "repeats"]
     # The access log is the record of requests answered, each its own line: only redacted, never thinned.
     config["handlers"]["access"]["filters"] = ["secrets"]
     config["handlers"]["root"] = {
         "class": "logging.StreamHandler",
         "stream": "ext://sys.stderr",
         "formatter": "plain",
-        "filters": ["repeats"],
+        "filters": ["request_id", "repeats"],
     }
+    if log_format == "json":
+        for handler in ("default", "access", "root"):
+            config["handlers"][handler]["formatter"] = "json"
     config["root"] = {"handlers": ["root"], "level": level.upper()}
     return config
+
+
+def prepare_metrics(settings: Settings, workers: int) -> Settings:
+    """Several workers write their metrics to files for each other (prometheus-client's multiprocess
+    mode): a folder the operator named (PROMETHEUS_MULTIPROC_DIR), emptied of an earlier run's files, or
+    a new one, which the workers find in their environment. One worker keeps them in memory."""
+    if workers == 1 and settings.metrics_dir is None:
+        return settings
+    folder = settings.metrics_dir
+    if folder is None:
+        folder = Path(tempfile.mkdtemp(prefix="cfl-metrics-"))
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)  # read by prometheus-client in each worker
+    return replace(settings, metrics_dir=folder)
 
 
 # --- the command -----------------------------------------------------------------------------------------
@@ -346,8 +378,10 @@ def serve(app: Any, settings: Settings, *, host: str, port: int, workers: int, l
         http=GuardedH11Protocol,
         backlog=BACKLOG,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        log_config=logging_config(log_level),
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+        log_config=logging_config(log_level, settings.log_format),
         log_level=log_level,
+        access_log=settings.log_format != "json",
     )
     server = uvicorn.Server(config)
     if workers > 1:
