@@ -361,6 +361,23 @@ async def timeliness(
     session: AsyncSession, snapshot_id: int, group_by: GroupBy, since: dt.date | None
 ) -> list[TimelinessGroup]:
     """Days from CPL listing to library publication, per group, for images published since `since`."""
+    delays, labels = await publication_delays(session, snapshot_id, group_by, since)
+    return [_timeliness_group(group, labels[group], delays[group]) for group in sorted(delays)]
+
+
+async def timeliness_overall(
+    session: AsyncSession, snapshot_id: int, since: dt.date | None = None
+) -> TimelinessGroup | None:
+    """The same figures over every image published since `since` (None when there is none)."""
+    delays, _ = await publication_delays(session, snapshot_id, GroupBy.DEVICE_TYPE, since)
+    every = [days for group in delays.values() for days in group]
+    return _timeliness_group("all", "All manufacturers", every) if every else None
+
+
+async def publication_delays(
+    session: AsyncSession, snapshot_id: int, group_by: GroupBy, since: dt.date | None
+) -> tuple[dict[str, list[int]], dict[str, str]]:
+    """Each published image's days from CPL listing to publication, per group, and the groups' labels."""
     cf = CplCertifiedFirmware
     key, label = _group_column(group_by)
     label_column = CplDeviceModel.manufacturer_name if group_by is GroupBy.MANUFACTURER else label
@@ -381,20 +398,19 @@ async def timeliness(
     for group, name, listed, published_at in (await session.execute(query)).all():
         delays[str(group)].append(max((published_at.date() - listed).days, 0))
         labels[str(group)] = str(name)
-    groups = []
-    for group in sorted(delays):
-        values = sorted(delays[group])
-        groups.append(
-            TimelinessGroup(
-                key=group,
-                label=labels[group],
-                published=len(values),
-                median_days=_percentile(values, 0.5),
-                p90_days=_percentile(values, 0.9),
-                worst_days=values[-1],
-            )
-        )
-    return groups
+    return delays, labels
+
+
+def _timeliness_group(key: str, label: str, delays: list[int]) -> TimelinessGroup:
+    values = sorted(delays)
+    return TimelinessGroup(
+        key=key,
+        label=label,
+        published=len(values),
+        median_days=_percentile(values, 0.5),
+        p90_days=_percentile(values, 0.9),
+        worst_days=values[-1],
+    )
 
 
 def parse_group_by(raw: str) -> GroupBy:
