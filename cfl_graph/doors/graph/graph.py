@@ -490,6 +490,29 @@ class CoverageGroup:
         )
 
 
+@strawberry.type(
+    description="Coverage while one CPL snapshot was current, as it stood when the next replaced it (R12)."
+)
+class CoverageAtSnapshot:
+    snapshot_id: int
+    current_from: dt.datetime = strawberry.field(description="When the snapshot became current.")
+    current_until: dt.datetime | None = strawberry.field(
+        description="When the next snapshot replaced it; null for the current one (as it stands now)."
+    )
+    total: CoverageGroup
+    groups: list[CoverageGroup]
+
+    @classmethod
+    def of(cls, point: reports.CoverageAt) -> CoverageAtSnapshot:
+        return cls(
+            snapshot_id=point.snapshot_id,
+            current_from=point.since,
+            current_until=point.until,
+            total=CoverageGroup.of(point.total),
+            groups=[CoverageGroup.of(group) for group in point.groups],
+        )
+
+
 @strawberry.type
 class ConsistencyFinding:
     kind: FindingKind
@@ -498,9 +521,19 @@ class ConsistencyFinding:
     firmware_version: str
     detail: str
     library_image_id: int | None
+    cursor: str = strawberry.field(description="Pass as `after` for the findings that follow this one.")
+
+    @strawberry.field(description="The library's image the finding is about, if it is about one.")
+    async def library_image(self, info: Info) -> LibraryImage | None:
+        if self.library_image_id is None:
+            return None
+        model = self.device_model
+        key = VersionKey(model.manufacturer_id, model.model_id, model.hardware_version, self.firmware_version)
+        row = await info.context.loaders.catalogue.image_for(key)
+        return None if row is None or row.id != self.library_image_id else LibraryImage.from_row(row)
 
     @classmethod
-    def of(cls, finding: reports.Finding) -> ConsistencyFinding:
+    def of(cls, finding: reports.Finding, cursor: str = "") -> ConsistencyFinding:
         return cls(
             kind=finding.kind,
             device_model=DeviceModel.at(_key_of(finding)),
@@ -508,14 +541,26 @@ class ConsistencyFinding:
             firmware_version=finding.firmware_version,
             detail=finding.detail,
             library_image_id=finding.image_id,
+            cursor=cursor,
         )
+
+
+@strawberry.type
+class FindingCount:
+    kind: FindingKind
+    count: int
 
 
 @strawberry.type
 class ConsistencyReport:
     manufacturer_id: str
-    findings: list[ConsistencyFinding]
+    findings: list[ConsistencyFinding] = strawberry.field(
+        description="The findings asked for (`kinds`, `first`, `after`), by version, then kind."
+    )
     generated_at: dt.datetime
+    total_count: int = strawberry.field(description="Findings of the kinds asked for, on every page.")
+    counts: list[FindingCount] = strawberry.field(description="Findings of each kind in the whole report.")
+    page_info: PageInfo
 
 
 @strawberry.type(description="Days from CPL listing to library publication (R12).")
@@ -602,9 +647,28 @@ class CatalogueQuery:
         return [CoverageGroup.of(group) for group in groups]
 
     @strawberry.field(
+        metadata=CFL,
+        description="Coverage per CPL snapshot, oldest first, the last `last` (1-100) of them, per group.",
+    )
+    async def coverage_history(
+        self, info: Info, group_by: ReportGroupBy, last: int = 20
+    ) -> list[CoverageAtSnapshot]:
+        authorise(info.context.principal, Action.READ_REPORTS)
+        async with info.context.sessions() as session:
+            history = await reports.coverage_history(session, group_by, last)
+        return [CoverageAtSnapshot.of(point) for point in history]
+
+    @strawberry.field(
         metadata=CFL, description="Where a manufacturer's library and CPL listings disagree (R7)."
     )
-    async def consistency_report(self, info: Info, manufacturer_id: str) -> ConsistencyReport:
+    async def consistency_report(
+        self,
+        info: Info,
+        manufacturer_id: str,
+        kinds: list[FindingKind] | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> ConsistencyReport:
         wanted = _manufacturer(manufacturer_id)
         authorise(info.context.principal, Action.READ_CONSISTENCY, manufacturer_id=wanted)
         snapshot = await _snapshot_id(info)
@@ -612,10 +676,22 @@ class CatalogueQuery:
         if snapshot is not None:
             async with info.context.sessions() as session:
                 findings = await reports.consistency_report(session, snapshot, wanted)
+        # Without `first`, every finding, as before the report had pages.
+        size = len(findings) if first is None else first
+        found = reports.page_findings(findings, kinds, size, after, check=first is not None)
+        page = found.page
         return ConsistencyReport(
             manufacturer_id=wanted,
-            findings=[ConsistencyFinding.of(f) for f in findings],
+            findings=[ConsistencyFinding.of(f, cursor) for cursor, f in page.items],
             generated_at=dt.datetime.now(dt.UTC),
+            total_count=page.total,
+            counts=[FindingCount(kind=k, count=n) for k, n in found.counts.items()],
+            page_info=PageInfo(
+                has_next_page=page.has_next,
+                has_previous_page=page.has_previous,
+                start_cursor=page.items[0][0] if page.items else None,
+                end_cursor=page.items[-1][0] if page.items else None,
+            ),
         )
 
     @strawberry.field(metadata=CFL, description="Days from CPL listing to publication per group (R12).")
