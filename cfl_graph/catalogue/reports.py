@@ -469,7 +469,8 @@ async def consistency_report(
                     image.id,
                 )
             )
-    return findings
+    # One order for every door (the graph's pages, the page, the exports): by version, then kind.
+    return sorted(findings, key=_finding_order)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Pages are keyset pages: the cursor is opaque (base64 of the sort key) and stable
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -16,6 +17,7 @@ from cfl_graph.catalogue.coverage import version_is_gap
 from cfl_graph.cursors import decode_cursor, encode_cursor
 from cfl_graph.errors import InvalidInput, Problem
 from cfl_graph.images.errors import LibraryProblem
+from cfl_graph.keys import ModelKey
 from cfl_graph.tables import CplCertifiedFirmware, CplDeviceModel
 
 T = TypeVar("T")
@@ -141,3 +143,25 @@ async def device_models(
         for r in rows[:first]
     ]
     return Page(items=items, total=total, has_next=len(rows) > first, has_previous=after is not None)
+
+
+async def model_names(
+    session: AsyncSession, snapshot_id: int | None, keys: Iterable[ModelKey]
+) -> dict[ModelKey, CplDeviceModel]:
+    """The snapshot's device models for `keys` (one statement), so pages show names beside hex ids; a
+    key the snapshot does not list is absent."""
+    wanted = list(dict.fromkeys(keys))
+    if snapshot_id is None:
+        return {}
+    # Asked even for no keys, so that a page costs the same statements whatever it shows.
+    rows = (
+        await session.execute(
+            select(CplDeviceModel).where(
+                CplDeviceModel.snapshot_id == snapshot_id,
+                tuple_(
+                    CplDeviceModel.manufacturer_id, CplDeviceModel.model_id, CplDeviceModel.hardware_version
+                ).in_(wanted),
+            )
+        )
+    ).scalars()
+    return {ModelKey.of(row): row for row in rows}
