@@ -120,3 +120,29 @@ async def test_an_unknown_path_is_a_styled_page_and_json_on_the_machine_doors(wo
     # A page that is there but names nothing keeps its own reason.
     model = await get(world, "/models/10B2/9999/0100", world.tokens.supplier)
     assert model.status_code == 404 and "Page not found" not in model.text
+
+
+async def test_the_web_search_finds_what_the_graph_finds_across_both_names(world: World) -> None:
+    query = """query($s: String!) { deviceModels(first: 50, filter: {search: $s}) { edges { node {
+        manufacturerId modelId hardwareVersion } } } }"""
+    for text in ("Northfield Model 0002", "northfield model", "harrow 0007"):
+        graph = await world_graph(world, query, s=text)
+        keys = [
+            (n["node"]["manufacturerId"], n["node"]["modelId"], n["node"]["hardwareVersion"]) for n in graph
+        ]
+        assert keys, text
+        page = (await get(world, f"/models?search={text.replace(' ', '+')}", world.tokens.supplier)).text
+        shown = re.findall(r'href="/models/(\w{4})/(\w{4})/(\w{4})"', page)
+        assert shown == keys, text
+    words = "+".join(f"w{n}" for n in range(9))
+    refused = await get(world, f"/models?search={words}", world.tokens.supplier)
+    assert "search takes at most 8 words, not 9" in refused.text
+
+
+async def world_graph(world: World, query: str, **variables: str) -> list[dict[str, dict[str, str]]]:
+    from tests.graph.test_catalogue import ask, data
+
+    edges: list[dict[str, dict[str, str]]] = data(await ask(world, query, **variables))["deviceModels"][
+        "edges"
+    ]
+    return edges
