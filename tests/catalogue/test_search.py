@@ -83,7 +83,8 @@ async def test_the_best_answers_come_first(db: Database, snapshot: int) -> None:
 
 
 async def test_ranked_pages_follow_their_cursors_to_the_end(db: Database, snapshot: int) -> None:
-    seen, after = [], None
+    seen: list[str] = []
+    after: str | None = None
     async with db.sessions() as session:
         while True:
             page = await device_models(session, snapshot, DeviceModelFilter(search="phase"), 1, after)
