@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -219,16 +218,22 @@ def plan(records: Iterable[CplRecord], *, demo_manufacturer: str | None = None) 
         result.publications.append(publication)
         by_model[key.manufacturer_id, key.model_id, key.hardware_version].append(publication)
 
-    # A pathway from the model's previous published version to each newer one, recorded an hour after
-    # the publication (versions rise along a model's history, as ZigBee OTA requires).
+    # A pathway to each published version from the highest lower version of its model published before
+    # it, recorded an hour after the publication: the chain a supplier follows (versions only go up, as
+    # ZigBee OTA requires).
     for model_publications in by_model.values():
-        ordered = sorted(model_publications, key=lambda p: int(p.key.firmware_version, 16))
-        for before, after in itertools.pairwise(ordered):
-            if after.published > before.published:
-                at = after.published + dt.timedelta(hours=1)
-                last_day = min(_ends(k, status_from, removed_from, days) for k in (before.key, after.key))
-                if at < min(last_day, STORY_ENDS):
-                    result.pathways.append(Pathway(before.key, after.key.firmware_version, at))
+        earlier: list[Publication] = []
+        for publication in sorted(model_publications, key=lambda p: p.published):
+            number = int(publication.key.firmware_version, 16)
+            below = [p for p in earlier if int(p.key.firmware_version, 16) < number]
+            earlier.append(publication)
+            if not below:
+                continue
+            before = max(below, key=lambda p: int(p.key.firmware_version, 16))
+            at = publication.published + dt.timedelta(hours=1)
+            last_day = min(_ends(k, status_from, removed_from, days) for k in (before.key, publication.key))
+            if at < min(last_day, STORY_ENDS):
+                result.pathways.append(Pathway(before.key, publication.key.firmware_version, at))
 
     # Two images withdrawn by their manufacturers, six weeks after publication.
     chosen = sorted(result.publications, key=lambda p: _share("withdrawn", p.key))

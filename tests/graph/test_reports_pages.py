@@ -11,6 +11,7 @@ import pytest
 
 from cfl_graph.cpl_sync.columns import Column
 from cfl_graph.database import Database
+from cfl_graph.keys import VersionKey
 from cfl_graph.scheduler import sync_library
 from tests.fixtures.cpl_files import write_csv
 from tests.fixtures.library import CPL, OTHER_C1, OWN_A1, OWN_A2, OWN_A3, World, make_world
@@ -180,3 +181,70 @@ async def test_findings_with_their_images_cost_the_same_statements_for_any_page(
         assert len(page["consistencyReport"]["findings"]) == first
         counts[first] = len(statements)
     assert counts[2] == counts[8], counts
+
+
+PLAN = """query($from: String!, $first: Int!) { deviceModels(first: $first) { edges { node {
+  modelId hardwareVersion
+  upgradePlan(from: $from) { fromVersion targetVersion blocked blockedAt detail
+    steps { fromVersion toVersion libraryImage { imageId state releaseNotes { text } } } } } } } }"""
+
+
+async def _pathways(world: World, *steps: tuple[str, str]) -> None:
+    principal = await world.principal(world.tokens.manufacturer)
+    for start, end in steps:
+        model = VersionKey(OWN_A1.manufacturer_id, OWN_A1.model_id, OWN_A1.hardware_version, start)
+        await world.library.record_upgrade_pathway(principal, model, start, end)
+
+
+async def test_an_upgrade_plan_takes_the_fewest_pathways_to_the_newest_installable_version(
+    world: World, tmp_path: Path
+) -> None:
+    ids = {
+        v.firmware_version: i
+        for v, i in zip(
+            (OWN_A1, OWN_A2, OWN_A3), [await publish(world, v) for v in (OWN_A1, OWN_A2, OWN_A3)], strict=True
+        )
+    }
+    await _pathways(world, ("01000000", "01010000"), ("01010000", "01020000"), ("01000000", "01020000"))
+    edges = data(await ask(world, PLAN, first=10, **{"from": "1.0.0.0"}))["deviceModels"]["edges"]
+    plan = next(e["node"]["upgradePlan"] for e in edges if e["node"]["modelId"] == "0001")
+    assert (
+        plan["fromVersion"] == "01000000" and plan["targetVersion"] == "01020000" and plan["blocked"] is None
+    )
+    [step] = plan["steps"]
+    assert (step["fromVersion"], step["toVersion"]) == ("01000000", "01020000")
+    assert step["libraryImage"]["imageId"] == ids["01020000"] and step["libraryImage"]["state"] == "PUBLISHED"
+    assert "tariff" in step["libraryImage"]["releaseNotes"]["text"]
+    # The newest version's image is held by the next CPL: the plan stops at the version before it.
+    changed = [v.as_row() for v in CPL if v != OWN_A3] + [OWN_A3.as_row() | {Column.IMAGE_HASH: "cd" * 32}]
+    await _next_cpl(world, tmp_path, "held", changed)
+    model = """{ deviceModel(manufacturerId: "10B2", modelId: "0001", hardwareVersion: "0100") {
+      upgradePlan(from: "01000000") { targetVersion blocked steps { toVersion } } } }"""
+    held = data(await ask(world, model))["deviceModel"]["upgradePlan"]
+    assert held == {"targetVersion": "01010000", "blocked": None, "steps": [{"toVersion": "01010000"}]}
+    # From the newest installable version itself: up to date, said as such.
+    blocked = data(await ask(world, model.replace("01000000", "01010000")))["deviceModel"]["upgradePlan"]
+    assert blocked["blocked"] == "UP_TO_DATE" and blocked["steps"] == []
+
+
+async def test_upgrade_plans_cost_the_same_statements_for_any_page_of_models(world: World) -> None:
+    for version in (OWN_A1, OWN_A2):
+        await publish(world, version)
+    await _pathways(world, ("01000000", "01010000"))
+    counts = {}
+    for first in (1, 4):
+        with counting(world.db) as statements:
+            edges = data(await ask(world, PLAN, first=first, **{"from": "01000000"}))["deviceModels"]["edges"]
+        assert len(edges) == first
+        counts[first] = len(statements)
+    assert counts[1] == counts[4], counts
+
+
+@pytest.mark.parametrize("start", ["", "01.02", "GG000000", "0100000000"])
+async def test_an_upgrade_plan_from_what_is_no_firmware_version_is_refused_saying_what_one_is(
+    world: World, start: str
+) -> None:
+    body = await ask(world, PLAN, first=1, **{"from": start})
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["message"].startswith("from: ") and "firmware version" in error["message"]

@@ -12,6 +12,7 @@ import pytest
 from cfl_graph.cpl_sync.columns import Column
 from cfl_graph.database import Database
 from cfl_graph.doors.web.pages.reports import FINDINGS_PER_PAGE
+from cfl_graph.keys import VersionKey
 from cfl_graph.scheduler import sync_library
 from tests.fixtures.cpl_files import write_csv
 from tests.fixtures.library import CPL, OWN_A1, OWN_A2, OWN_A3, World, make_world
@@ -146,3 +147,22 @@ async def world_graph(world: World, query: str, **variables: str) -> list[dict[s
         "edges"
     ]
     return edges
+
+
+async def test_the_model_page_plans_an_upgrade_from_the_version_a_device_has(world: World) -> None:
+    ids = await _publish(world, OWN_A1, OWN_A2)
+    principal = await world.principal(world.tokens.manufacturer)
+    key = VersionKey(
+        OWN_A1.manufacturer_id, OWN_A1.model_id, OWN_A1.hardware_version, OWN_A1.firmware_version
+    )
+    await world.library.record_upgrade_pathway(
+        principal, key, OWN_A1.firmware_version, OWN_A2.firmware_version
+    )
+    page = await get(world, "/models/10B2/0001/0100?from=01000000", world.tokens.supplier)
+    assert page.status_code == 200
+    steps = re.findall(r'<li data-to="(\w+)">.*?href="/images/(\d+)"', page.text, re.S)
+    assert steps == [("01010000", str(ids[1]))]
+    none = await get(world, "/models/10B2/0001/0100?from=01010000", world.tokens.supplier)
+    assert 'data-blocked="UP_TO_DATE"' in none.text
+    bad = await get(world, "/models/10B2/0001/0100?from=banana", world.tokens.supplier)
+    assert bad.status_code == 400 and "from: " in bad.text

@@ -16,13 +16,13 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Self, TypeVar
+from typing import Annotated, Any, Generic, Self, TypeVar
 
 import strawberry
 
 from cfl_graph import identifiers as ids
 from cfl_graph.access.policy import Action, authorise
-from cfl_graph.catalogue import reports
+from cfl_graph.catalogue import reports, upgrades
 from cfl_graph.catalogue.search import DeviceModelFilter as FilterSpec
 from cfl_graph.catalogue.search import Page, device_models
 from cfl_graph.doors.graph.context import Info
@@ -34,6 +34,7 @@ from cfl_graph.doors.graph.enums import (
     ReportGroupBy,
     SmetsVersion,
     TechnicalSpecification,
+    UpgradeBlocker,
 )
 from cfl_graph.doors.graph.images import CommercialDeclaration, LibraryImage
 from cfl_graph.doors.graph.node import (
@@ -269,6 +270,28 @@ class DeviceModel(Node):
         rows = await info.context.loaders.catalogue.images_by_model.load(self.key)
         return [LibraryImage.from_row(row) for row in rows]
 
+    @strawberry.field(
+        metadata=CFL,
+        description="From the firmware a device of this model has (`from`: 8 hex digits, or dotted), the "
+        "fewest recorded upgrade pathways to the newest version that is non-commercial, published and active "
+        "on the CPL, each step with its image and release notes; or why there is none.",
+    )
+    async def upgrade_plan(
+        self, info: Info, from_: Annotated[str, strawberry.argument(name="from")]
+    ) -> UpgradePlan:
+        start = upgrades.installed_version(from_)
+        loaders = info.context.loaders.catalogue
+        model, rows, images, declarations, pathways = await asyncio.gather(
+            loaders.device_model.load(self.key),
+            loaders.certified_by_model.load(self.key),
+            loaders.images_by_model.load(self.key),
+            loaders.declarations_by_model.load(self.key),
+            loaders.pathways_by_model.load(self.key),
+        )
+        device_type = "" if model is None else model.device_type
+        plan = upgrades.plan_upgrade(start, device_type, rows, images, declarations, pathways)
+        return UpgradePlan.of(plan)
+
 
 @strawberry.federation.type(
     keys=[VERSION_KEY], description="A firmware version the CPL certifies for a device model."
@@ -487,6 +510,45 @@ class CoverageGroup:
             available=group.available,
             missing=group.missing,
             coverage=group.coverage,
+        )
+
+
+@strawberry.type(description="One upgrade: a recorded pathway, and the image that takes the device there.")
+class UpgradeStep:
+    from_version: str
+    to_version: str
+    library_image: LibraryImage = strawberry.field(description="Published: download it, read its notes.")
+
+
+@strawberry.type(description="How a device of a model gets to the newest version it may be given.")
+class UpgradePlan:
+    from_version: str
+    target_version: str | None = strawberry.field(
+        description="The newest non-commercial version with a published image, active on the CPL."
+    )
+    steps: list[UpgradeStep] = strawberry.field(description="In order; empty when blocked or up to date.")
+    blocked: UpgradeBlocker | None = strawberry.field(
+        description="Why there is no plan; null if there is one."
+    )
+    blocked_at: str | None = strawberry.field(description="The version the blocking step goes to, if any.")
+    detail: str
+
+    @classmethod
+    def of(cls, plan: upgrades.UpgradePlan) -> UpgradePlan:
+        return cls(
+            from_version=plan.from_version,
+            target_version=plan.target_version,
+            steps=[
+                UpgradeStep(
+                    from_version=s.from_version,
+                    to_version=s.to_version,
+                    library_image=LibraryImage.from_row(s.image),
+                )
+                for s in plan.steps
+            ],
+            blocked=plan.blocked,
+            blocked_at=plan.blocked_at,
+            detail=plan.detail,
         )
 
 
