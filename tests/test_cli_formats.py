@@ -87,6 +87,9 @@ async def test_every_list_command_speaks_json_lines_csv_and_whole_tables(world: 
         images[0]["firmware_version"] == OWN_A1.firmware_version and images[0]["state"] == "held"
     )  # the second list dropped it
     assert images[0]["published_at"].endswith("+00:00")  # ISO 8601, in UTC
+    assert images[0]["problems"] == ["not-on-cpl"]  # a list in JSON; in CSV its items joined by "; "
+    held = next(csv.DictReader(io.StringIO(run_cli(url, "image", "list", "--format", "csv").stdout)))
+    assert held["problems"] == "not-on-cpl"
 
 
 @pytest.mark.parametrize("form", ["xml", "", "JSONL"])

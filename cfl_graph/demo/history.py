@@ -219,8 +219,8 @@ def plan(records: Iterable[CplRecord], *, demo_manufacturer: str | None = None) 
         by_model[key.manufacturer_id, key.model_id, key.hardware_version].append(publication)
 
     # A pathway to each published version from the highest lower version of its model published before
-    # it, recorded an hour after the publication: the chain a supplier follows (versions only go up, as
-    # ZigBee OTA requires).
+    # it (and now and then from the next lower one too), recorded an hour after the publication: the
+    # chain a supplier follows (versions only go up, as ZigBee OTA requires).
     for model_publications in by_model.values():
         earlier: list[Publication] = []
         for publication in sorted(model_publications, key=lambda p: p.published):
@@ -229,11 +229,16 @@ def plan(records: Iterable[CplRecord], *, demo_manufacturer: str | None = None) 
             earlier.append(publication)
             if not below:
                 continue
-            before = max(below, key=lambda p: int(p.key.firmware_version, 16))
+            ranked = sorted(below, key=lambda p: int(p.key.firmware_version, 16), reverse=True)
+            # From the version just below; a third of the time also from the one below that, so that
+            # devices two versions behind may skip one (and a plan has routes of different lengths).
+            sources = ranked[:2] if _share("skip", publication.key) < 0.33 else ranked[:1]
             at = publication.published + dt.timedelta(hours=1)
-            last_day = min(_ends(k, status_from, removed_from, days) for k in (before.key, publication.key))
-            if at < min(last_day, STORY_ENDS):
-                result.pathways.append(Pathway(before.key, publication.key.firmware_version, at))
+            for before in sources:
+                pair = (before.key, publication.key)
+                last_day = min(_ends(k, status_from, removed_from, days) for k in pair)
+                if at < min(last_day, STORY_ENDS):
+                    result.pathways.append(Pathway(before.key, publication.key.firmware_version, at))
 
     # Two images withdrawn by their manufacturers, six weeks after publication.
     chosen = sorted(result.publications, key=lambda p: _share("withdrawn", p.key))

@@ -166,7 +166,7 @@ def emit(fields: Sequence[Field], items: Iterable[Mapping[str, Any]], form: Outp
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow([f.key for f in fields])
         for row in rows:
-            writer.writerow(["" if (v := _plain(row.get(f.key))) is None else v for f in fields])
+            writer.writerow([_cell(_plain(row.get(f.key))) for f in fields])
         return
     table = Table(box=box.SIMPLE_HEAD if out.is_terminal else box.ASCII2)
     for f in fields:
@@ -189,6 +189,15 @@ def _plain(value: Any) -> Any:
         return value.value
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
+    return value
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: nothing for a missing value, a list's items joined by "; "."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
     return value
 
 
