@@ -35,6 +35,21 @@ def _hex8(value: object) -> bool:
     return isinstance(value, str) and _HEX8.fullmatch(value) is not None
 
 
+def _rank(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1000
+
+
+def _finding_kind(value: object) -> bool:
+    return isinstance(value, str) and value in _FINDING_KINDS
+
+
+# The consistency report's kinds (`catalogue.reports.FindingKind`), named here so that the core's lowest
+# layer does not import the reports.
+_FINDING_KINDS = frozenset(
+    {"MISSING_IMAGE", "HASH_MISMATCH", "DELISTED_FROM_CPL", "NOT_ON_CPL", "LATE_PUBLICATION"}
+)
+
+
 def _iso_date(value: object) -> bool:
     return iso_day(value) is not None
 
@@ -43,6 +58,8 @@ def _iso_date(value: object) -> bool:
 SORT_KEYS: Mapping[str, Sequence[Callable[[object], bool]]] = {
     "DeviceModel": (_hex4, _hex4, _hex4),  # manufacturer id, model id, hardware version
     "Gap": (_iso_date, _hex4, _hex4, _hex4, _hex8),  # listed on, the model's key, firmware version
+    "Finding": (_hex4, _hex4, _hex8, _finding_kind),  # model id, hardware and firmware version, kind
+    "RankedModel": (_rank, _hex4, _hex4, _hex4),  # a search's rank, then the device model's key
 }
 
 

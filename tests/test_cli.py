@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -59,10 +60,13 @@ async def test_sync_cpl_exit_codes_and_messages(db: Database, database_url: str,
     assert second.returncode == 0
     assert "changes from the previous snapshot: 2 added, 0 removed, 0 changed" in second.stdout
 
-    snapshots = cfl(database_url, tmp_path, "cpl", "snapshots")
+    snapshots = cfl(database_url, tmp_path, "cpl", "snapshots", "--format", "json")
     assert snapshots.returncode == 0
-    lines = [line for line in snapshots.stdout.splitlines() if "changed.csv" in line or "good.csv" in line]
-    assert len(lines) == 2 and "*" in lines[0]  # newest first, marked current
+    listed = [json.loads(line) for line in snapshots.stdout.splitlines()]
+    assert [(Path(s["source"]).name, s["current"]) for s in listed] == [
+        ("changed.csv", True),
+        ("good.csv", False),
+    ]
 
     diff = cfl(database_url, tmp_path, "cpl", "diff", "1", "2")
     assert diff.returncode == 0

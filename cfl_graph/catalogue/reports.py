@@ -10,13 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, select, tuple_
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
+from cfl_graph import clock
 from cfl_graph.catalogue.coverage import IN_SCOPE, image_version_join, model_join, version_is_gap
 from cfl_graph.catalogue.search import DeviceModelFilter, Page, check_first
 from cfl_graph.cursors import decode_cursor, encode_cursor
@@ -27,9 +30,11 @@ from cfl_graph.tables import (
     CommercialDeclaration,
     CplCertifiedFirmware,
     CplDeviceModel,
+    CplSnapshot,
     ImageState,
     LibraryImage,
 )
+from cfl_graph.tables.base import UtcDateTime
 
 # A version published more than this long after its CPL listing is a late publication (R7).
 LATE_AFTER_DAYS = 30
@@ -251,6 +256,125 @@ async def _coverage(
     ]
 
 
+@dataclass(frozen=True)
+class CoverageAt:
+    """Coverage while one snapshot was current, as it stood when the next one replaced it (or now)."""
+
+    snapshot_id: int
+    since: dt.datetime
+    until: dt.datetime | None  # None for the current snapshot: as it stands now
+    groups: list[CoverageGroup]
+
+    @property
+    def total(self) -> CoverageGroup:
+        return CoverageGroup(
+            "all",
+            "All",
+            sum(g.certified for g in self.groups),
+            sum(g.commercial for g in self.groups),
+            sum(g.available for g in self.groups),
+            sum(g.missing for g in self.groups),
+        )
+
+
+MAX_HISTORY = 100
+
+
+async def coverage_history(
+    session: AsyncSession, group_by: GroupBy, last: int = 20, *, now: dt.datetime | None = None
+) -> list[CoverageAt]:
+    """Coverage per snapshot, oldest first, for the `last` snapshots, in one statement.
+
+    Each snapshot is judged by its own rows (what it certified, active, in scope) against the library as
+    it was at the end of the snapshot's time as current: declarations made and images published by then,
+    less images withdrawn by then; an image whose hash the snapshot does not list was held, so it does not
+    count. The current snapshot's figures are `coverage_summary`'s."""
+    if not 1 <= last <= MAX_HISTORY:
+        raise InvalidInput(f"last must be between 1 and {MAX_HISTORY} snapshots, not {last}")
+    moment = now or clock.now()
+    cf = CplCertifiedFirmware
+    later = aliased(CplSnapshot)
+    following = select(func.min(later.created_at)).where(later.id > CplSnapshot.id).scalar_subquery()
+    windows = (
+        select(
+            CplSnapshot.id.label("snapshot_id"),
+            CplSnapshot.created_at.label("since"),
+            following.label("until"),
+        )
+        .order_by(CplSnapshot.id.desc())
+        .limit(last)
+        .subquery()
+    )
+    until = func.coalesce(windows.c.until, literal(moment, UtcDateTime()))
+
+    def same_version(table: type[CommercialDeclaration] | type[LibraryImage]) -> ColumnElement[bool]:
+        return and_(
+            table.manufacturer_id == cf.manufacturer_id,
+            table.model_id == cf.model_id,
+            table.hardware_version == cf.hardware_version,
+            table.firmware_version == cf.firmware_version,
+        )
+
+    declared = (
+        select(CommercialDeclaration.firmware_version)
+        .where(same_version(CommercialDeclaration), CommercialDeclaration.declared_at <= until)
+        .exists()
+    )
+    available = (
+        select(LibraryImage.id)
+        .where(
+            same_version(LibraryImage),
+            LibraryImage.published_at <= until,
+            or_(LibraryImage.withdrawn_at.is_(None), LibraryImage.withdrawn_at > until),
+            LibraryImage.manufacturer_image_sha256 == cf.image_hash,
+        )
+        .exists()
+    )
+    key, label = _group_column(group_by)
+    rows = (
+        await session.execute(
+            select(
+                windows.c.snapshot_id,
+                windows.c.since,
+                windows.c.until,
+                key,
+                label,
+                func.count(),
+                func.sum(case((declared, 1), else_=0)),
+                func.sum(case((and_(~declared, available), 1), else_=0)),
+            )
+            .select_from(cf)
+            .join(windows, windows.c.snapshot_id == cf.snapshot_id)
+            .join(CplDeviceModel, model_join())
+            .where(cf.status == CplStatus.ACTIVE.value, CplDeviceModel.device_type.in_(IN_SCOPE))
+            .group_by(windows.c.snapshot_id, windows.c.since, windows.c.until, key)
+            .order_by(windows.c.snapshot_id, key)
+        )
+    ).all()
+    history: dict[int, CoverageAt] = {}
+    for snapshot_id, since, ended, group, name, certified, commercial, shown in rows:
+        point = history.setdefault(
+            snapshot_id, CoverageAt(snapshot_id, _aware(since), None if ended is None else _aware(ended), [])
+        )
+        point.groups.append(
+            CoverageGroup(
+                key=str(group),
+                label=str(name),
+                certified=int(certified),
+                commercial=int(commercial or 0),
+                available=int(shown or 0),
+                missing=int(certified) - int(commercial or 0) - int(shown or 0),
+            )
+        )
+    return list(history.values())
+
+
+def _aware(moment: dt.datetime | str) -> dt.datetime:
+    """A time read through a subquery's bare column (SQLite gives text, naive in UTC)."""
+    value = dt.datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
 async def consistency_report(
     session: AsyncSession, snapshot_id: int, manufacturer_id: str, *, today: dt.date | None = None
 ) -> list[Finding]:
@@ -345,7 +469,67 @@ async def consistency_report(
                     image.id,
                 )
             )
-    return findings
+    # One order for every door (the graph's pages, the page, the exports): by version, then kind.
+    return sorted(findings, key=_finding_order)
+
+
+@dataclass(frozen=True)
+class FindingsPage:
+    """One page of a consistency report, and how many findings of each kind the whole report holds."""
+
+    page: Page[Finding]
+    counts: dict[FindingKind, int]
+
+
+_KIND_ORDER = {kind: rank for rank, kind in enumerate(FindingKind)}
+
+
+def _finding_order(finding: Finding) -> tuple[str, str, str, int]:
+    return finding.model_id, finding.hardware_version, finding.firmware_version, _KIND_ORDER[finding.kind]
+
+
+def page_findings(
+    findings: Sequence[Finding],
+    kinds: Collection[FindingKind] | None,
+    first: int,
+    after: str | None,
+    *,
+    check: bool = True,
+) -> FindingsPage:
+    """Findings by version (model, hardware, firmware, then kind), of the `kinds` asked (all if None or
+    empty), `first` of them after the cursor `after` (`check=False`: `first` is the caller's own count)."""
+    if check:
+        check_first(first)
+    counts = {kind: 0 for kind in FindingKind}
+    for finding in findings:
+        counts[finding.kind] += 1
+    wanted = set(kinds or FindingKind)
+    chosen = sorted((f for f in findings if f.kind in wanted), key=_finding_order)
+    total = len(chosen)
+    if after is not None:
+        model, hardware, firmware, kind = decode_cursor("Finding", after, 4)
+        position = (model, hardware, firmware, _KIND_ORDER[FindingKind(kind)])
+        chosen = [f for f in chosen if _finding_order(f) > position]
+    items = [
+        (encode_cursor("Finding", [f.model_id, f.hardware_version, f.firmware_version, f.kind.value]), f)
+        for f in chosen[:first]
+    ]
+    return FindingsPage(
+        Page(items=items, total=total, has_next=len(chosen) > first, has_previous=after is not None), counts
+    )
+
+
+def parse_finding_kinds(raw: Iterable[str]) -> list[FindingKind]:
+    """Kinds as a door receives them (any case); an unknown one is refused naming the kinds there are."""
+    kinds = []
+    for value in raw:
+        try:
+            kinds.append(FindingKind(value.strip().upper()))
+        except ValueError:
+            raise InvalidInput(
+                f"kind must be one of {', '.join(k.value for k in FindingKind)}, not {value!r}"
+            ) from None
+    return kinds
 
 
 def _percentile(sorted_values: list[int], share: float) -> float:
@@ -361,6 +545,23 @@ async def timeliness(
     session: AsyncSession, snapshot_id: int, group_by: GroupBy, since: dt.date | None
 ) -> list[TimelinessGroup]:
     """Days from CPL listing to library publication, per group, for images published since `since`."""
+    delays, labels = await publication_delays(session, snapshot_id, group_by, since)
+    return [_timeliness_group(group, labels[group], delays[group]) for group in sorted(delays)]
+
+
+async def timeliness_overall(
+    session: AsyncSession, snapshot_id: int, since: dt.date | None = None
+) -> TimelinessGroup | None:
+    """The same figures over every image published since `since` (None when there is none)."""
+    delays, _ = await publication_delays(session, snapshot_id, GroupBy.DEVICE_TYPE, since)
+    every = [days for group in delays.values() for days in group]
+    return _timeliness_group("all", "All manufacturers", every) if every else None
+
+
+async def publication_delays(
+    session: AsyncSession, snapshot_id: int, group_by: GroupBy, since: dt.date | None
+) -> tuple[dict[str, list[int]], dict[str, str]]:
+    """Each published image's days from CPL listing to publication, per group, and the groups' labels."""
     cf = CplCertifiedFirmware
     key, label = _group_column(group_by)
     label_column = CplDeviceModel.manufacturer_name if group_by is GroupBy.MANUFACTURER else label
@@ -381,20 +582,19 @@ async def timeliness(
     for group, name, listed, published_at in (await session.execute(query)).all():
         delays[str(group)].append(max((published_at.date() - listed).days, 0))
         labels[str(group)] = str(name)
-    groups = []
-    for group in sorted(delays):
-        values = sorted(delays[group])
-        groups.append(
-            TimelinessGroup(
-                key=group,
-                label=labels[group],
-                published=len(values),
-                median_days=_percentile(values, 0.5),
-                p90_days=_percentile(values, 0.9),
-                worst_days=values[-1],
-            )
-        )
-    return groups
+    return delays, labels
+
+
+def _timeliness_group(key: str, label: str, delays: list[int]) -> TimelinessGroup:
+    values = sorted(delays)
+    return TimelinessGroup(
+        key=key,
+        label=label,
+        published=len(values),
+        median_days=_percentile(values, 0.5),
+        p90_days=_percentile(values, 0.9),
+        worst_days=values[-1],
+    )
 
 
 def parse_group_by(raw: str) -> GroupBy:

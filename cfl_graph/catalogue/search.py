@@ -5,10 +5,11 @@ Pages are keyset pages: the cursor is opaque (base64 of the sort key) and stable
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from sqlalchemy import ColumnElement, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -17,6 +18,7 @@ from cfl_graph.catalogue.coverage import version_is_gap
 from cfl_graph.cursors import decode_cursor, encode_cursor
 from cfl_graph.errors import InvalidInput, Problem
 from cfl_graph.images.errors import LibraryProblem
+from cfl_graph.keys import ModelKey
 from cfl_graph.tables import CplCertifiedFirmware, CplDeviceModel
 
 T = TypeVar("T")
@@ -76,15 +78,9 @@ class DeviceModelFilter:
             else:
                 found.append(versions.smets_version == self.smets_version)
         if self.search:
-            pattern = f"%{_escape_like(self.search.lower())}%"
-            found.append(
-                or_(
-                    func.lower(CplDeviceModel.model_name).like(pattern, escape="\\"),
-                    func.lower(CplDeviceModel.manufacturer_name).like(pattern, escape="\\"),
-                    CplDeviceModel.model_id == self.search.upper(),
-                    CplDeviceModel.manufacturer_id == self.search.upper(),
-                )
-            )
+            # Every word must be found, in the manufacturer's name, the model's name or as an id, so
+            # that words spanning both names ("Lindum LM-E926", "Lindum Twin") find the models they name.
+            found.extend(or_(*_word_matches(word)) for word in search_words(self.search))
         if self.has_coverage_gap is not None:
             # The model's own versions, under an alias: a list of versions (the gaps) already reads the
             # certified-firmware table, and the subquery must not be correlated to that row.
@@ -119,6 +115,50 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+MAX_SEARCH_WORDS = 8
+
+
+def search_words(text: str) -> list[str]:
+    """The words of a search, lower-case, each once (the text is already `_search_text`'s)."""
+    words = list(dict.fromkeys(text.lower().split()))
+    if len(words) > MAX_SEARCH_WORDS:
+        raise InvalidInput(
+            f"search takes at most {MAX_SEARCH_WORDS} words, not {len(words)}",
+            [Problem(LibraryProblem.BAD_FIELD, f"search: {len(words)} words")],
+        )
+    return words
+
+
+def _word_matches(word: str) -> list[ColumnElement[bool]]:
+    anywhere = f"%{_escape_like(word)}%"
+    return [
+        func.lower(CplDeviceModel.model_name).like(anywhere, escape="\\"),
+        func.lower(CplDeviceModel.manufacturer_name).like(anywhere, escape="\\"),
+        CplDeviceModel.model_id == word.upper(),
+        CplDeviceModel.manufacturer_id == word.upper(),
+    ]
+
+
+def search_rank(text: str) -> ColumnElement[int]:
+    """How well a device model answers a search, higher first, the same on SQLite and PostgreSQL: per
+    word, an id it equals (4), the start of a word of the model's name (3) or the manufacturer's (2), or
+    anywhere in either name (1); and the whole text in the model's name (5)."""
+    name, maker = func.lower(CplDeviceModel.model_name), func.lower(CplDeviceModel.manufacturer_name)
+    score: ColumnElement[int] = literal(0)
+    for word in search_words(text):
+        start, inner = f"{_escape_like(word)}%", f"% {_escape_like(word)}%"
+        anywhere = f"%{_escape_like(word)}%"
+        score = score + case(
+            (or_(CplDeviceModel.model_id == word.upper(), CplDeviceModel.manufacturer_id == word.upper()), 4),
+            (or_(name.like(start, escape="\\"), name.like(inner, escape="\\")), 3),
+            (or_(maker.like(start, escape="\\"), maker.like(inner, escape="\\")), 2),
+            (or_(name.like(anywhere, escape="\\"), maker.like(anywhere, escape="\\")), 1),
+            else_=0,
+        )
+    phrase = f"%{_escape_like(text.lower())}%"
+    return score + case((name.like(phrase, escape="\\"), 5), else_=0)
+
+
 async def device_models(
     session: AsyncSession,
     snapshot_id: int,
@@ -128,30 +168,62 @@ async def device_models(
     *,
     count: bool = True,
 ) -> Page[CplDeviceModel]:
-    """A page of the current snapshot's device models in key order, with the filter's total (-1 when
-    `count` is false: not counted)."""
+    """A page of the current snapshot's device models, with the filter's total (-1 when `count` is
+    false: not counted): in key order, or, for a search, best answer first (`search_rank`), then in key
+    order."""
     check_first(first)
-    conditions = [CplDeviceModel.snapshot_id == snapshot_id, *where.normalised().conditions()]
+    where = where.normalised()
+    conditions = [CplDeviceModel.snapshot_id == snapshot_id, *where.conditions()]
     key = tuple_(CplDeviceModel.manufacturer_id, CplDeviceModel.model_id, CplDeviceModel.hardware_version)
     total = -1
     if count:
         total = int(
             await session.scalar(select(func.count()).select_from(CplDeviceModel).where(*conditions)) or 0
         )
-    query = select(CplDeviceModel).where(*conditions)
-    if after is not None:
-        query = query.where(key > tuple_(*decode_cursor("DeviceModel", after, 3)))
-    rows = list(
-        (
-            await session.execute(
-                query.order_by(
-                    CplDeviceModel.manufacturer_id, CplDeviceModel.model_id, CplDeviceModel.hardware_version
-                ).limit(first + 1)
+    order = (CplDeviceModel.manufacturer_id, CplDeviceModel.model_id, CplDeviceModel.hardware_version)
+    if where.search:
+        rank = search_rank(where.search).label("rank")
+        query = select(CplDeviceModel, rank).where(*conditions)
+        if after is not None:
+            score, *position = decode_cursor("RankedModel", after, 4)
+            query = query.where(or_(rank < score, and_(rank == score, key > tuple_(*position))))
+        rows = (await session.execute(query.order_by(rank.desc(), *order).limit(first + 1))).all()
+        ranked = [
+            (
+                encode_cursor("RankedModel", [int(score), r.manufacturer_id, r.model_id, r.hardware_version]),
+                r,
             )
-        ).scalars()
-    )
+            for r, score in rows[:first]
+        ]
+        return Page(items=ranked, total=total, has_next=len(rows) > first, has_previous=after is not None)
+    plain = select(CplDeviceModel).where(*conditions)
+    if after is not None:
+        plain = plain.where(key > tuple_(*decode_cursor("DeviceModel", after, 3)))
+    models = list((await session.execute(plain.order_by(*order).limit(first + 1))).scalars())
     items = [
         (encode_cursor("DeviceModel", [r.manufacturer_id, r.model_id, r.hardware_version]), r)
-        for r in rows[:first]
+        for r in models[:first]
     ]
-    return Page(items=items, total=total, has_next=len(rows) > first, has_previous=after is not None)
+    return Page(items=items, total=total, has_next=len(models) > first, has_previous=after is not None)
+
+
+async def model_names(
+    session: AsyncSession, snapshot_id: int | None, keys: Iterable[ModelKey]
+) -> dict[ModelKey, CplDeviceModel]:
+    """The snapshot's device models for `keys` (one statement), so pages show names beside hex ids; a
+    key the snapshot does not list is absent."""
+    wanted = list(dict.fromkeys(keys))
+    if snapshot_id is None:
+        return {}
+    # Asked even for no keys, so that a page costs the same statements whatever it shows.
+    rows = (
+        await session.execute(
+            select(CplDeviceModel).where(
+                CplDeviceModel.snapshot_id == snapshot_id,
+                tuple_(
+                    CplDeviceModel.manufacturer_id, CplDeviceModel.model_id, CplDeviceModel.hardware_version
+                ).in_(wanted),
+            )
+        )
+    ).scalars()
+    return {ModelKey.of(row): row for row in rows}

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph.access.keys import add_key
 from cfl_graph.access.parties import UnknownParty, add_party, find_party, operator_acting_for
+from cfl_graph.access.principal import Principal
 from cfl_graph.audit import Actor
 from cfl_graph.blobs import BlobStore
 from cfl_graph.database import Database
@@ -113,7 +114,7 @@ async def load_demo_library(db: Database, store: BlobStore, *, max_images: int =
             )
         ).all()
     names = {row.manufacturer_id: manufacturer for row, _, manufacturer in rows}
-    await _register_manufacturers(db, names)
+    await register_manufacturers(db, names)
     library = ImageLibrary(db.sessions, store, max_image_bytes=16 * 1024 * 1024)
     principals = {}
     async with db.sessions() as session:
@@ -133,19 +134,7 @@ async def load_demo_library(db: Database, store: BlobStore, *, max_images: int =
                 await library.declare_commercial(principal, key, "developed for one supplier under contract")
                 declared += 1
         elif share < COVERED_PER_TEN * 10 and len(published) < max_images:
-            data = build_image(
-                manufacturer_image_for_key(
-                    key.manufacturer_id, key.model_id, key.hardware_version, key.firmware_version
-                ),
-                manufacturer_code=key.manufacturer_id,
-                file_version=key.firmware_version,
-                private_key=demo_signing_key(key.manufacturer_id),
-                header_string=model_name[:32],
-            )
-            receiver = library.receiver(principal)
-            await receiver.write(data)
-            fields = UploadFields(key.model_id, key.hardware_version, _notes(key, model_name))
-            image = await library.accept(principal, await receiver.finish(), fields, actor=DEMO)
+            image = await upload_demo_image(library, principal, key, model_name)
             if image.problems:
                 log.warning("demo image %s has problems: %s", image.dcc_file_name, image.problems)
                 continue
@@ -158,7 +147,27 @@ async def load_demo_library(db: Database, store: BlobStore, *, max_images: int =
     return len(published)
 
 
-async def _register_manufacturers(db: Database, names: dict[str, str]) -> None:
+async def upload_demo_image(
+    library: ImageLibrary, principal: Principal, key: VersionKey, model_name: str
+) -> LibraryImage:
+    """Build the version's signed image as its manufacturer would and upload it with release notes."""
+    data = build_image(
+        manufacturer_image_for_key(
+            key.manufacturer_id, key.model_id, key.hardware_version, key.firmware_version
+        ),
+        manufacturer_code=key.manufacturer_id,
+        file_version=key.firmware_version,
+        private_key=demo_signing_key(key.manufacturer_id),
+        header_string=model_name[:32],
+    )
+    receiver = library.receiver(principal)
+    await receiver.write(data)
+    fields = UploadFields(key.model_id, key.hardware_version, _notes(key, model_name))
+    return await library.accept(principal, await receiver.finish(), fields, actor=DEMO)
+
+
+async def register_manufacturers(db: Database, names: dict[str, str]) -> None:
+    """A manufacturer party per demo manufacturer id, with its signing key registered."""
     async with db.writes.begin() as session:
         for manufacturer_id, name in sorted(names.items()):
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -91,19 +92,15 @@ async def test_bad_party_requests_are_refused_with_reasons(db: Database, databas
 
 async def test_party_list_shows_the_downloads_the_policy_grants(db: Database, database_url: str) -> None:
     await make_tokens(db)
-    listed = cfl(database_url, "party", "list")
+    listed = cfl(database_url, "party", "list", "--format", "json")
     assert listed.returncode == 0, listed.stderr
-    downloads = {
-        cells[0]: cells[3]
-        for line in listed.stdout.splitlines()
-        if len(cells := [cell.strip() for cell in line.split("│")[1:-1]]) == 6
-    }
+    downloads = {party["party"]: party["downloads"] for party in map(json.loads, listed.stdout.splitlines())}
     assert downloads == {
-        "Calder Supply Ltd": "yes",
-        "Northfield Metering Ltd": "yes",
-        "Harrow Instruments plc": "yes",
-        "SEC Panel": "no",
-        "SEC Panel Audit": "yes",
-        "Library Operator": "no",  # admins manage; they do not download (the policy refuses them)
-        "Gone Energy Ltd": "no",  # disabled: none of its tokens works
+        "Calder Supply Ltd": True,
+        "Northfield Metering Ltd": True,
+        "Harrow Instruments plc": True,
+        "SEC Panel": False,
+        "SEC Panel Audit": True,
+        "Library Operator": False,  # admins manage; they do not download (the policy refuses them)
+        "Gone Energy Ltd": False,  # disabled: none of its tokens works
     }

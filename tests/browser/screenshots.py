@@ -36,11 +36,14 @@ VIEWPORT = {"width": 1280, "height": 800}
 # Long pages (hundreds of findings or events) are cut here: the top says what the page is, and the
 # README should not carry megabytes of table.
 MAX_HEIGHT = 2000
-TOTAL_SECONDS = 300  # the demo data takes about 20 s to build; each page well under a second
+TOTAL_SECONDS = 400  # the demo data takes about 50 s to build; each page well under a second
 # A line of the demo tokens file: the role, the party's name, then the token on the next line.
 TOKEN_LINE = re.compile(r"^(?P<role>\w+) +.+\n +(?P<token>cflg_\S+)$", re.MULTILINE)
 
 log = logging.getLogger("screenshots")
+
+
+PHONE = 390  # px, a phone's width
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class Shot:
     name: str
     role: str
     path: str
+    width: int = VIEWPORT["width"]
+    section: str | None = None  # a CSS selector: that part of the page, not the page's top
+    status: int = 200
 
 
 async def demo_shots(db: Database, tokens: dict[str, str]) -> list[Shot]:
@@ -74,6 +80,14 @@ async def demo_shots(db: Database, tokens: dict[str, str]) -> list[Shot]:
         Shot("model", "supplier", model),
         Shot("image", "manufacturer", f"/images/{image.id}"),
         Shot("coverage", "panel", "/coverage"),
+        Shot("coverage-history", "panel", "/coverage", section="svg[aria-labelledby=history-title]"),
+        Shot("timeliness", "panel", "/coverage", section="svg[aria-labelledby=timeliness-title]"),
+        Shot("coverage-phone", "panel", "/coverage", width=PHONE),
+        Shot("coverage-history-phone", "panel", "/coverage", PHONE, "svg[aria-labelledby=history-title]"),
+        Shot("timeliness-phone", "panel", "/coverage", PHONE, "svg[aria-labelledby=timeliness-title]"),
+        Shot("models-phone", "supplier", "/models", width=PHONE),
+        Shot("model-phone", "supplier", model, width=PHONE),
+        Shot("not-found", "supplier", "/no/such/page", status=404),
         Shot("consistency", "manufacturer", f"/manufacturers/{mid}/consistency"),
         Shot("cpl", "supplier", f"/cpl?from={first}&to={last}"),
         Shot("upload", "manufacturer", "/upload"),
@@ -83,19 +97,25 @@ async def demo_shots(db: Database, tokens: dict[str, str]) -> list[Shot]:
 
 async def take(browser: Browser, base_url: str, tokens: dict[str, str], shots: list[Shot]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    for role in dict.fromkeys(shot.role for shot in shots):
-        tab = await new_tab(browser, base_url, viewport=VIEWPORT)
+    for role, width in dict.fromkeys((shot.role, shot.width) for shot in shots):
+        tab = await new_tab(browser, base_url, viewport={**VIEWPORT, "width": width})
         try:
             await tab.sign_in(tokens[role])
-            for shot in (s for s in shots if s.role == role):
+            for shot in (s for s in shots if (s.role, s.width) == (role, width)):
                 answer = await tab.page.goto(shot.path)
-                if answer is None or answer.status != 200:
+                if answer is None or answer.status != shot.status:
                     raise RuntimeError(f"{shot.path} answered {answer and answer.status}")
+                if shot.section is not None:
+                    await tab.page.locator(shot.section).screenshot(path=OUT / f"{shot.name}.png")
+                    log.info(
+                        "saved %s (%s of %s as %s)", OUT / f"{shot.name}.png", shot.section, shot.path, role
+                    )
+                    continue
                 height = min(await tab.page.evaluate("document.documentElement.scrollHeight"), MAX_HEIGHT)
                 await tab.page.screenshot(
                     path=OUT / f"{shot.name}.png",
                     full_page=True,
-                    clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height},
+                    clip={"x": 0, "y": 0, "width": width, "height": height},
                 )
                 log.info("saved %s (%s as %s)", OUT / f"{shot.name}.png", shot.path, role)
         finally:

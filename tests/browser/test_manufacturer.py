@@ -69,7 +69,11 @@ async def test_a_manufacturer_uploads_a_refused_file_then_publishes_a_good_one(
     await expect(badge).to_have_text("Published")
     await expect(badge).to_have_class(re.compile(r"\bbadge-published\b"))
 
-    await page.get_by_role("link", name="Device model 10B2 · 0001 · hw 0100").click()
+    # The breadcrumbs name the model beside its ids.
+    await expect(page.locator(".crumbs")).to_contain_text(
+        "Northfield Metering Ltd 10B2 › Model 0001 10B2 · 0001 · hw 0100"
+    )
+    await page.locator(".crumbs").get_by_role("link", name="Model 0001").click()
     await expect(page).to_have_url("/models/10B2/0001/0100")
     closed = page.locator(f"tr[data-version='{OWN_A3.firmware_version}'] .badge")
     await expect(closed).to_have_text("Available")

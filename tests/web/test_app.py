@@ -148,7 +148,10 @@ def _free_port() -> int:
 
 
 def test_the_demo_command_serves_realistic_data_from_nothing(tmp_path: Path) -> None:
-    """The README's first command: a fresh folder, `cfl-graph serve --demo`, and a catalogue answers."""
+    """The README's first command: a fresh folder, `cfl-graph serve --demo`, and a catalogue answers with a
+    history: quarterly snapshots, images published weeks after their listing (at the times the demo's
+    clock said), held and withdrawn ones; the console counts rather than logging every upload, and ends
+    with the address, the tokens file and a curl on the port in use."""
     port = _free_port()
     env = {
         **os.environ,
@@ -164,50 +167,85 @@ def test_the_demo_command_serves_realistic_data_from_nothing(tmp_path: Path) -> 
         stderr=subprocess.STDOUT,
         text=True,
     )
+    console: list[str] = []
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240  # about 50 s on an idle 2-core machine
+        assert server.stdout is not None
+        while not any(line.startswith("serving on") for line in console):
+            assert server.poll() is None, "".join(console) + server.stdout.read()
+            console.append(server.stdout.readline())
+            assert time.monotonic() < deadline, "demo did not finish loading in 240 s:\n" + "".join(console)
         while True:
-            assert server.poll() is None, server.stdout.read() if server.stdout else ""
             try:
                 if httpx2.get(f"{base}/healthz", timeout=2).status_code == 200:
                     break
             except httpx2.TransportError:
                 pass
-            assert time.monotonic() < deadline, "demo server did not come up in 90 s"
+            assert time.monotonic() < deadline, "demo server did not come up"
             time.sleep(0.3)
+        text = "".join(console)
+        assert len(console) < 30, text  # counts, not a log line per upload
+        assert "INFO" not in text, text
+        assert "demo: CPL list 8 of 8 synchronised" in text
         tokens_file = tmp_path / "var" / "work" / "demo" / "tokens.txt"
+        assert f"sign in at {base}/ with a token from {tokens_file}" in text
+        curl = next(line for line in console if "curl" in line)
+        assert curl.rstrip().endswith(f"{base}/graphql")
         assert tokens_file.stat().st_mode & 0o077 == 0  # readable by its owner only
         tokens = re.findall(r"^(\w+) .*\n\s+(cflg_\S+)$", tokens_file.read_text(), re.MULTILINE)
         assert [role for role, _ in tokens] == ["supplier", "manufacturer", "panel", "admin"]
+        # The console's own curl, run as a reader would paste it.
+        pasted = subprocess.run(
+            ["bash", "-c", "".join(line for line in console if line.startswith("  "))],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert '"rowCount":2993' in pasted.stdout, pasted
         auth = {"Authorization": f"Bearer {tokens[0][1]}"}
         assert httpx2.post(f"{base}/graphql", json={"query": SNAPSHOT_QUERY}, timeout=10).status_code == 401
         body = httpx2.post(f"{base}/graphql", json={"query": SNAPSHOT_QUERY}, headers=auth, timeout=10).json()
         current = body["data"]["cplSnapshot"]
-        assert current["rowCount"] == 3000
-        assert current["snapshotId"] == 2  # last quarter's list, then the current one
+        assert current["snapshotId"] == 8  # eight quarterly lists, 2025-01-01 to 2026-10-01
         earlier = httpx2.post(
             f"{base}/graphql",
             json={"query": SNAPSHOT_QUERY, "variables": {"id": "1"}},
             headers=auth,
             timeout=10,
         ).json()["data"]["cplSnapshot"]
-        assert 0 < earlier["rowCount"] < 3000
+        assert 0 < earlier["rowCount"] < current["rowCount"]
+        panel = {"Authorization": f"Bearer {tokens[2][1]}"}
+        timely = httpx2.post(
+            f"{base}/graphql",
+            json={"query": "{ timeliness(groupBy: DEVICE_TYPE) { key published medianDays p90Days } }"},
+            headers=panel,
+            timeout=10,
+        ).json()["data"]["timeliness"]
+        assert sum(g["published"] for g in timely) > 400
+        # Published weeks after listing, not on the day the demo ran.
+        assert all(3 <= g["medianDays"] <= 30 for g in timely), timely
         # The demo library holds real signed images: the feed lists them and the bytes are the CPL's.
         feed = httpx2.get(f"{base}/feeds/images.atom", headers=auth, timeout=10)
         atom = "{http://www.w3.org/2005/Atom}"
+        updated = [e.text for e in ElementTree.fromstring(feed.content).iter(f"{atom}updated")]
+        assert len({stamp[:10] for stamp in updated if stamp}) > 5, updated[:10]  # spread over days
         enclosures = [
             link.attrib["href"].split("/")[-2]
             for link in ElementTree.fromstring(feed.content).iter(f"{atom}link")
             if link.attrib.get("rel") == "enclosure"
         ]
-        assert len(enclosures) >= 90, feed.text[:500]  # the newest 100, less the withdrawn ones
+        assert len(enclosures) >= 50, feed.text[:500]
         image = httpx2.get(f"{base}/api/v1/images/{enclosures[0]}", headers=auth, timeout=10).json()
         data = httpx2.get(f"{base}/api/v1/images/{enclosures[0]}/file", headers=auth, timeout=10).content
         assert hashlib.sha256(data).hexdigest() == image["fileSha256"]
         offset, length = image["manufacturerImageOffset"], image["manufacturerImageLength"]
         assert hashlib.sha256(data[offset : offset + length]).hexdigest() == image["manufacturerImageSha256"]
         assert image["problems"] == [] and image["state"] == "published"
+        # Every time the demo recorded is in order, and the chain is whole.
+        verified = run_cli(env["CFL_DATABASE_URL"], "verify", work=tmp_path / "var", timeout=120)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
     finally:
         server.terminate()
         server.wait(timeout=20)

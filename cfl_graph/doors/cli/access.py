@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from cfl_graph.access.keys import KeyRejected, add_key_for_party, all_keys, revoke_key
 from cfl_graph.access.parties import (
@@ -22,7 +21,18 @@ from cfl_graph.access.policy import Action, allowed
 from cfl_graph.access.tokens import IssuedToken, all_tokens, issue_token, revoke_token
 from cfl_graph.audit import Actor
 from cfl_graph.database import Database
-from cfl_graph.doors.cli.common import EXIT_REJECTED, err, number_parser, out, settings_from_env, with_db
+from cfl_graph.doors.cli.common import (
+    EXIT_REJECTED,
+    Field,
+    FormatOption,
+    OutputFormat,
+    emit,
+    err,
+    number_parser,
+    out,
+    settings_from_env,
+    with_db,
+)
 from cfl_graph.identifiers import InvalidValue
 from cfl_graph.tables import ApiToken, ManufacturerKey, Party, Role
 from cfl_graph.tables.base import utc_now
@@ -69,8 +79,18 @@ def party_add(
     out.print(f"added {role.value} party {name}{suffix}", markup=False, highlight=False)
 
 
+PARTY_FIELDS = (
+    Field("party", "party"),
+    Field("role", "role"),
+    Field("manufacturer_ids", "manufacturer ids"),
+    Field("downloads", "downloads"),
+    Field("created_at", "created (UTC)"),
+    Field("disabled_at", "disabled (UTC)"),
+)
+
+
 @party_app.command("list")
-def party_list() -> None:
+def party_list(form: FormatOption = OutputFormat.TABLE) -> None:
     """List parties with their roles and manufacturer ids."""
     settings = settings_from_env()
 
@@ -78,20 +98,23 @@ def party_list() -> None:
         async with db.sessions() as session:
             return [(p, await manufacturer_ids_of(session, p)) for p in await all_parties(session)]
 
-    table = Table("party", "role", "manufacturer ids", "downloads", "created (UTC)", "disabled")
-    for party, ids in with_db(settings, work):
-        # What the policy grants, asked as every door asks it: admins, say, have no downloads.
-        may_download = party.disabled_at is None and allowed(as_principal(party, ids), Action.DOWNLOAD_IMAGE)
-        downloads = "yes" if may_download else "no"
-        table.add_row(
-            party.name,
-            party.role,
-            ", ".join(ids),
-            downloads,
-            party.created_at.strftime("%Y-%m-%d"),
-            "yes" if party.disabled_at else "",
-        )
-    out.print(table)
+    emit(
+        PARTY_FIELDS,
+        (
+            {
+                "party": party.name,
+                "role": party.role,
+                "manufacturer_ids": ids,
+                # What the policy grants, asked as every door asks it: admins, say, have no downloads.
+                "downloads": party.disabled_at is None
+                and allowed(as_principal(party, ids), Action.DOWNLOAD_IMAGE),
+                "created_at": party.created_at,
+                "disabled_at": party.disabled_at,
+            }
+            for party, ids in with_db(settings, work)
+        ),
+        form,
+    )
 
 
 @token_app.command("create")
@@ -155,8 +178,23 @@ def token_revoke(
     out.print(f"revoked token {public_id}")
 
 
+def _token_state(token: ApiToken, now: dt.datetime) -> str:
+    return "revoked" if token.revoked_at else "expired" if token.expires_at <= now else "active"
+
+
+TOKEN_FIELDS = (
+    Field("token", "token"),
+    Field("party", "party"),
+    Field("scope", "scope"),
+    Field("created_at", "created (UTC)"),
+    Field("expires_at", "expires (UTC)"),
+    Field("state", "state"),
+    Field("description", "description"),
+)
+
+
 @token_app.command("list")
-def token_list() -> None:
+def token_list(form: FormatOption = OutputFormat.TABLE) -> None:
     """List tokens (public ids only) with their parties and states."""
     settings = settings_from_env()
 
@@ -165,19 +203,26 @@ def token_list() -> None:
             return await all_tokens(session)
 
     now = utc_now()
-    table = Table("token", "party", "scope", "created (UTC)", "expires (UTC)", "state", "description")
-    for token, party_name in with_db(settings, work):
-        state = "revoked" if token.revoked_at else "expired" if token.expires_at <= now else "active"
-        table.add_row(
-            token.public_id,
-            party_name,
-            "read-only" if token.read_only else "read-write",
-            token.created_at.strftime("%Y-%m-%d"),
-            token.expires_at.strftime("%Y-%m-%d"),
-            state,
-            token.description or "",
-        )
-    out.print(table)
+    emit(
+        TOKEN_FIELDS,
+        (
+            {
+                "token": token.public_id,
+                "party": party_name,
+                "scope": "read-only" if token.read_only else "read-write",
+                "created_at": token.created_at,
+                "expires_at": token.expires_at,
+                "state": "revoked"
+                if token.revoked_at
+                else "expired"
+                if token.expires_at <= now
+                else "active",
+                "description": token.description,
+            }
+            for token, party_name in with_db(settings, work)
+        ),
+        form,
+    )
 
 
 @key_app.command("add")
@@ -234,8 +279,16 @@ def key_revoke(
         out.print(f"revoked key {row.key_id[:16]} for manufacturer id {row.manufacturer_id}")
 
 
+KEY_FIELDS = (
+    Field("manufacturer_id", "manufacturer id"),
+    Field("key_id", "key id"),
+    Field("added_at", "added (UTC)"),
+    Field("state", "state"),
+)
+
+
 @key_app.command("list")
-def key_list() -> None:
+def key_list(form: FormatOption = OutputFormat.TABLE) -> None:
     """List registered keys by manufacturer id."""
     settings = settings_from_env()
 
@@ -243,12 +296,16 @@ def key_list() -> None:
         async with db.sessions() as session:
             return await all_keys(session)
 
-    table = Table("manufacturer id", "key id", "added (UTC)", "state")
-    for row in with_db(settings, work):
-        table.add_row(
-            row.manufacturer_id,
-            row.key_id,
-            row.added_at.strftime("%Y-%m-%d"),
-            "revoked" if row.revoked_at else "active",
-        )
-    out.print(table)
+    emit(
+        KEY_FIELDS,
+        (
+            {
+                "manufacturer_id": row.manufacturer_id,
+                "key_id": row.key_id,
+                "added_at": row.added_at,
+                "state": "revoked" if row.revoked_at else "active",
+            }
+            for row in with_db(settings, work)
+        ),
+        form,
+    )

@@ -1,17 +1,26 @@
 """What every command shares: its consoles and exit codes, the settings, a database opened and closed
-around the work (refused, exit 3, while migrations are pending), numeric argument parsers and the
-progress bar."""
+around the work (refused, exit 3, while migrations are pending), numeric argument parsers, the progress
+bar, and how a list is printed (`emit`: a table, JSON lines or CSV, `--format`)."""
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import datetime as dt
+import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
 
 from cfl_graph import migrate
 from cfl_graph.database import Database, database_unavailable
@@ -123,3 +132,95 @@ class RichProgress:
         if stage not in self.tasks:
             self.tasks[stage] = self.progress.add_task(stage, total=total)
         self.progress.update(self.tasks[stage], completed=done, total=total)
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+
+
+FORMAT_HELP = (
+    "table (the terminal's width; ids never cut), json (one object per line) or csv (a header row, then a "
+    "row per item)."
+)
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", case_sensitive=False, help=FORMAT_HELP, show_default=True)
+]
+
+
+@dataclass(frozen=True)
+class Field:
+    """A column of a list: its key in JSON and CSV, and its heading in a table."""
+
+    key: str
+    heading: str
+    numeric: bool = False
+
+
+def emit(fields: Sequence[Field], items: Iterable[Mapping[str, Any]], form: OutputFormat) -> None:
+    """Print a list as a table for people, or as JSON lines or CSV for scripts, every value whole.
+
+    A table takes the terminal's width when there is one (longer values fold onto more lines, never
+    cut), and its own natural width when there is none (a pipe, a file), so nothing is lost at 80 columns.
+    """
+    rows = list(items)
+    if form is OutputFormat.JSON:
+        for row in rows:
+            sys.stdout.write(
+                json.dumps({f.key: _plain(row.get(f.key)) for f in fields}, ensure_ascii=False) + "\n"
+            )
+        return
+    if form is OutputFormat.CSV:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow([f.key for f in fields])
+        for row in rows:
+            writer.writerow([_cell(_plain(row.get(f.key))) for f in fields])
+        return
+    table = Table(box=box.SIMPLE_HEAD if out.is_terminal else box.ASCII2)
+    for f in fields:
+        table.add_column(f.heading, overflow="fold", justify="right" if f.numeric else "left")
+    for row in rows:
+        table.add_row(*(_shown(row.get(f.key)) for f in fields))
+    if out.is_terminal:
+        out.print(table)
+    else:
+        unbounded = Console(width=100_000, highlight=False, no_color=True)
+        natural = unbounded.measure(table).maximum
+        Console(width=max(natural, 20), highlight=False, no_color=True).print(table)
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON and CSV carry it: times and dates in ISO 8601, enums as their values."""
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: nothing for a missing value, a list's items joined by "; "."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    return value
+
+
+def _shown(value: Any) -> Text:
+    if value is None:
+        return Text("")
+    if isinstance(value, bool):
+        return Text("yes" if value else "no")
+    if isinstance(value, int):
+        return Text(f"{value:,}")
+    if isinstance(value, dt.datetime):
+        return Text(value.strftime("%Y-%m-%d %H:%M:%S"))
+    if isinstance(value, dt.date):
+        return Text(value.isoformat())
+    if isinstance(value, list | tuple):
+        return Text(", ".join(str(_plain(v)) for v in value))
+    return Text(str(_plain(value)))

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from cfl_graph.catalogue.snapshots import current_snapshot, recent_runs, recent_snapshots, snapshot, sync_run
 from cfl_graph.cpl_sync.diff import SnapshotDiff, diff_snapshots
@@ -21,7 +20,11 @@ from cfl_graph.doors.cli.common import (
     HOW_MANY,
     RUN_ID,
     SNAPSHOT_ID,
+    Field,
+    FormatOption,
+    OutputFormat,
     RichProgress,
+    emit,
     err,
     out,
     progress_bar,
@@ -116,9 +119,24 @@ def sync_cpl_command(
     raise typer.Exit(codes.get(result.outcome, 0))
 
 
+SNAPSHOT_FIELDS = (
+    Field("id", "id", numeric=True),
+    Field("current", "current"),
+    Field("created_at", "created (UTC)"),
+    Field("row_count", "rows", numeric=True),
+    Field("device_model_count", "models", numeric=True),
+    Field("added", "+", numeric=True),
+    Field("removed", "-", numeric=True),
+    Field("changed", "~", numeric=True),
+    Field("content_sha256", "content SHA-256"),
+    Field("source", "source"),
+)
+
+
 @cpl_app.command("snapshots")
 def cpl_snapshots(
     limit: Annotated[int, typer.Option(help="How many, newest first.", parser=HOW_MANY)] = 20,
+    form: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """List CPL snapshots, newest first, marking the current one."""
     settings = settings_from_env()
@@ -129,28 +147,46 @@ def cpl_snapshots(
             return await recent_snapshots(session, limit), current.id if current else None
 
     rows, current_id = with_db(settings, work)
-    table = Table(
-        "id", "current", "created (UTC)", "rows", "models", "+", "-", "~", "content SHA-256", "source"
+    emit(
+        SNAPSHOT_FIELDS,
+        (
+            {
+                "id": s.id,
+                "current": s.id == current_id,
+                "created_at": s.created_at,
+                "row_count": s.row_count,
+                "device_model_count": s.device_model_count,
+                "added": s.added_count,
+                "removed": s.removed_count,
+                "changed": s.changed_count,
+                "content_sha256": s.content_sha256,
+                "source": s.source,
+            }
+            for s in rows
+        ),
+        form,
     )
-    for s in rows:
-        table.add_row(
-            str(s.id),
-            "*" if s.id == current_id else "",
-            s.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            f"{s.row_count:,}",
-            f"{s.device_model_count:,}",
-            f"{s.added_count:,}",
-            f"{s.removed_count:,}",
-            f"{s.changed_count:,}",
-            s.content_sha256[:16] + "…",
-            s.source,
-        )
-    out.print(table)
+
+
+RUN_FIELDS = (
+    Field("id", "run", numeric=True),
+    Field("started_at", "started (UTC)"),
+    Field("trigger", "trigger"),
+    Field("outcome", "outcome"),
+    Field("snapshot_id", "snapshot", numeric=True),
+    Field("row_count", "rows", numeric=True),
+    Field("errors", "errors", numeric=True),
+    Field("warnings", "warnings", numeric=True),
+    Field("images_held", "held", numeric=True),
+    Field("images_released", "released", numeric=True),
+    Field("message", "message"),
+)
 
 
 @cpl_app.command("runs")
 def cpl_runs(
     limit: Annotated[int, typer.Option(help="How many, newest first.", parser=HOW_MANY)] = 20,
+    form: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """List sync runs with their outcomes, newest first."""
     settings = settings_from_env()
@@ -159,35 +195,28 @@ def cpl_runs(
         async with db.sessions() as session:
             return await recent_runs(session, limit)
 
-    table = Table(
-        "run",
-        "started (UTC)",
-        "trigger",
-        "outcome",
-        "snapshot",
-        "rows",
-        "errors",
-        "warnings",
-        "held",
-        "released",
-        "message",
+    emit(
+        RUN_FIELDS,
+        (
+            {
+                "id": r.id,
+                "started_at": r.started_at,
+                "trigger": r.trigger,
+                "outcome": r.outcome,
+                "snapshot_id": r.snapshot_id,
+                "row_count": r.row_count,
+                "errors": r.error_count,
+                "warnings": r.warning_count,
+                "images_held": r.images_held,
+                "images_released": r.images_released,
+                "message": r.message,
+            }
+            for r in with_db(settings, work)
+        ),
+        form,
     )
-    for r in with_db(settings, work):
-        table.add_row(
-            str(r.id),
-            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-            r.trigger,
-            r.outcome,
-            str(r.snapshot_id or ""),
-            "" if r.row_count is None else f"{r.row_count:,}",
-            str(r.error_count),
-            str(r.warning_count),
-            str(r.images_held),
-            str(r.images_released),
-            r.message or "",
-        )
-    out.print(table)
-    out.print("`cfl-graph cpl run ID` shows a run's errors and warnings, row by row.")
+    if form is OutputFormat.TABLE:
+        out.print("`cfl-graph cpl run ID` shows a run's errors and warnings, row by row.")
 
 
 @cpl_app.command("run")
@@ -235,13 +264,25 @@ def _problem_text(problem: dict[str, Any]) -> str:
     return f"{', '.join(where)}: {problem['reason']}" if where else str(problem["reason"])
 
 
+DIFF_FIELDS = (
+    Field("change", "change"),
+    Field("key", "key"),
+    Field("model_name", "model"),
+    Field("specification", "specification"),
+    Field("image_hash", "image hash"),
+    Field("status", "status"),
+    Field("fields", "fields changed"),
+)
+
+
 @cpl_app.command("diff")
 def cpl_diff(
     old: Annotated[int, typer.Argument(help="Older snapshot id.", parser=SNAPSHOT_ID)],
     new: Annotated[int, typer.Argument(help="Newer snapshot id.", parser=SNAPSHOT_ID)],
     limit: Annotated[int, typer.Option(help="Rows shown per kind of change.", parser=HOW_MANY)] = 50,
+    form: FormatOption = OutputFormat.TABLE,
 ) -> None:
-    """Rows added, removed and changed between two snapshots."""
+    """Rows added, removed and changed between two snapshots (`--format json|csv`: one item per row)."""
     settings = settings_from_env()
 
     async def work(db: Database) -> SnapshotDiff:
@@ -254,6 +295,36 @@ def cpl_diff(
 
     diff = with_db(settings, work)
     c = diff.counts
+    if form is not OutputFormat.TABLE:
+        # One item per row added, removed or changed (a change lists its fields), for scripts.
+        items: list[dict[str, Any]] = []
+        for change_kind, rows in (("added", diff.added), ("removed", diff.removed)):
+            items.extend(
+                {
+                    "change": change_kind,
+                    "key": "/".join(row.key),
+                    "model_name": row.model_name,
+                    "specification": row.specification,
+                    "image_hash": row.image_hash,
+                    "status": row.status,
+                    "fields": None,
+                }
+                for row in rows
+            )
+        items.extend(
+            {
+                "change": "changed",
+                "key": "/".join(change.key),
+                "fields": "; ".join(f"{f.field}: {f.old} -> {f.new}" for f in change.fields)
+                if form is OutputFormat.CSV
+                else [{"field": f.field, "old": f.old, "new": f.new} for f in change.fields],
+            }
+            for change in diff.changed
+        )
+        emit(DIFF_FIELDS, items, form)
+        if diff.truncated:
+            err.print(f"(at most {limit} of each kind of change; use --limit for more)")
+        return
     out.print(f"snapshot {old} -> {new}: {c.added:,} added, {c.removed:,} removed, {c.changed:,} changed")
     for sign, rows in (("+", diff.added), ("-", diff.removed)):
         for row in rows:
@@ -262,9 +333,10 @@ def cpl_diff(
                 f"{row.status}",
                 markup=False,
                 highlight=False,
+                soft_wrap=True,
             )
     for change in diff.changed:
         fields = ", ".join(f"{f.field}: {f.old} -> {f.new}" for f in change.fields)
-        out.print(f"~ {'/'.join(change.key)} {fields}", markup=False, highlight=False)
+        out.print(f"~ {'/'.join(change.key)} {fields}", markup=False, highlight=False, soft_wrap=True)
     if diff.truncated:
         out.print(f"(showing at most {limit} of each; use --limit for more)")

@@ -6,14 +6,24 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from cfl_graph.access.parties import PartyError, find_party, operator_acting_for
 from cfl_graph.access.policy import AccessDenied
 from cfl_graph.audit import Actor
 from cfl_graph.blobs import BlobStoreFailed, blob_store_for
 from cfl_graph.database import Database
-from cfl_graph.doors.cli.common import EXIT_REJECTED, HOW_MANY, err, out, settings_from_env, with_db
+from cfl_graph.doors.cli.common import (
+    EXIT_REJECTED,
+    HOW_MANY,
+    Field,
+    FormatOption,
+    OutputFormat,
+    emit,
+    err,
+    out,
+    settings_from_env,
+    with_db,
+)
 from cfl_graph.errors import Refusal
 from cfl_graph.images.errors import LibraryError
 from cfl_graph.images.library import ImageLibrary, UploadFields
@@ -95,10 +105,26 @@ def image_import(
         raise typer.Exit(EXIT_REJECTED)
 
 
+IMAGE_FIELDS = (
+    Field("id", "id", numeric=True),
+    Field("file", "file"),
+    Field("manufacturer_id", "manufacturer"),
+    Field("model_id", "model"),
+    Field("hardware_version", "hw"),
+    Field("firmware_version", "firmware"),
+    Field("state", "state"),
+    Field("uploaded_at", "uploaded (UTC)"),
+    Field("published_at", "published (UTC)"),
+    Field("file_sha256", "file SHA-256"),
+    Field("problems", "problems"),
+)
+
+
 @image_app.command("list")
 def image_list(
     state: Annotated[ImageState | None, typer.Option(help="Only images in this state.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.", parser=HOW_MANY)] = 50,
+    form: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """List images with their state and problems (operators see every image, drafts included)."""
     settings = settings_from_env()
@@ -107,15 +133,23 @@ def image_list(
         async with db.sessions() as session:
             return await recent_images(session, state, limit)
 
-    table = Table("id", "file", "model", "hw", "state", "uploaded (UTC)", "problems")
-    for image in with_db(settings, work):
-        table.add_row(
-            str(image.id),
-            image.dcc_file_name,
-            image.model_id,
-            image.hardware_version,
-            image.state,
-            image.uploaded_at.strftime("%Y-%m-%d %H:%M"),
-            ", ".join(p["problem"] for p in image.problems),
-        )
-    out.print(table)
+    emit(
+        IMAGE_FIELDS,
+        (
+            {
+                "id": image.id,
+                "file": image.dcc_file_name,
+                "manufacturer_id": image.manufacturer_id,
+                "model_id": image.model_id,
+                "hardware_version": image.hardware_version,
+                "firmware_version": image.firmware_version,
+                "state": image.state,
+                "uploaded_at": image.uploaded_at,
+                "published_at": image.published_at,
+                "file_sha256": image.file_sha256,
+                "problems": [p["problem"] for p in image.problems],
+            }
+            for image in with_db(settings, work)
+        ),
+        form,
+    )

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+import shlex
 import shutil
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cfl_graph import migrate
 from cfl_graph.blobs import blob_store_for
 from cfl_graph.database import Database
-from cfl_graph.doors.cli.common import EXIT_FAILED, out, require_schema, settings_from_env, with_db
+from cfl_graph.demo.load import LISTS_STAGE
+from cfl_graph.doors.cli.common import (
+    EXIT_FAILED,
+    RichProgress,
+    err,
+    out,
+    progress_bar,
+    require_schema,
+    settings_from_env,
+    with_db,
+)
 from cfl_graph.settings import Settings
+
+if TYPE_CHECKING:
+    from cfl_graph.demo.load import DemoFigures
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -31,8 +47,14 @@ def serve(
     settings = settings_from_env(default_log_level="INFO")
     log_level = (settings.log_level or "INFO").lower()
     if demo:
-        out.print(f"demo: database {settings.database_url}, blobs in {settings.blob_dir}")
-        with_db(settings, lambda db: _prepare_demo(settings, db), needs_schema=False)
+        out.print(
+            f"demo: database {settings.database_url}, blobs in {settings.blob_dir}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        tokens, figures = with_db(settings, lambda db: _prepare_demo(settings, db), needs_schema=False)
+        _print_demo(figures, tokens, host, port)
     else:
         with_db(settings, require_schema, needs_schema=False)
     metrics_settings = serving.prepare_metrics(settings, workers)
@@ -54,16 +76,57 @@ def serve(
         raise typer.Exit(EXIT_FAILED)
 
 
-async def _prepare_demo(settings: Settings, db: Database) -> None:
-    """Migrate and load the demo once, before any worker starts."""
+async def _prepare_demo(settings: Settings, db: Database) -> tuple[Path, DemoFigures]:
+    """Migrate and load the demo once, before any worker starts: a bar on a terminal, not a log line per
+    upload (the service's own INFO lines are held back meanwhile; warnings still show)."""
     from cfl_graph.demo import prepare_demo
+    from cfl_graph.demo.load import demo_figures
 
-    await migrate.upgrade(db.engine)
     store = blob_store_for(settings)
+    quiet = [logging.getLogger(name) for name in ("cfl_graph", "alembic")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
     try:
-        await prepare_demo(settings, db, store)
+        await migrate.upgrade(db.engine)
+        with progress_bar() as bar:
+            shown = RichProgress(bar) if err.is_terminal else _count_lists
+            tokens = await prepare_demo(settings, db, store, shown)
+        return tokens, await demo_figures(db)
     finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
         await store.close()
+
+
+def _count_lists(stage: str, done: int, total: int | None) -> None:
+    """Without a terminal, one line per CPL list instead of a bar."""
+    if stage == LISTS_STAGE:
+        err.print(f"demo: CPL list {done} of {total} synchronised", markup=False, highlight=False)
+
+
+def _print_demo(figures: DemoFigures, tokens: Path, host: str, port: int) -> None:
+    """What the demo holds, where the tokens are, and a request to paste, on the port in use."""
+    images = ", ".join(f"{count:,} {state}" for state, count in sorted(figures.images.items()))
+    median = "—" if figures.median_days is None else f"{figures.median_days:g} days"
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}"
+    for line in (
+        f"demo: {figures.snapshots} CPL snapshots, {figures.rows:,} rows in the current one",
+        f"demo: images {images}",
+        f"demo: {figures.available:,} of {figures.due:,} due versions have a published image "
+        f"({figures.share:.0%}); median {median} from listing to publication, {figures.late} late",
+        f"demo: sign in at {url}/ with a token from {tokens}",
+        "demo: or ask the graph:",
+    ):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    role = "supplier"
+    print(f"  TOKEN=$(awk '/^{role}/{{getline; print $1}}' {shlex.quote(str(tokens))})")
+    print(
+        "  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+        '-d \'{"query":"{ cplSnapshot { id rowCount deviceModelCount } }"}\' '
+        f"{url}/graphql"
+    )
 
 
 @db_app.command("upgrade")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.types import Info as StrawberryInfo
 
+from cfl_graph import clock
 from cfl_graph.access.principal import Principal
 from cfl_graph.images.library import ImageLibrary
 from cfl_graph.loaders import Loaders
@@ -22,7 +23,7 @@ class Context:
     sessions: async_sessionmaker[AsyncSession]
     # When the request is answered: every field that tells the time says this one, however many times
     # (and by however many executors, cfl_graph/doors/graph/plans.py) the request is executed.
-    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    now: dt.datetime = field(default_factory=clock.now)
 
 
 Info = StrawberryInfo[Context, None]

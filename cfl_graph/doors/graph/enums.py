@@ -8,6 +8,7 @@ import strawberry
 
 from cfl_graph.catalogue.reports import FindingKind
 from cfl_graph.catalogue.reports import GroupBy as ReportGroupBy
+from cfl_graph.catalogue.upgrades import Blocker as UpgradeBlocker
 from cfl_graph.identifiers import CplStatus, DeviceType, SmetsVersion
 from cfl_graph.identifiers import Specification as TechnicalSpecification
 
@@ -18,6 +19,7 @@ __all__ = [
     "ReportGroupBy",
     "SmetsVersion",
     "TechnicalSpecification",
+    "UpgradeBlocker",
 ]
 
 strawberry.enum(
@@ -34,4 +36,9 @@ strawberry.enum(CplStatus, description="A certified version's status on the CPL.
 strawberry.enum(ReportGroupBy, name="ReportGroupBy")
 strawberry.enum(
     FindingKind, description="Kinds of disagreement between a manufacturer's CFL and CPL listings (R7)."
+)
+strawberry.enum(
+    UpgradeBlocker,
+    name="UpgradeBlocker",
+    description="Why no upgrade plan reaches the newest version a supplier may install.",
 )

@@ -16,13 +16,13 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Self, TypeVar
+from typing import Annotated, Any, Generic, Self, TypeVar
 
 import strawberry
 
 from cfl_graph import identifiers as ids
 from cfl_graph.access.policy import Action, authorise
-from cfl_graph.catalogue import reports
+from cfl_graph.catalogue import reports, upgrades
 from cfl_graph.catalogue.search import DeviceModelFilter as FilterSpec
 from cfl_graph.catalogue.search import Page, device_models
 from cfl_graph.doors.graph.context import Info
@@ -34,6 +34,7 @@ from cfl_graph.doors.graph.enums import (
     ReportGroupBy,
     SmetsVersion,
     TechnicalSpecification,
+    UpgradeBlocker,
 )
 from cfl_graph.doors.graph.images import CommercialDeclaration, LibraryImage
 from cfl_graph.doors.graph.node import (
@@ -279,6 +280,28 @@ class DeviceModel(Node):
         rows = await info.context.loaders.catalogue.images_by_model.load(self.key)
         return [LibraryImage.from_row(row) for row in rows]
 
+    @strawberry.field(
+        metadata=CFL,
+        description="From the firmware a device of this model has (`from`: 8 hex digits, or dotted), the "
+        "fewest recorded upgrade pathways to the newest version that is non-commercial, published and active "
+        "on the CPL, each step with its image and release notes; or why there is none.",
+    )
+    async def upgrade_plan(
+        self, info: Info, from_: Annotated[str, strawberry.argument(name="from")]
+    ) -> UpgradePlan:
+        start = upgrades.installed_version(from_)
+        loaders = info.context.loaders.catalogue
+        model, rows, images, declarations, pathways = await asyncio.gather(
+            loaders.device_model.load(self.key),
+            loaders.certified_by_model.load(self.key),
+            loaders.images_by_model.load(self.key),
+            loaders.declarations_by_model.load(self.key),
+            loaders.pathways_by_model.load(self.key),
+        )
+        device_type = "" if model is None else model.device_type
+        plan = upgrades.plan_upgrade(start, device_type, rows, images, declarations, pathways)
+        return UpgradePlan.of(plan)
+
 
 def _version_fact(pick: Callable[[CertifiedRow], Any], type_: object, description: str | None = None) -> Any:
     """A CPL fact of a certified version. Its resolver reads the version's row at hand, or asks the
@@ -510,6 +533,68 @@ class CoverageGroup:
         )
 
 
+@strawberry.type(description="One upgrade: a recorded pathway, and the image that takes the device there.")
+class UpgradeStep:
+    from_version: str
+    to_version: str
+    library_image: LibraryImage = strawberry.field(description="Published: download it, read its notes.")
+
+
+@strawberry.type(description="How a device of a model gets to the newest version it may be given.")
+class UpgradePlan:
+    from_version: str
+    target_version: str | None = strawberry.field(
+        description="The newest non-commercial version with a published image, active on the CPL."
+    )
+    steps: list[UpgradeStep] = strawberry.field(description="In order; empty when blocked or up to date.")
+    blocked: UpgradeBlocker | None = strawberry.field(
+        description="Why there is no plan; null if there is one."
+    )
+    blocked_at: str | None = strawberry.field(description="The version the blocking step goes to, if any.")
+    detail: str
+
+    @classmethod
+    def of(cls, plan: upgrades.UpgradePlan) -> UpgradePlan:
+        return cls(
+            from_version=plan.from_version,
+            target_version=plan.target_version,
+            steps=[
+                UpgradeStep(
+                    from_version=s.from_version,
+                    to_version=s.to_version,
+                    library_image=LibraryImage.from_row(s.image),
+                )
+                for s in plan.steps
+            ],
+            blocked=plan.blocked,
+            blocked_at=plan.blocked_at,
+            detail=plan.detail,
+        )
+
+
+@strawberry.type(
+    description="Coverage while one CPL snapshot was current, as it stood when the next replaced it (R12)."
+)
+class CoverageAtSnapshot:
+    snapshot_id: int
+    current_from: dt.datetime = strawberry.field(description="When the snapshot became current.")
+    current_until: dt.datetime | None = strawberry.field(
+        description="When the next snapshot replaced it; null for the current one (as it stands now)."
+    )
+    total: CoverageGroup
+    groups: list[CoverageGroup]
+
+    @classmethod
+    def of(cls, point: reports.CoverageAt) -> CoverageAtSnapshot:
+        return cls(
+            snapshot_id=point.snapshot_id,
+            current_from=point.since,
+            current_until=point.until,
+            total=CoverageGroup.of(point.total),
+            groups=[CoverageGroup.of(group) for group in point.groups],
+        )
+
+
 @strawberry.type
 class ConsistencyFinding:
     kind: FindingKind
@@ -518,9 +603,19 @@ class ConsistencyFinding:
     firmware_version: str
     detail: str
     library_image_id: int | None
+    cursor: str = strawberry.field(description="Pass as `after` for the findings that follow this one.")
+
+    @strawberry.field(description="The library's image the finding is about, if it is about one.")
+    async def library_image(self, info: Info) -> LibraryImage | None:
+        if self.library_image_id is None:
+            return None
+        model = self.device_model
+        key = VersionKey(model.manufacturer_id, model.model_id, model.hardware_version, self.firmware_version)
+        row = await info.context.loaders.catalogue.image_for(key)
+        return None if row is None or row.id != self.library_image_id else LibraryImage.from_row(row)
 
     @classmethod
-    def of(cls, finding: reports.Finding) -> ConsistencyFinding:
+    def of(cls, finding: reports.Finding, cursor: str = "") -> ConsistencyFinding:
         return cls(
             kind=finding.kind,
             device_model=DeviceModel.at(_key_of(finding)),
@@ -528,14 +623,26 @@ class ConsistencyFinding:
             firmware_version=finding.firmware_version,
             detail=finding.detail,
             library_image_id=finding.image_id,
+            cursor=cursor,
         )
+
+
+@strawberry.type
+class FindingCount:
+    kind: FindingKind
+    count: int
 
 
 @strawberry.type
 class ConsistencyReport:
     manufacturer_id: str
-    findings: list[ConsistencyFinding]
+    findings: list[ConsistencyFinding] = strawberry.field(
+        description="The findings asked for (`kinds`, `first`, `after`), by version, then kind."
+    )
     generated_at: dt.datetime
+    total_count: int = strawberry.field(description="Findings of the kinds asked for, on every page.")
+    counts: list[FindingCount] = strawberry.field(description="Findings of each kind in the whole report.")
+    page_info: PageInfo
 
 
 @strawberry.type(description="Days from CPL listing to library publication (R12).")
@@ -632,9 +739,28 @@ class CatalogueQuery:
         return [CoverageGroup.of(group) for group in groups]
 
     @strawberry.field(
+        metadata=CFL,
+        description="Coverage per CPL snapshot, oldest first, the last `last` (1-100) of them, per group.",
+    )
+    async def coverage_history(
+        self, info: Info, group_by: ReportGroupBy, last: int = 20
+    ) -> list[CoverageAtSnapshot]:
+        authorise(info.context.principal, Action.READ_REPORTS)
+        async with info.context.sessions() as session:
+            history = await reports.coverage_history(session, group_by, last)
+        return [CoverageAtSnapshot.of(point) for point in history]
+
+    @strawberry.field(
         metadata=CFL, description="Where a manufacturer's library and CPL listings disagree (R7)."
     )
-    async def consistency_report(self, info: Info, manufacturer_id: str) -> ConsistencyReport:
+    async def consistency_report(
+        self,
+        info: Info,
+        manufacturer_id: str,
+        kinds: list[FindingKind] | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> ConsistencyReport:
         wanted = _manufacturer(manufacturer_id)
         authorise(info.context.principal, Action.READ_CONSISTENCY, manufacturer_id=wanted)
         snapshot = await _snapshot_id(info)
@@ -642,10 +768,22 @@ class CatalogueQuery:
         if snapshot is not None:
             async with info.context.sessions() as session:
                 findings = await reports.consistency_report(session, snapshot, wanted)
+        # Without `first`, every finding, as before the report had pages.
+        size = len(findings) if first is None else first
+        found = reports.page_findings(findings, kinds, size, after, check=first is not None)
+        page = found.page
         return ConsistencyReport(
             manufacturer_id=wanted,
-            findings=[ConsistencyFinding.of(f) for f in findings],
+            findings=[ConsistencyFinding.of(f, cursor) for cursor, f in page.items],
             generated_at=info.context.now,
+            total_count=page.total,
+            counts=[FindingCount(kind=k, count=n) for k, n in found.counts.items()],
+            page_info=PageInfo(
+                has_next_page=page.has_next,
+                has_previous_page=page.has_previous,
+                start_cursor=page.items[0][0] if page.items else None,
+                end_cursor=page.items[-1][0] if page.items else None,
+            ),
         )
 
     @strawberry.field(metadata=CFL, description="Days from CPL listing to publication per group (R12).")

@@ -31,6 +31,7 @@ from cfl_graph.doors.web.graphql_http import CLIENT_PATH, subgraph_path
 from cfl_graph.doors.web.limits import BodySizeLimitMiddleware, ClientGoneMiddleware, RateLimitMiddleware
 from cfl_graph.doors.web.middleware import AuthenticationMiddleware, SecurityHeadersMiddleware
 from cfl_graph.doors.web.observation import MetricsEndpoint, ObservationMiddleware
+from cfl_graph.doors.web.pages.render import unknown_path
 from cfl_graph.doors.web.reports import report_routes
 from cfl_graph.doors.web.response_cache import PersistedQueries, ResponseCache
 from cfl_graph.doors.web.services import Services
@@ -212,7 +213,12 @@ def create_app(
         Middleware(AuthenticationMiddleware, sessions=database.sessions),
         Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute, shared=redis),
     ]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={404: unknown_path},
+    )
     app.state.services = Services(
         sessions=database.sessions,
         library=library,

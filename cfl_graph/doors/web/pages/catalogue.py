@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from cfl_graph import identifiers as ids
 from cfl_graph.access.policy import AccessDenied, Action, allowed, authorise
-from cfl_graph.catalogue import reports
+from cfl_graph.catalogue import reports, upgrades
 from cfl_graph.catalogue.coverage import Availability, availability
 from cfl_graph.catalogue.search import DeviceModelFilter, device_models
 from cfl_graph.catalogue.snapshots import current_snapshot_id
@@ -151,13 +151,32 @@ async def model(request: Request) -> Response:
     versions = await _version_rows(loaders, row, key, certified)
     listed = {VersionKey.of(c) for c in certified}
     # Images whose version the current CPL no longer lists (held, or withdrawn): still the library's.
-    unlisted = [i for i in await loaders.images_by_model.load(key) if VersionKey.of(i) not in listed]
+    images = await loaders.images_by_model.load(key)
+    unlisted = [i for i in images if VersionKey.of(i) not in listed]
+    # An upgrade plan from the version a device has (`?from=`), worked out from what is loaded already.
+    plan, plan_error, start = None, None, request.query_params.get("from", "").strip()
+    if start:
+        try:
+            plan = upgrades.plan_upgrade(
+                start,
+                row.device_type,
+                certified,
+                images,
+                await loaders.declarations_by_model.load(key),
+                await loaders.pathways_by_model.load(key),
+            )
+        except InvalidInput as exc:
+            plan_error = str(exc)
     return render(
         request,
         "model.html",
+        400 if plan_error else 200,
         model=row,
         versions=versions,
         unlisted=unlisted,
+        plan=plan,
+        plan_error=plan_error,
+        plan_from=start,
         may_declare=allowed(principal, Action.DECLARE_COMMERCIAL, manufacturer_id=key.manufacturer_id),
         done=done_message(request),
     )

@@ -13,6 +13,8 @@ from starlette.routing import Route
 from cfl_graph.access.policy import AccessDenied, Action, allowed
 from cfl_graph.access.principal import Principal
 from cfl_graph.blobs import BlobStoreFailed
+from cfl_graph.catalogue.search import model_names
+from cfl_graph.catalogue.snapshots import current_snapshot_id
 from cfl_graph.doors.web.images import take_upload
 from cfl_graph.doors.web.middleware import principal_of
 from cfl_graph.doors.web.pages.render import done_message, not_found, refused, render
@@ -24,7 +26,7 @@ from cfl_graph.images import lifecycle
 from cfl_graph.images.errors import ImageNotFound
 from cfl_graph.images.library import ImageLibrary, download_name
 from cfl_graph.images.listing import own_drafts
-from cfl_graph.keys import VersionKey
+from cfl_graph.keys import ModelKey, VersionKey
 from cfl_graph.row_ids import row_id
 from cfl_graph.tables import LibraryImage
 
@@ -32,7 +34,7 @@ IMAGE_ID_REFUSAL = "Image ids are whole numbers (0-9) that name an image."
 DRAFTS_SHOWN = 50
 
 
-def _image_page(
+async def _image_page(
     request: Request,
     image: LibraryImage,
     status: int = 200,
@@ -42,11 +44,14 @@ def _image_page(
 ) -> Response:
     """An image's page: what the lifecycle lets this principal see and do (no form it may not use)."""
     principal = principal_of(request.scope)
+    async with services(request).sessions() as session:
+        names = await model_names(session, await current_snapshot_id(session), [ModelKey.of(image)])
     return render(
         request,
         "image.html",
         status,
         image=image,
+        model=names.get(ModelKey.of(image)),
         file_name=download_name(image),
         steps=lifecycle.steps_for(principal, image),
         may_download=allowed(principal, Action.DOWNLOAD_IMAGE)
@@ -71,7 +76,7 @@ async def image(request: Request) -> Response:
         found = await services(request).library.get(principal_of(request.scope), image_id)
     except (AccessDenied, Refusal) as exc:
         return refused(request, exc)
-    return _image_page(request, found, done=done_message(request))
+    return await _image_page(request, found, done=done_message(request))
 
 
 # The image page's forms, each a step of the lifecycle, and the `?done=` message each returns with.
@@ -122,7 +127,7 @@ async def step(request: Request) -> Response:
             found = await library.get(principal, image_id)
         except (AccessDenied, Refusal):
             return refused(request, exc)
-        return _image_page(request, found, http_status(exc, 409), error=exc)
+        return await _image_page(request, found, http_status(exc, 409), error=exc)
     if done == "discarded":
         return RedirectResponse("/upload?done=discarded", status_code=303)
     return RedirectResponse(f"/images/{image_id}?done={done}", status_code=303)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
 from cfl_graph.doors.web.middleware import csrf_token_of, principal_of
@@ -47,3 +47,21 @@ def not_found(request: Request, reason: str) -> Response:
 
 def done_message(request: Request) -> str | None:
     return DONE.get(request.query_params.get("done", ""))
+
+
+# Paths of the machine doors: an unknown one there is answered in JSON, as their refusals are.
+_MACHINE_PATHS = ("/api/", "/reports/", "/feeds/", "/subgraphs/", "/static/")
+
+
+async def unknown_path(request: Request, exc: Exception) -> Response:
+    """A 404 for a path no route serves (Starlette's own is a bare "Not Found"): the site's page for a
+    browser, the refusals' JSON on the machine doors."""
+    reason = getattr(exc, "detail", None) or "Not Found"
+    if request.url.path.startswith(_MACHINE_PATHS):
+        return JSONResponse(
+            {"error": f"nothing is served at {request.url.path}", "code": "NOT_FOUND", "problems": []},
+            status_code=404,
+        )
+    if reason != "Not Found":
+        return render(request, "refused.html", 404, reason=str(reason))
+    return render(request, "not_found.html", 404, path=request.url.path)

@@ -12,12 +12,14 @@ from starlette.routing import Route
 from cfl_graph.access.policy import Action, allowed
 from cfl_graph.access.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, end_session, open_session
 from cfl_graph.access.tokens import TokenError
+from cfl_graph.catalogue.search import model_names
 from cfl_graph.catalogue.snapshots import current_snapshot
 from cfl_graph.database import writer_of
 from cfl_graph.doors.web.middleware import principal_of
 from cfl_graph.doors.web.pages.render import render
 from cfl_graph.doors.web.services import services
 from cfl_graph.images.listing import latest_served, served_count
+from cfl_graph.keys import ModelKey
 from cfl_graph.tables.base import utc_now
 
 
@@ -89,12 +91,15 @@ async def home(request: Request) -> Response:
         snapshot = await current_snapshot(session)
         published = await served_count(session)
         latest = await latest_served(session, 10)
+        names = await model_names(
+            session, None if snapshot is None else snapshot.id, map(ModelKey.of, latest)
+        )
     return render(
         request,
         "home.html",
         snapshot=snapshot,
         published=published,
-        latest=latest,
+        latest=[(image, names.get(ModelKey.of(image))) for image in latest],
         may_read=allowed(principal, Action.READ_CATALOGUE),
     )
 
