@@ -54,7 +54,9 @@ def _spawn(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]
 
 
 @contextlib.asynccontextmanager
-async def workers(world: World, tmp_path: Path, cpl_source: Path) -> AsyncIterator[str]:
+async def workers(
+    world: World, tmp_path: Path, cpl_source: Path, pids: list[int] | None = None
+) -> AsyncIterator[str]:
     port = _port()
     env = {
         **os.environ,
@@ -67,6 +69,8 @@ async def workers(world: World, tmp_path: Path, cpl_source: Path) -> AsyncIterat
     }
     log = tmp_path / "workers.log"
     server = _spawn(port, env, log)
+    if pids is not None:
+        pids.append(server.pid)  # the supervisor's
     base = f"http://127.0.0.1:{port}"
     try:
         began = time.monotonic()
@@ -137,3 +141,85 @@ async def test_every_worker_answers_for_the_newest_state_and_the_schedule_syncs_
             outcomes = list(scheduled)
     # Both workers started a scheduler; between them they synced once in the hour.
     assert len(outcomes) == 1, outcomes
+
+
+def _workers_of(supervisor: int) -> list[int]:
+    """The supervisor's worker processes (multiprocessing's spawned children; not its resource tracker)."""
+    children = [
+        int(child)
+        for task in Path(f"/proc/{supervisor}/task").glob("*/children")
+        for child in task.read_text().split()
+    ]
+    return [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def _established_on(port: int) -> dict[int, int]:
+    """The socket inodes of established TCP connections whose local port is `port`, by inode."""
+    found: dict[int, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == "01":  # ESTABLISHED
+                    found[int(fields[9])] = local_port
+    return found
+
+
+def _held_by(pid: int, inodes: dict[int, int]) -> int:
+    """How many of those connections process `pid` holds."""
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = str(fd.readlink())
+            if target.startswith("socket:[") and int(target[8:-1]) in inodes:
+                held += 1
+    return held
+
+
+async def test_keep_alive_connections_spread_over_the_workers(db: Database, tmp_path: Path) -> None:
+    """Each worker listens on a socket of its own (SO_REUSEPORT), so the kernel spreads new connections
+    over them; with one shared socket the first worker to wake took every waiting connection, and
+    keep-alive clients stayed with it (two workers busy one core between them)."""
+    world = await make_world(db, tmp_path)
+    source = write_csv(tmp_path / "scheduled.csv", [v.as_row() for v in CPL])
+    supervisor: list[int] = []
+    async with workers(world, tmp_path, source, supervisor) as base:
+        port = int(base.rsplit(":", 1)[1])
+        clients = [httpx2.AsyncClient(base_url=base, timeout=10) for _ in range(ASKS)]
+        try:
+            answers = await asyncio.gather(*(client.get("/healthz") for client in clients))
+            assert all(answer.status_code == 200 for answer in answers)
+            connections = _established_on(port)
+            held = {pid: _held_by(pid, connections) for pid in _workers_of(supervisor[0])}
+        finally:
+            await asyncio.gather(*(client.aclose() for client in clients))
+    assert len(held) == WORKERS, held
+    assert sum(held.values()) == ASKS, held
+    # Spread by a hash of each connection's addresses: 24 connections all but never leave a worker
+    # with fewer than 2 (about 4 in 100,000 runs).
+    assert min(held.values()) >= 2, held
+    print(f"{ASKS} keep-alive connections held by the {WORKERS} workers: {sorted(held.values())}")
+
+
+async def test_a_worker_that_dies_is_replaced_on_its_own_socket(db: Database, tmp_path: Path) -> None:
+    """A killed worker's socket stays open in the supervisor, whose replacement worker accepts from it:
+    no connection the kernel hands that socket waits for a worker that is gone."""
+    world = await make_world(db, tmp_path)
+    source = write_csv(tmp_path / "scheduled.csv", [v.as_row() for v in CPL])
+    supervisor: list[int] = []
+    async with workers(world, tmp_path, source, supervisor) as base:
+        before = _workers_of(supervisor[0])
+        os.kill(before[0], signal.SIGKILL)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            now = _workers_of(supervisor[0])
+            if len(now) == WORKERS and before[0] not in now:
+                break
+            assert time.monotonic() < deadline, "the dead worker was not replaced"
+            await asyncio.sleep(0.2)
+        # New connections, each hashed to one of the two sockets: every one is answered in time.
+        async with asyncio.timeout(START_TIMEOUT):
+            for _ in range(ASKS):
+                async with httpx2.AsyncClient(base_url=base, timeout=START_TIMEOUT) as http:
+                    assert (await http.get("/healthz")).status_code == 200

@@ -33,9 +33,11 @@ import logging
 import os
 import resource
 import shutil
+import socket
 import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -43,9 +45,10 @@ from urllib.parse import unquote_plus
 
 import h11
 import uvicorn
-from uvicorn.config import LOGGING_CONFIG
+from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
+from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from cfl_graph.access.tokens import redact
 from cfl_graph.settings import Settings
@@ -366,7 +369,6 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
 
 def serve(app: Any, settings: Settings, *, host: str, port: int, workers: int, log_level: str) -> bool:
     """Run uvicorn with the guarded protocol and the logging above; False if it could not start."""
-    from uvicorn.supervisors import Multiprocess
 
     config = ServeConfig(
         app,
@@ -385,7 +387,82 @@ def serve(app: Any, settings: Settings, *, host: str, port: int, workers: int, l
     )
     server = uvicorn.Server(config)
     if workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        sockets = worker_sockets(host, port, workers)
+        if sockets is None:  # no SO_REUSEPORT here: every worker accepts from one shared socket
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+        else:
+            log.info("serving on http://%s:%d with one listening socket per worker", host, port)
+            BalancedMultiprocess(config, sockets=sockets).run()
         return True
     server.run()
     return server.started
+
+
+def worker_sockets(host: str, port: int, workers: int) -> list[socket.socket] | None:
+    """One listening socket per worker on the same address (SO_REUSEPORT), bound by the supervisor,
+    which keeps them open while workers come and go: the kernel spreads new connections evenly over the
+    sockets, so over the workers. With one shared socket, the worker that wakes first accepts every
+    connection waiting (asyncio accepts up to the backlog at once), and keep-alive clients stay with it:
+    two workers were seen using one core between them. None where the platform has no SO_REUSEPORT."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        return None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(workers):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            port = sock.getsockname()[1]  # port 0: the rest join the port the first was given
+            sock.set_inheritable(True)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        log.error("cannot listen on %s:%d: %s", host, port, exc)
+        raise SystemExit(STARTUP_FAILURE) from None
+    return sockets
+
+
+class BalancedMultiprocess(Multiprocess):
+    """uvicorn's supervisor, each worker on a listening socket of its own (`worker_sockets`). Worker `i`
+    is started, restarted when it dies and replaced on SIGHUP on socket `i` alone, by uvicorn's own code
+    run for that worker with that socket, so no socket is ever left without a worker to accept from it.
+    Changing the number of workers by signal (TTIN, TTOU) is refused: a worker removed would leave its
+    socket's connections to wait for no one."""
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        super().__init__(config, sockets)
+        self.own_sockets = sockets
+
+    def init_processes(self) -> None:
+        for index in range(self.processes_num):
+            process = Process(self.config, [self.own_sockets[index]])
+            process.start()
+            self.processes.append(process)
+
+    def keep_subprocess_alive(self) -> None:
+        self._each_worker(super().keep_subprocess_alive)
+
+    def restart_all(self) -> None:
+        self._each_worker(super().restart_all)
+
+    def _each_worker(self, step: Callable[[], None]) -> None:
+        """uvicorn's `step` for each worker in turn, as if it were the only one, on its own socket."""
+        processes = self.processes
+        try:
+            for index, process in enumerate(processes):
+                if self.should_exit.is_set():
+                    return
+                self.processes, self.sockets = [process], [self.own_sockets[index]]
+                step()
+                processes[index] = self.processes[0]
+        finally:
+            self.processes, self.sockets = processes, self.own_sockets
+
+    def handle_ttin(self) -> None:
+        log.warning("SIGTTIN ignored: the number of workers is set by --workers (one socket each)")
+
+    def handle_ttou(self) -> None:
+        log.warning("SIGTTOU ignored: the number of workers is set by --workers (one socket each)")
