@@ -51,7 +51,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from bench.cpl_sync import _drop_database, _fresh_database
+from bench.cpl_sync import LARGE_CPL_LIMITS, _drop_database, _fresh_database
 from bench.images import RATE_LIMIT_PER_MINUTE, Server
 from bench.records import machine_record, write_record
 from cfl_graph.demo.cpl_data import generate, write_csv
@@ -366,7 +366,7 @@ async def _build_library(
         await migrate.upgrade(db.engine)
         start = time.perf_counter()
         if cpl is not None:
-            result = await sync_cpl(db, str(cpl), work_dir=work, trigger="bench")
+            result = await sync_cpl(db, str(cpl), work_dir=work, trigger="bench", limits=LARGE_CPL_LIMITS)
             if result.outcome.value != "applied":
                 raise SystemExit(f"CPL sync did not apply: {result.outcome} {result.message}")
         synced = time.perf_counter()

@@ -21,7 +21,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.records import machine_record, write_record
+from cfl_graph.cpl_sync.fetch import FetchLimits
+from cfl_graph.cpl_sync.sync import SyncLimits
 from cfl_graph.demo.cpl_data import SHEET_NAME, generate, write_xlsx
+
+# The benchmarks' CPLs: a million generated rows as CSV pass the 200 MiB a real CPL file is allowed (the
+# real list has a few thousand rows).
+LARGE_CPL_LIMITS = SyncLimits(fetch=FetchLimits(max_bytes=2 * 1024**3), max_rows=3_000_000)
 
 AIM_RATIO = 2.0
 AIM_PEAK_MB = 300.0

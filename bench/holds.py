@@ -25,15 +25,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench.cpl_sync import _drop_database, _fresh_database
+from bench.cpl_sync import LARGE_CPL_LIMITS, _drop_database, _fresh_database
 from bench.records import machine_record, write_record
-from cfl_graph.cpl_sync.fetch import FetchLimits
-from cfl_graph.cpl_sync.sync import SyncLimits
 from cfl_graph.demo.cpl_data import CplRecord, generate, write_csv
 
 AIM = 0.05
-# A million generated rows pass the real CPL's 200 MiB file limit.
-LIMITS = SyncLimits(fetch=FetchLimits(max_bytes=2 * 1024**3), max_rows=3_000_000)
+LIMITS = LARGE_CPL_LIMITS
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from typing import Any
 import httpx2
 from sqlalchemy import event, select, text
 
-from bench.cpl_sync import _drop_database, _fresh_database
+from bench.cpl_sync import LARGE_CPL_LIMITS, _drop_database, _fresh_database
 from bench.records import machine_record, write_record
 from cfl_graph.demo.cpl_data import generate, write_csv
 
@@ -121,14 +121,12 @@ async def _build(database_url: str, folder: Path, rows: int, history: int) -> di
     from cfl_graph.access.tokens import issue_token
     from cfl_graph.audit import SYSTEM
     from cfl_graph.blobs.local import LocalBlobStore
-    from cfl_graph.cpl_sync.fetch import FetchLimits
-    from cfl_graph.cpl_sync.sync import SyncLimits, sync_cpl
+    from cfl_graph.cpl_sync.sync import sync_cpl
     from cfl_graph.database import Database
     from cfl_graph.demo import library as demo_library
     from cfl_graph.tables import Role
 
-    # A million rows as CSV pass the 200 MiB a real CPL is allowed (it has a few thousand).
-    limits = SyncLimits(fetch=FetchLimits(max_bytes=2 * 1024**3))
+    limits = LARGE_CPL_LIMITS
     records = list(generate(rows, seed=1))
     newest = max(r.date_added for r in records)
     db = Database.connect(database_url)
