@@ -20,13 +20,8 @@ from cfl_graph.catalogue.coverage import Availability, availability
 from cfl_graph.errors import InvalidInput, Problem
 from cfl_graph.images.errors import LibraryProblem
 from cfl_graph.keys import VersionKey
-from cfl_graph.tables import (
-    CommercialDeclaration,
-    CplCertifiedFirmware,
-    ImageState,
-    LibraryImage,
-    UpgradePathway,
-)
+from cfl_graph.tables import ImageState, UpgradePathway
+from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow
 
 
 class Blocker(StrEnum):
@@ -47,7 +42,7 @@ class Blocker(StrEnum):
 class UpgradeStep:
     from_version: str
     to_version: str
-    image: LibraryImage  # published: its bytes and release notes
+    image: ImageRow  # published: its bytes and release notes
 
 
 @dataclass(frozen=True)
@@ -62,8 +57,8 @@ class UpgradePlan:
 
 @dataclass(frozen=True)
 class _Version:
-    certified: CplCertifiedFirmware | None
-    image: LibraryImage | None
+    certified: CertifiedRow | None
+    image: ImageRow | None
     declared: bool
 
     def standing(self, device_type: str) -> Availability | None:
@@ -84,9 +79,9 @@ def installed_version(raw: str) -> str:
 def plan_upgrade(
     from_version: str,
     device_type: str,
-    certified: Sequence[CplCertifiedFirmware],
-    images: Iterable[LibraryImage],
-    declarations: Iterable[CommercialDeclaration],
+    certified: Sequence[CertifiedRow],
+    images: Iterable[ImageRow],
+    declarations: Iterable[DeclarationRow],
     pathways: Iterable[UpgradePathway],
 ) -> UpgradePlan:
     """The plan for one device model, from its facts (all of the same model)."""

@@ -61,6 +61,7 @@ from cfl_graph.tables import (
     UpgradePathway,
 )
 from cfl_graph.tables.base import utc_now
+from cfl_graph.tables.rows import ImageRow
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def header_json(header: OtaHeader) -> dict[str, Any]:
     }
 
 
-def download_name(image: LibraryImage) -> str:
+def download_name(image: ImageRow) -> str:
     """`MMMM-TTTT-VVVVVVVV-<sha256>.zigbee`: the DCC's name for the image, made unique by its digest."""
     return f"{image.dcc_file_name}-{image.file_sha256}.zigbee"
 

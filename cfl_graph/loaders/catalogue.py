@@ -2,15 +2,18 @@
 
 Every loader answers for the current CPL snapshot (read once per request) and costs one statement per
 request however many objects ask: a page of 100 device models with their certified versions, images
-and declarations is six statements, as is a page of 10.
+and declarations is six statements, as is a page of 10. They read plain rows (`cfl_graph/tables/rows.py`),
+not ORM instances: a request only reads.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from operator import attrgetter
+from typing import Any, TypeVar
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import ARRAY, Select, String, and_, bindparam, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
@@ -24,6 +27,63 @@ from cfl_graph.tables import (
     LibraryImage,
     UpgradePathway,
 )
+from cfl_graph.tables.base import Base
+from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow
+
+T = TypeVar("T")
+
+
+# A certified version with what the library holds for it: its image the caller may see, its declaration.
+VersionFacts = tuple[CertifiedRow, ImageRow | None, DeclarationRow | None]
+
+
+def _columns(table: type[Base]) -> Select[Any]:
+    """A Core read of every column of the table: rows with the ORM instance's attributes, built for a
+    fraction of an instance's cost (cfl_graph/tables/rows.py)."""
+    return select(*table.__table__.columns)
+
+
+def _of_models(
+    statement: Select[Any],
+    table: type[CplCertifiedFirmware | LibraryImage | CommercialDeclaration | CplDeviceModel],
+    keys: Sequence[ModelKey],
+    dialect: str,
+) -> Select[Any]:
+    """The statement's rows of these device models. On PostgreSQL the keys are joined as three arrays:
+    one statement text and three parameters however many keys (an `IN` of row values is a text of its
+    own per number of keys, expanded and bound value by value); elsewhere an `IN` of row values."""
+    columns = (table.manufacturer_id, table.model_id, table.hardware_version)
+    if dialect != "postgresql":
+        return statement.where(tuple_(*columns).in_(list(keys)))
+    text_array = ARRAY(String)
+    wanted = (
+        func.unnest(*(bindparam(None, [key[part] for key in keys], type_=text_array) for part in range(3)))
+        .table_valued("manufacturer_id", "model_id", "hardware_version")
+        .render_derived(name="wanted_models")
+    )
+    return statement.join(wanted, and_(*(column == wanted.c[column.key] for column in columns)))
+
+
+async def _read(session: AsyncSession, statement: Select[Any]) -> Iterable[Any]:
+    """A Core read on the session's connection: no ORM execution around it (the rows are plain)."""
+    connection = await session.connection()
+    return await connection.execute(statement)
+
+
+def _dialect(session: AsyncSession) -> str:
+    assert session.bind is not None
+    return session.bind.dialect.name
+
+
+# A row's device model as a plain tuple: equal to, and hashed as, its `ModelKey`, at a fraction of the cost.
+_model_of = attrgetter("manufacturer_id", "model_id", "hardware_version")
+
+
+def _grouped(rows: Iterable[T]) -> defaultdict[tuple[str, str, str], list[T]]:
+    grouped: defaultdict[tuple[str, str, str], list[T]] = defaultdict(list)
+    for row in rows:
+        grouped[_model_of(row)].append(row)
+    return grouped
 
 
 class CatalogueLoaders:
@@ -37,108 +97,122 @@ class CatalogueLoaders:
         self._principal = principal
         # The request's current snapshot id, read once and shared with the CPL loaders.
         self.snapshot_id = snapshot_id
-        self.device_model = DataLoader[ModelKey, CplDeviceModel | None](self._load_models)
-        self.certified_by_model = DataLoader[ModelKey, list[CplCertifiedFirmware]](self._load_certified)
-        self.certified = DataLoader[VersionKey, CplCertifiedFirmware | None](self._load_certified_versions)
-        self.images_by_model = DataLoader[ModelKey, list[LibraryImage]](self._load_images)
-        self.declarations_by_model = DataLoader[ModelKey, list[CommercialDeclaration]](
-            self._load_declarations
-        )
+        self.device_model = DataLoader[ModelKey, ModelRow | None](self._load_models)
+        self.certified_by_model = DataLoader[ModelKey, list[CertifiedRow]](self._load_certified)
+        self.certified = DataLoader[VersionKey, CertifiedRow | None](self._load_certified_versions)
+        self.images_by_model = DataLoader[ModelKey, list[ImageRow]](self._load_images)
+        self.declarations_by_model = DataLoader[ModelKey, list[DeclarationRow]](self._load_declarations)
+        self.versions_by_model = DataLoader[ModelKey, list[VersionFacts]](self._load_versions)
         self.pathways_by_model = DataLoader[ModelKey, list[UpgradePathway]](self._load_pathways)
 
-    def prime_models(self, rows: Sequence[CplDeviceModel]) -> None:
+    def prime_models(self, rows: Sequence[ModelRow]) -> None:
         for row in rows:
             self.device_model.prime(ModelKey.of(row), row)
 
-    async def _load_models(self, keys: Sequence[ModelKey]) -> list[CplDeviceModel | None]:
+    async def _load_models(self, keys: Sequence[ModelKey]) -> list[ModelRow | None]:
         snapshot = await self.snapshot_id()
         if snapshot is None:
             return [None for _ in keys]
         async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(CplDeviceModel).where(
-                        CplDeviceModel.snapshot_id == snapshot,
-                        tuple_(
-                            CplDeviceModel.manufacturer_id,
-                            CplDeviceModel.model_id,
-                            CplDeviceModel.hardware_version,
-                        ).in_(list(keys)),
-                    )
-                )
-            ).scalars()
+            statement = _columns(CplDeviceModel).where(CplDeviceModel.snapshot_id == snapshot)
+            rows: Iterable[ModelRow] = await _read(
+                session, _of_models(statement, CplDeviceModel, keys, _dialect(session))
+            )
             found = {ModelKey.of(row): row for row in rows}
         return [found.get(key) for key in keys]
 
-    async def _load_certified(self, keys: Sequence[ModelKey]) -> list[list[CplCertifiedFirmware]]:
+    async def _certified_rows(
+        self, session: AsyncSession, keys: Sequence[ModelKey]
+    ) -> defaultdict[tuple[str, str, str], list[CertifiedRow]]:
+        """The models' certified versions on the current snapshot, oldest first."""
         snapshot = await self.snapshot_id()
-        grouped: dict[ModelKey, list[CplCertifiedFirmware]] = defaultdict(list)
-        if snapshot is not None:
-            async with self._sessions() as session:
-                rows = (
-                    await session.execute(
-                        select(CplCertifiedFirmware)
-                        .where(
-                            CplCertifiedFirmware.snapshot_id == snapshot,
-                            tuple_(
-                                CplCertifiedFirmware.manufacturer_id,
-                                CplCertifiedFirmware.model_id,
-                                CplCertifiedFirmware.hardware_version,
-                            ).in_(list(keys)),
-                        )
-                        .order_by(CplCertifiedFirmware.firmware_version)
-                    )
-                ).scalars()
-                for row in rows:
-                    grouped[ModelKey.of(row)].append(row)
+        if snapshot is None:
+            return defaultdict(list)
+        statement = _columns(CplCertifiedFirmware).where(CplCertifiedFirmware.snapshot_id == snapshot)
+        rows: Iterable[CertifiedRow] = await _read(
+            session,
+            _of_models(statement, CplCertifiedFirmware, keys, _dialect(session)).order_by(
+                CplCertifiedFirmware.firmware_version
+            ),
+        )
+        return _grouped(rows)
+
+    async def _image_rows(
+        self, session: AsyncSession, keys: Sequence[ModelKey]
+    ) -> defaultdict[tuple[str, str, str], list[ImageRow]]:
+        """The models' images the caller may see (`lifecycle.visible_to`: drafts only of its own
+        manufacturer ids)."""
+        statement = _columns(LibraryImage).where(lifecycle.visible_to(self._principal))
+        rows: Iterable[ImageRow] = await _read(
+            session,
+            _of_models(statement, LibraryImage, keys, _dialect(session)).order_by(
+                LibraryImage.firmware_version
+            ),
+        )
+        return _grouped(rows)
+
+    async def _declaration_rows(
+        self, session: AsyncSession, keys: Sequence[ModelKey]
+    ) -> defaultdict[tuple[str, str, str], list[DeclarationRow]]:
+        rows: Iterable[DeclarationRow] = await _read(
+            session,
+            _of_models(_columns(CommercialDeclaration), CommercialDeclaration, keys, _dialect(session)),
+        )
+        return _grouped(rows)
+
+    async def _load_certified(self, keys: Sequence[ModelKey]) -> list[list[CertifiedRow]]:
+        async with self._sessions() as session:
+            grouped = await self._certified_rows(session, keys)
         # Not primed into `certified`: a single version asked for later is found through this loader's
         # cache (`_load_certified_versions`), without a future made for every row of every page.
         return [grouped.get(key, []) for key in keys]
 
-    async def _load_certified_versions(self, keys: Sequence[VersionKey]) -> list[CplCertifiedFirmware | None]:
+    async def _load_certified_versions(self, keys: Sequence[VersionKey]) -> list[CertifiedRow | None]:
         # Asked for single versions (entity references): load their models' lists, one statement.
         models = await self.certified_by_model.load_many(list(dict.fromkeys(k.model for k in keys)))
         found = {VersionKey.of(row): row for rows in models for row in rows}
         return [found.get(key) for key in keys]
 
-    async def _load_images(self, keys: Sequence[ModelKey]) -> list[list[LibraryImage]]:
-        """The images the caller may see (`lifecycle.visible_to`: drafts only of its own manufacturer ids)."""
-        visible = lifecycle.visible_to(self._principal)
-        grouped: dict[ModelKey, list[LibraryImage]] = defaultdict(list)
+    async def _load_images(self, keys: Sequence[ModelKey]) -> list[list[ImageRow]]:
         async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(LibraryImage)
-                    .where(
-                        tuple_(
-                            LibraryImage.manufacturer_id, LibraryImage.model_id, LibraryImage.hardware_version
-                        ).in_(list(keys)),
-                        visible,
-                    )
-                    .order_by(LibraryImage.firmware_version)
-                )
-            ).scalars()
-            for row in rows:
-                grouped[ModelKey.of(row)].append(row)
+            grouped = await self._image_rows(session, keys)
         return [grouped.get(key, []) for key in keys]
 
-    async def _load_declarations(self, keys: Sequence[ModelKey]) -> list[list[CommercialDeclaration]]:
-        grouped: dict[ModelKey, list[CommercialDeclaration]] = defaultdict(list)
+    async def _load_declarations(self, keys: Sequence[ModelKey]) -> list[list[DeclarationRow]]:
         async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(CommercialDeclaration).where(
-                        tuple_(
-                            CommercialDeclaration.manufacturer_id,
-                            CommercialDeclaration.model_id,
-                            CommercialDeclaration.hardware_version,
-                        ).in_(list(keys))
-                    )
-                )
-            ).scalars()
-            for row in rows:
-                grouped[ModelKey.of(row)].append(row)
+            grouped = await self._declaration_rows(session, keys)
         return [grouped.get(key, []) for key in keys]
+
+    async def _load_versions(self, keys: Sequence[ModelKey]) -> list[list[VersionFacts]]:
+        """The models' certified versions, each with its image and declaration: the three reads of a
+        catalogue page, one after another on one connection, in one batch for the whole page. What they
+        read primes the three loaders of each kind, so another field of the same models reads nothing
+        again."""
+        async with self._sessions() as session:
+            certified = await self._certified_rows(session, keys)
+            images = await self._image_rows(session, keys)
+            declarations = await self._declaration_rows(session, keys)
+        answers: list[list[VersionFacts]] = []
+        for key in keys:
+            rows = certified.get(key, [])
+            self.certified_by_model.prime(key, rows)
+            model_images = images.get(key, [])
+            self.images_by_model.prime(key, model_images)
+            model_declarations = declarations.get(key, [])
+            self.declarations_by_model.prime(key, model_declarations)
+            if not model_images and not model_declarations:  # most models of the CPL
+                answers.append([(row, None, None) for row in rows])
+                continue
+            # A model's versions are matched by their firmware version alone (the rest is the model's).
+            image_of = {image.firmware_version: image for image in model_images}
+            declared = {declaration.firmware_version: declaration for declaration in model_declarations}
+            answers.append(
+                [
+                    (row, image_of.get(row.firmware_version), declared.get(row.firmware_version))
+                    for row in rows
+                ]
+            )
+        return answers
 
     async def _load_pathways(self, keys: Sequence[ModelKey]) -> list[list[UpgradePathway]]:
         grouped: dict[ModelKey, list[UpgradePathway]] = defaultdict(list)
@@ -160,14 +234,14 @@ class CatalogueLoaders:
                 grouped[ModelKey.of(row)].append(row)
         return [grouped.get(key, []) for key in keys]
 
-    async def image_for(self, key: VersionKey) -> LibraryImage | None:
+    async def image_for(self, key: VersionKey) -> ImageRow | None:
         """The version's image the caller may see (published or withdrawn; a draft only to its owner)."""
         for image in await self.images_by_model.load(key.model):
             if VersionKey.of(image) == key:
                 return image
         return None
 
-    async def declaration_for(self, key: VersionKey) -> CommercialDeclaration | None:
+    async def declaration_for(self, key: VersionKey) -> DeclarationRow | None:
         for declaration in await self.declarations_by_model.load(key.model):
             if VersionKey.of(declaration) == key:
                 return declaration

@@ -453,6 +453,43 @@ async def test_statements_per_request_do_not_grow_with_the_page(db: Database, tm
     assert counts[100] <= 7, counts
 
 
+async def test_a_page_reads_its_versions_once_when_asked_for_them_however_the_document_asks(
+    world: World,
+) -> None:
+    """The page reads its models' versions, images and declarations at once when the document selects
+    them, directly or through fragments and aliases, and not at all when it does not."""
+    plain = (
+        "{ deviceModels(first: 10) { edges { node { certifiedFirmware { firmwareVersion commercial } } } } }"
+    )
+    fragments = """
+      query { deviceModels(first: 10) { edges { ...Edge } } }
+      fragment Edge on DeviceModelEdge { node { ... on DeviceModel { ...Versions } } }
+      fragment Versions on DeviceModel { versions: certifiedFirmware { firmwareVersion commercial } }"""
+    without = "{ deviceModels(first: 10) { pageInfo { hasNextPage } edges { node { modelId } } } }"
+    await declare(world, OWN_A2)
+
+    def reads_of(statements: list[str], table: str) -> int:
+        return sum(f"FROM {table}" in statement for statement in statements)
+
+    with counting(world.db) as plain_statements:
+        plain_answer = data(await ask(world, plain))["deviceModels"]["edges"]
+    with counting(world.db) as fragment_statements:
+        fragment_answer = data(await ask(world, fragments))["deviceModels"]["edges"]
+    with counting(world.db) as without_statements:
+        data(await ask(world, without))
+    assert [e["node"]["certifiedFirmware"] for e in plain_answer] == [
+        e["node"]["versions"] for e in fragment_answer
+    ]
+    assert any(v["commercial"] for e in plain_answer for v in e["node"]["certifiedFirmware"])
+    assert len(plain_statements) == len(fragment_statements)
+    for statements in (plain_statements, fragment_statements):
+        assert [reads_of(statements, t) for t in TABLES_OF_VERSIONS] == [1, 1, 1], statements
+    assert [reads_of(without_statements, t) for t in TABLES_OF_VERSIONS] == [0, 0, 0], without_statements
+
+
+TABLES_OF_VERSIONS = ("cpl_certified_firmware", "library_images", "commercial_declarations")
+
+
 async def test_one_request_reads_the_current_snapshot_once_however_many_fields_ask_at_once(
     world: World,
 ) -> None:

@@ -419,3 +419,61 @@ async def test_check_mode_fails_a_request_whose_plan_answers_differently() -> No
     with without_comparison():  # the plan alone, as in production: its own (wrong) reading
         result = await schema.execute("{ thing { fact } }")
     assert result.data == {"thing": {"fact": "as the plan reads it"}}
+
+
+@strawberry.type
+class Item:
+    name: str
+
+
+@strawberry.type
+class ListQuery:
+    """Lists with a null among their items: refused where the items are non-null, kept where not."""
+
+    @strawberry.field
+    def strict_items(self) -> list[Item]:
+        return [Item(name="a"), None]  # type: ignore[list-item]
+
+    @strawberry.field
+    def loose_items(self) -> list[Item | None]:
+        return [Item(name="a"), None]
+
+    @strawberry.field
+    def strict_names(self) -> list[str]:
+        return ["a", None]  # type: ignore[list-item]
+
+    @strawberry.field
+    def loose_names(self) -> list[str | None]:
+        return ["a", None]
+
+
+@pytest.mark.parametrize(
+    ("document", "refused"),
+    [
+        ("{ strictItems { name } }", True),
+        ("{ looseItems { name } }", False),
+        ("{ strictNames }", True),
+        ("{ looseNames }", False),
+        ("{ looseItems { name } looseNames strictItems { name } }", True),
+    ],
+)
+async def test_a_null_item_of_a_list_answers_as_graphql_core_answers_it(document: str, refused: bool) -> None:
+    """A null item of a list of non-null items is an error that nulls the list's field (graphql-core's
+    rule): the plan leaves that request to the reference; a null item of a list of nullable items is
+    answered as null by the plan itself."""
+    reference = Schema(query=ListQuery)
+    reference.execution_context_class = executor_class(PlanMode.OFF)
+    checked = Schema(query=ListQuery)
+    checked.execution_context_class = executor_class(PlanMode.CHECK)
+    answered = STATISTICS.answered
+    expected = await reference.execute(document)
+    result = await checked.execute(document)  # fails with PlanMismatch if the plan answers otherwise
+    assert (result.data, [e.formatted for e in result.errors or ()]) == (
+        expected.data,
+        [e.formatted for e in expected.errors or ()],
+    )
+    assert bool(result.errors) is refused
+    if refused:
+        assert "Cannot return null for non-nullable field" in result.errors[0].message  # type: ignore[index]
+    else:
+        assert STATISTICS.answered == answered + 1  # the plan's own answer

@@ -38,6 +38,19 @@ def selects_any(selections: Sequence[Selection], names: frozenset[str]) -> bool:
     return False
 
 
+def selects_path(selections: Sequence[Selection], path: Sequence[str]) -> bool:
+    """Whether the selections reach down this path of fields (`edges`, `node`, `certifiedFirmware`),
+    looking into fragments."""
+    name, rest = path[0], path[1:]
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            if selection.name == name and (not rest or selects_path(selection.selections, rest)):
+                return True
+        elif selects_path(selection.selections, path):
+            return True
+    return False
+
+
 @strawberry.type(description="A CPL row as a snapshot holds it (used in diffs).")
 class CplListing:
     manufacturer_id: str

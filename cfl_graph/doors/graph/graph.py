@@ -26,7 +26,7 @@ from cfl_graph.catalogue import reports, upgrades
 from cfl_graph.catalogue.search import DeviceModelFilter as FilterSpec
 from cfl_graph.catalogue.search import Page, device_models
 from cfl_graph.doors.graph.context import Info
-from cfl_graph.doors.graph.cpl import CplSnapshot, selects_any, snapshot_by_id
+from cfl_graph.doors.graph.cpl import CplSnapshot, selects_any, selects_path, snapshot_by_id
 from cfl_graph.doors.graph.enums import (
     CplStatus,
     DeviceType,
@@ -51,10 +51,8 @@ from cfl_graph.doors.graph.plans import READ, UNREAD
 from cfl_graph.errors import InvalidInput
 from cfl_graph.images.errors import ImageNotFound
 from cfl_graph.keys import ModelKey, VersionKey
-from cfl_graph.tables import CommercialDeclaration as DeclarationRow
-from cfl_graph.tables import CplCertifiedFirmware as CertifiedRow
-from cfl_graph.tables import CplDeviceModel as ModelRow
-from cfl_graph.tables import LibraryImage as ImageRow
+from cfl_graph.loaders.catalogue import VersionFacts
+from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow
 
 MODEL_KEY = "manufacturerId modelId hardwareVersion"
 VERSION_KEY = "manufacturerId modelId hardwareVersion firmwareVersion"
@@ -162,6 +160,9 @@ class DeviceModel(Node):
     model_id: str
     hardware_version: str
     cpl_row: strawberry.Private[ModelRow | _NotLoaded | None] = NOT_LOADED
+    # Its certified versions with the library's facts, when the page that made it read them for all its
+    # models at once (`CatalogueQuery.device_models`).
+    versions: strawberry.Private[list[VersionFacts] | _NotLoaded] = NOT_LOADED
 
     @property
     def key(self) -> ModelKey:
@@ -172,12 +173,13 @@ class DeviceModel(Node):
         return global_id("DeviceModel", *self.key)
 
     @classmethod
-    def of(cls, row: ModelRow) -> Self:
+    def of(cls, row: ModelRow, versions: list[VersionFacts] | _NotLoaded = NOT_LOADED) -> Self:
         return cls(
             manufacturer_id=row.manufacturer_id,
             model_id=row.model_id,
             hardware_version=row.hardware_version,
             cpl_row=row,
+            versions=versions,
         )
 
     @classmethod
@@ -249,29 +251,13 @@ class DeviceModel(Node):
     @strawberry.field(
         metadata=CPL, description="Its certified firmware versions on the current CPL, oldest first."
     )
-    async def certified_firmware(self, info: Info) -> list[CertifiedFirmware]:
-        loaders = info.context.loaders.catalogue
-        # The library's facts come with them (batched across the page): `commercial` and
-        # `libraryImage` then answer without a task each.
-        rows, images, declarations = await asyncio.gather(
-            loaders.certified_by_model.load(self.key),
-            loaders.images_by_model.load(self.key),
-            loaders.declarations_by_model.load(self.key),
-        )
-        # Most versions have neither an image nor a declaration: a model's versions are matched by their
-        # firmware version alone (the rest of the key is the model's).
-        image_of = {image.firmware_version: image for image in images}
-        declared = {declaration.firmware_version: declaration for declaration in declarations}
-        versions = []
-        for row in rows:
-            version = row.firmware_version
-            facts = (
-                _LibraryFacts(image_of.get(version), declared.get(version))
-                if image_of or declared
-                else _NOTHING
-            )
-            versions.append(CertifiedFirmware.of(row, library=facts))
-        return versions
+    def certified_firmware(self, info: Info) -> list[CertifiedFirmware]:
+        if isinstance(self.versions, _NotLoaded):
+            return self._load_certified_firmware(info)  # type: ignore[return-value]
+        return _certified_versions(self.versions)
+
+    async def _load_certified_firmware(self, info: Info) -> list[CertifiedFirmware]:
+        return _certified_versions(await info.context.loaders.catalogue.versions_by_model.load(self.key))
 
     @strawberry.field(
         metadata=CFL, description="Its images in the library (drafts only to their manufacturer)."
@@ -301,6 +287,18 @@ class DeviceModel(Node):
         device_type = "" if model is None else model.device_type
         plan = upgrades.plan_upgrade(start, device_type, rows, images, declarations, pathways)
         return UpgradePlan.of(plan)
+
+
+def _certified_versions(versions: list[VersionFacts]) -> list[CertifiedFirmware]:
+    """A model's certified versions, each with what the library holds for it: `commercial` and
+    `libraryImage` then answer without a loader or a task each."""
+    return [
+        CertifiedFirmware.of(
+            row,
+            library=_NOTHING if image is None and declaration is None else _LibraryFacts(image, declaration),
+        )
+        for row, image, declaration in versions
+    ]
 
 
 def _version_fact(pick: Callable[[CertifiedRow], Any], type_: object, description: str | None = None) -> Any:
@@ -668,6 +666,14 @@ def _asks_total(info: Info) -> bool:
     return any(selects_any(field.selections, frozenset({"totalCount"})) for field in info.selected_fields)
 
 
+def _asks_versions(info: Info) -> bool:
+    """Whether the request asks a page of device models for their certified versions."""
+    return any(
+        selects_path(field.selections, ("edges", "node", "certifiedFirmware"))
+        for field in info.selected_fields
+    )
+
+
 def _empty_connection() -> Any:
     return Connection(
         edges=[],
@@ -696,7 +702,15 @@ class CatalogueQuery:
             page = await device_models(
                 session, snapshot, _spec(filter), first, after, count=_asks_total(info)
             )
-        info.context.loaders.catalogue.prime_models([row for _, row in page.items])
+        loaders = info.context.loaders.catalogue
+        rows = [row for _, row in page.items]
+        loaders.prime_models(rows)
+        if rows and _asks_versions(info):
+            # The page's versions, images and declarations read at once, for every model of the page:
+            # each model's `certifiedFirmware` then answers without awaiting anything.
+            found = await loaders.versions_by_model.load_many([ModelKey.of(row) for row in rows])
+            versions = dict(zip((id(row) for row in rows), found, strict=True))
+            return connection(page, lambda row: DeviceModel.of(row, versions[id(row)]))  # type: ignore[no-any-return]
         return connection(page, DeviceModel.of)  # type: ignore[no-any-return]
 
     @strawberry.field(metadata=CPL, description="One device model of the current CPL, or null.")

@@ -20,10 +20,9 @@ from cfl_graph.images.errors import ImageNotFound
 from cfl_graph.images.library import download_name
 from cfl_graph.keys import VersionKey
 from cfl_graph.row_ids import is_ascii_number, row_id
-from cfl_graph.tables import CommercialDeclaration as DeclarationRow
 from cfl_graph.tables import ImageState
-from cfl_graph.tables import LibraryImage as ImageRow
 from cfl_graph.tables import UpgradePathway as PathwayRow
+from cfl_graph.tables.rows import DeclarationRow, ImageRow
 
 strawberry.enum(
     ImageState,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -38,7 +39,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
+from enum import Enum, IntEnum, StrEnum
+from operator import attrgetter
 from typing import Any
 
 from graphql import (
@@ -150,6 +152,11 @@ class FieldPlan:
     info_name: str | None = None
     source_names: tuple[str, ...] = ()
     needs_site: bool = True  # whether completing the value needs the field's path and resolve info
+    # A field read straight off the object (`_read_inline`): how it is read, whether it may be null, and
+    # for a leaf how its value is coerced.
+    reader: Callable[[Any], Any] | None = None
+    nullable: bool = True
+    coerce: Callable[[Any], Any] | None = None
 
 
 @dataclass(eq=False)
@@ -235,6 +242,7 @@ class _Compiler:
                 for parameter in (resolver.parent_parameter, resolver.root_parameter)
                 if parameter is not None
             )
+        _read_inline(plan)
         return plan
 
     def completion(self, type_: GraphQLOutputType, details: list[FieldDetails]) -> Complete:
@@ -246,7 +254,15 @@ class _Compiler:
             return _non_null(self.completion(type_.of_type, details))
         if is_list_type(type_):
             assert isinstance(type_, GraphQLList)
-            return _nullable(_list(self.completion(type_.of_type, details)))
+            item_type = type_.of_type
+            object_type = item_type.of_type if is_non_null_type(item_type) else item_type
+            if is_object_type(object_type):  # a list of objects, each completed in the list's own loop
+                assert isinstance(object_type, GraphQLObjectType)
+                fields = self.subfields(object_type, details)
+                return _nullable(
+                    _object_list(object_type, fields, item_nullable=not is_non_null_type(item_type))
+                )
+            return _nullable(_list(self.completion(item_type, details)))
         if is_leaf_type(type_):
             assert isinstance(type_, GraphQLLeafType)
             return _leaf(type_, nullable=True)
@@ -257,6 +273,37 @@ class _Compiler:
             assert isinstance(type_, GraphQLObjectType)
             return _nullable(_object(type_, self.subfields(type_, details)))
         raise _Bail(f"an output type the plans do not know: {type_}")
+
+
+def _read_inline(plan: FieldPlan) -> None:
+    """Marks a field whose value is read from the object alone, without an `Info` (a plain attribute, a
+    `READ`, a resolver of the object alone such as `id`): `_Run.execute_fields` reads it without the
+    general steps, completing inline a null or, for a leaf, a plain value; anything else is completed
+    from the value read, as `execute_field` would."""
+    if plan.kind is Kind.BASIC and plan.default_resolver is getattr:
+        plan.reader = attrgetter(plan.python_name)
+    elif plan.kind is Kind.READ:
+        plan.reader = plan.read
+    elif (
+        plan.kind is Kind.DIRECT
+        and plan.passes_self
+        and plan.info_name is None
+        and not plan.source_names
+        and plan.call is not None
+    ):
+        plan.reader = plan.call  # its resolver wants the object and nothing else (`id`)
+    else:
+        return
+    type_ = plan.field_def.type
+    plan.nullable = not is_non_null_type(type_)
+    leaf = type_ if plan.nullable else type_.of_type  # type: ignore[union-attr]
+    if is_leaf_type(leaf):
+        plan.coerce = leaf.coerce_output_value
+
+
+# Values a leaf field completes inline: what a resolver of a plain fact returns. Anything else (an
+# awaitable, an error, a value of another type) is completed the general way.
+_PLAIN = frozenset({str, int, float, bool, dt.date, dt.datetime})
 
 
 def _is_leaf_completion(type_: GraphQLOutputType) -> bool:
@@ -339,12 +386,9 @@ def _list(item: Complete) -> Complete:
         for index, entry in enumerate(value):
             if is_awaitable(entry):
                 raise _Bail("an awaitable list item")
-            if entry is None or entry is Undefined:
-                done = None
-            else:
-                done = item(run, entry, site.item(index))
-                if is_awaitable(done):
-                    pending.append(index)
+            done = item(run, entry, site.item(index))  # a null item: null, or refused if non-null
+            if is_awaitable(done):
+                pending.append(index)
             completed.append(done)
         if not pending:
             return completed
@@ -358,6 +402,45 @@ async def _settle_list(completed: list[Any], pending: list[int]) -> list[Any]:
     for index, value in zip(pending, settled, strict=True):
         completed[index] = value
     return completed
+
+
+def _object_list(object_type: GraphQLObjectType, fields: list[FieldPlan], *, item_nullable: bool) -> Complete:
+    """A list of objects of one type (a page's edges, a model's versions): each item completed as
+    `_object` completes it, in the list's own loop, without a site or a wrapper call per item."""
+    is_type_of = object_type.is_type_of
+    reads_info = is_type_of is not None and not _ignores_info(is_type_of)
+
+    def complete(run: _Run, value: Any, site: _Site) -> Any:
+        if run.is_async_iterable(value) or not is_iterable(value):
+            raise _Bail("not a list, or an async iterable")
+        is_awaitable = run.is_awaitable
+        execute_fields = run.execute_fields
+        path = site.path()
+        completed: list[Any] = []
+        pending: list[int] = []
+        for index, entry in enumerate(value):
+            if is_awaitable(entry):
+                raise _Bail("an awaitable list item")
+            if entry is None or entry is Undefined:
+                if not item_nullable:
+                    raise _Bail("null in a non-null field")
+                completed.append(None)
+                continue
+            if isinstance(entry, Exception):
+                raise _Bail("a resolver returned an error")
+            if is_type_of is not None:
+                verdict = is_type_of(entry, site.info() if reads_info else None)  # type: ignore[arg-type]
+                if is_awaitable(verdict) or not verdict:
+                    raise _Bail("is_type_of refused the value, or is asynchronous")
+            done = execute_fields(fields, entry, Path(path, index, None))
+            if is_awaitable(done):  # an object's fields, never null: nothing for a non-null item to check
+                pending.append(index)
+            completed.append(done)
+        if not pending:
+            return completed
+        return _settle_list(completed, pending)
+
+    return complete
 
 
 def _object(object_type: GraphQLObjectType, fields: list[FieldPlan]) -> Complete:
@@ -506,7 +589,27 @@ class _Run:
         pending: list[str] = []
         try:
             for plan in fields:
-                completed = self.execute_field(plan, source, path)
+                reader = plan.reader
+                if reader is None:
+                    completed = self.execute_field(plan, source, path)
+                else:  # read off the object: a null or a plain leaf completed here
+                    value = reader(source)
+                    if value is None:
+                        if not plan.nullable:
+                            raise _Bail("null in a non-null field")
+                        results[plan.key] = None
+                        continue
+                    coerce = plan.coerce
+                    if coerce is not None and (value.__class__ in _PLAIN or isinstance(value, Enum)):
+                        coerced = coerce(value)
+                        if coerced is None or coerced is Undefined:
+                            raise _Bail("a leaf value that does not coerce")
+                        results[plan.key] = coerced
+                        continue
+                    if value is UNREAD:  # a `READ` the object cannot answer: its resolver will
+                        completed = self.execute_field(plan, source, path)
+                    else:
+                        completed = self.complete_value(plan, value, path)
                 results[plan.key] = completed
                 if self.is_awaitable(completed):
                     pending.append(plan.key)
@@ -537,6 +640,13 @@ class _Run:
             assert site is not None
             resolve = plan.field_def.resolve or self.executor.field_resolver
             value = resolve(source, site.info(), **self.arguments(plan))
+        if self.is_awaitable(value):
+            return _complete_later(self, plan, value, site)
+        return plan.complete(self, value, site)  # type: ignore[arg-type]
+
+    def complete_value(self, plan: FieldPlan, value: Any, path: Path | None) -> Any:
+        """A field's value, read already, completed as `execute_field` completes what it resolves."""
+        site = _Site(self, plan, path) if plan.needs_site else None
         if self.is_awaitable(value):
             return _complete_later(self, plan, value, site)
         return plan.complete(self, value, site)  # type: ignore[arg-type]

@@ -27,13 +27,8 @@ from cfl_graph.errors import InvalidInput
 from cfl_graph.keys import ModelKey, VersionKey
 from cfl_graph.loaders import Loaders
 from cfl_graph.loaders.catalogue import CatalogueLoaders
-from cfl_graph.tables import (
-    CommercialDeclaration,
-    CplCertifiedFirmware,
-    CplDeviceModel,
-    LibraryImage,
-    UpgradePathway,
-)
+from cfl_graph.tables import UpgradePathway
+from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow
 
 PAGE_SIZE = 50
 # A manufacturer's page lists its models on one page; past this it links to the searchable list.
@@ -44,9 +39,9 @@ MANUFACTURER_MODELS = 500
 class VersionRow:
     """One certified version beside the library, as the device model page shows it."""
 
-    certified: CplCertifiedFirmware
-    image: LibraryImage | None
-    declaration: CommercialDeclaration | None
+    certified: CertifiedRow
+    image: ImageRow | None
+    declaration: DeclarationRow | None
     upgrades_from: list[str]
     upgrades_to: list[str]
     today: dt.date
@@ -65,12 +60,12 @@ class VersionRow:
 
 @dataclass(frozen=True)
 class ModelCoverage:
-    model: CplDeviceModel
+    model: ModelRow
     coverage: reports.CoverageGroup | None  # None: nothing of it is due (a comms hub, say)
 
 
 async def _version_rows(
-    loaders: CatalogueLoaders, model: CplDeviceModel, key: ModelKey, rows: list[CplCertifiedFirmware]
+    loaders: CatalogueLoaders, model: ModelRow, key: ModelKey, rows: list[CertifiedRow]
 ) -> list[VersionRow]:
     images = {VersionKey.of(i): i for i in await loaders.images_by_model.load(key)}
     declarations = {VersionKey.of(d): d for d in await loaders.declarations_by_model.load(key)}

@@ -1,0 +1,108 @@
+"""The read path's rows (cfl_graph/tables/rows.py): plain rows from the loaders carry exactly what an ORM
+instance of the same table carries, on both databases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from cfl_graph.database import Database
+from cfl_graph.keys import ModelKey, VersionKey
+from cfl_graph.loaders import Loaders
+from cfl_graph.tables import CommercialDeclaration, CplCertifiedFirmware, CplDeviceModel, LibraryImage
+from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow
+from tests.fixtures.library import OWN_A1, OWN_A2, World, make_world
+from tests.fixtures.sql import counting
+
+pytestmark = pytest.mark.postgres
+
+PROTOCOLS: list[tuple[type[Any], type[Any]]] = [
+    (ModelRow, CplDeviceModel),
+    (CertifiedRow, CplCertifiedFirmware),
+    (ImageRow, LibraryImage),
+    (DeclarationRow, CommercialDeclaration),
+]
+
+
+def _members(protocol: type[Any]) -> set[str]:
+    return {name for name, value in vars(protocol).items() if isinstance(value, property)}
+
+
+@pytest.mark.parametrize(("protocol", "table"), PROTOCOLS, ids=lambda p: p.__name__)
+def test_each_row_protocol_names_exactly_its_tables_columns(protocol: type[Any], table: type[Any]) -> None:
+    """A column added to a table is added to its protocol (the loaders read every column), and a protocol
+    names nothing a Core row of the table would lack."""
+    assert _members(protocol) == set(table.__table__.columns.keys())
+
+
+@pytest.fixture
+async def world(db: Database, tmp_path: Path) -> World:
+    return await make_world(db, tmp_path)
+
+
+def _values(row: Any, protocol: type[Any]) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in sorted(_members(protocol))}
+
+
+async def test_the_loaders_plain_rows_equal_the_orm_instances_of_the_same_rows(world: World) -> None:
+    image = await world.upload(world.image(OWN_A1))
+    await world.publish(image.id)
+    manufacturer = await world.principal(world.tokens.manufacturer)
+    key = VersionKey(
+        OWN_A2.manufacturer_id, OWN_A2.model_id, OWN_A2.hardware_version, OWN_A2.firmware_version
+    )
+    await world.library.declare_commercial(manufacturer, key, "built for one supplier under contract")
+    model = ModelKey(OWN_A1.manufacturer_id, OWN_A1.model_id, OWN_A1.hardware_version)
+
+    loaders = Loaders.for_request(world.db.sessions, manufacturer).catalogue
+    (versions,) = await loaders.versions_by_model.load_many([model])
+    plain_model = await loaders.device_model.load(model)
+    assert plain_model is not None
+    snapshot = plain_model.snapshot_id
+    async with world.db.sessions() as session:
+        orm_model = await session.get(CplDeviceModel, (snapshot, *model))
+        orm_versions = (
+            await session.scalars(
+                select(CplCertifiedFirmware)
+                .where(
+                    CplCertifiedFirmware.snapshot_id == snapshot,
+                    CplCertifiedFirmware.manufacturer_id == model.manufacturer_id,
+                    CplCertifiedFirmware.model_id == model.model_id,
+                    CplCertifiedFirmware.hardware_version == model.hardware_version,
+                )
+                .order_by(CplCertifiedFirmware.firmware_version)
+            )
+        ).all()
+        orm_image = await session.get(LibraryImage, image.id)
+        orm_declaration = await session.get(CommercialDeclaration, tuple(key))
+
+    assert orm_model is not None
+    assert _values(plain_model, ModelRow) == _values(orm_model, ModelRow)
+    assert [_values(row, CertifiedRow) for row, _, _ in versions] == [
+        _values(row, CertifiedRow) for row in orm_versions
+    ]
+    with_image = [image for _, image, _ in versions if image is not None]
+    with_declaration = [declaration for _, _, declaration in versions if declaration is not None]
+    assert orm_image is not None and orm_declaration is not None
+    assert [_values(row, ImageRow) for row in with_image] == [_values(orm_image, ImageRow)]
+    assert [_values(row, DeclarationRow) for row in with_declaration] == [
+        _values(orm_declaration, DeclarationRow)
+    ]
+    # Each fact sits beside its own version.
+    assert [row.firmware_version for row, image, _ in versions if image is not None] == [
+        OWN_A1.firmware_version
+    ]
+    assert [row.firmware_version for row, _, declared in versions if declared is not None] == [
+        OWN_A2.firmware_version
+    ]
+    # The single-kind loaders were primed by the page's read: asked again, they read nothing more.
+    with counting(world.db) as statements:
+        assert [row.firmware_version for row in await loaders.certified_by_model.load(model)] == [
+            row.firmware_version for row in orm_versions
+        ]
+        assert await loaders.images_by_model.load(model) == with_image
+        assert await loaders.declarations_by_model.load(model) == with_declaration
+    assert statements == []
