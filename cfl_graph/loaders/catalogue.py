@@ -31,6 +31,7 @@ from cfl_graph.tables.base import Base
 from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 # A certified version with what the library holds for it: its image the caller may see, its declaration.
@@ -67,7 +68,8 @@ def _of_models(
 async def _read(session: AsyncSession, statement: Select[Any]) -> Iterable[Any]:
     """A Core read on the session's connection: no ORM execution around it (the rows are plain)."""
     connection = await session.connection()
-    return await connection.execute(statement)
+    rows: Sequence[Any] = (await connection.execute(statement)).all()  # fetched at once, not row by row
+    return rows
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -104,6 +106,10 @@ class CatalogueLoaders:
         self.declarations_by_model = DataLoader[ModelKey, list[DeclarationRow]](self._load_declarations)
         self.versions_by_model = DataLoader[ModelKey, list[VersionFacts]](self._load_versions)
         self.pathways_by_model = DataLoader[ModelKey, list[UpgradePathway]](self._load_pathways)
+        # Each kind's rows by model, as far as read in this request (by a page's read of all three).
+        self._read_certified: dict[tuple[str, str, str], list[CertifiedRow]] = {}
+        self._read_images: dict[tuple[str, str, str], list[ImageRow]] = {}
+        self._read_declarations: dict[tuple[str, str, str], list[DeclarationRow]] = {}
 
     def prime_models(self, rows: Sequence[ModelRow]) -> None:
         for row in rows:
@@ -160,12 +166,27 @@ class CatalogueLoaders:
         )
         return _grouped(rows)
 
+    async def _batch(
+        self,
+        keys: Sequence[ModelKey],
+        known: dict[tuple[str, str, str], list[R]],
+        read: Callable[
+            [AsyncSession, Sequence[ModelKey]], Awaitable[defaultdict[tuple[str, str, str], list[R]]]
+        ],
+    ) -> list[list[R]]:
+        """One kind's rows for these models: those a page's read left in `known`, the rest read now."""
+        missing = [key for key in keys if key not in known]
+        if missing:
+            async with self._sessions() as session:
+                found = await read(session, missing)
+            for key in missing:
+                known[key] = found.get(key, [])
+        return [known[key] for key in keys]
+
     async def _load_certified(self, keys: Sequence[ModelKey]) -> list[list[CertifiedRow]]:
-        async with self._sessions() as session:
-            grouped = await self._certified_rows(session, keys)
         # Not primed into `certified`: a single version asked for later is found through this loader's
         # cache (`_load_certified_versions`), without a future made for every row of every page.
-        return [grouped.get(key, []) for key in keys]
+        return await self._batch(keys, self._read_certified, self._certified_rows)
 
     async def _load_certified_versions(self, keys: Sequence[VersionKey]) -> list[CertifiedRow | None]:
         # Asked for single versions (entity references): load their models' lists, one statement.
@@ -174,19 +195,15 @@ class CatalogueLoaders:
         return [found.get(key) for key in keys]
 
     async def _load_images(self, keys: Sequence[ModelKey]) -> list[list[ImageRow]]:
-        async with self._sessions() as session:
-            grouped = await self._image_rows(session, keys)
-        return [grouped.get(key, []) for key in keys]
+        return await self._batch(keys, self._read_images, self._image_rows)
 
     async def _load_declarations(self, keys: Sequence[ModelKey]) -> list[list[DeclarationRow]]:
-        async with self._sessions() as session:
-            grouped = await self._declaration_rows(session, keys)
-        return [grouped.get(key, []) for key in keys]
+        return await self._batch(keys, self._read_declarations, self._declaration_rows)
 
     async def _load_versions(self, keys: Sequence[ModelKey]) -> list[list[VersionFacts]]:
         """The models' certified versions, each with its image and declaration: the three reads of a
         catalogue page, one after another on one connection, in one batch for the whole page. What they
-        read primes the three loaders of each kind, so another field of the same models reads nothing
+        read is kept for the loaders of each kind, so another field of the same models reads nothing
         again."""
         async with self._sessions() as session:
             certified = await self._certified_rows(session, keys)
@@ -194,12 +211,9 @@ class CatalogueLoaders:
             declarations = await self._declaration_rows(session, keys)
         answers: list[list[VersionFacts]] = []
         for key in keys:
-            rows = certified.get(key, [])
-            self.certified_by_model.prime(key, rows)
-            model_images = images.get(key, [])
-            self.images_by_model.prime(key, model_images)
-            model_declarations = declarations.get(key, [])
-            self.declarations_by_model.prime(key, model_declarations)
+            rows = self._read_certified[key] = certified.get(key, [])
+            model_images = self._read_images[key] = images.get(key, [])
+            model_declarations = self._read_declarations[key] = declarations.get(key, [])
             if not model_images and not model_declarations:  # most models of the CPL
                 answers.append([(row, None, None) for row in rows])
                 continue

@@ -16,7 +16,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, Self, TypeVar
+from typing import Annotated, Any, Generic, Protocol, Self, TypeVar
 
 import strawberry
 
@@ -152,6 +152,40 @@ _NOTHING = _LibraryFacts(image=None, declaration=None)  # the library holds noth
 # --- entities ------------------------------------------------------------------------------------
 
 
+class _HasCplRow(Protocol):
+    cpl_row: Any
+
+    def _fact(self, info: Info, pick: Callable[[Any], Any]) -> Any: ...
+
+
+def _cpl_fact(
+    pick: Callable[[Any], Any],
+    type_: object,
+    description: str | None = None,
+    deprecation_reason: str | None = None,
+) -> Any:
+    """A CPL fact of a device model or a certified version. Its resolver reads the object's row at hand,
+    or asks the loader for it; a compiled plan reads the row at hand itself (`plans.READ`) and calls the
+    resolver only when the row was not loaded with the object. Both read it with `pick`."""
+
+    def resolve(self: _HasCplRow, info: Info) -> Any:
+        return self._fact(info, pick)
+
+    def read(entity: _HasCplRow) -> Any:
+        row = entity.cpl_row
+        if isinstance(row, _NotLoaded):
+            return UNREAD
+        return None if row is None else pick(row)
+
+    return strawberry.field(
+        resolver=resolve,
+        graphql_type=type_,
+        description=description,
+        deprecation_reason=deprecation_reason,
+        metadata={**CPL, READ: read},
+    )
+
+
 @strawberry.federation.type(
     keys=[MODEL_KEY], description="A device model: (manufacturer id, model id, hardware version)."
 )
@@ -219,42 +253,35 @@ class DeviceModel(Node):
     async def _load_listed(self, info: Info) -> bool:
         return await self._load_fact(info, lambda row: True) is not None
 
-    @strawberry.field(metadata=CPL)
-    def manufacturer_name(self, info: Info) -> str | None:
-        return self._fact(info, lambda row: row.manufacturer_name)
-
-    @strawberry.field(metadata=CPL)
-    def model_name(self, info: Info) -> str | None:
-        return self._fact(info, lambda row: row.model_name)
-
-    @strawberry.field(metadata=CPL)
-    def device_type(self, info: Info) -> DeviceType | None:
-        return self._fact(info, lambda row: DeviceType(row.device_type))
-
-    @strawberry.field(
-        metadata=CPL,
+    manufacturer_name = _cpl_fact(lambda row: row.manufacturer_name, str | None)
+    model_name = _cpl_fact(lambda row: row.model_name, str | None)
+    device_type = _cpl_fact(lambda row: DeviceType(row.device_type), DeviceType | None)
+    smets_version = _cpl_fact(
+        lambda row: SmetsVersion(row.smets_version),
+        SmetsVersion | None,
         deprecation_reason="The CPL certifies each firmware version against a SMETS generation of its own: "
         "use smetsVersions, or CertifiedFirmware.smetsVersion. This is the generation of the most recently "
         "listed version.",
     )
-    def smets_version(self, info: Info) -> SmetsVersion | None:
-        return self._fact(info, lambda row: SmetsVersion(row.smets_version))
-
-    @strawberry.field(
-        metadata=CPL,
-        description="The SMETS generations its certified versions were certified against (two when a "
-        "firmware upgrade moved the model from one to the other).",
+    smets_versions = _cpl_fact(
+        lambda row: [SmetsVersion(v) for v in row.smets_versions.split(",")],
+        list[SmetsVersion] | None,
+        "The SMETS generations its certified versions were certified against (two when a firmware upgrade "
+        "moved the model from one to the other).",
     )
-    def smets_versions(self, info: Info) -> list[SmetsVersion] | None:
-        return self._fact(info, lambda row: [SmetsVersion(v) for v in row.smets_versions.split(",")])
 
     @strawberry.field(
-        metadata=CPL, description="Its certified firmware versions on the current CPL, oldest first."
+        metadata={**CPL, READ: lambda model: model._read_certified_firmware()},
+        description="Its certified firmware versions on the current CPL, oldest first.",
     )
     def certified_firmware(self, info: Info) -> list[CertifiedFirmware]:
         if isinstance(self.versions, _NotLoaded):
             return self._load_certified_firmware(info)  # type: ignore[return-value]
         return _certified_versions(self.versions)
+
+    def _read_certified_firmware(self) -> list[CertifiedFirmware]:
+        """For a compiled plan (`plans.READ`): the versions the page read with the model, else UNREAD."""
+        return UNREAD if isinstance(self.versions, _NotLoaded) else _certified_versions(self.versions)
 
     async def _load_certified_firmware(self, info: Info) -> list[CertifiedFirmware]:
         return _certified_versions(await info.context.loaders.catalogue.versions_by_model.load(self.key))
@@ -299,25 +326,6 @@ def _certified_versions(versions: list[VersionFacts]) -> list[CertifiedFirmware]
         )
         for row, image, declaration in versions
     ]
-
-
-def _version_fact(pick: Callable[[CertifiedRow], Any], type_: object, description: str | None = None) -> Any:
-    """A CPL fact of a certified version. Its resolver reads the version's row at hand, or asks the
-    loader for it; a compiled plan reads the row at hand itself (`plans.READ`) and calls the resolver only
-    when the row was not loaded with the object. Both read it with `pick`."""
-
-    def resolve(self: CertifiedFirmware, info: Info) -> Any:
-        return self._fact(info, pick)
-
-    def read(version: CertifiedFirmware) -> Any:
-        row = version.cpl_row
-        if isinstance(row, _NotLoaded):
-            return UNREAD
-        return None if row is None else pick(row)
-
-    return strawberry.field(
-        resolver=resolve, graphql_type=type_, description=description, metadata={**CPL, READ: read}
-    )
 
 
 def _library_field(
@@ -422,33 +430,33 @@ class CertifiedFirmware(Node):
     async def _load_listed(self, info: Info) -> bool:
         return await self._load_fact(info, lambda row: True) is not None
 
-    image_hash = _version_fact(
+    image_hash = _cpl_fact(
         lambda row: row.image_hash, str | None, "SHA-256 of the Manufacturer Image, as the CPL lists it."
     )
-    status = _version_fact(lambda row: CplStatus(row.status), CplStatus | None)
-    smets_version = _version_fact(
+    status = _cpl_fact(lambda row: CplStatus(row.status), CplStatus | None)
+    smets_version = _cpl_fact(
         lambda row: SmetsVersion(row.smets_version),
         SmetsVersion | None,
         "The SMETS generation this version was certified against (a firmware upgrade can move a meter to "
         "another).",
     )
-    technical_specification = _version_fact(
+    technical_specification = _cpl_fact(
         lambda row: TechnicalSpecification(row.technical_specification),
         TechnicalSpecification | None,
         "The technical specification this version was certified against.",
     )
-    specification_version = _version_fact(
+    specification_version = _cpl_fact(
         lambda row: row.specification_version,
         str | None,
         "That specification's version as the CPL lists it (`4.1` of `SMETS2 v4.1`); null where the CPL "
         "names the specification alone.",
     )
-    gbcs_version = _version_fact(lambda row: row.gbcs_version, str | None)
-    listed_on = _version_fact(
+    gbcs_version = _cpl_fact(lambda row: row.gbcs_version, str | None)
+    listed_on = _cpl_fact(
         lambda row: row.date_added, dt.date | None, "The date the CPL lists the version as added."
     )
-    cpa_reference = _version_fact(lambda row: row.cpa_reference, str | None)
-    cpa_expiry = _version_fact(lambda row: row.cpa_expiry, dt.date | None)
+    cpa_reference = _cpl_fact(lambda row: row.cpa_reference, str | None)
+    cpa_expiry = _cpl_fact(lambda row: row.cpa_expiry, dt.date | None)
     commercial = _library_field(
         lambda facts: facts.declaration is not None,
         bool,
