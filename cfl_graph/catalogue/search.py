@@ -5,7 +5,7 @@ Pages are keyset pages: the cursor is opaque (base64 of the sort key) and stable
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -20,6 +20,7 @@ from cfl_graph.errors import InvalidInput, Problem
 from cfl_graph.images.errors import LibraryProblem
 from cfl_graph.keys import ModelKey
 from cfl_graph.tables import CplCertifiedFirmware, CplDeviceModel
+from cfl_graph.tables.rows import ModelRow
 
 T = TypeVar("T")
 MAX_PAGE = 500
@@ -167,7 +168,7 @@ async def device_models(
     after: str | None,
     *,
     count: bool = True,
-) -> Page[CplDeviceModel]:
+) -> Page[ModelRow]:
     """A page of the current snapshot's device models, with the filter's total (-1 when `count` is
     false: not counted): in key order, or, for a search, best answer first (`search_rank`), then in key
     order."""
@@ -181,25 +182,30 @@ async def device_models(
             await session.scalar(select(func.count()).select_from(CplDeviceModel).where(*conditions)) or 0
         )
     order = (CplDeviceModel.manufacturer_id, CplDeviceModel.model_id, CplDeviceModel.hardware_version)
+    # Plain rows (cfl_graph/tables/rows.py), read on the session's connection: a page only reads.
+    connection = await session.connection()
+    columns = CplDeviceModel.__table__.columns
     if where.search:
-        rank = search_rank(where.search).label("rank")
-        query = select(CplDeviceModel, rank).where(*conditions)
+        rank = search_rank(where.search).label("search_rank")
+        query = select(*columns, rank).where(*conditions)
         if after is not None:
             score, *position = decode_cursor("RankedModel", after, 4)
             query = query.where(or_(rank < score, and_(rank == score, key > tuple_(*position))))
-        rows = (await session.execute(query.order_by(rank.desc(), *order).limit(first + 1))).all()
-        ranked = [
+        rows = (await connection.execute(query.order_by(rank.desc(), *order).limit(first + 1))).all()
+        ranked: list[tuple[str, ModelRow]] = [
             (
-                encode_cursor("RankedModel", [int(score), r.manufacturer_id, r.model_id, r.hardware_version]),
+                encode_cursor(
+                    "RankedModel", [int(r.search_rank), r.manufacturer_id, r.model_id, r.hardware_version]
+                ),
                 r,
             )
-            for r, score in rows[:first]
+            for r in rows[:first]
         ]
         return Page(items=ranked, total=total, has_next=len(rows) > first, has_previous=after is not None)
-    plain = select(CplDeviceModel).where(*conditions)
+    plain = select(*columns).where(*conditions)
     if after is not None:
         plain = plain.where(key > tuple_(*decode_cursor("DeviceModel", after, 3)))
-    models = list((await session.execute(plain.order_by(*order).limit(first + 1))).scalars())
+    models: Sequence[ModelRow] = (await connection.execute(plain.order_by(*order).limit(first + 1))).all()
     items = [
         (encode_cursor("DeviceModel", [r.manufacturer_id, r.model_id, r.hardware_version]), r)
         for r in models[:first]

@@ -3,8 +3,10 @@ constant number of SQL statements whatever the page size."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx2
@@ -14,6 +16,7 @@ from sqlalchemy import select
 from cfl_graph.cpl_sync.columns import Column
 from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
+from cfl_graph.doors.graph.graph import CertifiedFirmware
 from cfl_graph.keys import VersionKey
 from cfl_graph.tables import AuditEvent
 from tests.fixtures.cpl_files import row, write_csv
@@ -618,3 +621,21 @@ async def test_a_manufacturer_removes_its_pathway_and_the_audit_trail_keeps_it(w
             .all()
         )
     assert actions == ["pathway.recorded", "pathway.removed"]
+
+
+def test_a_version_made_from_its_row_has_every_field_the_dataclass_would_give_it() -> None:
+    """`CertifiedFirmware.of` sets the object's fields itself (a page makes about a thousand): a field
+    added to the type without being set there would be missing from every version of a page."""
+    row = SimpleNamespace(
+        manufacturer_id="10B2", model_id="0001", hardware_version="0100", firmware_version="01000000"
+    )
+    made = CertifiedFirmware.of(row)
+    by_keyword = CertifiedFirmware(
+        manufacturer_id="10B2",
+        model_id="0001",
+        hardware_version="0100",
+        firmware_version="01000000",
+        cpl_row=row,
+    )
+    assert vars(made) == vars(by_keyword)
+    assert set(vars(made)) == {field.name for field in dataclasses.fields(CertifiedFirmware) if field.init}

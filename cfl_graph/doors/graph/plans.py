@@ -298,7 +298,25 @@ def _read_inline(plan: FieldPlan) -> None:
     plan.nullable = not is_non_null_type(type_)
     leaf = type_ if plan.nullable else type_.of_type  # type: ignore[union-attr]
     if is_leaf_type(leaf):
-        plan.coerce = leaf.coerce_output_value
+        plan.coerce = _enum_names(leaf) or leaf.coerce_output_value
+
+
+def _enum_names(type_: GraphQLLeafType) -> Callable[[Any], Any] | None:
+    """For a strawberry enum, its coercion with each member's name looked up instead of searched for
+    (strawberry compares the member with every value of the enum, each time): the names found by the
+    enum's own coercion, once per member; any other value is coerced by it as before."""
+    wrapped = getattr(type_, "wrapped_cls", None)
+    if not isinstance(wrapped, type) or not issubclass(wrapped, Enum):
+        return None
+    coerce = type_.coerce_output_value
+    names = {member: coerce(member) for member in wrapped}
+
+    def coerce_member(value: Any) -> Any:
+        if value.__class__ is wrapped:
+            return names[value]
+        return coerce(value)
+
+    return coerce_member
 
 
 # Values a leaf field completes inline: what a resolver of a plain fact returns. Anything else (an
