@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from cfl_graph import identifiers as ids
 from cfl_graph.cpl_sync.columns import Column
@@ -50,8 +50,11 @@ class DeviceModelRow:
         return ModelKey.of(self)
 
 
-@dataclass(frozen=True, slots=True)
-class FirmwareRow:
+class FirmwareRow(NamedTuple):
+    """One certified version as read from the file. A named tuple, as immutable as a frozen dataclass but
+    built several times faster (a frozen dataclass sets each field through `object.__setattr__`: 0.2 s of
+    a 100,000-row file)."""
+
     manufacturer_id: ids.ManufacturerId
     model_id: ids.ModelId
     hardware_version: ids.HardwareVersion
