@@ -41,6 +41,10 @@ class Measurement:
     bare_peak_mb: float
     sync_s: float
     sync_peak_mb: float
+    # CPU seconds (user + system) of each side's process in its best run: on a shared machine a steadier
+    # comparison than the wall clock. The sync's figure leaves out the PostgreSQL server's own CPU.
+    bare_cpu_s: float
+    sync_cpu_s: float
 
     @property
     def ratio(self) -> float:
@@ -77,8 +81,9 @@ def _sync(path: str, database_url: str, work_dir: str) -> float:
     return asyncio.run(run())
 
 
-def _child(args: list[str]) -> tuple[float, float]:
-    """Run one side in a fresh interpreter; return (seconds it reports, its peak RSS in MB)."""
+def _child(args: list[str]) -> tuple[float, float, float]:
+    """Run one side in a fresh interpreter; return (seconds it reports, its peak RSS in MB, the CPU
+    seconds of the whole process)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.cpl_sync", "--child", *args], stdout=subprocess.PIPE
     )
@@ -87,7 +92,7 @@ def _child(args: list[str]) -> tuple[float, float]:
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"benchmark child {args[0]} failed")
-    return float(json.loads(output)["seconds"]), usage.ru_maxrss / 1024
+    return float(json.loads(output)["seconds"]), usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 async def _postgres_admin(url: str, statement: str) -> None:
@@ -136,9 +141,11 @@ def measure(rows: int, database_url: str | None, seed: int = 1, repeats: int = 3
             rows,
             path.stat().st_size / 1e6,
             best_bare[0],
-            max(m for _, m in bare),
+            max(m for _, m, _ in bare),
             best_sync[0],
-            max(m for _, m in syncs),
+            max(m for _, m, _ in syncs),
+            best_bare[2],
+            best_sync[2],
         )
 
 
@@ -157,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"{'rows':>9} {'file MB':>8} {'bare read s':>12} {'sync s':>8} {'ratio':>6} {'sync peak MB':>13} "
-        f"{'bare peak MB':>13}"
+        f"{'bare peak MB':>13} {'bare CPU s':>11} {'sync CPU s':>11}"
     )
     results = []
     for rows in args.rows:
@@ -165,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(m)
         print(
             f"{m.rows:>9,} {m.file_mb:>8.1f} {m.bare_read_s:>12.3f} {m.sync_s:>8.3f} {m.ratio:>5.2f}x "
-            f"{m.sync_peak_mb:>13.0f} {m.bare_peak_mb:>13.0f}",
+            f"{m.sync_peak_mb:>13.0f} {m.bare_peak_mb:>13.0f} {m.bare_cpu_s:>11.2f} {m.sync_cpu_s:>11.2f}",
             flush=True,
         )
     print(f"aim: ratio <= {AIM_RATIO}x, sync peak <= {AIM_PEAK_MB:.0f} MB at 100,000 rows")

@@ -78,9 +78,11 @@ def measure_sync(
         rows,
         cpl.stat().st_size / 1e6,
         best_bare[0],
-        max(peak for _, peak in bare),
+        max(peak for _, peak, _ in bare),
         best_sync[0],
-        max(peak for _, peak in syncs),
+        max(peak for _, peak, _ in syncs),
+        best_bare[2],
+        best_sync[2],
     )
     return measured, kept
 

@@ -8,7 +8,7 @@ import errno
 import hashlib
 import socket
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,14 +120,21 @@ class Database:
         await self.engine.dispose()
 
 
+SQLITE_BATCH_ROWS = 20_000
+
+
 async def bulk_insert(
-    session: AsyncSession, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    session: AsyncSession, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]
 ) -> None:
     """Insert many rows inside the session's transaction by the fastest path each driver has.
 
-    PostgreSQL gets COPY (asyncpg's `copy_records_to_table`), SQLite the driver's own `executemany`;
-    both are several times faster than per-row parameter binding through the ORM. Values must be
-    plain: str (a `StrEnum` member is one), int, None and `datetime.date`.
+    PostgreSQL gets one COPY (asyncpg's `copy_records_to_table`) for all the rows however many: the
+    server inserts each buffer of rows while the client encodes the next, where a COPY per batch waits
+    for the server at the end of every batch. SQLite gets the driver's own `executemany`, a batch at a
+    time. Both are several times faster than per-row parameter binding through the ORM. `rows` is read
+    once, in the caller's thread; an exception it raises aborts the insert (the caller's transaction
+    then rolls back). Values must be plain: str (a `StrEnum` member is one), int, None and
+    `datetime.date`.
     """
     conn = await session.connection()
     if conn.dialect.name == "postgresql":
@@ -138,7 +145,14 @@ async def bulk_insert(
         return
     placeholders = ", ".join("?" for _ in columns)
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"  # names are ours, not input
-    await conn.exec_driver_sql(sql, rows)
+    batch: list[tuple[Any, ...]] = []
+    for values in rows:
+        batch.append(values)
+        if len(batch) == SQLITE_BATCH_ROWS:
+            await conn.exec_driver_sql(sql, batch)
+            batch = []
+    if batch:
+        await conn.exec_driver_sql(sql, batch)
 
 
 _NETWORK_ERRNOS = frozenset(

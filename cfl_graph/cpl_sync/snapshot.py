@@ -5,7 +5,7 @@ Either the whole snapshot is written and becomes current, or nothing of it is vi
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ from cfl_graph.catalogue.snapshots import current_snapshot
 from cfl_graph.cpl_sync.diff import diff_counts
 from cfl_graph.cpl_sync.validate import ProgressCallback, ValidCpl
 from cfl_graph.database import bulk_insert, writer_of
+from cfl_graph.identifiers import TechnicalSpecification
 from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot
 from cfl_graph.tables.base import utc_now
 
@@ -29,15 +30,18 @@ class Stored:
     created: bool  # False: the content equals the current snapshot's, and nothing was written
 
 
-def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _reported(rows: Iterator[T], total: int, progress: ProgressCallback | None) -> Iterator[T]:
+    """The rows as they are read, with a "store" progress report every `BATCH_ROWS` of them."""
+    if progress is None:
+        yield from rows
+        return
+    written = 0
+    for written, item in enumerate(rows, 1):
+        yield item
+        if written % BATCH_ROWS == 0:
+            progress("store", written, total)
+    if written % BATCH_ROWS:
+        progress("store", written, total)
 
 
 MODEL_COLUMNS = (
@@ -88,8 +92,28 @@ def _model_rows(snapshot_id: int, valid: ValidCpl) -> Iterator[tuple[Any, ...]]:
 
 
 def _firmware_rows(snapshot_id: int, valid: ValidCpl) -> Iterator[tuple[Any, ...]]:
+    """`(snapshot_id, *fw.content, fw.sheet_row)`, built without the intermediate tuple, and with each
+    distinct specification's three columns worked out once."""
+    specifications: dict[TechnicalSpecification, tuple[str, str, str | None]] = {}
     for fw in valid.firmware:
-        yield (snapshot_id, *fw.content, fw.sheet_row)
+        spec = fw.specification
+        if (columns := specifications.get(spec)) is None:
+            columns = specifications[spec] = (spec.generation, spec.specification, spec.version)
+        yield (
+            snapshot_id,
+            fw.manufacturer_id,
+            fw.model_id,
+            fw.hardware_version,
+            fw.firmware_version,
+            fw.image_hash,
+            fw.status,
+            *columns,
+            fw.gbcs_version,
+            fw.cpa_reference,
+            fw.cpa_expiry,
+            fw.date_added,
+            fw.sheet_row,
+        )
 
 
 async def store_snapshot(
@@ -126,15 +150,14 @@ async def store_snapshot(
         session.add(snapshot)
         await session.flush()
 
-        for batch in _batches(_model_rows(snapshot.id, valid), BATCH_ROWS):
-            await bulk_insert(session, CplDeviceModel.__tablename__, MODEL_COLUMNS, batch)
-        written = 0
-        total = len(valid.firmware)
-        for batch in _batches(_firmware_rows(snapshot.id, valid), BATCH_ROWS):
-            await bulk_insert(session, CplCertifiedFirmware.__tablename__, FIRMWARE_COLUMNS, batch)
-            written += len(batch)
-            if progress is not None:
-                progress("store", written, total)
+        models = _model_rows(snapshot.id, valid)
+        await bulk_insert(session, CplDeviceModel.__tablename__, MODEL_COLUMNS, models)
+        await bulk_insert(
+            session,
+            CplCertifiedFirmware.__tablename__,
+            FIRMWARE_COLUMNS,
+            _reported(_firmware_rows(snapshot.id, valid), len(valid.firmware), progress),
+        )
 
         if session.get_bind().dialect.name == "postgresql":
             # Statistics for the new rows, committed with them: without them the planner takes the new

@@ -15,8 +15,8 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
-from typing import Any
+from operator import attrgetter, itemgetter
+from typing import Any, NamedTuple
 
 from cfl_graph import identifiers as ids
 from cfl_graph.cpl_sync.columns import Column
@@ -50,8 +50,11 @@ class DeviceModelRow:
         return ModelKey.of(self)
 
 
-@dataclass(frozen=True, slots=True)
-class FirmwareRow:
+class FirmwareRow(NamedTuple):
+    """One certified version as read from the file. A named tuple, as immutable as a frozen dataclass but
+    built several times faster (a frozen dataclass sets each field through `object.__setattr__`: 0.2 s of
+    a 100,000-row file)."""
+
     manufacturer_id: ids.ManufacturerId
     model_id: ids.ModelId
     hardware_version: ids.HardwareVersion
@@ -87,6 +90,9 @@ class FirmwareRow:
             self.cpa_expiry,
             self.date_added,
         )
+
+
+_VERSION_KEY = attrgetter("manufacturer_id", "model_id", "hardware_version", "firmware_version")
 
 
 @dataclass(frozen=True)
@@ -336,7 +342,7 @@ def validate(
     if progress is not None:
         progress("validate", data_rows, data_rows)
 
-    firmware.sort(key=lambda r: r.key)
+    firmware.sort(key=_VERSION_KEY)  # the order of `FirmwareRow.key`, without building one per row
     return ValidCpl(header, device_models, firmware, problems.warnings, rows_digest(device_models, firmware))
 
 
@@ -546,7 +552,19 @@ def rows_digest(device_models: list[DeviceModelRow], firmware: list[FirmwareRow]
             ).encode()
             + b"\n"
         )
+    # One f-string per row: `format(value, "")` is `str(value)` for every type a row holds (str, StrEnum,
+    # date, None), and the specification's three parts are worked out once per distinct specification.
+    parts: dict[ids.TechnicalSpecification, str] = {}
     for start in range(0, len(firmware), 10_000):
-        lines = ["\x1f".join(map(str, ("F", *fw.content))) for fw in firmware[start : start + 10_000]]
+        lines = []
+        for fw in firmware[start : start + 10_000]:
+            spec = fw.specification
+            if (spec_text := parts.get(spec)) is None:
+                spec_text = parts[spec] = f"{spec.generation}\x1f{spec.specification}\x1f{spec.version}"
+            lines.append(
+                f"F\x1f{fw.manufacturer_id}\x1f{fw.model_id}\x1f{fw.hardware_version}\x1f{fw.firmware_version}"
+                f"\x1f{fw.image_hash}\x1f{fw.status}\x1f{spec_text}\x1f{fw.gbcs_version}\x1f{fw.cpa_reference}"
+                f"\x1f{fw.cpa_expiry}\x1f{fw.date_added}"
+            )
         digest.update(("\n".join(lines) + "\n").encode())
     return digest.hexdigest()

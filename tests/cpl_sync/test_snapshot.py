@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from cfl_graph.catalogue.snapshots import current_snapshot
 from cfl_graph.cpl_sync import snapshot as snapshot_module
+from cfl_graph.cpl_sync import validate as validate_module
 from cfl_graph.cpl_sync.columns import Column
 from cfl_graph.cpl_sync.parse import read_table
 from cfl_graph.cpl_sync.snapshot import store_snapshot
@@ -101,6 +102,27 @@ async def test_a_rejected_file_leaves_the_current_snapshot_and_records_why(
         "Firmware Version",
     )
     assert run.content_sha256 is not None and len(run.content_sha256) == 64
+
+
+async def test_a_bad_row_in_the_last_chunk_refuses_the_file_and_stores_nothing(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However the sync is ordered (storing while it validates, or after), a bad row after every chunk
+    before it was good refuses the whole file: no snapshot, no rows, the old snapshot current."""
+    good = await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(3))), work_dir=tmp_path)
+    monkeypatch.setattr(validate_module, "CHUNK_ROWS", 10)
+    monkeypatch.setattr(snapshot_module, "BATCH_ROWS", 10)
+    rows = versions(34, model_id="0002")
+    rows[-1][Column.IMAGE_HASH] = "not a hash"  # sheet row 35: the header is row 1
+    result = await sync_cpl(db, str(write_csv(tmp_path / "b.csv", rows)), work_dir=tmp_path)
+    assert result.outcome == "rejected"
+    assert result.error_count == 1
+    assert [(p.row, p.column) for p in result.errors] == [(35, "Manufacturer Image Hash")]
+    assert str(result.errors[0]).startswith("row 35, column ")
+    assert await current_id(db) == good.snapshot_id
+    assert await count(db, CplSnapshot) == 1
+    assert await count(db, CplCertifiedFirmware) == 3
+    assert await count(db, CplDeviceModel) == 1
 
 
 async def test_a_failure_while_writing_leaves_no_rows_and_the_old_snapshot_current(
