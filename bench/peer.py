@@ -41,7 +41,7 @@ from typing import Any
 
 import httpx2
 
-from bench.catalogue import CATALOGUE_QUERY, Setup, _build_library
+from bench.catalogue import CATALOGUE_QUERY, CURSORS_QUERY, Setup, _build_library
 from bench.cpl_sync import _drop_database, _fresh_database
 from bench.images import RATE_LIMIT_PER_MINUTE, SERVER_START_TIMEOUT_S, Server
 from bench.records import machine_record, write_record
@@ -71,6 +71,16 @@ PEER_QUERY = (
     "(orderBy: PRIMARY_KEY_ASC) { nodes { firmwareVersion imageHash status dateAdded "
     "commercialDeclaration { firmwareVersion } libraryImage { rowId state fileSha256 size } } } } } } }"
 )
+
+
+# The cursors alone, to walk each side to a deep page.
+PEER_CURSORS_QUERY = (
+    "query($snapshot: Int!, $after: Cursor) { allCplDeviceModels(condition: {snapshotId: $snapshot}, "
+    "first: 100, after: $after, orderBy: PRIMARY_KEY_ASC) { pageInfo { hasNextPage endCursor } } }"
+)
+PAGE_SIZE = 100  # models a page, in both sides' queries
+DEEP_PAGE = 0.9  # the deep page: this far down the list (bench.catalogue's 96th page of 106 at 100,000 rows)
+PAGES = ("first", "deep")
 
 
 # --- the servers ---------------------------------------------------------------------------------------
@@ -519,6 +529,7 @@ class Side:
 
 @dataclass(frozen=True)
 class PeerMeasurement:
+    page: str  # `first`, or `deep` (DEEP_PAGE down the list)
     clients: int
     seconds: float
     warm_up_s: float
@@ -547,6 +558,27 @@ def current_snapshot(database_url: str) -> int:
     return asyncio.run(read())
 
 
+def _cursor_after(
+    server: ServerProcess, headers: Mapping[str, str], query: str, variables: dict[str, Any], pages: int
+) -> str | None:
+    """The cursor after which the page `pages` (counted from 0) begins, walked page by page with the
+    server's own cursors."""
+    after: str | None = None
+    with httpx2.Client(timeout=600) as client:
+        for _ in range(pages):
+            response = client.post(
+                f"{server.url}/graphql",
+                json={"query": query, "variables": {**variables, "after": after}},
+                headers=dict(headers),
+            )
+            found = response.json()["data"]
+            info = next(iter(found.values()))["pageInfo"]
+            if not info["hasNextPage"]:
+                raise SystemExit(f"{server.name} has fewer than {pages + 1} pages")
+            after = info["endCursor"]
+    return after
+
+
 def compare(
     ours: Sequence[ServerProcess],
     peer: ServerProcess,
@@ -556,19 +588,28 @@ def compare(
     seconds: float,
     warm_up_s: float,
     rounds: int,
+    page: str = "first",
 ) -> PeerMeasurement:
-    """Check that every server gives the same facts, warm each up, then time them in turns."""
+    """Check that every server gives the same facts for the page (`first`, or `deep`: 90 % down the
+    list, reached by each side's own cursors), warm each up, then time them in turns."""
     json_headers = {"Content-Type": "application/json"}
+    our_headers = {**json_headers, "Authorization": f"Bearer {token}"}
+    snapshot = current_snapshot(database_url)
+    peer_after = our_after = None
+    if page == "deep":
+        _, first = ask(peer, json_headers, PEER_QUERY, {"snapshot": snapshot, "after": None})
+        pages = int(first["data"]["allCplDeviceModels"]["totalCount"] / PAGE_SIZE * DEEP_PAGE)
+        peer_after = _cursor_after(peer, json_headers, PEER_CURSORS_QUERY, {"snapshot": snapshot}, pages)
+        our_after = _cursor_after(ours[0], our_headers, CURSORS_QUERY, {}, pages)
     peer_question, peer_answer = ask(
-        peer, json_headers, PEER_QUERY, {"snapshot": current_snapshot(database_url), "after": None}
+        peer, json_headers, PEER_QUERY, {"snapshot": snapshot, "after": peer_after}
     )
     expected = facts(peer_answer, PEERS)
     questions = {peer.name: peer_question}
     for server in ours:
-        headers = {**json_headers, "Authorization": f"Bearer {token}"}
-        question, answer = ask(server, headers, CATALOGUE_QUERY, {"after": None})
+        question, answer = ask(server, our_headers, CATALOGUE_QUERY, {"after": our_after})
         if difference := facts(answer, OURS).difference(expected):
-            raise SystemExit(f"{server.name} and {peer.name} disagree on the first page: {difference}")
+            raise SystemExit(f"{server.name} and {peer.name} disagree on the {page} page: {difference}")
         questions[server.name] = question
     everyone = [*ours, peer]
     for server in everyone:
@@ -588,6 +629,7 @@ def compare(
         for name, found in runs.items()
     }
     return PeerMeasurement(
+        page=page,
         clients=clients,
         seconds=seconds,
         warm_up_s=warm_up_s,
@@ -603,7 +645,7 @@ def compare(
 
 def print_peer(m: PeerMeasurement) -> None:
     print(
-        f"P2 against PostGraphile: first page, {m.models} device models, {m.versions} versions "
+        f"P2 against PostGraphile: {m.page} page, {m.models} device models, {m.versions} versions "
         f"({m.images} with an image, {m.commercial} commercial); {m.clients} connections, wrk, "
         f"warm-up, then the best of {len(m.peer.runs)} runs of at least {m.seconds:.0f} s each; load average "
         f"{m.load[0]:.1f} -> {m.load[1]:.1f} on {os.cpu_count()} CPUs"
@@ -702,7 +744,8 @@ def app_pool_most(database_url: str) -> int:
     return app_pool_size(database_url)[1]
 
 
-def measure_library(lib: Library, args: argparse.Namespace) -> PeerMeasurement:
+def measure_pages(lib: Library, args: argparse.Namespace, pages: Sequence[str]) -> list[PeerMeasurement]:
+    """Each page measured against every server, the servers started once."""
     peer = PeerServer(pool_max=app_pool_most(lib.url), output_data_as_string=not args.plain_output)
     logs = lib.work_dir.parent
     servers = [
@@ -711,16 +754,25 @@ def measure_library(lib: Library, args: argparse.Namespace) -> PeerMeasurement:
     ]
     servers.append(peer.start(lib.url, logs / "peer.log"))
     with running(servers):
-        return compare(
-            servers[:-1],
-            servers[-1],
-            lib.token,
-            lib.url,
-            args.clients,
-            args.seconds,
-            args.warm_up,
-            args.rounds,
-        )
+        return [
+            compare(
+                servers[:-1],
+                servers[-1],
+                lib.token,
+                lib.url,
+                args.clients,
+                args.seconds,
+                args.warm_up,
+                args.rounds,
+                page,
+            )
+            for page in pages
+        ]
+
+
+def measure_library(lib: Library, args: argparse.Namespace) -> PeerMeasurement:
+    """The first page (bench.growth's P2)."""
+    return measure_pages(lib, args, ["first"])[0]
 
 
 def add_load_arguments(parser: argparse.ArgumentParser) -> None:
@@ -751,6 +803,13 @@ def main(argv: list[str] | None = None) -> int:
         "--max-images", type=int, default=demo_library.MAX_IMAGES, help="the demo library's cap"
     )
     parser.add_argument("--seed", type=int, default=1, help="cfl_graph.demo.cpl_data's seed")
+    parser.add_argument(
+        "--pages",
+        nargs="+",
+        choices=PAGES,
+        default=list(PAGES),
+        help=f"the first page, and a deep one ({DEEP_PAGE:.0%} down the list, by each side's cursors)",
+    )
     add_load_arguments(parser)
     args = parser.parse_args(argv)
     ensure_peer_packages()
@@ -770,9 +829,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"{lib.setup.images_published} published images "
                     f"(set-up {lib.setup.seconds:.0f} s, not measured)"
                 )
-                m = measure_library(lib, args)
-        print_peer(m)
-        results.append({"rows": rows, "setup": asdict(lib.setup), **peer_record(m)})
+                measured = measure_pages(lib, args, args.pages)
+        for m in measured:
+            print_peer(m)
+            results.append({"rows": rows, "page": m.page, "setup": asdict(lib.setup), **peer_record(m)})
 
     record.update(output_data_as_string=not args.plain_output, results=results)
     write_record(record, "peer-postgresql")
