@@ -45,7 +45,7 @@ def test_the_least_recently_used_answers_go_once_the_bytes_are_spent() -> None:
     cache.put(key(3), b"x" * 1000)
     assert cache.get(key(1)) is None
     assert [cache.get(key(n)) is not None for n in (0, 2, 3)] == [True, True, True]
-    assert cache.size_bytes <= cache._answers.max_bytes
+    assert cache.size_bytes <= cache._answers.limit
     cache.put(key(4), b"x" * (5 * 1000))  # larger than the whole cache: not kept, nothing evicted for it
     assert cache.get(key(4)) is None and len(cache) == 3
 

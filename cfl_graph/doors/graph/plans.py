@@ -34,7 +34,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -69,6 +68,8 @@ from graphql.type.introspection import TypeNameMetaFieldDef
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
 from strawberry.types.info import Info
+
+from cfl_graph.bounded import Bounded
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,6 @@ class FieldPlan:
 @dataclass(eq=False)
 class Plan:
     root: list[FieldPlan]
-    fields: int  # plan nodes compiled, for the record
 
 
 class _Compiler:
@@ -172,7 +172,6 @@ class _Compiler:
     def __init__(self, executor: PlannedExecutor, direct_calls: bool) -> None:
         self.executor = executor
         self.direct_calls = direct_calls
-        self.count = 0
 
     def root(self, root_type: GraphQLObjectType, operation: OperationDefinitionNode) -> list[FieldPlan]:
         executor = self.executor
@@ -208,7 +207,6 @@ class _Compiler:
     def field(self, parent_type: GraphQLObjectType, key: str, details: list[FieldDetails]) -> FieldPlan:
         if any(d.fragment_variable_values is not None or d.defer_usage is not None for d in details):
             raise _Bail("fragment arguments or @defer")
-        self.count += 1
         node = details[0].node
         field_def = self.executor.schema.get_field(parent_type, node.name.value)
         if field_def is None:  # validation let through a field the type lacks: the reference says why
@@ -745,9 +743,8 @@ class PlanCache:
     same text's nodes for every later one."""
 
     def __init__(self, entries: int = PLAN_CACHE_ENTRIES) -> None:
-        self.entries = entries
-        self._plans: OrderedDict[tuple[str, ...], Plan] = OrderedDict()
-        self._directive_variables: dict[str, tuple[str, ...]] = {}
+        self._plans = Bounded[tuple[str, ...], Plan](entries)
+        self._directive_variables = Bounded[str, tuple[str, ...]](4 * entries)
 
     def key(self, executor: PlannedExecutor) -> tuple[str, ...] | None:
         operation = executor.operation
@@ -758,24 +755,17 @@ class PlanCache:
         names = self._directive_variables.get(digest)
         if names is None:
             names = _directive_variables(operation, executor.fragment_definitions)
-            self._directive_variables[digest] = names
-            while len(self._directive_variables) > 4 * self.entries:
-                self._directive_variables.pop(next(iter(self._directive_variables)))
+            self._directive_variables.put(digest, names)
         coerced = executor.variable_values.coerced
         decided = json.dumps([coerced.get(name) for name in names], default=str)
         operation_name = operation.name.value if operation.name is not None else ""
         return (digest, operation_name, decided)
 
     def get(self, key: tuple[str, ...]) -> Plan | None:
-        plan = self._plans.get(key)
-        if plan is not None:
-            self._plans.move_to_end(key)
-        return plan
+        return self._plans.get(key)
 
     def put(self, key: tuple[str, ...], plan: Plan) -> None:
-        self._plans[key] = plan
-        while len(self._plans) > self.entries:
-            self._plans.popitem(last=False)
+        self._plans.put(key, plan)
 
 
 def _directive_variables(operation: OperationDefinitionNode, fragments: Mapping[str, Any]) -> tuple[str, ...]:
@@ -853,7 +843,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             if root_type is None:
                 raise _Bail("no root type")
             compiler = _Compiler(self, self.direct_calls)
-            plan = Plan(root=compiler.root(root_type, self.operation), fields=compiler.count)
+            plan = Plan(root=compiler.root(root_type, self.operation))
             STATISTICS.compiled += 1
             if key is not None:
                 self.cache.put(key, plan)

@@ -70,7 +70,6 @@ import hashlib
 import logging
 import re
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -110,6 +109,7 @@ from graphql.validation import MaxIntrospectionDepthRule, NoSchemaIntrospectionC
 from strawberry.extensions import MaskErrors, MaxTokensLimiter, SchemaExtension
 from strawberry.schema.schema import validate_document
 
+from cfl_graph.bounded import Bounded
 from cfl_graph.database import database_unavailable
 from cfl_graph.doors.web import unavailable
 from cfl_graph.observability import note_error_reference
@@ -198,19 +198,13 @@ class ValidatedDocuments:
     by the rules that read the request's variables: the limits, the arguments, the operation's name."""
 
     def __init__(self, entries: int = VALIDATED_DOCUMENTS) -> None:
-        self.entries = entries
-        self._known: OrderedDict[str, None] = OrderedDict()
+        self._known = Bounded[str, bool](entries)
 
     def passed(self, key: str) -> bool:
-        if key in self._known:
-            self._known.move_to_end(key)
-            return True
-        return False
+        return self._known.get(key) is not None
 
     def add(self, key: str) -> None:
-        self._known[key] = None
-        while len(self._known) > self.entries:
-            self._known.popitem(last=False)
+        self._known.put(key, True)
 
 
 def _limit_error(

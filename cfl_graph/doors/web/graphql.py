@@ -26,7 +26,6 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -46,6 +45,7 @@ from strawberry.types.unset import UNSET
 from cfl_graph import metrics
 from cfl_graph.access.policy import reader_view
 from cfl_graph.access.principal import Principal
+from cfl_graph.bounded import Bounded
 from cfl_graph.database import Database
 from cfl_graph.doors.graph import Graph, build_schema
 from cfl_graph.doors.graph.context import Context
@@ -152,7 +152,8 @@ class GraphQLView(GraphQL[Context, None]):
         self._graph = graph
         sdl = str(self.schema).encode()
         self._schema_tag = f"{graph.value}:{hashlib.sha256(sdl).hexdigest()[:16]}"
-        self._facts_memo: OrderedDict[tuple[str, str | None], _Facts | None] = OrderedDict()
+        # Each document's facts (None: it does not parse) by its digest and operation name.
+        self._facts_memo = Bounded[tuple[str, str | None], tuple[_Facts | None]](FACTS_MEMO_ENTRIES)
 
     # --- strawberry's hooks --------------------------------------------------------------------------
 
@@ -327,9 +328,8 @@ class GraphQLView(GraphQL[Context, None]):
         """The document's operation and what its answer reads, or None if it does not parse (execution
         says why); remembered per document and operation name."""
         memo_key = (hashlib.sha256(query.encode()).hexdigest(), operation_name)
-        if memo_key in self._facts_memo:
-            self._facts_memo.move_to_end(memo_key)
-            return self._facts_memo[memo_key]
+        if (known := self._facts_memo.get(memo_key)) is not None:
+            return known[0]
         try:
             document = parse_document(query, max_tokens=self._limits.max_tokens)
         except (GraphQLError, RecursionError):
@@ -340,9 +340,7 @@ class GraphQLView(GraphQL[Context, None]):
                 operation=operation.operation if operation is not None else None,
                 reads=query_reads(self._core_schema, document, operation_name),
             )
-        self._facts_memo[memo_key] = facts
-        while len(self._facts_memo) > FACTS_MEMO_ENTRIES:
-            self._facts_memo.popitem(last=False)
+        self._facts_memo.put(memo_key, (facts,))
         return facts
 
     async def _answer_key(self, request: Request, data: GraphQLRequestData) -> AnswerKey | None:

@@ -23,12 +23,12 @@ import asyncio
 import datetime as dt
 import hashlib
 import zlib
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from cfl_graph import metrics
+from cfl_graph.bounded import Bounded
 from cfl_graph.revisions import Revisions
 from cfl_graph.shared_state import SharedState
 
@@ -70,50 +70,13 @@ class AnswerKey:
         )
 
 
-class _Bounded(Generic[T]):
-    """Least recently used entries go first once their sizes pass `max_bytes`."""
-
-    def __init__(self, max_bytes: int, size: Callable[[T], int]) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._size = size
-        self._entries: OrderedDict[object, T] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: object) -> T | None:
-        value = self._entries.get(key)
-        if value is not None:
-            self._entries.move_to_end(key)
-        return value
-
-    def put(self, key: object, value: T) -> None:
-        size = self._size(value)
-        if size > self.max_bytes:
-            return
-        self.pop(key)
-        self._entries[key] = value
-        self.bytes += size
-        while self.bytes > self.max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self.bytes -= self._size(evicted)
-
-    def pop(self, key: object) -> None:
-        if (old := self._entries.pop(key, None)) is not None:
-            self.bytes -= self._size(old)
-
-    def all_keys(self) -> list[object]:
-        return list(self._entries)
-
-
 class ResponseCache:
     """Encoded GraphQL answers by `AnswerKey`, and one computation at a time per key."""
 
     def __init__(self, max_bytes: int, *, shared: SharedState | None = None) -> None:
         self.max_bytes = max_bytes
         self.shared = shared
-        self._answers = _Bounded[bytes](max_bytes, lambda body: len(body) + ENTRY_OVERHEAD_BYTES)
+        self._answers = Bounded[AnswerKey, bytes](max_bytes, lambda body: len(body) + ENTRY_OVERHEAD_BYTES)
         self._running: dict[AnswerKey, asyncio.Future[Any]] = {}
         self._state: tuple[Revisions, dt.date] | None = None
         self.hits = 0
@@ -121,7 +84,7 @@ class ResponseCache:
 
     @property
     def size_bytes(self) -> int:
-        return self._answers.bytes
+        return self._answers.used
 
     def __len__(self) -> int:
         return len(self._answers)
@@ -197,7 +160,9 @@ class PersistedQueries:
     def __init__(self, max_bytes: int, *, shared: SharedState | None = None) -> None:
         self.max_bytes = max_bytes
         self.shared = shared
-        self._texts = _Bounded[str](max_bytes, lambda text: len(text.encode()) + 64 + ENTRY_OVERHEAD_BYTES)
+        self._texts = Bounded[str, str](
+            max_bytes, lambda text: len(text.encode()) + 64 + ENTRY_OVERHEAD_BYTES
+        )
 
     def __len__(self) -> int:
         return len(self._texts)
