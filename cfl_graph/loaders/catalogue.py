@@ -8,12 +8,23 @@ not ORM instances: a request only reads.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import ARRAY, Select, String, and_, bindparam, func, select, tuple_
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    FromClause,
+    Select,
+    String,
+    and_,
+    bindparam,
+    func,
+    select,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
@@ -77,6 +88,29 @@ def _dialect(session: AsyncSession) -> str:
     return session.bind.dialect.name
 
 
+def _same_version(table: FromClause) -> ColumnElement[bool]:
+    certified = CplCertifiedFirmware.__table__
+    return and_(
+        *(
+            table.c[name] == certified.c[name]
+            for name in ("manufacturer_id", "model_id", "hardware_version", "firmware_version")
+        )
+    )
+
+
+_DECLARATIONS = CommercialDeclaration.__table__
+_DECLARATION_AT = len(CplCertifiedFirmware.__table__.columns)
+# Certified versions, each with its declaration (its columns after the version's, under a prefix, null
+# where there is none). Not its image: an image's many columns, null for most versions, cost more to read
+# beside every version than a statement of their own costs.
+_VERSIONS_WITH_DECLARATIONS: Select[Any] = select(
+    *CplCertifiedFirmware.__table__.columns,
+    *(column.label(f"declaration_{column.key}") for column in _DECLARATIONS.columns),
+).select_from(CplCertifiedFirmware.__table__.outerjoin(_DECLARATIONS, _same_version(_DECLARATIONS)))
+# A declaration's columns as a plain row with its table's names (cfl_graph/tables/rows.py).
+_DeclarationColumns: Any = namedtuple("_DeclarationColumns", _DECLARATIONS.columns.keys())  # type: ignore[misc]
+_declaration_of = cast(Callable[[tuple[Any, ...]], DeclarationRow], _DeclarationColumns._make)
+
 # A row's device model as a plain tuple: equal to, and hashed as, its `ModelKey`, at a fraction of the cost.
 _model_of = attrgetter("manufacturer_id", "model_id", "hardware_version")
 
@@ -106,10 +140,9 @@ class CatalogueLoaders:
         self.declarations_by_model = DataLoader[ModelKey, list[DeclarationRow]](self._load_declarations)
         self.versions_by_model = DataLoader[ModelKey, list[VersionFacts]](self._load_versions)
         self.pathways_by_model = DataLoader[ModelKey, list[UpgradePathway]](self._load_pathways)
-        # Each kind's rows by model, as far as read in this request (by a page's read of all three).
+        # The models' certified versions and images, as far as a page read them with their facts.
         self._read_certified: dict[tuple[str, str, str], list[CertifiedRow]] = {}
         self._read_images: dict[tuple[str, str, str], list[ImageRow]] = {}
-        self._read_declarations: dict[tuple[str, str, str], list[DeclarationRow]] = {}
 
     def prime_models(self, rows: Sequence[ModelRow]) -> None:
         for row in rows:
@@ -142,6 +175,31 @@ class CatalogueLoaders:
             ),
         )
         return _grouped(rows)
+
+    async def _version_rows(
+        self, session: AsyncSession, keys: Sequence[ModelKey]
+    ) -> defaultdict[tuple[str, str, str], list[tuple[CertifiedRow, DeclarationRow | None]]]:
+        """The models' certified versions on the current snapshot, oldest first, each with its
+        declaration: one statement."""
+        snapshot = await self.snapshot_id()
+        if snapshot is None:
+            return defaultdict(list)
+        rows = await _read(
+            session,
+            _of_models(
+                _VERSIONS_WITH_DECLARATIONS.where(CplCertifiedFirmware.snapshot_id == snapshot),
+                CplCertifiedFirmware,
+                keys,
+                _dialect(session),
+            ).order_by(CplCertifiedFirmware.firmware_version),
+        )
+        grouped: defaultdict[tuple[str, str, str], list[tuple[CertifiedRow, DeclarationRow | None]]]
+        grouped = defaultdict(list)
+        for row in rows:
+            # The row is the version's (its first columns, by their own names); the declaration's follow.
+            declared = None if row.declaration_reason is None else _declaration_of(row[_DECLARATION_AT:])
+            grouped[_model_of(row)].append((row, declared))
+        return grouped
 
     async def _image_rows(
         self, session: AsyncSession, keys: Sequence[ModelKey]
@@ -198,33 +256,30 @@ class CatalogueLoaders:
         return await self._batch(keys, self._read_images, self._image_rows)
 
     async def _load_declarations(self, keys: Sequence[ModelKey]) -> list[list[DeclarationRow]]:
-        return await self._batch(keys, self._read_declarations, self._declaration_rows)
+        async with self._sessions() as session:
+            grouped = await self._declaration_rows(session, keys)
+        return [grouped.get(key, []) for key in keys]
 
     async def _load_versions(self, keys: Sequence[ModelKey]) -> list[list[VersionFacts]]:
-        """The models' certified versions, each with its image and declaration: the three reads of a
-        catalogue page, one after another on one connection, in one batch for the whole page. What they
-        read is kept for the loaders of each kind, so another field of the same models reads nothing
-        again."""
+        """The models' certified versions, each with its image and declaration: two statements for the
+        whole page, one after the other on one connection. The versions and images read are kept for
+        `certified_by_model` and `images_by_model`, so another field of the same models reads them no
+        more."""
         async with self._sessions() as session:
-            certified = await self._certified_rows(session, keys)
+            versions = await self._version_rows(session, keys)
             images = await self._image_rows(session, keys)
-            declarations = await self._declaration_rows(session, keys)
         answers: list[list[VersionFacts]] = []
         for key in keys:
-            rows = self._read_certified[key] = certified.get(key, [])
+            model_versions = versions.get(key, [])
+            self._read_certified[key] = [row for row, _ in model_versions]
             model_images = self._read_images[key] = images.get(key, [])
-            model_declarations = self._read_declarations[key] = declarations.get(key, [])
-            if not model_images and not model_declarations:  # most models of the CPL
-                answers.append([(row, None, None) for row in rows])
+            if not model_images:  # most models of the CPL
+                answers.append([(row, None, declared) for row, declared in model_versions])
                 continue
             # A model's versions are matched by their firmware version alone (the rest is the model's).
             image_of = {image.firmware_version: image for image in model_images}
-            declared = {declaration.firmware_version: declaration for declaration in model_declarations}
             answers.append(
-                [
-                    (row, image_of.get(row.firmware_version), declared.get(row.firmware_version))
-                    for row in rows
-                ]
+                [(row, image_of.get(row.firmware_version), declared) for row, declared in model_versions]
             )
         return answers
 
