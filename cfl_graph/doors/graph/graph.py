@@ -595,10 +595,6 @@ class CoverageAtSnapshot:
         )
 
 
-def _finding_model(root: ConsistencyFinding) -> DeviceModel:
-    return DeviceModel.at(_key_of(root.finding))
-
-
 def _finding_version(root: ConsistencyFinding) -> CertifiedFirmware:
     return CertifiedFirmware.at(_key_of(root.finding))
 
@@ -609,11 +605,12 @@ def _finding_cursor(root: ConsistencyFinding) -> str:
 
 @strawberry.type
 class ConsistencyFinding:
-    """A finding of the report; its references to the CPL's entities and its cursor are made only when
-    asked (a big manufacturer's report holds tens of thousands of findings)."""
+    """A finding of the report; its certified version and its cursor are made only when asked, and one
+    device model serves every finding of that model (a big manufacturer's report holds tens of thousands
+    of findings about far fewer models)."""
 
     kind: FindingKind
-    device_model: DeviceModel = strawberry.field(resolver=_finding_model)
+    device_model: DeviceModel
     certified_firmware: CertifiedFirmware = strawberry.field(resolver=_finding_version)
     firmware_version: str
     detail: str
@@ -631,9 +628,15 @@ class ConsistencyFinding:
         return None if row is None or row.id != self.library_image_id else LibraryImage.from_row(row)
 
     @classmethod
-    def of(cls, finding: reports.Finding) -> ConsistencyFinding:
+    def of(cls, finding: reports.Finding, models: dict[tuple[str, str], DeviceModel]) -> ConsistencyFinding:
+        """The finding, its device model taken from `models` (one report's: a model by id and hardware
+        version) or added to it."""
+        model = models.get((finding.model_id, finding.hardware_version))
+        if model is None:
+            model = models[(finding.model_id, finding.hardware_version)] = DeviceModel.at(_key_of(finding))
         return cls(
             kind=finding.kind,
+            device_model=model,
             firmware_version=finding.firmware_version,
             detail=finding.detail,
             library_image_id=finding.image_id,
@@ -786,9 +789,10 @@ class CatalogueQuery:
         size = len(findings) if first is None else first
         found = reports.page_findings(findings, kinds, size, after, check=first is not None)
         shown = found.findings
+        models: dict[tuple[str, str], DeviceModel] = {}
         return ConsistencyReport(
             manufacturer_id=wanted,
-            findings=[ConsistencyFinding.of(f) for f in shown],
+            findings=[ConsistencyFinding.of(f, models) for f in shown],
             generated_at=info.context.now,
             total_count=found.total,
             counts=[FindingCount(kind=k, count=n) for k, n in found.counts.items()],
