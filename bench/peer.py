@@ -385,6 +385,7 @@ class Question:
     body: str
     answer_bytes: int
     alone_ms: float
+    method: str = "POST"
 
     def run_seconds(self, clients: int, least: float, batches: float) -> float:
         """How long a run must last for `clients` to finish about `batches` rounds of requests each, at
@@ -490,6 +491,7 @@ def timed_run(
         question.answer_bytes,
         connections=clients,
         seconds=seconds,
+        method=question.method,
     )
     server_after, database_after = server.cpu_s(), backend_cpu(database_url)
     if result.failed:
