@@ -39,12 +39,13 @@ import httpx2
 
 from bench.growth import CACHE, cached_cpl
 from bench.peer import (
-    DEFAULT_DATABASE_URL,
     OurServer,
     Question,
     Run,
     ServerProcess,
+    Side,
     _free_port,
+    add_database_argument,
     library,
     running,
     settle,
@@ -129,18 +130,6 @@ def ask(server: ServerProcess, name: str, token: str | None) -> tuple[Question, 
 
 
 @dataclass(frozen=True)
-class Side:
-    label: str
-    question: str
-    alone_ms: float
-    runs: list[Run]
-
-    @property
-    def best(self) -> Run:
-        return max(self.runs, key=lambda run: run.requests_per_s)
-
-
-@dataclass(frozen=True)
 class Comparison:
     question: str
     ours: Side
@@ -188,7 +177,8 @@ def compare(
                 runs[key].append(timed_run(server, questions[key], database_url, args.clients, args.seconds))
 
     def side(server: ServerProcess, name: str) -> Side:
-        return Side(server.name, name, questions[(server.name, name)].alone_ms, runs[(server.name, name)])
+        question = questions[(server.name, name)]
+        return Side(server.name, question.answer_bytes, question.alone_ms, runs[(server.name, name)])
 
     return [
         Comparison(name, side(ours, name), [side(bare, name) for bare in bares])
@@ -247,11 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         _serve_bare(int(port), http, bytes.fromhex(healthz), bytes.fromhex(graphql))
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench.fixed_cost", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--database-url",
-        default=DEFAULT_DATABASE_URL,
-        help="a PostgreSQL server: a throwaway database goes beside it",
-    )
+    add_database_argument(parser)
     parser.add_argument("--clients", type=int, default=20, help="concurrent keep-alive connections")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each timed wrk run")
     parser.add_argument("--warm-up", type=float, default=3.0, help="length of each side's warm-up run")

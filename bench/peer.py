@@ -725,6 +725,14 @@ def measure_library(lib: Library, args: argparse.Namespace) -> PeerMeasurement:
         )
 
 
+def add_database_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        default=DEFAULT_DATABASE_URL,
+        help="a PostgreSQL server: throwaway databases go beside it",
+    )
+
+
 def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", type=int, default=20, help="concurrent keep-alive connections")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each timed wrk run")
@@ -744,11 +752,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bench.peer", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100000])
-    parser.add_argument(
-        "--database-url",
-        default=DEFAULT_DATABASE_URL,
-        help="a PostgreSQL server: throwaway databases go beside it",
-    )
+    add_database_argument(parser)
     parser.add_argument(
         "--max-images", type=int, default=demo_library.MAX_IMAGES, help="the demo library's cap"
     )

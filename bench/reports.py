@@ -49,7 +49,7 @@ from bench.catalogue import (
     single_client,
 )
 from bench.growth import CACHE, cached_cpl
-from bench.peer import DEFAULT_DATABASE_URL, OurServer, ServerProcess, library, running
+from bench.peer import OurServer, ServerProcess, add_database_argument, library, running
 from bench.records import machine_record, write_record
 
 AIM_RATIO = AIM_GAPS_RATIO  # every report: ours / its hand-written SQL, at most
@@ -308,11 +308,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bench.reports", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100000])
-    parser.add_argument(
-        "--database-url",
-        default=DEFAULT_DATABASE_URL,
-        help="a PostgreSQL server: throwaway databases go beside it",
-    )
+    add_database_argument(parser)
     parser.add_argument("--requests", type=int, default=REQUESTS, help="timed requests per side and round")
     parser.add_argument(
         "--rounds", type=int, default=2, help="rounds, each timing ours then the hand-written SQL"
