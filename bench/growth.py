@@ -33,7 +33,7 @@ from bench.catalogue import GapsMeasurement, GraphClient, app_pool_size, measure
 from bench.cpl_sync import Measurement as SyncMeasurement
 from bench.cpl_sync import _child, _drop_database, _fresh_database
 from bench.records import machine_record, write_record
-from cfl_graph.demo.cpl_data import generate, write_xlsx
+from cfl_graph.demo.cpl_data import generate, write_csv, write_xlsx
 
 PLOT = Path(__file__).parent.parent / "docs" / "performance-growth.png"
 CACHE = Path("var/bench")
@@ -41,16 +41,18 @@ MILLION = 1_000_000
 GAPS_REQUESTS = 10
 
 
-def cached_cpl(cache: Path, rows: int, seed: int) -> tuple[Path, float]:
-    """The XLSX for (rows, seed), written on first use; (its path, seconds spent writing it now)."""
-    path = cache / f"cpl-{rows}-seed{seed}.xlsx"
+def cached_cpl(cache: Path, rows: int, seed: int, suffix: str = "xlsx") -> tuple[Path, float]:
+    """The XLSX (or, `suffix="csv"`, the CSV) for (rows, seed), written on first use; (its path, seconds
+    spent writing it now)."""
+    path = cache / f"cpl-{rows}-seed{seed}.{suffix}"
     if path.exists():
         return path, 0.0
     cache.mkdir(parents=True, exist_ok=True)
     print(f"writing {path} (once; later runs reuse it)", flush=True)
     start = time.perf_counter()
-    partial = path.with_suffix(".xlsx.partial")
-    write_xlsx(partial, generate(rows, seed=seed))
+    partial = path.with_suffix(f".{suffix}.partial")
+    write = write_xlsx if suffix == "xlsx" else write_csv
+    write(partial, generate(rows, seed=seed))
     partial.rename(path)
     return path, time.perf_counter() - start
 

@@ -395,6 +395,7 @@ class Question:
     body: str
     answer_bytes: int
     alone_ms: float
+    method: str = "POST"
 
     def run_seconds(self, clients: int, least: float, batches: float) -> float:
         """How long a run must last for `clients` to finish about `batches` rounds of requests each, at
@@ -500,6 +501,7 @@ def timed_run(
         question.answer_bytes,
         connections=clients,
         seconds=seconds,
+        method=question.method,
     )
     server_after, database_after = server.cpu_s(), backend_cpu(database_url)
     if result.failed:
@@ -775,6 +777,14 @@ def measure_library(lib: Library, args: argparse.Namespace) -> PeerMeasurement:
     return measure_pages(lib, args, ["first"])[0]
 
 
+def add_database_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        default=DEFAULT_DATABASE_URL,
+        help="a PostgreSQL server: throwaway databases go beside it",
+    )
+
+
 def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", type=int, default=20, help="concurrent keep-alive connections")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each timed wrk run")
@@ -794,11 +804,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bench.peer", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100000])
-    parser.add_argument(
-        "--database-url",
-        default=DEFAULT_DATABASE_URL,
-        help="a PostgreSQL server: throwaway databases go beside it",
-    )
+    add_database_argument(parser)
     parser.add_argument(
         "--max-images", type=int, default=demo_library.MAX_IMAGES, help="the demo library's cap"
     )

@@ -25,15 +25,16 @@ class Revisions:
     records: int  # every change to the library's records, drafts included
 
 
+# Built once: every GraphQL request that reads the catalogue runs it, cached answers included.
+_REVISIONS = select(
+    select(CplCurrent.snapshot_id).scalar_subquery(),
+    CatalogueRevision.revision,
+    CatalogueRevision.record_revision,
+).where(CatalogueRevision.id == 1)
+
+
 async def read_revisions(session: AsyncSession) -> Revisions:
-    current = select(CplCurrent.snapshot_id).scalar_subquery()
-    row = (
-        await session.execute(
-            select(current, CatalogueRevision.revision, CatalogueRevision.record_revision).where(
-                CatalogueRevision.id == 1
-            )
-        )
-    ).one()
+    row = (await session.execute(_REVISIONS)).one()
     return Revisions(snapshot_id=row[0], served=int(row[1]), records=int(row[2]))
 
 

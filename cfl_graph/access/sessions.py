@@ -12,7 +12,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph.access.principal import Principal
@@ -69,20 +69,24 @@ async def open_session(session: AsyncSession, presented_token: str) -> OpenedSes
     return OpenedSession(cookie_value, csrf_token, principal, expires_at)
 
 
+# Built once: every request of a signed-in browser runs it (as `tokens.authenticate` for a token).
+_SESSION_WITH_PARTY = (
+    select(WebSession, ApiToken, Party, manufacturer_ids_of_party())
+    .join(ApiToken, ApiToken.id == WebSession.token_id)
+    .join(Party, Party.id == ApiToken.party_id)
+    .where(
+        WebSession.id_sha256 == bindparam("id_sha256"),
+        WebSession.ended_at.is_(None),
+        WebSession.expires_at > bindparam("now"),
+    )
+)
+
+
 async def resume_session(session: AsyncSession, cookie_value: str) -> ActiveSession | None:
     """The signed-in principal behind a session cookie, or None if the session is over."""
     now = utc_now()
     row = (
-        await session.execute(
-            select(WebSession, ApiToken, Party, manufacturer_ids_of_party())
-            .join(ApiToken, ApiToken.id == WebSession.token_id)
-            .join(Party, Party.id == ApiToken.party_id)
-            .where(
-                WebSession.id_sha256 == _digest(cookie_value),
-                WebSession.ended_at.is_(None),
-                WebSession.expires_at > now,
-            )
-        )
+        await session.execute(_SESSION_WITH_PARTY, {"id_sha256": _digest(cookie_value), "now": now})
     ).one_or_none()
     if row is None:
         return None

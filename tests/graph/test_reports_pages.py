@@ -4,15 +4,20 @@ in a number of SQL statements that does not grow with the data."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from cfl_graph.catalogue import reports
+from cfl_graph.catalogue.snapshots import current_snapshot_id
 from cfl_graph.cpl_sync.columns import Column
 from cfl_graph.database import Database
 from cfl_graph.keys import VersionKey
 from cfl_graph.scheduler import sync_library
+from cfl_graph.tables import LibraryImage
 from tests.fixtures.cpl_files import write_csv
 from tests.fixtures.library import CPL, OTHER_C1, OWN_A1, OWN_A2, OWN_A3, World, make_world
 from tests.fixtures.sql import counting
@@ -248,3 +253,75 @@ async def test_an_upgrade_plan_from_what_is_no_firmware_version_is_refused_sayin
     error = body["errors"][0]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert error["message"].startswith("from: ") and "firmware version" in error["message"]
+
+
+async def test_each_finding_says_what_disagrees_and_comes_in_the_report_order(
+    world: World, tmp_path: Path
+) -> None:
+    """The report's words (what the pages, the exports and the graph show) and its order: by version,
+    then by kind."""
+    ids = await _disagreeing(world, tmp_path)
+    today = dt.date(2026, 1, 1)
+    async with world.db.sessions() as session:
+        snapshot = await current_snapshot_id(session)
+        assert snapshot is not None
+        found = await reports.consistency_report(session, snapshot, "10B2", today=today)
+        images = {
+            image.id: image
+            for image in (
+                await session.scalars(select(LibraryImage).where(LibraryImage.id.in_(ids.values())))
+            )
+        }
+    a1, a2, a3 = (images[ids[name]] for name in ("A1", "A2", "A3"))
+    assert a1.held_at and a2.held_at and a3.held_at and a1.published_at and a2.published_at
+
+    def late(image: LibraryImage) -> str:
+        assert image.published_at is not None
+        days = (image.published_at.date() - dt.date(2024, 1, 15)).days
+        return (
+            f"image {image.id} was published {days} days after the CPL listed the version (2024-01-15); "
+            "the aim is 30"
+        )
+
+    missing = "certified on the CPL since 2024-01-15 (sheet row {}), 717 days without a published image"
+    assert [
+        (f.kind.value, f.model_id, f.hardware_version, f.firmware_version, f.detail, f.image_id)
+        for f in found
+    ] == [
+        ("MISSING_IMAGE", "0001", "0100", "01000000", missing.format(6), None),
+        (
+            "HASH_MISMATCH",
+            "0001",
+            "0100",
+            "01000000",
+            f"image {a1.id} is held since {a1.held_at:%Y-%m-%d} and not served: its Manufacturer Image SHA-256 "
+            f"is {a1.manufacturer_image_sha256}; the CPL lists {'cd' * 32} (sheet row 6)",
+            a1.id,
+        ),
+        ("LATE_PUBLICATION", "0001", "0100", "01000000", late(a1), a1.id),
+        (
+            "DELISTED_FROM_CPL",
+            "0001",
+            "0100",
+            "01010000",
+            f"image {a2.id} is held since {a2.held_at:%Y-%m-%d} and not served: the CPL now lists the version "
+            "as withdrawn (sheet row 7)",
+            a2.id,
+        ),
+        ("LATE_PUBLICATION", "0001", "0100", "01010000", late(a2), a2.id),
+        (
+            "NOT_ON_CPL",
+            "0001",
+            "0100",
+            "01020000",
+            f"image {a3.id} is held since {a3.held_at:%Y-%m-%d} and not served: the current CPL does not "
+            "list this version",
+            a3.id,
+        ),
+        ("MISSING_IMAGE", "0002", "0100", "02000000", missing.format(2), None),
+        ("MISSING_IMAGE", "0002", "0200", "02000000", missing.format(3), None),
+    ]
+    graph = data(await ask(world, REPORT, token=world.tokens.manufacturer, m="10B2"))["consistencyReport"]
+    assert [(f["kind"], f["firmwareVersion"], f["libraryImageId"]) for f in graph["findings"]] == [
+        (f.kind.value, f.firmware_version, f.image_id) for f in found
+    ]

@@ -606,35 +606,52 @@ class CoverageAtSnapshot:
         )
 
 
+def _finding_version(root: ConsistencyFinding) -> CertifiedFirmware:
+    return CertifiedFirmware.at(_key_of(root.finding))
+
+
+def _finding_cursor(root: ConsistencyFinding) -> str:
+    return reports.finding_cursor(root.finding)
+
+
 @strawberry.type
 class ConsistencyFinding:
+    """A finding of the report; its certified version and its cursor are made only when asked, and one
+    device model serves every finding of that model (a big manufacturer's report holds tens of thousands
+    of findings about far fewer models)."""
+
     kind: FindingKind
     device_model: DeviceModel
-    certified_firmware: CertifiedFirmware
+    certified_firmware: CertifiedFirmware = strawberry.field(resolver=_finding_version)
     firmware_version: str
     detail: str
     library_image_id: int | None
-    cursor: str = strawberry.field(description="Pass as `after` for the findings that follow this one.")
+    cursor: str = strawberry.field(
+        resolver=_finding_cursor, description="Pass as `after` for the findings that follow this one."
+    )
+    finding: strawberry.Private[reports.Finding]
 
     @strawberry.field(description="The library's image the finding is about, if it is about one.")
     async def library_image(self, info: Info) -> LibraryImage | None:
         if self.library_image_id is None:
             return None
-        model = self.device_model
-        key = VersionKey(model.manufacturer_id, model.model_id, model.hardware_version, self.firmware_version)
-        row = await info.context.loaders.catalogue.image_for(key)
+        row = await info.context.loaders.catalogue.image_for(_key_of(self.finding))
         return None if row is None or row.id != self.library_image_id else LibraryImage.from_row(row)
 
     @classmethod
-    def of(cls, finding: reports.Finding, cursor: str = "") -> ConsistencyFinding:
+    def of(cls, finding: reports.Finding, models: dict[tuple[str, str], DeviceModel]) -> ConsistencyFinding:
+        """The finding, its device model taken from `models` (one report's: a model by id and hardware
+        version) or added to it."""
+        model = models.get((finding.model_id, finding.hardware_version))
+        if model is None:
+            model = models[(finding.model_id, finding.hardware_version)] = DeviceModel.at(_key_of(finding))
         return cls(
             kind=finding.kind,
-            device_model=DeviceModel.at(_key_of(finding)),
-            certified_firmware=CertifiedFirmware.at(_key_of(finding)),
+            device_model=model,
             firmware_version=finding.firmware_version,
             detail=finding.detail,
             library_image_id=finding.image_id,
-            cursor=cursor,
+            finding=finding,
         )
 
 
@@ -798,18 +815,19 @@ class CatalogueQuery:
         # Without `first`, every finding, as before the report had pages.
         size = len(findings) if first is None else first
         found = reports.page_findings(findings, kinds, size, after, check=first is not None)
-        page = found.page
+        shown = found.findings
+        models: dict[tuple[str, str], DeviceModel] = {}
         return ConsistencyReport(
             manufacturer_id=wanted,
-            findings=[ConsistencyFinding.of(f, cursor) for cursor, f in page.items],
+            findings=[ConsistencyFinding.of(f, models) for f in shown],
             generated_at=info.context.now,
-            total_count=page.total,
+            total_count=found.total,
             counts=[FindingCount(kind=k, count=n) for k, n in found.counts.items()],
             page_info=PageInfo(
-                has_next_page=page.has_next,
-                has_previous_page=page.has_previous,
-                start_cursor=page.items[0][0] if page.items else None,
-                end_cursor=page.items[-1][0] if page.items else None,
+                has_next_page=found.has_next,
+                has_previous_page=found.has_previous,
+                start_cursor=reports.finding_cursor(shown[0]) if shown else None,
+                end_cursor=reports.finding_cursor(shown[-1]) if shown else None,
             ),
         )
 
