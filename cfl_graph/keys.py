@@ -15,7 +15,7 @@ from cfl_graph import identifiers as ids
 from cfl_graph.errors import BAD_FIELD, InvalidInput, Problem
 
 
-class _ModelRow(Protocol):
+class HasModelKey(Protocol):
     @property
     def manufacturer_id(self) -> str: ...
     @property
@@ -24,7 +24,7 @@ class _ModelRow(Protocol):
     def hardware_version(self) -> str: ...
 
 
-class _VersionRow(_ModelRow, Protocol):
+class HasVersionKey(HasModelKey, Protocol):
     @property
     def firmware_version(self) -> str: ...
 
@@ -45,7 +45,7 @@ class ModelKey(NamedTuple):
         return f"manufacturer {self.manufacturer_id} model {self.model_id} hardware {self.hardware_version}"
 
     @classmethod
-    def of(cls, row: _ModelRow) -> ModelKey:
+    def of(cls, row: HasModelKey) -> ModelKey:
         return cls(row.manufacturer_id, row.model_id, row.hardware_version)
 
     def normalised(self) -> ModelKey:
@@ -77,7 +77,7 @@ class VersionKey(NamedTuple):
         return (self.manufacturer_id, self.model_id, self.hardware_version, self.firmware_version)
 
     @classmethod
-    def of(cls, row: _VersionRow) -> VersionKey:
+    def of(cls, row: HasVersionKey) -> VersionKey:
         return cls(row.manufacturer_id, row.model_id, row.hardware_version, row.firmware_version)
 
     @classmethod

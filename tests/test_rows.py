@@ -28,7 +28,10 @@ PROTOCOLS: list[tuple[type[Any], type[Any]]] = [
 
 
 def _members(protocol: type[Any]) -> set[str]:
-    return {name for name, value in vars(protocol).items() if isinstance(value, property)}
+    """The protocol's properties, its bases' (the key's columns) included."""
+    return {
+        name for kind in protocol.__mro__ for name, value in vars(kind).items() if isinstance(value, property)
+    }
 
 
 @pytest.mark.parametrize(("protocol", "table"), PROTOCOLS, ids=lambda p: p.__name__)

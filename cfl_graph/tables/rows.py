@@ -13,20 +13,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Protocol
 
+from cfl_graph.keys import HasModelKey, HasVersionKey
 from cfl_graph.tables.images import ImageState
 
 
-class ModelRow(Protocol):
+class ModelRow(HasModelKey, Protocol):
     """A row of `cpl_device_models`."""
 
     @property
     def snapshot_id(self) -> int: ...
-    @property
-    def manufacturer_id(self) -> str: ...
-    @property
-    def model_id(self) -> str: ...
-    @property
-    def hardware_version(self) -> str: ...
     @property
     def manufacturer_name(self) -> str: ...
     @property
@@ -41,19 +36,11 @@ class ModelRow(Protocol):
     def firmware_count(self) -> int: ...
 
 
-class CertifiedRow(Protocol):
+class CertifiedRow(HasVersionKey, Protocol):
     """A row of `cpl_certified_firmware`."""
 
     @property
     def snapshot_id(self) -> int: ...
-    @property
-    def manufacturer_id(self) -> str: ...
-    @property
-    def model_id(self) -> str: ...
-    @property
-    def hardware_version(self) -> str: ...
-    @property
-    def firmware_version(self) -> str: ...
     @property
     def image_hash(self) -> str: ...
     @property
@@ -76,19 +63,11 @@ class CertifiedRow(Protocol):
     def sheet_row(self) -> int: ...
 
 
-class ImageRow(Protocol):
+class ImageRow(HasVersionKey, Protocol):
     """A row of `library_images`."""
 
     @property
     def id(self) -> int: ...
-    @property
-    def manufacturer_id(self) -> str: ...
-    @property
-    def model_id(self) -> str: ...
-    @property
-    def hardware_version(self) -> str: ...
-    @property
-    def firmware_version(self) -> str: ...
     @property
     def state(self) -> ImageState: ...
     @property
@@ -161,17 +140,9 @@ class ImageRow(Protocol):
     def state_changed_at(self) -> dt.datetime: ...
 
 
-class DeclarationRow(Protocol):
+class DeclarationRow(HasVersionKey, Protocol):
     """A row of `commercial_declarations`."""
 
-    @property
-    def manufacturer_id(self) -> str: ...
-    @property
-    def model_id(self) -> str: ...
-    @property
-    def hardware_version(self) -> str: ...
-    @property
-    def firmware_version(self) -> str: ...
     @property
     def reason(self) -> str: ...
     @property
