@@ -223,3 +223,22 @@ async def test_a_worker_that_dies_is_replaced_on_its_own_socket(db: Database, tm
             for _ in range(ASKS):
                 async with httpx2.AsyncClient(base_url=base, timeout=START_TIMEOUT) as http:
                     assert (await http.get("/healthz")).status_code == 200
+
+
+def test_every_workers_socket_listens_before_any_worker_starts() -> None:
+    """The supervisor's sockets listen from the start: a connection made while a worker is still starting
+    waits in that worker's backlog instead of going to a worker already up (before, each worker began
+    listening itself, and a test once saw all 24 connections on the first)."""
+    from cfl_graph.doors.web.serving import worker_sockets
+
+    sockets = worker_sockets("127.0.0.1", 0, 3, 16)
+    assert sockets is not None
+    try:
+        assert len({sock.getsockname()[1] for sock in sockets}) == 1  # one port
+        assert [sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) for sock in sockets] == [1, 1, 1]
+        # A connection to the port is queued on one of them, none of which has a worker yet.
+        with socket.create_connection(sockets[0].getsockname(), timeout=5):
+            pass
+    finally:
+        for sock in sockets:
+            sock.close()

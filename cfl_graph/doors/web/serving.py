@@ -387,7 +387,7 @@ def serve(app: Any, settings: Settings, *, host: str, port: int, workers: int, l
     )
     server = uvicorn.Server(config)
     if workers > 1:
-        sockets = worker_sockets(host, port, workers)
+        sockets = worker_sockets(host, port, workers, BACKLOG)
         if sockets is None:  # no SO_REUSEPORT here: every worker accepts from one shared socket
             Multiprocess(config, sockets=[config.bind_socket()]).run()
         else:
@@ -398,12 +398,15 @@ def serve(app: Any, settings: Settings, *, host: str, port: int, workers: int, l
     return server.started
 
 
-def worker_sockets(host: str, port: int, workers: int) -> list[socket.socket] | None:
-    """One listening socket per worker on the same address (SO_REUSEPORT), bound by the supervisor,
-    which keeps them open while workers come and go: the kernel spreads new connections evenly over the
-    sockets, so over the workers. With one shared socket, the worker that wakes first accepts every
-    connection waiting (asyncio accepts up to the backlog at once), and keep-alive clients stay with it:
-    two workers were seen using one core between them. None where the platform has no SO_REUSEPORT."""
+def worker_sockets(host: str, port: int, workers: int, backlog: int) -> list[socket.socket] | None:
+    """One listening socket per worker on the same address (SO_REUSEPORT), bound and listening from the
+    supervisor, which keeps them open while workers come and go: the kernel spreads new connections evenly
+    over the sockets, so over the workers, a worker still starting finding its share waiting in its
+    backlog. (Had each worker begun listening itself, every connection made before the last worker was up
+    went to those already listening: a test saw 24 of 24 on one worker.) With one shared socket, the
+    worker that wakes first accepts every connection waiting (asyncio accepts up to the backlog at once),
+    and keep-alive clients stay with it: two workers were seen using one core between them. None where
+    the platform has no SO_REUSEPORT."""
     if not hasattr(socket, "SO_REUSEPORT"):
         return None
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -416,6 +419,7 @@ def worker_sockets(host: str, port: int, workers: int) -> list[socket.socket] | 
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
             port = sock.getsockname()[1]  # port 0: the rest join the port the first was given
+            sock.listen(backlog)
             sock.set_inheritable(True)
     except OSError as exc:
         for sock in sockets:
