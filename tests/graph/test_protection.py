@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -143,7 +142,6 @@ class Answer:
     status: int
     body: dict[str, Any]
     text: str
-    seconds: float
 
     @property
     def codes(self) -> set[str]:
@@ -164,18 +162,14 @@ class Client:
         return self.endpoint.served.resolved
 
     async def post(self, query: str, variables: Mapping[str, object] | None = None) -> Answer:
-        started = time.perf_counter()
-        response = await self.http.post("/graphql", json={"query": query, "variables": variables})
-        return self._answer(response, started)
+        return self._answer(await self.http.post("/graphql", json={"query": query, "variables": variables}))
 
     async def get(self, query: str) -> Answer:
-        started = time.perf_counter()
-        return self._answer(await self.http.get("/graphql", params={"query": query}), started)
+        return self._answer(await self.http.get("/graphql", params={"query": query}))
 
     @staticmethod
-    def _answer(response: httpx2.Response, started: float) -> Answer:
-        seconds = time.perf_counter() - started
-        return Answer(response.status_code, json.loads(response.text), response.text, seconds)
+    def _answer(response: httpx2.Response) -> Answer:
+        return Answer(response.status_code, json.loads(response.text), response.text)
 
     async def refused(
         self, query: str, variables: Mapping[str, object] | None = None, *, method: str = "POST"
@@ -257,10 +251,10 @@ async def test_1000_aliases_are_refused(client: Client) -> None:
     ],
     ids=["spread-cycle", "cycle-through-fields"],
 )
-async def test_fragment_cycles_are_refused_quickly(client: Client, query: str) -> None:
+async def test_fragment_cycles_are_refused(client: Client, query: str) -> None:
+    # How fast, against the real server: `python -m bench.refusals`. The timeout only stops a hang.
     answer = await client.refused(query)
     assert any("Cannot spread fragment 'A' within itself" in message for message in answer.messages)
-    assert answer.seconds < 1
 
 
 @pytest.mark.timeout(10)
@@ -271,7 +265,6 @@ async def test_a_fragment_that_doubles_at_every_level_is_costed_without_expandin
     answer = await client.refused(query)
     assert answer.codes == {"QUERY_TOO_COSTLY"}
     assert answer.messages[0].startswith(f"estimated cost {1 + 2**40:,} exceeds the limit of 50,000")
-    assert answer.seconds < 1
 
 
 async def test_a_page_of_a_million_is_refused_with_its_path(client: Client) -> None:
@@ -359,7 +352,9 @@ async def test_21_root_fields_are_refused_counting_those_in_fragments(client: Cl
 
 
 @pytest.mark.timeout(10)
-async def test_a_5_mb_document_is_refused_by_its_token_count_quickly(client: Client) -> None:
+async def test_a_5_mb_document_is_refused_by_its_token_count(client: Client) -> None:
+    # The parser stops at the limit (the message says where): it never reads the other 5 MB of tokens.
+    # How fast, against the real server: `python -m bench.refusals`.
     query = "{ " + "manufacturers { name } " * (5 * 1024 * 1024 // 23) + "}"
     assert len(query) >= 5_000_000
     answer = await client.refused(query)
@@ -367,7 +362,6 @@ async def test_a_5_mb_document_is_refused_by_its_token_count_quickly(client: Cli
     assert answer.messages == [
         "document token count exceeds the limit of 5,000 (parsing stopped at token 5,001)"
     ]
-    assert answer.seconds < 2
 
 
 async def test_an_unexpected_failure_is_masked_and_logged_under_the_same_reference(

@@ -342,13 +342,23 @@ def _directly_callable(strawberry_field: StrawberryField, field_def: GraphQLFiel
 
 def _nullable(inner: Complete) -> Complete:
     def complete(run: _Run, value: Any, site: _Site) -> Any:
-        if value is None or value is Undefined:
+        if not _present(value, nullable=True):
             return None
-        if isinstance(value, Exception):
-            raise _Bail("a resolver returned an error")
         return inner(run, value, site)
 
     return complete
+
+
+def _present(value: Any, *, nullable: bool) -> bool:
+    """Whether a field's value is there to complete: False for a null where a null may stand; a null where
+    none may, or an error a resolver returned, is for the reference executor to report."""
+    if value is None or value is Undefined:
+        if nullable:
+            return False
+        raise _Bail("null in a non-null field")
+    if isinstance(value, Exception):
+        raise _Bail("a resolver returned an error")
+    return True
 
 
 def _non_null(inner: Complete) -> Complete:
@@ -423,8 +433,7 @@ async def _settle_list(completed: list[Any], pending: list[int]) -> list[Any]:
 def _object_list(object_type: GraphQLObjectType, fields: list[FieldPlan], *, item_nullable: bool) -> Complete:
     """A list of objects of one type (a page's edges, a model's versions): each item completed as
     `_object` completes it, in the list's own loop, without a site or a wrapper call per item."""
-    is_type_of = object_type.is_type_of
-    reads_info = is_type_of is not None and not _ignores_info(is_type_of)
+    check_type = _type_check(object_type)
 
     def complete(run: _Run, value: Any, site: _Site) -> Any:
         if run.is_async_iterable(value) or not is_iterable(value):
@@ -437,17 +446,11 @@ def _object_list(object_type: GraphQLObjectType, fields: list[FieldPlan], *, ite
         for index, entry in enumerate(value):
             if is_awaitable(entry):
                 raise _Bail("an awaitable list item")
-            if entry is None or entry is Undefined:
-                if not item_nullable:
-                    raise _Bail("null in a non-null field")
+            if not _present(entry, nullable=item_nullable):
                 completed.append(None)
                 continue
-            if isinstance(entry, Exception):
-                raise _Bail("a resolver returned an error")
-            if is_type_of is not None:
-                verdict = is_type_of(entry, site.info() if reads_info else None)  # type: ignore[arg-type]
-                if is_awaitable(verdict) or not verdict:
-                    raise _Bail("is_type_of refused the value, or is asynchronous")
+            if check_type is not None:
+                check_type(run, entry, site)
             done = execute_fields(fields, entry, Path(path, index, None))
             if is_awaitable(done):  # an object's fields, never null: nothing for a non-null item to check
                 pending.append(index)
@@ -460,17 +463,30 @@ def _object_list(object_type: GraphQLObjectType, fields: list[FieldPlan], *, ite
 
 
 def _object(object_type: GraphQLObjectType, fields: list[FieldPlan]) -> Complete:
-    is_type_of = object_type.is_type_of
-    reads_info = is_type_of is not None and not _ignores_info(is_type_of)
+    check_type = _type_check(object_type)
 
     def complete(run: _Run, value: Any, site: _Site) -> Any:
-        if is_type_of is not None:
-            verdict = is_type_of(value, site.info() if reads_info else None)  # type: ignore[arg-type]
-            if run.is_awaitable(verdict) or not verdict:
-                raise _Bail("is_type_of refused the value, or is asynchronous")
+        if check_type is not None:
+            check_type(run, value, site)
         return run.execute_fields(fields, value, site.path())
 
     return complete
+
+
+def _type_check(object_type: GraphQLObjectType) -> Callable[[_Run, Any, _Site], None] | None:
+    """The object type's `is_type_of`, run on a value as the reference executor runs it (None when the type
+    has none); a value it refuses, or a verdict given asynchronously, is for the reference to report."""
+    is_type_of = object_type.is_type_of
+    if is_type_of is None:
+        return None
+    reads_info = not _ignores_info(is_type_of)
+
+    def check(run: _Run, value: Any, site: _Site) -> None:
+        verdict = is_type_of(value, site.info() if reads_info else None)  # type: ignore[arg-type]
+        if run.is_awaitable(verdict) or not verdict:
+            raise _Bail("is_type_of refused the value, or is asynchronous")
+
+    return check
 
 
 def _ignores_info(is_type_of: Callable[..., Any]) -> bool:
