@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import null, select
 
 from cfl_graph.database import Database
 from cfl_graph.keys import ModelKey, VersionKey
 from cfl_graph.loaders import Loaders
 from cfl_graph.tables import CommercialDeclaration, CplCertifiedFirmware, CplDeviceModel, LibraryImage
-from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow
+from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow, plain_rows
 from tests.fixtures.library import OWN_A1, OWN_A2, World, make_world
 from tests.fixtures.sql import counting
 
@@ -111,3 +111,33 @@ async def test_the_loaders_plain_rows_equal_the_orm_instances_of_the_same_rows(w
     assert statements == []
     declared = await loaders.declarations_by_model.load(model)
     assert [_values(row, DeclarationRow) for row in declared] == [_values(orm_declaration, DeclarationRow)]
+
+
+_KEY = (
+    CplCertifiedFirmware.manufacturer_id,
+    CplCertifiedFirmware.model_id,
+    CplCertifiedFirmware.hardware_version,
+    CplCertifiedFirmware.firmware_version,
+)
+
+
+async def test_plain_rows_are_sqlalchemys_rows_as_named_tuples(world: World) -> None:
+    # Every column of a table, a label and a null: the same values in the same order, read by the same
+    # names, and one named tuple type for each list of columns.
+    columns = CplCertifiedFirmware.__table__.columns
+    statement = select(
+        *columns, CplCertifiedFirmware.firmware_version.label("also"), null().label("absent")
+    ).order_by(CplCertifiedFirmware.snapshot_id, *_KEY)
+    async with world.db.sessions() as session:
+        connection = await session.connection()
+        reference = (await connection.execute(statement)).all()
+        plain = plain_rows(await connection.execute(statement))
+        again = plain_rows(await connection.execute(statement.limit(1)))
+    assert len(reference) > 1
+    assert [tuple(row) for row in plain] == [tuple(row) for row in reference]
+    names = [*columns.keys(), "also", "absent"]
+    assert [[getattr(row, name) for name in names] for row in plain] == [
+        [getattr(row, name) for name in names] for row in reference
+    ]
+    assert all(row.absent is None for row in plain)
+    assert type(again[0]) is type(plain[0])

@@ -8,6 +8,7 @@ not ORM instances: a request only reads.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict, namedtuple
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from operator import attrgetter
@@ -15,8 +16,10 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     ARRAY,
+    BindParameter,
     ColumnElement,
     FromClause,
+    Integer,
     Select,
     String,
     and_,
@@ -39,7 +42,7 @@ from cfl_graph.tables import (
     UpgradePathway,
 )
 from cfl_graph.tables.base import Base
-from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow
+from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow, plain_rows
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,32 +58,43 @@ def _columns(table: type[Base]) -> Select[Any]:
     return select(*table.__table__.columns)
 
 
+# The device models a read is of, bound at execution: on PostgreSQL three arrays of their key's parts,
+# elsewhere the keys as rows.
+_MODEL_KEY_PARTS = ("manufacturer_id", "model_id", "hardware_version")
+_MODEL_KEY_ARRAYS = tuple(bindparam(f"model_{part}s", type_=ARRAY(String)) for part in _MODEL_KEY_PARTS)
+_MODEL_KEYS = "model_keys"
+_SNAPSHOT: BindParameter[int] = bindparam("snapshot_id", type_=Integer)
+
+
 def _of_models(
     statement: Select[Any],
     table: type[CplCertifiedFirmware | LibraryImage | CommercialDeclaration | CplDeviceModel],
-    keys: Sequence[ModelKey],
     dialect: str,
 ) -> Select[Any]:
-    """The statement's rows of these device models. On PostgreSQL the keys are joined as three arrays:
-    one statement text and three parameters however many keys (an `IN` of row values is a text of its
-    own per number of keys, expanded and bound value by value); elsewhere an `IN` of row values."""
-    columns = (table.manufacturer_id, table.model_id, table.hardware_version)
+    """The statement's rows of the device models `_model_keys` binds. On PostgreSQL the keys are joined
+    as three arrays: one statement text and three parameters however many keys (an `IN` of row values is a
+    text of its own per number of keys, expanded and bound value by value); elsewhere an `IN` of row
+    values."""
+    columns = tuple(getattr(table, part) for part in _MODEL_KEY_PARTS)
     if dialect != "postgresql":
-        return statement.where(tuple_(*columns).in_(list(keys)))
-    text_array = ARRAY(String)
+        return statement.where(tuple_(*columns).in_(bindparam(_MODEL_KEYS, expanding=True)))
     wanted = (
-        func.unnest(*(bindparam(None, [key[part] for key in keys], type_=text_array) for part in range(3)))
-        .table_valued("manufacturer_id", "model_id", "hardware_version")
-        .render_derived(name="wanted_models")
+        func.unnest(*_MODEL_KEY_ARRAYS).table_valued(*_MODEL_KEY_PARTS).render_derived(name="wanted_models")
     )
     return statement.join(wanted, and_(*(column == wanted.c[column.key] for column in columns)))
 
 
-async def _read(session: AsyncSession, statement: Select[Any]) -> Iterable[Any]:
+def _model_keys(keys: Sequence[ModelKey], dialect: str) -> dict[str, Any]:
+    """The parameters of `_of_models` for these models."""
+    if dialect != "postgresql":
+        return {_MODEL_KEYS: [tuple(key) for key in keys]}
+    return {array.key: [key[part] for key in keys] for part, array in enumerate(_MODEL_KEY_ARRAYS)}
+
+
+async def _read(session: AsyncSession, statement: Select[Any], parameters: dict[str, Any]) -> Iterable[Any]:
     """A Core read on the session's connection: no ORM execution around it (the rows are plain)."""
     connection = await session.connection()
-    rows: Sequence[Any] = (await connection.execute(statement)).all()  # fetched at once, not row by row
-    return rows
+    return plain_rows(await connection.execute(statement, parameters))
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -122,6 +136,36 @@ def _grouped(rows: Iterable[T]) -> defaultdict[tuple[str, str, str], list[T]]:
     return grouped
 
 
+class _Reads:
+    """The loaders' statements for one dialect, built once (composing them cost about as much CPU as
+    running them), their snapshot and models bound at execution."""
+
+    def __init__(self, dialect: str) -> None:
+        self.models = _of_models(
+            _columns(CplDeviceModel).where(CplDeviceModel.snapshot_id == _SNAPSHOT), CplDeviceModel, dialect
+        )
+        self.certified = _of_models(
+            _columns(CplCertifiedFirmware).where(CplCertifiedFirmware.snapshot_id == _SNAPSHOT),
+            CplCertifiedFirmware,
+            dialect,
+        ).order_by(CplCertifiedFirmware.firmware_version)
+        self.versions = _of_models(
+            _VERSIONS_WITH_DECLARATIONS.where(CplCertifiedFirmware.snapshot_id == _SNAPSHOT),
+            CplCertifiedFirmware,
+            dialect,
+        ).order_by(CplCertifiedFirmware.firmware_version)
+        # Which images the caller may see is added per request (`lifecycle.visible_to`).
+        self.images = _of_models(_columns(LibraryImage), LibraryImage, dialect).order_by(
+            LibraryImage.firmware_version
+        )
+        self.declarations = _of_models(_columns(CommercialDeclaration), CommercialDeclaration, dialect)
+
+
+@functools.cache
+def _reads(dialect: str) -> _Reads:
+    return _Reads(dialect)
+
+
 class CatalogueLoaders:
     def __init__(
         self,
@@ -144,6 +188,10 @@ class CatalogueLoaders:
         self._read_certified: dict[tuple[str, str, str], list[CertifiedRow]] = {}
         self._read_images: dict[tuple[str, str, str], list[ImageRow]] = {}
 
+    def afresh(self, snapshot_id: Callable[[], Awaitable[int | None]]) -> CatalogueLoaders:
+        """The same caller's loaders, having read nothing."""
+        return CatalogueLoaders(self._sessions, self._principal, snapshot_id)
+
     def prime_models(self, rows: Sequence[ModelRow]) -> None:
         for row in rows:
             self.device_model.prime(ModelKey.of(row), row)
@@ -153,9 +201,9 @@ class CatalogueLoaders:
         if snapshot is None:
             return [None for _ in keys]
         async with self._sessions() as session:
-            statement = _columns(CplDeviceModel).where(CplDeviceModel.snapshot_id == snapshot)
+            dialect = _dialect(session)
             rows: Iterable[ModelRow] = await _read(
-                session, _of_models(statement, CplDeviceModel, keys, _dialect(session))
+                session, _reads(dialect).models, {"snapshot_id": snapshot, **_model_keys(keys, dialect)}
             )
             found = {ModelKey.of(row): row for row in rows}
         return [found.get(key) for key in keys]
@@ -167,12 +215,9 @@ class CatalogueLoaders:
         snapshot = await self.snapshot_id()
         if snapshot is None:
             return defaultdict(list)
-        statement = _columns(CplCertifiedFirmware).where(CplCertifiedFirmware.snapshot_id == snapshot)
+        dialect = _dialect(session)
         rows: Iterable[CertifiedRow] = await _read(
-            session,
-            _of_models(statement, CplCertifiedFirmware, keys, _dialect(session)).order_by(
-                CplCertifiedFirmware.firmware_version
-            ),
+            session, _reads(dialect).certified, {"snapshot_id": snapshot, **_model_keys(keys, dialect)}
         )
         return _grouped(rows)
 
@@ -184,14 +229,9 @@ class CatalogueLoaders:
         snapshot = await self.snapshot_id()
         if snapshot is None:
             return defaultdict(list)
+        dialect = _dialect(session)
         rows = await _read(
-            session,
-            _of_models(
-                _VERSIONS_WITH_DECLARATIONS.where(CplCertifiedFirmware.snapshot_id == snapshot),
-                CplCertifiedFirmware,
-                keys,
-                _dialect(session),
-            ).order_by(CplCertifiedFirmware.firmware_version),
+            session, _reads(dialect).versions, {"snapshot_id": snapshot, **_model_keys(keys, dialect)}
         )
         grouped: defaultdict[tuple[str, str, str], list[tuple[CertifiedRow, DeclarationRow | None]]]
         grouped = defaultdict(list)
@@ -206,21 +246,17 @@ class CatalogueLoaders:
     ) -> defaultdict[tuple[str, str, str], list[ImageRow]]:
         """The models' images the caller may see (`lifecycle.visible_to`: drafts only of its own
         manufacturer ids)."""
-        statement = _columns(LibraryImage).where(lifecycle.visible_to(self._principal))
-        rows: Iterable[ImageRow] = await _read(
-            session,
-            _of_models(statement, LibraryImage, keys, _dialect(session)).order_by(
-                LibraryImage.firmware_version
-            ),
-        )
+        dialect = _dialect(session)
+        statement = _reads(dialect).images.where(lifecycle.visible_to(self._principal))
+        rows: Iterable[ImageRow] = await _read(session, statement, _model_keys(keys, dialect))
         return _grouped(rows)
 
     async def _declaration_rows(
         self, session: AsyncSession, keys: Sequence[ModelKey]
     ) -> defaultdict[tuple[str, str, str], list[DeclarationRow]]:
+        dialect = _dialect(session)
         rows: Iterable[DeclarationRow] = await _read(
-            session,
-            _of_models(_columns(CommercialDeclaration), CommercialDeclaration, keys, _dialect(session)),
+            session, _reads(dialect).declarations, _model_keys(keys, dialect)
         )
         return _grouped(rows)
 
