@@ -38,3 +38,10 @@ class Loaders:
         if not isinstance(current_snapshot, Unknown):
             cpl.pin_current_snapshot(current_snapshot)
         return cls(cpl=cpl, catalogue=CatalogueLoaders(sessions, principal, cpl.current_snapshot_id))
+
+    def afresh(self) -> Loaders:
+        """The request's loaders as they stood before anything but the current snapshot was read: for
+        executing the request again from the start (a compiled plan's fallback, which then reads, and so
+        answers, as it would have alone)."""
+        cpl = self.cpl.afresh()
+        return Loaders(cpl=cpl, catalogue=self.catalogue.afresh(cpl.current_snapshot_id))

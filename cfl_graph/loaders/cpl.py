@@ -21,6 +21,13 @@ class CplLoaders:
         self.snapshot = DataLoader[int, CplSnapshot | None](self._load_snapshots)
         self._current: asyncio.Future[int | None] | None = None
 
+    def afresh(self) -> CplLoaders:
+        """Loaders that have read nothing but this request's current snapshot (read, or being read): the
+        request goes on answering for the one snapshot."""
+        fresh = CplLoaders(self._sessions)
+        fresh._current = self._current
+        return fresh
+
     async def _load_snapshots(self, ids: Sequence[int]) -> list[CplSnapshot | None]:
         async with self._sessions() as session:
             rows = (await session.execute(select(CplSnapshot).where(CplSnapshot.id.in_(ids)))).scalars()

@@ -371,7 +371,9 @@ async def test_generated_documents_answer_the_same_through_both_executors(world:
         f"compared byte for byte, {answered} answered by a plan, the rest by the reference executor "
         f"(why, in this process so far: {reasons})"
     )
-    assert answered > EXAMPLES // 4, "too few generated documents reached a plan to prove anything"
+    # About a third reach a plan (a third are asked without a token, many more are refused or fail): 30
+    # to 55 in 120 seen; a sixth is more than four standard deviations below the mean.
+    assert answered > EXAMPLES // 6, "too few generated documents reached a plan to prove anything"
 
 
 def test_the_suite_compares_every_query_it_sends() -> None:

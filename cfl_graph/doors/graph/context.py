@@ -25,5 +25,10 @@ class Context:
     # (and by however many executors, cfl_graph/doors/graph/plans.py) the request is executed.
     now: dt.datetime = field(default_factory=clock.now)
 
+    def afresh(self) -> None:
+        """Before the request is executed again from the start (cfl_graph/doors/graph/plans.py): loaders
+        that have read nothing but the current snapshot."""
+        self.loaders = self.loaders.afresh()
+
 
 Info = StrawberryInfo[Context, None]

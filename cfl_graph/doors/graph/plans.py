@@ -19,8 +19,10 @@ The plan answers exactly as the reference executor does, or not at all: anything
 (a mutation, `@defer`, middleware, fragment arguments) runs the reference executor, and so does any
 request during which anything goes wrong (an error raised in a subtree, a refusal, a null in a
 non-null field): the plan's partial work is dropped and graphql-core executes the request from the
-start, so errors, their paths and the nulls they leave are graphql-core's own. Queries only read, and
-the request's loaders keep what the plan read, so running again costs no more SQL.
+start, so errors, their paths and the nulls they leave are graphql-core's own. It starts with loaders
+that have read nothing but the current snapshot (a context's `afresh`), as it would alone: which of two
+failing root fields graphql-core reports depends on which had to wait for a read. Such a request reads
+again what the plan had read; it is one that fails, or one of a shape the plans are not built for.
 
 `PlanMode.CHECK` runs both on every query and fails the request if their answers differ by a byte;
 the test suite runs in that mode (tests/graph/test_plans.py, tests/conftest.py).
@@ -39,11 +41,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum, StrEnum
+from keyword import iskeyword
 from operator import attrgetter
 from typing import Any
 
 from graphql import (
     GraphQLAbstractType,
+    GraphQLEnumType,
     GraphQLField,
     GraphQLLeafType,
     GraphQLList,
@@ -51,6 +55,7 @@ from graphql import (
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLResolveInfo,
+    GraphQLScalarType,
     OperationType,
     is_abstract_type,
     is_leaf_type,
@@ -65,6 +70,14 @@ from graphql.language import DirectiveNode, FieldNode, OperationDefinitionNode, 
 from graphql.language.visitor import Visitor
 from graphql.pyutils import Path, Undefined, is_iterable
 from graphql.type.introspection import TypeNameMetaFieldDef
+from graphql.type.scalars import (
+    GRAPHQL_MAX_INT,
+    GRAPHQL_MIN_INT,
+    serialize_boolean,
+    serialize_id,
+    serialize_int,
+    serialize_string,
+)
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
 from strawberry.types.info import Info
@@ -160,9 +173,15 @@ class FieldPlan:
     coerce: Callable[[Any], Any] | None = None
 
 
+Walk = Callable[
+    ["_Run", Any, Path | None], Any
+]  # one object's fields read and completed: a dict, or its awaitable
+
+
 @dataclass(eq=False)
 class Plan:
     root: list[FieldPlan]
+    walk: Walk  # the root's fields, on the root value
 
 
 class _Compiler:
@@ -275,7 +294,7 @@ class _Compiler:
 
 def _read_inline(plan: FieldPlan) -> None:
     """Marks a field whose value is read from the object alone, without an `Info` (a plain attribute, a
-    `READ`, a resolver of the object alone such as `id`): `_Run.execute_fields` reads it without the
+    `READ`, a resolver of the object alone such as `id`): its object's walker reads it without the
     general steps, completing inline a null or, for a leaf, a plain value; anything else is completed
     from the value read, as `execute_field` would."""
     if plan.kind is Kind.BASIC and plan.default_resolver is getattr:
@@ -299,15 +318,24 @@ def _read_inline(plan: FieldPlan) -> None:
         plan.coerce = _enum_names(leaf) or leaf.coerce_output_value
 
 
-def _enum_names(type_: GraphQLLeafType) -> Callable[[Any], Any] | None:
-    """For a strawberry enum, its coercion with each member's name looked up instead of searched for
-    (strawberry compares the member with every value of the enum, each time): the names found by the
-    enum's own coercion, once per member; any other value is coerced by it as before."""
+def _enum_members(type_: GraphQLLeafType) -> tuple[type[Enum], dict[Any, Any]] | None:
+    """For a strawberry enum, its Python enum and each member's name as the enum's own coercion gives it
+    (found once per member: strawberry compares a member with every value of the enum, each time)."""
     wrapped = getattr(type_, "wrapped_cls", None)
     if not isinstance(wrapped, type) or not issubclass(wrapped, Enum):
         return None
     coerce = type_.coerce_output_value
-    names = {member: coerce(member) for member in wrapped}
+    return wrapped, {member: coerce(member) for member in wrapped}
+
+
+def _enum_names(type_: GraphQLLeafType) -> Callable[[Any], Any] | None:
+    """For a strawberry enum, its coercion with each member's name looked up instead of searched for;
+    any other value is coerced by the enum as before."""
+    members = _enum_members(type_)
+    if members is None:
+        return None
+    wrapped, names = members
+    coerce = type_.coerce_output_value
 
     def coerce_member(value: Any) -> Any:
         if value.__class__ is wrapped:
@@ -434,12 +462,12 @@ def _object_list(object_type: GraphQLObjectType, fields: list[FieldPlan], *, ite
     """A list of objects of one type (a page's edges, a model's versions): each item completed as
     `_object` completes it, in the list's own loop, without a site or a wrapper call per item."""
     check_type = _type_check(object_type)
+    walk = _walker(object_type, fields)
 
     def complete(run: _Run, value: Any, site: _Site) -> Any:
         if run.is_async_iterable(value) or not is_iterable(value):
             raise _Bail("not a list, or an async iterable")
         is_awaitable = run.is_awaitable
-        execute_fields = run.execute_fields
         path = site.path()
         completed: list[Any] = []
         pending: list[int] = []
@@ -451,7 +479,7 @@ def _object_list(object_type: GraphQLObjectType, fields: list[FieldPlan], *, ite
                 continue
             if check_type is not None:
                 check_type(run, entry, site)
-            done = execute_fields(fields, entry, Path(path, index, None))
+            done = walk(run, entry, Path(path, index, None))
             if is_awaitable(done):  # an object's fields, never null: nothing for a non-null item to check
                 pending.append(index)
             completed.append(done)
@@ -464,11 +492,12 @@ def _object_list(object_type: GraphQLObjectType, fields: list[FieldPlan], *, ite
 
 def _object(object_type: GraphQLObjectType, fields: list[FieldPlan]) -> Complete:
     check_type = _type_check(object_type)
+    walk = _walker(object_type, fields)
 
     def complete(run: _Run, value: Any, site: _Site) -> Any:
         if check_type is not None:
             check_type(run, value, site)
-        return run.execute_fields(fields, value, site.path())
+        return walk(run, value, site.path())
 
     return complete
 
@@ -516,6 +545,112 @@ def _abstract(type_: GraphQLAbstractType, details: list[FieldDetails], compiler:
         return by_type[runtime](run, value, site)
 
     return complete
+
+
+# --- walkers ---------------------------------------------------------------------------------------
+#
+# An object's fields are read and completed by a function written for its selection, once per plan
+# (graphql-jit's idea): a field read off the object is a few lines of its own, and its leaf's commonest
+# value (a `str` for a String, a member for an enum) is answered where it is read; anything else takes
+# the general steps (`_Run.execute_field`, `_finish_read`). Nothing from the request is written into the
+# source but the response keys, as Python string literals (`repr` of a GraphQL name) and attribute names
+# that are identifiers; every other value the function uses is a name bound in its namespace.
+
+# The values a built-in scalar's output coercion returns as they are: (the test, what is answered).
+_AS_IS: dict[Callable[[Any], Any], str] = {
+    serialize_string: "value.__class__ is str",
+    serialize_id: "value.__class__ is str",
+    serialize_boolean: "value.__class__ is bool",
+    serialize_int: f"value.__class__ is int and {GRAPHQL_MIN_INT} <= value <= {GRAPHQL_MAX_INT}",
+}
+
+
+def _walker(parent_type: GraphQLObjectType, fields: Sequence[FieldPlan]) -> Walk:
+    """The walk of these fields on an object of `parent_type`: as `_Run.execute_field` would answer each
+    in turn, their awaitables settled together, and any started left to finish when one fails."""
+    namespace: dict[str, Any] = {
+        "_Bail": _Bail,
+        "_finish_read": _finish_read,
+        "_settle_fields": _settle_fields,
+        "_settle_in_background": _settle_in_background,
+    }
+    body: list[str] = []
+    for index, plan in enumerate(fields):
+        namespace[f"P{index}"] = plan
+        body += _field_source(plan, index, namespace)
+    source = "\n".join(
+        [
+            "def walk(run, source, path):",
+            "    results = {}",
+            "    pending = []",
+            "    is_awaitable = run.is_awaitable",
+            "    try:",
+            *(f"        {line}" for line in body or ["pass"]),
+            "    except Exception:",
+            "        _settle_in_background(results[key] for key in pending)",
+            "        raise",
+            "    if not pending:",
+            "        return results",
+            "    return _settle_fields(results, pending)",
+        ]
+    )
+    exec(compile(source, f"<plan walk of {parent_type.name}>", "exec"), namespace)  # noqa: S102
+    walk: Walk = namespace["walk"]
+    return walk
+
+
+def _field_source(plan: FieldPlan, index: int, namespace: dict[str, Any]) -> list[str]:
+    key = repr(plan.key)
+    store = [f"results[{key}] = completed", "if is_awaitable(completed):", f"    pending.append({key})"]
+    if plan.reader is None:
+        return [f"completed = run.execute_field(P{index}, source, path)", *store]
+    if plan.kind is Kind.BASIC and plan.python_name.isidentifier() and not iskeyword(plan.python_name):
+        read = f"source.{plan.python_name}"  # its reader is `attrgetter(python_name)`
+    else:
+        namespace[f"R{index}"] = plan.reader
+        read = f"R{index}(source)"
+    lines = [f"value = {read}"]
+    as_is = _answered_as_is(plan, index, namespace)
+    if as_is is not None:
+        test, answer = as_is
+        lines += [f"if {test}:", f"    results[{key}] = {answer}", "elif value is None:"]
+    else:
+        lines += ["if value is None:"]
+    lines += [
+        f"    results[{key}] = None" if plan.nullable else '    raise _Bail("null in a non-null field")'
+    ]
+    lines += ["else:", f"    completed = _finish_read(run, P{index}, source, path, value)"]
+    return lines + [f"    {line}" for line in store]
+
+
+def _answered_as_is(plan: FieldPlan, index: int, namespace: dict[str, Any]) -> tuple[str, str] | None:
+    """For a leaf read off the object, the test of a value its coercion would answer without asking, and
+    the answer: a `str` for a String or an ID, a `bool`, an `int` in range, an enum's own member."""
+    if plan.coerce is None:
+        return None
+    type_ = plan.field_def.type
+    leaf = type_.of_type if is_non_null_type(type_) else type_
+    assert isinstance(leaf, GraphQLScalarType | GraphQLEnumType)  # `coerce` is set for leaves alone
+    members = _enum_members(leaf)
+    if members is not None:
+        namespace[f"E{index}"], namespace[f"N{index}"] = members
+        return f"value.__class__ is E{index}", f"N{index}[value]"
+    test = _AS_IS.get(leaf.coerce_output_value)
+    return None if test is None else (test, "value")
+
+
+def _finish_read(run: _Run, plan: FieldPlan, source: Any, path: Path | None, value: Any) -> Any:
+    """A value read off the object that its walker did not answer where it read it: a plain leaf coerced,
+    a fact the object could not tell asked of its resolver, anything else completed."""
+    coerce = plan.coerce
+    if coerce is not None and (value.__class__ in _PLAIN or isinstance(value, Enum)):
+        coerced = coerce(value)
+        if coerced is None or coerced is Undefined:
+            raise _Bail("a leaf value that does not coerce")
+        return coerced
+    if value is UNREAD:  # a `READ` the object cannot answer: its resolver will
+        return run.execute_field(plan, source, path)
+    return run.complete_value(plan, value, path)
 
 
 # --- running ---------------------------------------------------------------------------------------
@@ -615,42 +750,6 @@ class _Run:
             # answers instead, is given what the request sent.
             return copy.deepcopy(found)
         return found
-
-    def execute_fields(self, fields: Sequence[FieldPlan], source: Any, path: Path | None) -> Any:
-        results: dict[str, Any] = {}
-        pending: list[str] = []
-        try:
-            for plan in fields:
-                reader = plan.reader
-                if reader is None:
-                    completed = self.execute_field(plan, source, path)
-                else:  # read off the object: a null or a plain leaf completed here
-                    value = reader(source)
-                    if value is None:
-                        if not plan.nullable:
-                            raise _Bail("null in a non-null field")
-                        results[plan.key] = None
-                        continue
-                    coerce = plan.coerce
-                    if coerce is not None and (value.__class__ in _PLAIN or isinstance(value, Enum)):
-                        coerced = coerce(value)
-                        if coerced is None or coerced is Undefined:
-                            raise _Bail("a leaf value that does not coerce")
-                        results[plan.key] = coerced
-                        continue
-                    if value is UNREAD:  # a `READ` the object cannot answer: its resolver will
-                        completed = self.execute_field(plan, source, path)
-                    else:
-                        completed = self.complete_value(plan, value, path)
-                results[plan.key] = completed
-                if self.is_awaitable(completed):
-                    pending.append(plan.key)
-        except Exception:
-            _settle_in_background(results[key] for key in pending)
-            raise
-        if not pending:
-            return results
-        return _settle_fields(results, pending)
 
     def execute_field(self, plan: FieldPlan, source: Any, path: Path | None) -> Any:
         kind = plan.kind
@@ -841,12 +940,15 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
 
     async def _reference(self, serially: bool | None) -> Any:
         self.collected_errors = CollectedErrors()  # each execution its own errors
+        afresh = getattr(self.context_value, "afresh", None)
+        if afresh is not None:
+            afresh()  # nothing read before: it answers as it would alone
         result = super().execute_operation(serially)
         return await result if self.is_awaitable(result) else result
 
     async def _run_plan(self) -> dict[str, Any]:
         plan = self._plan()
-        data = _Run(self).execute_fields(plan.root, self.root_value, None)
+        data = plan.walk(_Run(self), self.root_value, None)
         if self.is_awaitable(data):
             data = await data
         return data  # type: ignore[no-any-return]
@@ -859,7 +961,8 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             if root_type is None:
                 raise _Bail("no root type")
             compiler = _Compiler(self, self.direct_calls)
-            plan = Plan(root=compiler.root(root_type, self.operation))
+            root = compiler.root(root_type, self.operation)
+            plan = Plan(root, _walker(root_type, root))
             STATISTICS.compiled += 1
             if key is not None:
                 self.cache.put(key, plan)
