@@ -16,6 +16,8 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
+from operator import attrgetter
 from typing import Annotated, Any, Generic, Protocol, Self, TypeVar
 
 import strawberry
@@ -57,6 +59,7 @@ from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelR
 MODEL_KEY = "manufacturerId modelId hardwareVersion"
 VERSION_KEY = "manufacturerId modelId hardwareVersion firmwareVersion"
 T = TypeVar("T")
+E = TypeVar("E", bound=Enum)
 
 
 # --- enums and inputs ----------------------------------------------------------------------------
@@ -158,6 +161,20 @@ class _HasCplRow(Protocol):
     def _fact(self, info: Info, pick: Callable[[Any], Any]) -> Any: ...
 
 
+def _member_of(enum: type[E], column: str) -> Callable[[Any], E]:
+    """A row's column as a member of the enum, looked up by value (calling the enum searches for it),
+    the enum's own error for a value it does not hold."""
+    members = {member.value: member for member in enum}
+    get = attrgetter(column)
+
+    def pick(row: Any) -> E:
+        value = get(row)
+        member = members.get(value)
+        return enum(value) if member is None else member
+
+    return pick
+
+
 def _cpl_fact(
     pick: Callable[[Any], Any],
     type_: object,
@@ -253,11 +270,11 @@ class DeviceModel(Node):
     async def _load_listed(self, info: Info) -> bool:
         return await self._load_fact(info, lambda row: True) is not None
 
-    manufacturer_name = _cpl_fact(lambda row: row.manufacturer_name, str | None)
-    model_name = _cpl_fact(lambda row: row.model_name, str | None)
-    device_type = _cpl_fact(lambda row: DeviceType(row.device_type), DeviceType | None)
+    manufacturer_name = _cpl_fact(attrgetter("manufacturer_name"), str | None)
+    model_name = _cpl_fact(attrgetter("model_name"), str | None)
+    device_type = _cpl_fact(_member_of(DeviceType, "device_type"), DeviceType | None)
     smets_version = _cpl_fact(
-        lambda row: SmetsVersion(row.smets_version),
+        _member_of(SmetsVersion, "smets_version"),
         SmetsVersion | None,
         deprecation_reason="The CPL certifies each firmware version against a SMETS generation of its own: "
         "use smetsVersions, or CertifiedFirmware.smetsVersion. This is the generation of the most recently "
@@ -436,32 +453,32 @@ class CertifiedFirmware(Node):
         return await self._load_fact(info, lambda row: True) is not None
 
     image_hash = _cpl_fact(
-        lambda row: row.image_hash, str | None, "SHA-256 of the Manufacturer Image, as the CPL lists it."
+        attrgetter("image_hash"), str | None, "SHA-256 of the Manufacturer Image, as the CPL lists it."
     )
-    status = _cpl_fact(lambda row: CplStatus(row.status), CplStatus | None)
+    status = _cpl_fact(_member_of(CplStatus, "status"), CplStatus | None)
     smets_version = _cpl_fact(
-        lambda row: SmetsVersion(row.smets_version),
+        _member_of(SmetsVersion, "smets_version"),
         SmetsVersion | None,
         "The SMETS generation this version was certified against (a firmware upgrade can move a meter to "
         "another).",
     )
     technical_specification = _cpl_fact(
-        lambda row: TechnicalSpecification(row.technical_specification),
+        _member_of(TechnicalSpecification, "technical_specification"),
         TechnicalSpecification | None,
         "The technical specification this version was certified against.",
     )
     specification_version = _cpl_fact(
-        lambda row: row.specification_version,
+        attrgetter("specification_version"),
         str | None,
         "That specification's version as the CPL lists it (`4.1` of `SMETS2 v4.1`); null where the CPL "
         "names the specification alone.",
     )
-    gbcs_version = _cpl_fact(lambda row: row.gbcs_version, str | None)
+    gbcs_version = _cpl_fact(attrgetter("gbcs_version"), str | None)
     listed_on = _cpl_fact(
-        lambda row: row.date_added, dt.date | None, "The date the CPL lists the version as added."
+        attrgetter("date_added"), dt.date | None, "The date the CPL lists the version as added."
     )
-    cpa_reference = _cpl_fact(lambda row: row.cpa_reference, str | None)
-    cpa_expiry = _cpl_fact(lambda row: row.cpa_expiry, dt.date | None)
+    cpa_reference = _cpl_fact(attrgetter("cpa_reference"), str | None)
+    cpa_expiry = _cpl_fact(attrgetter("cpa_expiry"), dt.date | None)
     commercial = _library_field(
         lambda facts: facts.declaration is not None,
         bool,
