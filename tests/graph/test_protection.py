@@ -14,13 +14,16 @@ from typing import Any
 import httpx2
 import pytest
 import strawberry
-from graphql import get_introspection_query
+from graphql import get_introspection_query, parse
 from strawberry.asgi import GraphQL
+from strawberry.schema import schema as strawberry_schema_module
 
 from cfl_graph.doors.graph.protection import (
+    PARSED_BYTES_PER_CHARACTER,
     ArgumentChecks,
     QueryLimits,
     UserError,
+    ValidatedDocuments,
     log_refusals,
     protection_extensions,
     without_suggestions,
@@ -296,6 +299,35 @@ async def test_a_document_seen_valid_is_checked_again_against_each_request_s_var
     client.endpoint.served.resolved = 0
     answer = await client.refused(query, {"n": 1_000_000})
     assert answer.codes == {"PAGE_TOO_LARGE"}
+
+
+async def test_a_document_seen_valid_is_not_parsed_again(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    query = "query ($n: Int) { manufacturers(first: 1) { models(first: $n) { name } } }"
+    first = await client.post(query, {"n": 1})
+    parsed: list[str] = []
+    real_parse = strawberry_schema_module.parse  # type: ignore[attr-defined]
+
+    def counted(source: str, **options: Any) -> Any:
+        parsed.append(source)
+        return real_parse(source, **options)
+
+    monkeypatch.setattr(strawberry_schema_module, "parse", counted)
+    again = await client.post(query, {"n": 1})
+    other = await client.post("{ manufacturers(first: 1) { name } }")
+    assert again.body == first.body and "errors" not in again.body
+    assert parsed == ["{ manufacturers(first: 1) { name } }"]  # only the text not seen before
+    assert "errors" not in other.body
+
+
+def test_the_parsed_documents_kept_are_bounded_by_their_size() -> None:
+    documents = ValidatedDocuments(entries=100, parsed_bytes=PARSED_BYTES_PER_CHARACTER * 1000)
+    text = "{ " + "a " * 200 + "}"  # 403 characters: two fit in the bound, not three
+    for key in ("one", "two", "three"):
+        documents.add(key, parse(text), len(text))
+    assert [documents.parsed(key) is not None for key in ("one", "two", "three")] == [False, True, True]
+    assert all(documents.passed(key) for key in ("one", "two", "three"))  # known valid all the same
 
 
 async def test_a_document_seen_invalid_is_refused_alike_every_time(client: Client) -> None:

@@ -189,22 +189,35 @@ def protection_extensions(
 
 
 VALIDATED_DOCUMENTS = 2_000  # document texts remembered as valid, per schema
+PARSED_DOCUMENTS_BYTES = 16 * 1024 * 1024  # their parsed documents kept, per schema, by estimated size
+PARSED_BYTES_PER_CHARACTER = 100  # a parsed document's size, about 90 bytes a character of its text
 
 
 class ValidatedDocuments:
     """The texts of documents that passed every rule reading the document alone (graphql-core's and
     strawberry's rules, the introspection and `ofType` bounds), most recently used last. Those rules
     give the same answer for the same text every time, so a document seen valid is checked again only
-    by the rules that read the request's variables: the limits, the arguments, the operation's name."""
+    by the rules that read the request's variables: the limits, the arguments, the operation's name.
+    The most recent ones are kept parsed too (graphql-core never changes a parsed document), so that a
+    text seen valid is not parsed again."""
 
-    def __init__(self, entries: int = VALIDATED_DOCUMENTS) -> None:
+    def __init__(
+        self, entries: int = VALIDATED_DOCUMENTS, parsed_bytes: int = PARSED_DOCUMENTS_BYTES
+    ) -> None:
         self._known = Bounded[str, bool](entries)
+        self._parsed = Bounded[str, tuple[DocumentNode, int]](parsed_bytes, lambda entry: entry[1])
 
     def passed(self, key: str) -> bool:
         return self._known.get(key) is not None
 
-    def add(self, key: str) -> None:
+    def parsed(self, key: str) -> DocumentNode | None:
+        """The document of a text seen valid, as it was parsed then; None if not kept."""
+        entry = self._parsed.get(key)
+        return None if entry is None else entry[0]
+
+    def add(self, key: str, document: DocumentNode, characters: int) -> None:
         self._known.put(key, True)
+        self._parsed.put(key, (document, characters * PARSED_BYTES_PER_CHARACTER))
 
 
 def _limit_error(
@@ -464,6 +477,7 @@ class _QueryLimitsExtension(SchemaExtension):
         self.checks = checks
         self.validated = validated
         self.request_rules: tuple[type[ValidationRule], ...] = ()
+        self.digest: str | None = None  # of the request's text, once read
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
@@ -481,20 +495,28 @@ class _QueryLimitsExtension(SchemaExtension):
         context.validation_rules = (*rules, *request_rules)
         yield
 
+    def on_parse(self) -> Iterator[None]:
+        """A text seen valid is not parsed again: its document, kept when it passed, is the request's."""
+        context = self.execution_context
+        if context.graphql_document is None and context.query is not None:
+            self.digest = hashlib.sha256(context.query.encode()).hexdigest()
+            context.graphql_document = self.validated.parsed(self.digest)
+        yield
+
     def on_validate(self) -> Iterator[None]:
         """Every rule on a document first seen (as strawberry would run them: in one pass, so the errors
         come in the same order), remembered if it passed; only the request's rules on one seen valid."""
         context = self.execution_context
         document, query = context.graphql_document, context.query
         if document is not None and query is not None and context.pre_execution_errors is None:
-            key = hashlib.sha256(query.encode()).hexdigest()
+            key = self.digest or hashlib.sha256(query.encode()).hexdigest()
             schema = context.schema._schema
             if self.validated.passed(key):
                 context.pre_execution_errors = validate(schema, document, self.request_rules)
             else:
                 context.pre_execution_errors = validate_document(schema, document, context.validation_rules)
                 if not context.pre_execution_errors:
-                    self.validated.add(key)
+                    self.validated.add(key, document, len(query))
         yield
 
 
