@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import enum
 import json
 import re
 from pathlib import Path
@@ -479,3 +480,64 @@ async def test_a_null_item_of_a_list_answers_as_graphql_core_answers_it(document
         assert "Cannot return null for non-nullable field" in result.errors[0].message  # type: ignore[index]
     else:
         assert STATISTICS.answered == answered + 1  # the plan's own answer
+
+
+# --- leaves the walkers answer where they read them --------------------------------------------------
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+class Tagged(str):
+    """A `str` of another class: not answered as it is, but coerced."""
+
+
+@strawberry.type
+class Leaves:
+    text: str | None
+    number: int | None
+    flag: bool | None
+    ident: strawberry.ID | None
+    colour: Colour | None
+    plain: str  # non-null
+
+
+LEAF_CASES: dict[str, dict[str, Any]] = {
+    "plain values": {"text": "a", "number": 3, "flag": True, "ident": "x", "colour": Colour.RED},
+    "nulls": {"text": None, "number": None, "flag": None, "ident": None, "colour": None},
+    "other classes": {"text": Tagged("a"), "number": True, "flag": True, "ident": 7, "colour": Colour.GREEN},
+    "numbers as text": {"text": 3, "number": 3.0, "flag": False, "ident": 2.0, "colour": Colour.RED},
+    "int at the edges": {"text": "", "number": -(2**31), "flag": True, "ident": "", "colour": Colour.RED},
+    "int past the edge": {"text": "a", "number": 2**31, "flag": True, "ident": "x", "colour": Colour.RED},
+    "a value for an enum": {"text": "a", "number": 1, "flag": True, "ident": "x", "colour": "red"},
+    "not an enum's": {"text": "a", "number": 1, "flag": True, "ident": "x", "colour": "blue"},
+    "null where none may be": {"plain": None},
+}
+
+
+@strawberry.type
+class LeavesQuery:
+    @strawberry.field
+    def leaves(self, case: str) -> list[Leaves]:
+        values = {"plain": "p", **LEAF_CASES[case]}
+        return [Leaves(**values), Leaves(**values)]
+
+
+@pytest.mark.parametrize("case", LEAF_CASES)
+async def test_leaves_answered_where_they_are_read_answer_as_graphql_core_coerces_them(case: str) -> None:
+    """A walker answers a `str` for a String or an ID, a `bool`, an `int` in range and an enum's member as
+    they are read; anything else (another class, a number past 32 bits, an enum's value) is coerced, or
+    refused, as graphql-core does it."""
+    reference = Schema(query=LeavesQuery)
+    reference.execution_context_class = executor_class(PlanMode.OFF)
+    checked = Schema(query=LeavesQuery)
+    checked.execution_context_class = executor_class(PlanMode.CHECK)
+    document = f'{{ leaves(case: "{case}") {{ text number flag ident colour plain }} }}'
+    expected = await reference.execute(document)
+    result = await checked.execute(document)  # fails with PlanMismatch if the plan answers otherwise
+    assert (result.data, [e.formatted for e in result.errors or ()]) == (
+        expected.data,
+        [e.formatted for e in expected.errors or ()],
+    )
