@@ -750,9 +750,10 @@ def measure_pages(lib: Library, args: argparse.Namespace, pages: Sequence[str]) 
     """Each page measured against every server, the servers started once."""
     peer = PeerServer(pool_max=app_pool_most(lib.url), output_data_as_string=not args.plain_output)
     logs = lib.work_dir.parent
+    ours = [s for s in OUR_SERVERS if getattr(args, "ours", "all") == "all" or _cold(s)]
     servers = [
         server.start(lib.url, lib.blob_dir, lib.work_dir, logs / f"server-{index}.log")
-        for index, server in enumerate(OUR_SERVERS)
+        for index, server in enumerate(ours)
     ]
     servers.append(peer.start(lib.url, logs / "peer.log"))
     with running(servers):
@@ -770,6 +771,11 @@ def measure_pages(lib: Library, args: argparse.Namespace, pages: Sequence[str]) 
             )
             for page in pages
         ]
+
+
+def _cold(server: OurServer) -> bool:
+    """One of ours that answers every request from its plans: the response cache off, the plans on."""
+    return server.env.get("CFL_RESPONSE_CACHE_MB") == "0" and server.env.get("CFL_GRAPHQL_PLANS") is None
 
 
 def measure_library(lib: Library, args: argparse.Namespace) -> PeerMeasurement:
@@ -815,6 +821,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=PAGES,
         default=list(PAGES),
         help=f"the first page, and a deep one ({DEEP_PAGE:.0%} down the list, by each side's cursors)",
+    )
+    parser.add_argument(
+        "--ours",
+        choices=("all", "cold"),
+        default="all",
+        help="every variant of ours, or only those answering from their plans with the cache off",
     )
     add_load_arguments(parser)
     args = parser.parse_args(argv)
