@@ -501,6 +501,8 @@ class Leaves:
     flag: bool | None
     ident: strawberry.ID | None
     colour: Colour | None
+    day: dt.date | None
+    moment: dt.datetime | None
     plain: str  # non-null
 
 
@@ -514,6 +516,12 @@ LEAF_CASES: dict[str, dict[str, Any]] = {
     "a value for an enum": {"text": "a", "number": 1, "flag": True, "ident": "x", "colour": "red"},
     "not an enum's": {"text": "a", "number": 1, "flag": True, "ident": "x", "colour": "blue"},
     "null where none may be": {"plain": None},
+    "days and moments": {
+        "day": dt.date(2026, 1, 31),
+        "moment": dt.datetime(2026, 1, 31, 12, 0, tzinfo=dt.UTC),
+    },
+    "a moment for a day": {"day": dt.datetime(2026, 1, 31, 12, 0), "moment": dt.date(2026, 1, 31)},
+    "text for a day": {"day": "2026-01-31"},
 }
 
 
@@ -521,20 +529,21 @@ LEAF_CASES: dict[str, dict[str, Any]] = {
 class LeavesQuery:
     @strawberry.field
     def leaves(self, case: str) -> list[Leaves]:
-        values = {"plain": "p", **LEAF_CASES[case]}
+        values = {"plain": "p", "day": None, "moment": None, **LEAF_CASES[case]}
+        values = {"text": None, "number": None, "flag": None, "ident": None, "colour": None, **values}
         return [Leaves(**values), Leaves(**values)]
 
 
 @pytest.mark.parametrize("case", LEAF_CASES)
 async def test_leaves_answered_where_they_are_read_answer_as_graphql_core_coerces_them(case: str) -> None:
-    """A walker answers a `str` for a String or an ID, a `bool`, an `int` in range and an enum's member as
-    they are read; anything else (another class, a number past 32 bits, an enum's value) is coerced, or
+    """A walker answers a `str` for a String or an ID, a `bool`, an `int` in range, an enum's member and a
+    `date` for a Date as they are read; anything else (another class, a number past 32 bits, an enum's value) is coerced, or
     refused, as graphql-core does it."""
     reference = Schema(query=LeavesQuery)
     reference.execution_context_class = executor_class(PlanMode.OFF)
     checked = Schema(query=LeavesQuery)
     checked.execution_context_class = executor_class(PlanMode.CHECK)
-    document = f'{{ leaves(case: "{case}") {{ text number flag ident colour plain }} }}'
+    document = f'{{ leaves(case: "{case}") {{ text number flag ident colour day moment plain }} }}'
     expected = await reference.execute(document)
     result = await checked.execute(document)  # fails with PlanMismatch if the plan answers otherwise
     assert (result.data, [e.formatted for e in result.errors or ()]) == (

@@ -79,6 +79,7 @@ from graphql.type.scalars import (
     serialize_string,
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.types.base_scalars import isoformat as strawberry_isoformat
 from strawberry.types.field import StrawberryField
 from strawberry.types.info import Info
 
@@ -557,11 +558,13 @@ def _abstract(type_: GraphQLAbstractType, details: list[FieldDetails], compiler:
 # that are identifiers; every other value the function uses is a name bound in its namespace.
 
 # The values a built-in scalar's output coercion returns as they are: (the test, what is answered).
-_AS_IS: dict[Callable[[Any], Any], str] = {
-    serialize_string: "value.__class__ is str",
-    serialize_id: "value.__class__ is str",
-    serialize_boolean: "value.__class__ is bool",
-    serialize_int: f"value.__class__ is int and {GRAPHQL_MIN_INT} <= value <= {GRAPHQL_MAX_INT}",
+_AS_IS: dict[Callable[[Any], Any], tuple[str, str]] = {
+    serialize_string: ("value.__class__ is str", "value"),
+    serialize_id: ("value.__class__ is str", "value"),
+    serialize_boolean: ("value.__class__ is bool", "value"),
+    serialize_int: (f"value.__class__ is int and {GRAPHQL_MIN_INT} <= value <= {GRAPHQL_MAX_INT}", "value"),
+    # strawberry's Date (and DateTime, whose values are not of the class `date`: they are coerced)
+    strawberry_isoformat: ("value.__class__ is date", "value.isoformat()"),
 }
 
 
@@ -573,6 +576,7 @@ def _walker(parent_type: GraphQLObjectType, fields: Sequence[FieldPlan]) -> Walk
         "_finish_read": _finish_read,
         "_settle_fields": _settle_fields,
         "_settle_in_background": _settle_in_background,
+        "date": dt.date,
     }
     body: list[str] = []
     for index, plan in enumerate(fields):
@@ -625,7 +629,8 @@ def _field_source(plan: FieldPlan, index: int, namespace: dict[str, Any]) -> lis
 
 def _answered_as_is(plan: FieldPlan, index: int, namespace: dict[str, Any]) -> tuple[str, str] | None:
     """For a leaf read off the object, the test of a value its coercion would answer without asking, and
-    the answer: a `str` for a String or an ID, a `bool`, an `int` in range, an enum's own member."""
+    the answer: a `str` for a String or an ID, a `bool`, an `int` in range, an enum's own member, a `date`
+    for strawberry's Date."""
     if plan.coerce is None:
         return None
     type_ = plan.field_def.type
@@ -635,8 +640,7 @@ def _answered_as_is(plan: FieldPlan, index: int, namespace: dict[str, Any]) -> t
     if members is not None:
         namespace[f"E{index}"], namespace[f"N{index}"] = members
         return f"value.__class__ is E{index}", f"N{index}[value]"
-    test = _AS_IS.get(leaf.coerce_output_value)
-    return None if test is None else (test, "value")
+    return _AS_IS.get(leaf.coerce_output_value)
 
 
 def _finish_read(run: _Run, plan: FieldPlan, source: Any, path: Path | None, value: Any) -> Any:
