@@ -174,15 +174,13 @@ class FieldPlan:
     coerce: Callable[[Any], Any] | None = None
 
 
-Walk = Callable[
-    ["_Run", Any, Path | None], Any
-]  # one object's fields read and completed: a dict, or its awaitable
+# One object's fields read and completed (`_walker`): their dict, or its awaitable.
+Walk = Callable[["_Run", Any, Path | None], Any]
 
 
 @dataclass(eq=False)
 class Plan:
-    root: list[FieldPlan]
-    walk: Walk  # the root's fields, on the root value
+    walk: Walk  # the operation's root fields, on the root value
 
 
 class _Compiler:
@@ -965,8 +963,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             if root_type is None:
                 raise _Bail("no root type")
             compiler = _Compiler(self, self.direct_calls)
-            root = compiler.root(root_type, self.operation)
-            plan = Plan(root, _walker(root_type, root))
+            plan = Plan(_walker(root_type, compiler.root(root_type, self.operation)))
             STATISTICS.compiled += 1
             if key is not None:
                 self.cache.put(key, plan)
