@@ -203,7 +203,7 @@ class CatalogueLoaders:
         async with self._sessions() as session:
             dialect = _dialect(session)
             rows: Iterable[ModelRow] = await _read(
-                session, _reads(dialect).models, {"snapshot_id": snapshot, **_model_keys(keys, dialect)}
+                session, _reads(dialect).models, {_SNAPSHOT.key: snapshot, **_model_keys(keys, dialect)}
             )
             found = {ModelKey.of(row): row for row in rows}
         return [found.get(key) for key in keys]
@@ -217,7 +217,7 @@ class CatalogueLoaders:
             return defaultdict(list)
         dialect = _dialect(session)
         rows: Iterable[CertifiedRow] = await _read(
-            session, _reads(dialect).certified, {"snapshot_id": snapshot, **_model_keys(keys, dialect)}
+            session, _reads(dialect).certified, {_SNAPSHOT.key: snapshot, **_model_keys(keys, dialect)}
         )
         return _grouped(rows)
 
@@ -231,7 +231,7 @@ class CatalogueLoaders:
             return defaultdict(list)
         dialect = _dialect(session)
         rows = await _read(
-            session, _reads(dialect).versions, {"snapshot_id": snapshot, **_model_keys(keys, dialect)}
+            session, _reads(dialect).versions, {_SNAPSHOT.key: snapshot, **_model_keys(keys, dialect)}
         )
         grouped: defaultdict[tuple[str, str, str], list[tuple[CertifiedRow, DeclarationRow | None]]]
         grouped = defaultdict(list)
