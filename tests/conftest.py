@@ -25,7 +25,7 @@ from cfl_graph import migrate
 from cfl_graph.database import Database
 from cfl_graph.doors.graph import plans
 from cfl_graph.tables import GENESIS_HASH, Base
-from tests.fixtures import capabilities, figures
+from tests.fixtures import capabilities, figures, provision
 
 POSTGRES_ADMIN_DSN = os.environ.get("CFL_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = capabilities.REQUIRED  # CI=true or CFL_TEST_REQUIRE_POSTGRES=1
@@ -204,6 +204,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if left:
         config.hook.pytest_deselected(items=left)
         items[:] = kept
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist starts its workers (its own hook runs last)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The controller (or the one process) installs what the selected slow tests need before any starts
+    (tests/fixtures/provision.py); the fast lane needs none of it."""
+    config = session.config
+    if hasattr(config, "workerinput") or config.getoption("--fast"):
+        return
+    here = config.invocation_params.dir
+    selected = [here / arg.split("::")[0] for arg in config.args]
+    try:
+        provision.for_the_run(Path(str(config.rootpath)), selected)
+    except pytest.fail.Exception as failed:
+        pytest.exit(f"could not install what the tests need: {failed}", returncode=3)
 
 
 # pytest-xdist: what a worker measured or missed travels to the controller, which prints it once.
