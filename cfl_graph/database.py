@@ -138,7 +138,9 @@ class Database:
         if self.engine.dialect.name == "postgresql":
             pooled = await self.engine.raw_connection()
             try:
-                await pooled.driver_connection.fetchval("SELECT 1")
+                asyncpg_connection = pooled.driver_connection
+                assert asyncpg_connection is not None  # a checked-out connection has its driver's
+                await asyncpg_connection.fetchval("SELECT 1")
                 return
             except Exception as exc:
                 pooled.invalidate(exc)

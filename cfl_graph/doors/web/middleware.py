@@ -14,7 +14,7 @@ import hmac
 from collections.abc import Iterable
 from urllib.parse import parse_qs, urlencode
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -141,10 +141,13 @@ class AuthenticationMiddleware:
         self,
         app: ASGIApp,
         sessions: async_sessionmaker[AsyncSession],
+        lone_reads: AsyncEngine,
         public_paths: Iterable[str] = PUBLIC_PATHS,
     ) -> None:
         self.app = app
         self.sessions = sessions
+        # A token's check is one statement: no session, no transaction (`Database.lone_reads`).
+        self.lone_reads = lone_reads
         self.public_paths = frozenset(public_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -162,8 +165,8 @@ class AuthenticationMiddleware:
                 )
                 return
             try:
-                async with self.sessions() as session:
-                    state["principal"] = await authenticate(session, presented)
+                async with self.lone_reads.connect() as connection:
+                    state["principal"] = await authenticate(connection, presented)
             except TokenError as exc:
                 await _refuse(send, scope, 401, str(exc), 'Bearer error="invalid_token"')
                 return
