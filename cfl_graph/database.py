@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 
 def sqlite_path(database_url: str) -> Path | None:
@@ -143,9 +144,10 @@ class Database:
                 await asyncpg_connection.fetchval("SELECT 1")
                 return
             except Exception as exc:
-                pooled.invalidate(exc)
+                await greenlet_spawn(pooled.invalidate, exc)
             finally:
-                pooled.close()
+                # Given back to a full pool, the connection is closed, which awaits the driver.
+                await greenlet_spawn(pooled.close)
         async with self.engine.connect() as conn:
             await conn.execute(_SELECT_ONE)
 
