@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from urllib.parse import parse_qs, urlencode
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,6 +38,12 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+
+# As they go on the wire, encoded once: every answer carries them.
+_SECURITY_HEADER_LINES = tuple(
+    (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in SECURITY_HEADERS.items()
+)
 
 
 def principal_of(scope: Scope) -> Principal | None:
@@ -231,9 +237,10 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
+                headers = message.get("headers", ())
+                present = {name.lower() for name, _ in headers}
+                # A new list: the response's own may be reused for its next answer.
+                message["headers"] = [*headers, *(h for h in _SECURITY_HEADER_LINES if h[0] not in present)]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
