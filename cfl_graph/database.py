@@ -59,10 +59,19 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITER) else "BEGIN")
 
 
+# The PostgreSQL connections an engine keeps open once opened: as many as it may use at once (SQLAlchemy's
+# default ceiling, 5 kept and 10 more for a while). With only 5 kept, a burst past them opened and closed
+# a connection per request (a TLS attempt and several round trips each): at 20 concurrent clients of one
+# worker, half of a /healthz's CPU. The pool still opens them only as they are needed.
+POSTGRES_POOL_SIZE = 15
+
+
 def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     path = sqlite_path(database_url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+    if make_url(database_url).get_backend_name() == "postgresql":
+        kwargs = {"pool_size": POSTGRES_POOL_SIZE, "max_overflow": 0, **kwargs}
     engine = create_async_engine(database_url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
