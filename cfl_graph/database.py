@@ -152,8 +152,11 @@ class Database:
                 assert asyncpg_connection is not None  # a checked-out connection has its driver's
                 await asyncpg_connection.fetchval("SELECT 1")
                 return
-            except Exception as exc:
-                await greenlet_spawn(pooled.invalidate, exc)
+            except BaseException as exc:
+                # Its state is unknown (dropped by the database, or its question cancelled): never lent again.
+                pooled.invalidate(exc)
+                if not isinstance(exc, Exception):
+                    raise
             finally:
                 # Given back to a full pool, the connection is closed, which awaits the driver.
                 await greenlet_spawn(pooled.close)
