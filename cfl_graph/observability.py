@@ -34,7 +34,8 @@ def note_error_reference(reference: str) -> None:
         facts.error_references.append(reference)
 
 
-def _counted(*_: Any) -> None:
+def count_statement(*_: Any) -> None:
+    """One more statement sent for the request being served (also the engine's listener)."""
     if (facts := CURRENT.get()) is not None:
         facts.sql_statements += 1
 
@@ -42,8 +43,8 @@ def _counted(*_: Any) -> None:
 def count_statements(engine: AsyncEngine) -> None:
     """Count each statement the engine sends into the request that sent it (SQLAlchemy carries the
     request's context into the greenlet that runs the driver)."""
-    if not event.contains(engine.sync_engine, "before_cursor_execute", _counted):
-        event.listen(engine.sync_engine, "before_cursor_execute", _counted)
+    if not event.contains(engine.sync_engine, "before_cursor_execute", count_statement):
+        event.listen(engine.sync_engine, "before_cursor_execute", count_statement)
 
 
 class RequestIdFilter(logging.Filter):

@@ -14,8 +14,8 @@ import hmac
 from collections.abc import Iterable
 from urllib.parse import parse_qs, urlencode
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.datastructures import Headers, MutableHeaders
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,6 +38,12 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+
+# As they go on the wire, encoded once: every answer carries them.
+_SECURITY_HEADER_LINES = tuple(
+    (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in SECURITY_HEADERS.items()
+)
 
 
 def principal_of(scope: Scope) -> Principal | None:
@@ -141,10 +147,13 @@ class AuthenticationMiddleware:
         self,
         app: ASGIApp,
         sessions: async_sessionmaker[AsyncSession],
+        lone_reads: AsyncEngine,
         public_paths: Iterable[str] = PUBLIC_PATHS,
     ) -> None:
         self.app = app
         self.sessions = sessions
+        # A token's check is one statement: no session, no transaction (`Database.lone_reads`).
+        self.lone_reads = lone_reads
         self.public_paths = frozenset(public_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -162,8 +171,8 @@ class AuthenticationMiddleware:
                 )
                 return
             try:
-                async with self.sessions() as session:
-                    state["principal"] = await authenticate(session, presented)
+                async with self.lone_reads.connect() as connection:
+                    state["principal"] = await authenticate(connection, presented)
             except TokenError as exc:
                 await _refuse(send, scope, 401, str(exc), 'Bearer error="invalid_token"')
                 return
@@ -228,9 +237,10 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
+                headers = message.get("headers", ())
+                present = {name.lower() for name, _ in headers}
+                # A new list: the response's own may be reused for its next answer.
+                message["headers"] = [*headers, *(h for h in _SECURITY_HEADER_LINES if h[0] not in present)]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

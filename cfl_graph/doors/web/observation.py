@@ -19,7 +19,9 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
+from prometheus_client import Counter, Histogram
 from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -49,10 +51,32 @@ def route_of(scope: Scope, routes: Sequence[BaseRoute] = ()) -> str:
     return "(unmatched)"
 
 
+class _Series(NamedTuple):
+    """The labelled metrics of one (method, route, status)."""
+
+    requests: Counter
+    latency: Histogram
+    statements: Histogram
+
+
 class ObservationMiddleware:
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.routes = routes
+        # Each (method, route, status)'s series, found once: prometheus-client's `labels()` cost more
+        # than counting. As many as the series themselves, which the route's template bounds.
+        self.series: dict[tuple[str, str, int], _Series] = {}
+
+    def _series(self, method: str, route: str, status: int) -> _Series:
+        key = (method, route, status)
+        found = self.series.get(key)
+        if found is None:
+            found = self.series[key] = _Series(
+                metrics.REQUESTS.labels(method=method, route=route, status=str(status)),
+                metrics.LATENCY.labels(route=route),
+                metrics.SQL_STATEMENTS.labels(route=route),
+            )
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,18 +115,21 @@ class ObservationMiddleware:
     ) -> None:
         route = route_of(scope, self.routes)
         method = scope["method"]
-        metrics.REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-        metrics.LATENCY.labels(route=route).observe(seconds)
-        metrics.SQL_STATEMENTS.labels(route=route).observe(facts.sql_statements)
+        series = self._series(method, route, status)
+        series.requests.inc()
+        series.latency.observe(seconds)
+        series.statements.observe(facts.sql_statements)
         if route == DOWNLOAD_ROUTE and method == "GET" and status in (200, 206):
             metrics.DOWNLOADS.labels(status=str(status)).inc()
             metrics.DOWNLOAD_BYTES.inc(body_bytes)
-        principal = principal_of(scope)
         level = logging.INFO
         if status in (429, 503) or facts.error_references:  # the masked error itself is logged at ERROR
             level = logging.WARNING
         elif status >= 500:
             level = logging.ERROR
+        if not log.isEnabledFor(level):  # the line's fields are not gathered for nobody
+            return
+        principal = principal_of(scope)
         log.log(
             level,
             "%s %s %d %.1f ms",
