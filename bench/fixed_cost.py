@@ -25,12 +25,13 @@ and PostgreSQL are idle. Aim: ours at least half the bare app's requests a secon
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ import httpx2
 
 from bench.growth import CACHE, cached_cpl
 from bench.peer import (
+    Library,
     OurServer,
     Question,
     Run,
@@ -98,6 +100,21 @@ def start_bare(label: str, http: str, answers: dict[str, bytes], log: Path) -> S
         answers["graphql"].hex(),
     ]
     return ServerProcess(label, argv, {}, port, Path.cwd(), log)
+
+
+@contextlib.contextmanager
+def served(
+    server: OurServer, database_url: str, cache: Path
+) -> Iterator[tuple[ServerProcess, Library, Path]]:
+    """`server` running on a fresh database beside `database_url` with a small CPL (`ROWS`, generated once
+    into `cache`), the demo library and a supplier's token: (the server, the library, a scratch folder)."""
+    cpl, write_s = cached_cpl(cache, ROWS, 1, suffix="csv")
+    with tempfile.TemporaryDirectory(prefix="cfl-bench-") as tmp:
+        folder = Path(tmp)
+        with library(database_url, folder, cpl, ROWS, MAX_IMAGES, write_s) as lib:
+            process = server.start(lib.url, lib.blob_dir, lib.work_dir, folder / "ours.log")
+            with running([process]):
+                yield process, lib, folder
 
 
 # --- measuring -----------------------------------------------------------------------------------------
@@ -247,22 +264,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=CACHE, help="where the generated CSV is kept")
     args = parser.parse_args(argv)
 
-    cpl, write_s = cached_cpl(args.cache, ROWS, 1, suffix="csv")
-    with tempfile.TemporaryDirectory(prefix="cfl-bench-") as tmp:
-        folder = Path(tmp)
-        with library(args.database_url, folder, cpl, ROWS, MAX_IMAGES, write_s) as lib:
-            ours = OURS.start(lib.url, lib.blob_dir, lib.work_dir, folder / "ours.log")
-            with running([ours]):
-                # The bare apps answer what ours answers, byte for byte.
-                answers = {name: ask(ours, name, lib.token)[1] for name in ("healthz", "graphql")}
-                bares = [
-                    start_bare("bare Starlette, uvicorn's defaults", "auto", answers, folder / "bare.log"),
-                    start_bare("bare Starlette, uvicorn's h11", "h11", answers, folder / "bare-h11.log"),
-                ]
-                with running(bares):
-                    before = os.getloadavg()[0]
-                    comparisons = compare(ours, bares, lib.token, lib.url, args)
-                    load = (before, os.getloadavg()[0])
+    with served(OURS, args.database_url, args.cache) as (ours, lib, folder):
+        # The bare apps answer what ours answers, byte for byte.
+        answers = {name: ask(ours, name, lib.token)[1] for name in ("healthz", "graphql")}
+        bares = [
+            start_bare("bare Starlette, uvicorn's defaults", "auto", answers, folder / "bare.log"),
+            start_bare("bare Starlette, uvicorn's h11", "h11", answers, folder / "bare-h11.log"),
+        ]
+        with running(bares):
+            before = os.getloadavg()[0]
+            comparisons = compare(ours, bares, lib.token, lib.url, args)
+            load = (before, os.getloadavg()[0])
     print_comparisons(comparisons, load, args)
     record = machine_record(
         "fixed cost against a bare Starlette app",

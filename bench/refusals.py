@@ -4,7 +4,7 @@ than in the tests, which check each refusal's code and message).
     python -m bench.refusals [--database-url URL] [--repeat 5]
 
 A small CPL (1,000 rows) is synchronised into a fresh PostgreSQL database with the demo library on top and
-a supplier's token (`bench.peer.library`); `cfl-graph serve` runs with one worker and an 8 MiB request
+a supplier's token (`bench.fixed_cost.served`); `cfl-graph serve` runs with one worker and an 8 MiB request
 limit (so that the 5 MB document reaches the GraphQL limits rather than the body limit). Each document is
 sent `--repeat` times over loopback, each answer checked for its refusal code; the median and the slowest
 are printed against each document's aim. The documents:
@@ -25,7 +25,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,12 +33,11 @@ from typing import Any
 
 import httpx2
 
-from bench.growth import CACHE, cached_cpl
-from bench.peer import OurServer, add_database_argument, library, running
+from bench.fixed_cost import served
+from bench.growth import CACHE
+from bench.peer import OurServer, add_database_argument
 from bench.records import machine_record, write_record
 
-ROWS = 1000
-MAX_IMAGES = 20
 REQUEST_LIMIT = 8 * 1024 * 1024
 SERVER = OurServer("ours (cfl-graph serve, 1 worker)", env={"CFL_MAX_REQUEST_BYTES": str(REQUEST_LIMIT)})
 
@@ -158,13 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="times each document is sent")
     parser.add_argument("--cache", type=Path, default=CACHE, help="where the generated CSV is kept")
     args = parser.parse_args(argv)
-    cpl, write_s = cached_cpl(args.cache, ROWS, 1, suffix="csv")
-    with tempfile.TemporaryDirectory(prefix="cfl-bench-") as tmp:
-        folder = Path(tmp)
-        with library(args.database_url, folder, cpl, ROWS, MAX_IMAGES, write_s) as lib:
-            server = SERVER.start(lib.url, lib.blob_dir, lib.work_dir, folder / "ours.log")
-            with running([server]):
-                timings = time_refusals(server.url, lib.token, args.repeat)
+    with served(SERVER, args.database_url, args.cache) as (server, lib, _):
+        timings = time_refusals(server.url, lib.token, args.repeat)
     print(f"\nrefusals of hostile documents: {args.repeat} each, one at a time, over loopback")
     print(f"  {'document':<58} {'body':>9} {'median ms':>9} {'slowest':>8} {'aim':>7}")
     for t in timings:

@@ -415,12 +415,8 @@ def _leaf(type_: GraphQLLeafType, *, nullable: bool) -> Complete:
     coerce = type_.coerce_output_value
 
     def complete(run: _Run, value: Any, site: _Site) -> Any:
-        if value is None or value is Undefined:
-            if nullable:
-                return None
-            raise _Bail("null in a non-null field")
-        if isinstance(value, Exception):
-            raise _Bail("a resolver returned an error")
+        if not _present(value, nullable=nullable):
+            return None
         coerced = coerce(value)
         if coerced is None or coerced is Undefined:
             raise _Bail("a leaf value that does not coerce")
