@@ -21,6 +21,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
+from cfl_graph.observability import count_statement
+
 
 def sqlite_path(database_url: str) -> Path | None:
     """The file behind a SQLite URL, or None for PostgreSQL and in-memory SQLite."""
@@ -151,6 +153,7 @@ class Database:
                 asyncpg_connection = pooled.driver_connection
                 assert asyncpg_connection is not None  # a checked-out connection has its driver's
                 await asyncpg_connection.fetchval("SELECT 1")
+                count_statement()  # past the engine, whose listener counts every other statement
                 return
             except BaseException as exc:
                 # Its state is unknown (dropped by the database, or its question cancelled): never lent again.

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from cfl_graph.database import Database
+from cfl_graph.observability import CURRENT, RequestFacts, count_statements
 
 
 async def test_many_pings_at_once_give_every_connection_back_cleanly(
@@ -44,3 +45,22 @@ async def test_a_ping_through_a_connection_the_database_dropped_still_answers(
         await database.ping()
     finally:
         await database.dispose()
+
+
+async def test_a_ping_counts_the_statements_it_sends_into_the_request(database_url: str) -> None:
+    # On PostgreSQL one statement past the engine, whose listener counts every other; on SQLite the
+    # engine's own (its transaction's BEGIN, then the question): as the request's log line and metrics
+    # report them, each counted once.
+    database = Database.connect(database_url)
+    count_statements(database.engine)
+    facts = RequestFacts("ping")
+    token = CURRENT.set(facts)
+    try:
+        await database.ping()
+        one_ping = facts.sql_statements
+        await database.ping()
+    finally:
+        CURRENT.reset(token)
+        await database.dispose()
+    assert one_ping == (1 if database.engine.dialect.name == "postgresql" else 2)
+    assert facts.sql_statements == 2 * one_ping
