@@ -1,27 +1,44 @@
 """Store a validated CPL as a new immutable snapshot and move `current` to it, in one transaction.
 
-Either the whole snapshot is written and becomes current, or nothing of it is visible.
+Either the whole snapshot is written and becomes current, or nothing of it is visible. On PostgreSQL the
+rows are stored while the file is still being validated (`validate_and_store`); on SQLite, and as the
+reference that way is tested against, the file is validated first and stored after (`store_snapshot`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+import asyncio
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cfl_graph.catalogue.snapshots import current_snapshot
 from cfl_graph.cpl_sync.diff import diff_counts
-from cfl_graph.cpl_sync.validate import ProgressCallback, ValidCpl
+from cfl_graph.cpl_sync.validate import (
+    ChunkSink,
+    DeviceModelRow,
+    FirmwareRow,
+    ProgressCallback,
+    ValidCpl,
+    version_order,
+)
 from cfl_graph.database import bulk_insert, writer_of
 from cfl_graph.identifiers import TechnicalSpecification
+from cfl_graph.keys import ModelKey
 from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot
 from cfl_graph.tables.base import utc_now
 
 BATCH_ROWS = 20_000
 T = TypeVar("T")
+
+# Reads and validates the file, in a worker thread, handing each chunk to the sink when one is given.
+Validation = Callable[[ChunkSink | None], ValidCpl]
+OnCreated = Callable[[AsyncSession, CplSnapshot], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -75,8 +92,8 @@ FIRMWARE_COLUMNS = (
 )
 
 
-def _model_rows(snapshot_id: int, valid: ValidCpl) -> Iterator[tuple[Any, ...]]:
-    for m in valid.device_models:
+def _model_rows(snapshot_id: int, models: Iterable[DeviceModelRow]) -> Iterator[tuple[Any, ...]]:
+    for m in models:
         yield (
             snapshot_id,
             m.manufacturer_id,
@@ -91,11 +108,11 @@ def _model_rows(snapshot_id: int, valid: ValidCpl) -> Iterator[tuple[Any, ...]]:
         )
 
 
-def _firmware_rows(snapshot_id: int, valid: ValidCpl) -> Iterator[tuple[Any, ...]]:
+def _firmware_rows(snapshot_id: int, firmware: Iterable[FirmwareRow]) -> Iterator[tuple[Any, ...]]:
     """`(snapshot_id, *fw.content, fw.sheet_row)`, built without the intermediate tuple, and with each
     distinct specification's three columns worked out once."""
     specifications: dict[TechnicalSpecification, tuple[str, str, str | None]] = {}
-    for fw in valid.firmware:
+    for fw in firmware:
         spec = fw.specification
         if (columns := specifications.get(spec)) is None:
             columns = specifications[spec] = (spec.generation, spec.specification, spec.version)
@@ -150,33 +167,269 @@ async def store_snapshot(
         session.add(snapshot)
         await session.flush()
 
-        models = _model_rows(snapshot.id, valid)
+        models = _model_rows(snapshot.id, valid.device_models)
         await bulk_insert(session, CplDeviceModel.__tablename__, MODEL_COLUMNS, models)
         await bulk_insert(
             session,
             CplCertifiedFirmware.__tablename__,
             FIRMWARE_COLUMNS,
-            _reported(_firmware_rows(snapshot.id, valid), len(valid.firmware), progress),
+            _reported(_firmware_rows(snapshot.id, valid.firmware), len(valid.firmware), progress),
         )
-
-        if session.get_bind().dialect.name == "postgresql":
-            # Statistics for the new rows, committed with them: without them the planner takes the new
-            # snapshot for one row, and the diff below and the reports' joins run as nested loops (a
-            # 100,000-row diff took 208 s instead of 13). ANALYZE samples this transaction's own rows.
-            await session.execute(text("ANALYZE cpl_device_models, cpl_certified_firmware"))
-        if previous is not None:
-            counts = await diff_counts(session, previous.id, snapshot.id)
-            snapshot.added_count, snapshot.removed_count, snapshot.changed_count = (
-                counts.added,
-                counts.removed,
-                counts.changed,
-            )
-        now = utc_now()
-        moved = await session.execute(
-            update(CplCurrent).where(CplCurrent.id == 1).values(snapshot_id=snapshot.id, since=now)
-        )
-        if moved.rowcount == 0:  # type: ignore[attr-defined]
-            session.add(CplCurrent(id=1, snapshot_id=snapshot.id, since=now))
-        if on_created is not None:
-            await on_created(session, snapshot)
+        await _make_current(session, snapshot, previous, on_created)
         return Stored(snapshot, created=True)
+
+
+# Statistics for the new rows, committed with them: without them the planner takes the new snapshot for
+# one row, and the diff and the reports' joins run as nested loops (a 100,000-row diff took 208 s instead
+# of 13). ANALYZE samples this transaction's own rows.
+_ANALYZE = text("ANALYZE cpl_device_models, cpl_certified_firmware")
+
+
+async def _make_current(
+    session: AsyncSession,
+    snapshot: CplSnapshot,
+    previous: CplSnapshot | None,
+    on_created: OnCreated | None,
+    *,
+    analyze: bool = True,
+) -> None:
+    """The end of either way of storing: statistics (unless taken already), the diff against the previous
+    snapshot, `current`."""
+    if analyze and session.get_bind().dialect.name == "postgresql":
+        await session.execute(_ANALYZE)
+    if previous is not None:
+        counts = await diff_counts(session, previous.id, snapshot.id)
+        snapshot.added_count, snapshot.removed_count, snapshot.changed_count = (
+            counts.added,
+            counts.removed,
+            counts.changed,
+        )
+    now = utc_now()
+    moved = await session.execute(
+        update(CplCurrent).where(CplCurrent.id == 1).values(snapshot_id=snapshot.id, since=now)
+    )
+    if moved.rowcount == 0:  # type: ignore[attr-defined]
+        session.add(CplCurrent(id=1, snapshot_id=snapshot.id, since=now))
+    if on_created is not None:
+        await on_created(session, snapshot)
+
+
+class _Unchanged(Exception):
+    """The file's rows say what the current snapshot says: what was stored of it is rolled back."""
+
+    def __init__(self, valid: ValidCpl, previous_id: int) -> None:
+        self.valid, self.previous_id = valid, previous_id
+
+
+class _Abandoned(Exception):
+    """Raised in the validating thread once the transaction it was feeding has failed."""
+
+
+async def validate_and_store(
+    sessions: async_sessionmaker[AsyncSession],
+    validation: Validation,
+    *,
+    source: str,
+    content_sha256: str,
+    progress: ProgressCallback | None = None,
+    on_created: OnCreated | None = None,
+    streamed: bool | None = None,
+) -> tuple[ValidCpl, Stored]:
+    """Validate a file (raising `CplFileRejected` if it is bad) and store it as the new current snapshot,
+    unless it says what the current one says.
+
+    Streamed (the default on PostgreSQL): each chunk's rows are copied into the snapshot's transaction as
+    soon as they are validated, and PostgreSQL inserts and checks them on its own core while the next
+    chunk validates. A device model goes in with its first row's chunk, key only, its foreign key checked
+    as before; its facts, chosen over all its rows, are set once the last row is read. A file found bad
+    anywhere, its last row included, is refused whole: its transaction rolls back and nothing of it is
+    seen. Not streamed (the default on SQLite, where the write lock would be held for the whole
+    validation, and the database shares the process): validate, then `store_snapshot`."""
+    if streamed is None:
+        streamed = sessions.kw["bind"].dialect.name == "postgresql"
+    if not streamed:
+        valid = await asyncio.to_thread(validation, None)
+        stored = await store_snapshot(
+            sessions,
+            valid,
+            source=source,
+            content_sha256=content_sha256,
+            progress=progress,
+            on_created=on_created,
+        )
+        return valid, stored
+    try:
+        return await _stream(sessions, validation, source, content_sha256, progress, on_created)
+    except _Unchanged as unchanged:
+        async with sessions() as session:
+            previous = await session.get_one(CplSnapshot, unchanged.previous_id)
+        return unchanged.valid, Stored(previous, created=False)
+
+
+async def _stream(
+    sessions: async_sessionmaker[AsyncSession],
+    validation: Validation,
+    source: str,
+    content_sha256: str,
+    progress: ProgressCallback | None,
+    on_created: OnCreated | None,
+) -> tuple[ValidCpl, Stored]:
+    async with writer_of(sessions).begin() as session:
+        previous = await current_snapshot(session)
+        if previous is not None and previous.content_sha256 == content_sha256:
+            return await asyncio.to_thread(validation, None), Stored(previous, created=False)
+        # Its counts and digest are known once the last row is read; until the commit nobody else sees it.
+        # Its id is the next after the last, not drawn from the sequence: a file refused in its last row
+        # rolls back and leaves no gap in the snapshots' numbers (`_CLAIM_ID`).
+        snapshot = CplSnapshot(
+            id=await session.scalar(_NEXT_ID),
+            source=source,
+            content_sha256=content_sha256,
+            rows_sha256="",
+            row_count=0,
+            device_model_count=0,
+            previous_id=previous.id if previous else None,
+            added_count=0,
+            removed_count=0,
+            changed_count=0,
+        )
+        session.add(snapshot)
+        await session.flush()
+        valid = await _Stream(session, snapshot.id, progress).run(validation)
+        if previous is not None and previous.rows_sha256 == valid.rows_sha256:
+            raise _Unchanged(valid, previous.id)  # rolls back the transaction
+        snapshot.rows_sha256 = valid.rows_sha256
+        snapshot.row_count = snapshot.added_count = len(valid.firmware)
+        snapshot.device_model_count = len(valid.device_models)
+        await session.execute(_CLAIM_ID, {"id": snapshot.id})
+        await _make_current(session, snapshot, previous, on_created, analyze=False)
+        return valid, Stored(snapshot, created=True)
+
+
+# Syncs are one at a time (`lock.sync_lock`); another writer of a snapshot at once would meet the primary
+# key. The sequence is moved to the id once the file is known good, as `nextval` would have: it is not
+# transactional, so a refused file must not move it.
+_NEXT_ID = select(func.coalesce(func.max(CplSnapshot.id), 0) + 1)
+_CLAIM_ID = text("SELECT setval(pg_get_serial_sequence('cpl_snapshots', 'id'), :id)")
+
+
+_Message = tuple[list[ModelKey], list[FirmwareRow]] | list[DeviceModelRow] | None
+
+
+class _Stream(ChunkSink):
+    """Stores what the validating thread hands on, in the order it comes, on the event loop: each chunk's
+    new device models and rows, then the models' facts and the statistics, while the thread sorts and
+    digests the rows."""
+
+    def __init__(self, session: AsyncSession, snapshot_id: int, progress: ProgressCallback | None) -> None:
+        self.session, self.snapshot_id, self.progress = session, snapshot_id, progress
+        self.loop = asyncio.get_running_loop()
+        # Unbounded, and no copy: the rows are the ones validation keeps for its sort and digest anyway.
+        self.queue: asyncio.Queue[_Message] = asyncio.Queue()
+        self.abandoned = threading.Event()
+        self.models_stored = self.rows_stored = 0
+
+    def _post(self, message: _Message) -> None:  # in the validating thread
+        if self.abandoned.is_set():
+            raise _Abandoned  # its transaction has failed: stop validating at the next chunk
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, message)
+
+    def chunk(self, models: list[ModelKey], firmware: list[FirmwareRow]) -> None:
+        self._post((models, firmware))
+
+    def models(self, device_models: list[DeviceModelRow]) -> None:
+        self._post(device_models)
+
+    async def run(self, validation: Validation) -> ValidCpl:
+        validating = asyncio.ensure_future(asyncio.to_thread(validation, self))
+        # Runs after every message the thread posted: each was queued to the loop before the thread ended.
+        validating.add_done_callback(lambda _: self.queue.put_nowait(None))
+        try:
+            while (message := await self.queue.get()) is not None:
+                if isinstance(message, tuple):
+                    await self._store_chunk(*message)
+                else:
+                    await _set_model_facts(self.session, self.snapshot_id, message, self.models_stored)
+                    await self.session.execute(_ANALYZE)
+            valid = await validating
+        except BaseException:
+            self.abandoned.set()
+            with contextlib.suppress(BaseException):
+                await validating
+            raise
+        if self.progress is not None:
+            self.progress("store", self.rows_stored, self.rows_stored)
+        return valid
+
+    async def _store_chunk(self, models: list[ModelKey], firmware: list[FirmwareRow]) -> None:
+        if models:
+            await bulk_insert(
+                self.session,
+                CplDeviceModel.__tablename__,
+                MODEL_COLUMNS,
+                _model_keys(self.snapshot_id, models),
+            )
+            if not self.models_stored:
+                await self.session.execute(_ANALYZE_MODELS)
+            self.models_stored += len(models)
+        firmware.sort(key=version_order)  # key order within the chunk, as the rows are read back
+        await bulk_insert(
+            self.session,
+            CplCertifiedFirmware.__tablename__,
+            FIRMWARE_COLUMNS,
+            _firmware_rows(self.snapshot_id, firmware),
+        )
+        self.rows_stored += len(firmware)
+        if self.progress is not None:
+            self.progress("store", self.rows_stored, None)
+
+
+# Each firmware row's foreign key is checked by a query PostgreSQL plans when the first is checked and
+# keeps for the connection. Planned with no statistics for the new snapshot's id (a fresh database, or an
+# id its statistics have not seen), it estimates one row either way and takes the smaller index,
+# (snapshot_id, device_type, smets_version), reading every model of the snapshot stored so far for each
+# row checked: 100,000 rows took 42 s instead of 0.8. Statistics that include the first chunk's models
+# make the primary key the plan; ANALYZE also drops the plans kept for the table. A sample of the table,
+# some 10-100 ms, while the next chunk validates.
+_ANALYZE_MODELS = text("ANALYZE cpl_device_models")
+
+
+def _model_keys(snapshot_id: int, keys: list[ModelKey]) -> Iterator[tuple[Any, ...]]:
+    """A device model as first stored, before its facts are chosen: its key, and blanks for the rest."""
+    for key in keys:
+        yield (snapshot_id, *key, "", "", "", "", "", 0)
+
+
+_FACT_COLUMNS = MODEL_COLUMNS[1:]  # the key's three, then the facts
+_SET_MODEL_FACTS = text(
+    """
+    UPDATE cpl_device_models AS m
+    SET manufacturer_name = f.manufacturer_name, model_name = f.model_name, device_type = f.device_type,
+        smets_version = f.smets_version, smets_versions = f.smets_versions, firmware_count = f.firmware_count
+    FROM unnest(
+        CAST(:manufacturer_id AS text[]), CAST(:model_id AS text[]), CAST(:hardware_version AS text[]),
+        CAST(:manufacturer_name AS text[]), CAST(:model_name AS text[]), CAST(:device_type AS text[]),
+        CAST(:smets_version AS text[]), CAST(:smets_versions AS text[]), CAST(:firmware_count AS int[])
+    ) AS f(manufacturer_id, model_id, hardware_version, manufacturer_name, model_name, device_type,
+           smets_version, smets_versions, firmware_count)
+    WHERE m.snapshot_id = :snapshot_id AND m.manufacturer_id = f.manufacturer_id
+      AND m.model_id = f.model_id AND m.hardware_version = f.hardware_version
+    """
+)
+
+
+async def _set_model_facts(
+    session: AsyncSession, snapshot_id: int, models: list[DeviceModelRow], models_stored: int
+) -> None:
+    """Give each stored device model the facts chosen over all its rows, in one statement (one column
+    array per fact); every model stored must be one the file describes, and every one it describes
+    stored."""
+    rows = [row[1:] for row in _model_rows(snapshot_id, models)]
+    values: dict[str, Any] = {name: [row[i] for row in rows] for i, name in enumerate(_FACT_COLUMNS)}
+    result = await session.execute(_SET_MODEL_FACTS, {**values, "snapshot_id": snapshot_id})
+    updated = result.rowcount  # type: ignore[attr-defined]
+    if not updated == models_stored == len(models):
+        raise RuntimeError(
+            f"snapshot {snapshot_id}: {models_stored} device models stored, {len(models)} described, "
+            f"{updated} given their facts"
+        )

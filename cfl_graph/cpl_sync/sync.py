@@ -6,7 +6,6 @@ only an `applied` run changes which snapshot is current.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import gc
@@ -35,8 +34,14 @@ from cfl_graph.cpl_sync.fetch import (
 from cfl_graph.cpl_sync.lock import sync_lock
 from cfl_graph.cpl_sync.parse import read_table
 from cfl_graph.cpl_sync.problems import CplFileRejected, Problem
-from cfl_graph.cpl_sync.snapshot import store_snapshot
-from cfl_graph.cpl_sync.validate import MAX_REPORTED_PROBLEMS, ProgressCallback, ValidCpl, validate
+from cfl_graph.cpl_sync.snapshot import validate_and_store
+from cfl_graph.cpl_sync.validate import (
+    MAX_REPORTED_PROBLEMS,
+    ChunkSink,
+    ProgressCallback,
+    ValidCpl,
+    validate,
+)
 from cfl_graph.database import Database
 from cfl_graph.tables import CplSnapshot, CplSyncRun, SyncOutcome
 from cfl_graph.tables.base import utc_now
@@ -98,8 +103,8 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _read(path: Path, max_rows: int, progress: ProgressCallback | None) -> ValidCpl:
-    return validate(read_table(path), max_rows=max_rows, progress=progress)
+def _read(path: Path, max_rows: int, progress: ProgressCallback | None, sink: ChunkSink | None) -> ValidCpl:
+    return validate(read_table(path), max_rows=max_rows, progress=progress, sink=sink)
 
 
 async def _previous_validators(db: Database, source: str) -> Validators | None:
@@ -337,19 +342,8 @@ async def _read_and_store(
     actor: Actor,
     follower: Follower | None,
 ) -> SyncResult:
-    try:
-        # Parsing and validating are CPU work: keep them off the event loop that serves requests.
-        valid = await asyncio.to_thread(_read, fetched.path, limits.max_rows, progress)
-    except CplFileRejected as rejected:
-        return SyncResult(
-            run_id,
-            SyncOutcome.REJECTED,
-            source,
-            errors=rejected.problems,
-            error_count=rejected.error_count,
-            warnings=rejected.warnings,
-            message=str(rejected),
-        )
+    done: list[SyncResult] = []
+    warnings: list[Problem] = []
 
     def applied(snapshot: CplSnapshot) -> SyncResult:
         return SyncResult(
@@ -360,11 +354,9 @@ async def _read_and_store(
             row_count=snapshot.row_count,
             device_model_count=snapshot.device_model_count,
             changes=DiffCounts(snapshot.added_count, snapshot.removed_count, snapshot.changed_count),
-            warnings=valid.warnings,
+            warnings=warnings,
             message=f"snapshot {snapshot.id} is now current",
         )
-
-    done: list[SyncResult] = []
 
     async def record_applied(session: AsyncSession, snapshot: CplSnapshot) -> None:
         # The library follows the new snapshot, and the run's outcome and its audit event are written,
@@ -377,14 +369,32 @@ async def _read_and_store(
         await _write_run(session, run, result, fetched, actor)
         done.append(result)
 
-    stored = await store_snapshot(
-        db.sessions,
-        valid,
-        source=source,
-        content_sha256=fetched.sha256,
-        progress=progress,
-        on_created=record_applied,
-    )
+    def validation(sink: ChunkSink | None) -> ValidCpl:
+        # Parsing and validating are CPU work, run in a worker thread off the event loop that serves
+        # requests; on PostgreSQL the rows are stored meanwhile (`validate_and_store`).
+        valid = _read(fetched.path, limits.max_rows, progress, sink)
+        warnings.extend(valid.warnings)
+        return valid
+
+    try:
+        valid, stored = await validate_and_store(
+            db.sessions,
+            validation,
+            source=source,
+            content_sha256=fetched.sha256,
+            progress=progress,
+            on_created=record_applied,
+        )
+    except CplFileRejected as rejected:
+        return SyncResult(
+            run_id,
+            SyncOutcome.REJECTED,
+            source,
+            errors=rejected.problems,
+            error_count=rejected.error_count,
+            warnings=rejected.warnings,
+            message=str(rejected),
+        )
     snapshot = stored.snapshot
     if not stored.created:
         return SyncResult(

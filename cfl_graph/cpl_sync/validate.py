@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from cfl_graph import identifiers as ids
 from cfl_graph.cpl_sync.columns import Column
@@ -92,7 +92,8 @@ class FirmwareRow(NamedTuple):
         )
 
 
-_VERSION_KEY = attrgetter("manufacturer_id", "model_id", "hardware_version", "firmware_version")
+# The order of `FirmwareRow.key`, without building one per row.
+version_order = attrgetter("manufacturer_id", "model_id", "hardware_version", "firmware_version")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,19 @@ class ValidCpl:
     firmware: list[FirmwareRow]  # in key order
     warnings: list[Problem]
     rows_sha256: str
+
+
+class ChunkSink(Protocol):
+    """Where a file is stored while it is validated (`snapshot.validate_and_store`). Called from the
+    validating thread, and only while the file has no error: a file with one is refused whole."""
+
+    def chunk(self, models: list[ModelKey], firmware: list[FirmwareRow]) -> None:
+        """After each chunk: the device models first seen in it (their keys only: their facts are chosen
+        over all their rows) and its accepted rows, in file order."""
+
+    def models(self, device_models: list[DeviceModelRow]) -> None:
+        """Once every row is read and found good: each device model with its facts, before the rows are
+        sorted and digested."""
 
 
 _NORMALISERS: dict[Column, Callable[[Cell], Any]] = {
@@ -230,6 +244,7 @@ def validate(
     max_rows: int = 2_000_000,
     max_problems: int = MAX_REPORTED_PROBLEMS,
     progress: ProgressCallback | None = None,
+    sink: ChunkSink | None = None,
 ) -> ValidCpl:
     header = table.header
     problems = _Problems(max_problems)
@@ -251,6 +266,7 @@ def validate(
 
     for chunk in _rows_in_chunks(table, max_rows, problems, progress):
         data_rows += len(chunk)
+        accepted_before = len(firmware)
         rows = [
             cells if len(cells) >= width else [*cells, *[None] * (width - len(cells))] for _, cells in chunk
         ]
@@ -333,6 +349,8 @@ def validate(
             )
             facts.note(row, described[index], unreadable)
             firmware.append(row)
+        if sink is not None and not problems.error_count:
+            sink.chunk(facts.take_fresh(), firmware[accepted_before:])
 
     if data_rows == 0:
         problems.error(Problem("the file has a header row but no data rows", header.row))
@@ -341,8 +359,10 @@ def validate(
         raise CplFileRejected(problems.errors, problems.error_count, problems.warnings)
     if progress is not None:
         progress("validate", data_rows, data_rows)
+    if sink is not None:
+        sink.models(device_models)
 
-    firmware.sort(key=_VERSION_KEY)  # the order of `FirmwareRow.key`, without building one per row
+    firmware.sort(key=version_order)
     return ValidCpl(header, device_models, firmware, problems.warnings, rows_digest(device_models, firmware))
 
 
@@ -380,6 +400,7 @@ class _Facts:
         self.problems = problems
         self.header = header
         self.models: dict[ModelKey, _ModelSeen] = {}
+        self.fresh: list[ModelKey] = []  # models first seen since `take_fresh` was last called
         self.makers: dict[ids.ManufacturerId, _MakerSeen] = {}
         self.unreadable: list[tuple[FirmwareRow, Column, str]] = []
 
@@ -449,6 +470,7 @@ class _Facts:
                 firmware_count=1,
             )
             self.models[key] = seen
+            self.fresh.append(key)
         else:
             seen.firmware_count += 1
             first_name, first_type = seen.first
@@ -478,6 +500,10 @@ class _Facts:
                 seen.latest, seen.values = when, (model_name, device_type)
         else:
             seen.partial.append((when, model_name, device_type))
+
+    def take_fresh(self) -> list[ModelKey]:
+        fresh, self.fresh = self.fresh, []
+        return fresh
 
     def device_models(self) -> list[DeviceModelRow]:
         """Each model's facts as `prevails` chooses them; an unreadable fact no row of the model (or,

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import hashlib
+import random
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -14,10 +18,13 @@ from cfl_graph.cpl_sync import snapshot as snapshot_module
 from cfl_graph.cpl_sync import validate as validate_module
 from cfl_graph.cpl_sync.columns import Column
 from cfl_graph.cpl_sync.parse import read_table
-from cfl_graph.cpl_sync.snapshot import store_snapshot
+from cfl_graph.cpl_sync.snapshot import Stored, store_snapshot, validate_and_store
 from cfl_graph.cpl_sync.sync import sync_cpl
-from cfl_graph.cpl_sync.validate import validate
+from cfl_graph.cpl_sync.validate import ChunkSink, ValidCpl, validate
 from cfl_graph.database import Database
+from cfl_graph.demo.cpl_data import CplRecord, generate
+from cfl_graph.demo.cpl_data import write_csv as write_demo_csv
+from cfl_graph.demo.cpl_data import write_xlsx as write_demo_xlsx
 from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot, CplSyncRun
 from tests.fixtures.cpl_files import row, versions, write_csv, write_xlsx
 
@@ -123,6 +130,10 @@ async def test_a_bad_row_in_the_last_chunk_refuses_the_file_and_stores_nothing(
     assert await count(db, CplSnapshot) == 1
     assert await count(db, CplCertifiedFirmware) == 3
     assert await count(db, CplDeviceModel) == 1
+    # Nor a gap in the snapshots' numbers: the refused file had none.
+    rows[-1][Column.IMAGE_HASH] = "ab" * 32
+    fixed = await sync_cpl(db, str(write_csv(tmp_path / "c.csv", rows)), work_dir=tmp_path)
+    assert (fixed.outcome, fixed.snapshot_id) == ("applied", good.snapshot_id + 1)
 
 
 async def test_a_failure_while_writing_leaves_no_rows_and_the_old_snapshot_current(
@@ -153,7 +164,7 @@ async def test_a_failed_sync_is_recorded_as_failed(
     async def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("database went away (injected)")
 
-    monkeypatch.setattr("cfl_graph.cpl_sync.sync.store_snapshot", broken)
+    monkeypatch.setattr("cfl_graph.cpl_sync.sync.validate_and_store", broken)
     with pytest.raises(RuntimeError):
         await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(2))), work_dir=tmp_path)
     async with db.sessions() as session:
@@ -204,7 +215,149 @@ async def test_the_garbage_collector_is_back_on_after_every_outcome(
     async def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("database went away (injected)")
 
-    monkeypatch.setattr("cfl_graph.cpl_sync.sync.store_snapshot", broken)
+    monkeypatch.setattr("cfl_graph.cpl_sync.sync.validate_and_store", broken)
     with pytest.raises(RuntimeError):
         await sync_cpl(db, str(write_csv(tmp_path / "c.csv", versions(4))), work_dir=tmp_path)
     assert gc.isenabled()
+
+
+# --- stored while validating (PostgreSQL's way) against validated, then stored (the reference) ----------
+
+ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+async def _validate_and_store(db: Database, path: Path, *, streamed: bool, **kwargs: Any) -> Stored:
+    def validation(sink: ChunkSink | None) -> ValidCpl:
+        return validate(read_table(path), sink=sink)
+
+    _, stored = await validate_and_store(
+        db.sessions,
+        validation,
+        source=path.name,
+        content_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        streamed=streamed,
+        **kwargs,
+    )
+    return stored
+
+
+async def _what_is_stored(db: Database, snapshot_id: int) -> dict[str, Any]:
+    """Everything a snapshot holds but its id and when it was made."""
+
+    def without_id(table: Any) -> list[Any]:
+        return [c for c in table.__table__.columns if c.name != "snapshot_id"]
+
+    async with db.sessions() as session:
+        snapshot = await session.get_one(CplSnapshot, snapshot_id)
+        models = (
+            await session.execute(
+                select(*without_id(CplDeviceModel))
+                .where(CplDeviceModel.snapshot_id == snapshot_id)
+                .order_by(
+                    CplDeviceModel.manufacturer_id, CplDeviceModel.model_id, CplDeviceModel.hardware_version
+                )
+            )
+        ).all()
+        firmware = (
+            await session.execute(
+                select(*without_id(CplCertifiedFirmware))
+                .where(CplCertifiedFirmware.snapshot_id == snapshot_id)
+                .order_by(
+                    CplCertifiedFirmware.manufacturer_id,
+                    CplCertifiedFirmware.model_id,
+                    CplCertifiedFirmware.hardware_version,
+                    CplCertifiedFirmware.firmware_version,
+                )
+            )
+        ).all()
+    return {
+        "models": [tuple(m) for m in models],
+        "firmware": [tuple(f) for f in firmware],
+        "counts": (
+            snapshot.row_count,
+            snapshot.device_model_count,
+            snapshot.added_count,
+            snapshot.removed_count,
+            snapshot.changed_count,
+        ),
+        "rows_sha256": snapshot.rows_sha256,
+    }
+
+
+def _changed(records: list[CplRecord], seed: int) -> list[CplRecord]:
+    """A later list: some versions withdrawn, some gone, some new, a model named two ways, shuffled so
+    that each model's rows span chunks."""
+    chooser = random.Random(seed)
+    later = [
+        replace(r, status="Withdrawn") if chooser.random() < 0.1 else r
+        for r in records
+        if chooser.random() > 0.05
+    ]
+    later += [replace(r, firmware_version=f"{i:08X}") for i, r in enumerate(records[:25], 0xA000)]
+    first = later[0]
+    later.append(replace(first, firmware_version="0000FFFF", model_name=first.model_name + " Mk II"))
+    chooser.shuffle(later)
+    return later
+
+
+@ON_POSTGRESQL
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_a_snapshot_stored_while_it_validates_is_the_snapshot_stored_after(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """The same device models with the same facts, the same rows, counts, digest and diff against the
+    previous snapshot, whether the rows went in chunk by chunk as they were validated or all after."""
+    monkeypatch.setattr(validate_module, "CHUNK_ROWS", 37)  # some 15 chunks, each model in several
+    earlier = list(generate(400, seed=seed))
+    first, later = tmp_path / "first.xlsx", tmp_path / "later.xlsx"
+    write_demo_xlsx(first, earlier)
+    write_demo_xlsx(later, _changed(earlier, seed))
+    again = tmp_path / "first-again.csv"  # the first list again, in other bytes: current again
+    write_demo_csv(again, earlier)
+
+    assert (await _validate_and_store(db, first, streamed=False)).created
+    streamed = (await _validate_and_store(db, later, streamed=True)).snapshot
+    assert (await _validate_and_store(db, again, streamed=True)).created
+    after = (await _validate_and_store(db, later, streamed=False)).snapshot
+
+    assert streamed.previous_id != after.previous_id  # each against its own copy of the first list
+    stored_streamed, stored_after = (
+        await _what_is_stored(db, streamed.id),
+        await _what_is_stored(db, after.id),
+    )
+    assert stored_streamed == stored_after
+    assert stored_streamed["counts"][2:] != (0, 0, 0)  # versions were added, removed and changed
+    assert len({m[0:3] for m in stored_streamed["models"]}) == len(stored_streamed["models"])
+
+
+@ON_POSTGRESQL
+async def test_a_failure_while_storing_as_it_validates_stops_the_validation_and_stores_nothing(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(3))), work_dir=tmp_path)
+    monkeypatch.setattr(validate_module, "CHUNK_ROWS", 10)
+    chunks_validated: list[int] = []
+    real_chunk = snapshot_module._Stream.chunk
+
+    def counted(self: Any, models: list[Any], firmware: list[Any]) -> None:
+        chunks_validated.append(len(firmware))
+        if len(chunks_validated) == 3:
+            # The third chunk is handed on only once the store has failed (at the second).
+            assert self.abandoned.wait(timeout=30)
+        real_chunk(self, models, firmware)
+
+    monkeypatch.setattr(snapshot_module._Stream, "chunk", counted)
+
+    def fail_in_the_second_chunk(stage: str, done: int, total: int | None) -> None:
+        if stage == "store" and done >= 20:
+            raise OSError("disk full (injected)")
+
+    with pytest.raises(OSError, match="injected"):
+        await _validate_and_store(
+            db, write_csv(tmp_path / "b.csv", versions(200)), streamed=True, progress=fail_in_the_second_chunk
+        )
+    assert chunks_validated == [10, 10, 10]  # the validation stopped there, not at the end of the file
+    assert await current_id(db) == good.snapshot_id
+    assert await count(db, CplSnapshot) == 1
+    assert await count(db, CplCertifiedFirmware) == 3
+    assert await count(db, CplDeviceModel) == 1
