@@ -157,7 +157,10 @@ def _xlsx_rows(
         sheet_row = index + 1
         if sheet_row <= header_row:
             continue
-        yield sheet_row, [*([None] * col_offset), *cells] if col_offset else list(cells)
+        if col_offset:
+            yield sheet_row, [*([None] * col_offset), *cells]
+        else:  # calamine builds a new list per row, ours to keep
+            yield sheet_row, cells if isinstance(cells, list) else list(cells)
 
 
 def _decode(raw: bytes) -> tuple[str, str, list[Problem]]:

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple, Protocol
 
@@ -257,7 +258,7 @@ def validate(
     pick = itemgetter(*(position for _, position, _, _ in plan))
     width = max(position for _, position, _, _ in plan) + 1
     facts = _Facts(problems, header)
-    seen: dict[VersionKey, tuple[int, str]] = {}
+    seen: dict[tuple[str, str, str, str], tuple[int, str]] = {}  # by version key
     firmware: list[FirmwareRow] = []
     data_rows = 0
 
@@ -319,7 +320,8 @@ def validate(
                         problems.warn(problem(sheet_row, column, f"{reason}; left empty", Severity.WARNING))
                     else:
                         unreadable.append((column, reason))
-            key = VersionKey(manufacturer_ids[index], model_ids[index], hardware[index], versions[index])
+            # A plain tuple: hashed and compared as the `VersionKey` of the same parts, built faster.
+            key = (manufacturer_ids[index], model_ids[index], hardware[index], versions[index])
             image_hash = hashes[index]
             if (earlier := seen.get(key)) is not None:
                 first_row, first_hash = earlier
@@ -401,6 +403,7 @@ class _Facts:
         self.header = header
         self.models: dict[ModelKey, _ModelSeen] = {}
         self.fresh: list[ModelKey] = []  # models first seen since `take_fresh` was last called
+        self.generation_of: dict[ids.TechnicalSpecification, ids.SmetsVersion] = {}
         self.makers: dict[ids.ManufacturerId, _MakerSeen] = {}
         self.unreadable: list[tuple[FirmwareRow, Column, str]] = []
 
@@ -418,9 +421,12 @@ class _Facts:
     ) -> None:
         when = (row.date_added, row.sheet_row)
         maker_name, model_name, device_type = said
-        key = ModelKey.of(row)
-        generation = row.specification.generation
-        seen = self.models.get(key)
+        spec = row.specification
+        if (generation := self.generation_of.get(spec)) is None:
+            generation = self.generation_of[spec] = spec.generation
+        # The model's key as a plain tuple, which finds the `ModelKey` it equals (a named tuple of the same
+        # parts); one is built only for a model seen for the first time.
+        seen = self.models.get(row[:3])  # type: ignore[call-overload]
         maker = self.makers.get(row.manufacturer_id)
         if (
             seen is not None
@@ -430,15 +436,17 @@ class _Facts:
             and maker.first == maker_name
         ):
             # The common case, rows that agree with the model's first row: only counts and winners move.
+            # `prevails`, written out: this runs once per row.
             seen.firmware_count += 1
-            if prevails(when, seen.latest):
-                seen.latest, seen.values = when, (model_name, device_type)  # type: ignore[assignment]
-            if prevails(when, seen.generation_when):
+            if seen.latest is None or when > seen.latest:
+                seen.latest, seen.values = when, (model_name, device_type)
+            if when > seen.generation_when:
                 seen.generation_when, seen.generation = when, generation
             seen.generations.add(generation)
-            if prevails(when, maker.latest):
+            if when > maker.latest:
                 maker.latest, maker.name = when, maker_name
             return
+        key = ModelKey.of(row)
         for column, reason in unreadable:
             self.unreadable.append((row, column, reason))
         label = "/".join(key)
@@ -561,6 +569,17 @@ class _Facts:
         return result
 
 
+_FIELD = {name: index for index, name in enumerate(FirmwareRow._fields)}
+_DIGESTED_AS_THEY_ARE = tuple(
+    _FIELD[name]
+    for name in ("manufacturer_id", "model_id", "hardware_version", "firmware_version", "image_hash")
+)
+_STATUS, _SPECIFICATION = _FIELD["status"], _FIELD["specification"]
+_DIGESTED_AS_TEXT = tuple(
+    _FIELD[name] for name in ("gbcs_version", "cpa_reference", "cpa_expiry", "date_added")
+)
+
+
 def rows_digest(device_models: list[DeviceModelRow], firmware: list[FirmwareRow]) -> str:
     """SHA-256 over the normalised content in key order: equal for files that say the same thing."""
     digest = hashlib.sha256()
@@ -578,19 +597,21 @@ def rows_digest(device_models: list[DeviceModelRow], firmware: list[FirmwareRow]
             ).encode()
             + b"\n"
         )
-    # One f-string per row: `format(value, "")` is `str(value)` for every type a row holds (str, StrEnum,
-    # date, None), and the specification's three parts are worked out once per distinct specification.
-    parts: dict[ids.TechnicalSpecification, str] = {}
+    # Each line is joined in C from the rows' columns, ten thousand rows at a time: `str(value)` is what a
+    # line has always held for every type a row holds (str, StrEnum, date, None), and the specification's
+    # three parts are worked out once per distinct specification.
+    spec_text: dict[ids.TechnicalSpecification, str] = {}
     for start in range(0, len(firmware), 10_000):
-        lines = []
-        for fw in firmware[start : start + 10_000]:
-            spec = fw.specification
-            if (spec_text := parts.get(spec)) is None:
-                spec_text = parts[spec] = f"{spec.generation}\x1f{spec.specification}\x1f{spec.version}"
-            lines.append(
-                f"F\x1f{fw.manufacturer_id}\x1f{fw.model_id}\x1f{fw.hardware_version}\x1f{fw.firmware_version}"
-                f"\x1f{fw.image_hash}\x1f{fw.status}\x1f{spec_text}\x1f{fw.gbcs_version}\x1f{fw.cpa_reference}"
-                f"\x1f{fw.cpa_expiry}\x1f{fw.date_added}"
-            )
+        columns = list(zip(*firmware[start : start + 10_000], strict=True))
+        specifications = columns[_SPECIFICATION]
+        for spec in set(specifications).difference(spec_text):
+            spec_text[spec] = f"{spec.generation}\x1f{spec.specification}\x1f{spec.version}"
+        fields = [
+            *(columns[i] for i in _DIGESTED_AS_THEY_ARE),
+            map(str, columns[_STATUS]),
+            map(spec_text.__getitem__, specifications),
+            *(map(str, columns[i]) for i in _DIGESTED_AS_TEXT),
+        ]
+        lines = map("\x1f".join, zip(repeat("F"), *fields))
         digest.update(("\n".join(lines) + "\n").encode())
     return digest.hexdigest()

@@ -133,6 +133,7 @@ async def test_a_bad_row_in_the_last_chunk_refuses_the_file_and_stores_nothing(
     # Nor a gap in the snapshots' numbers: the refused file had none.
     rows[-1][Column.IMAGE_HASH] = "ab" * 32
     fixed = await sync_cpl(db, str(write_csv(tmp_path / "c.csv", rows)), work_dir=tmp_path)
+    assert good.snapshot_id is not None
     assert (fixed.outcome, fixed.snapshot_id) == ("applied", good.snapshot_id + 1)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,9 @@ import pytest
 from cfl_graph.cpl_sync.columns import HEADINGS, Column
 from cfl_graph.cpl_sync.parse import read_table
 from cfl_graph.cpl_sync.problems import CplFileRejected
-from cfl_graph.cpl_sync.validate import ValidCpl, validate
+from cfl_graph.cpl_sync.validate import ValidCpl, rows_digest, validate
+from cfl_graph.demo.cpl_data import generate
+from cfl_graph.demo.cpl_data import write_csv as write_demo_csv
 from cfl_graph.identifiers import CplStatus, DeviceType
 from tests.fixtures.cpl_files import row, versions, write_csv, write_xlsx
 
@@ -257,6 +261,46 @@ def test_device_models_are_derived_with_firmware_counts(tmp_path: Path) -> None:
         ("0001", DeviceType.ESME, 3),
         ("0002", DeviceType.GSME, 2),
     ]
+
+
+def _rows_digest_line_by_line(valid: ValidCpl) -> str:
+    """The rows digest as first written, one formatted line per row: the reference `rows_digest`'s
+    column-wise joining must agree with, byte for byte (a stored snapshot's digest is compared with every
+    later file's: a digest that changed would store an unchanged list again)."""
+    digest = hashlib.sha256()
+    for m in valid.device_models:
+        line = "\x1f".join(("M", *m.key, m.manufacturer_name, m.model_name, m.device_type, m.smets_version))
+        digest.update(line.encode() + b"\n")
+    for fw in valid.firmware:
+        spec = fw.specification
+        digest.update(
+            (
+                f"F\x1f{fw.manufacturer_id}\x1f{fw.model_id}\x1f{fw.hardware_version}\x1f{fw.firmware_version}"
+                f"\x1f{fw.image_hash}\x1f{fw.status}\x1f{spec.generation}\x1f{spec.specification}"
+                f"\x1f{spec.version}\x1f{fw.gbcs_version}\x1f{fw.cpa_reference}\x1f{fw.cpa_expiry}"
+                f"\x1f{fw.date_added}\n"
+            ).encode()
+        )
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("rows", [0, 1, 9_999, 10_000, 10_001, 23_456])
+def test_the_rows_digest_is_the_one_written_line_by_line(tmp_path: Path, rows: int) -> None:
+    """Across the ten-thousand-row batches, with empty GBCS versions, CPA references and expiry dates,
+    every status and specification the demo list has."""
+    if rows == 0:
+        result = ValidCpl(valid(write_csv(tmp_path / "a.csv", versions(1))).header, [], [], [], "")
+    else:
+        records = list(generate(rows, seed=rows))
+        blanked = [
+            replace(r, gbcs_version="", cpa_reference="", cpa_expiry=None) if i % 7 == 0 else r  # type: ignore[arg-type]
+            for i, r in enumerate(records)
+        ]
+        write_demo_csv(tmp_path / "cpl.csv", blanked)
+        result = valid(tmp_path / "cpl.csv")
+        assert any(fw.cpa_expiry is None for fw in result.firmware)
+        assert any(fw.gbcs_version is None for fw in result.firmware)
+    assert rows_digest(result.device_models, result.firmware) == _rows_digest_line_by_line(result)
 
 
 def test_the_rows_digest_ignores_order_and_file_format(tmp_path: Path) -> None:
