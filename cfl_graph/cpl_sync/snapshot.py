@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -345,9 +346,18 @@ class _Stream(ChunkSink):
         # Runs after every message the thread posted: each was queued to the loop before the thread ended.
         validating.add_done_callback(lambda _: self.queue.put_nowait(None))
         try:
-            while (message := await self.queue.get()) is not None:
+            backlog: deque[_Message] = deque()
+            while (message := backlog.popleft() if backlog else await self.queue.get()) is not None:
                 if isinstance(message, tuple):
-                    await self._store_chunk(*message)
+                    models, firmware = message
+                    # Chunks that queued while the last was stored go in together: fewer statements,
+                    # round trips, and waits for the interpreter's lock the validating thread holds.
+                    while not self.queue.empty():
+                        backlog.append(self.queue.get_nowait())
+                    while backlog and isinstance(following := backlog[0], tuple):
+                        backlog.popleft()
+                        models, firmware = models + following[0], firmware + following[1]
+                    await self._store_chunk(models, firmware)
                 else:
                     await _set_model_facts(self.session, self.snapshot_id, message, self.models_stored)
                     await self.session.execute(_ANALYZE)
