@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -63,18 +64,29 @@ async def test_a_token_s_rate_is_counted_once_across_nodes(
     db: Database, tokens: Tokens, redis_space: RedisSpace
 ) -> None:
     async with nodes(db, redis_space.shared_state, rate_limit_per_minute=6) as (a, b):
-        statuses = []
+        # Each node's first request (connections, caches) is made with another token, which has its own
+        # count: a loaded machine's slow first answer would otherwise give the measured token time back.
+        for node in (a, b):
+            assert (
+                await node.post("/graphql", json={"query": QUERY}, headers=auth(tokens.manufacturer))
+            ).is_success
+        answers = []
+        began = time.monotonic()
         for turn in range(8):
             node = a if turn % 2 == 0 else b
-            answer = await node.post("/graphql", json={"query": QUERY}, headers=auth(tokens.supplier))
-            statuses.append(answer.status_code)
+            answers.append(await node.post("/graphql", json={"query": QUERY}, headers=auth(tokens.supplier)))
+        elapsed = time.monotonic() - began
         other = await b.post("/graphql", json={"query": QUERY}, headers=auth(tokens.manufacturer))
-    # Six a minute between both nodes, not six each; another token has its own count.
-    assert statuses == [200] * 6 + [429, 429], statuses
+    # Six a minute between both nodes, not six each (which would let all eight through, four a node):
+    # a burst of six, then one more every ten seconds the eight requests took.
+    assert elapsed < 20, f"eight requests took {elapsed:.1f} s; the test needs them within 20"
+    statuses = [answer.status_code for answer in answers]
+    allowed = 6 + int(elapsed // 10)
+    assert statuses[:6] == [200] * 6 and statuses.count(200) == allowed, (statuses, elapsed)
     assert other.status_code == 200
-    refused = answer.json()["errors"][0]
-    assert refused["extensions"]["code"] == "RATE_LIMITED"
-    assert 1 <= int(answer.headers["retry-after"]) <= 10
+    last_refused = [answer for answer in answers if answer.status_code == 429][-1]
+    assert last_refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert 1 <= int(last_refused.headers["retry-after"]) <= 10
     assert any(key.startswith(f"{redis_space.prefix}rate:".encode()) for key in await redis_space.keys())
 
 
