@@ -216,9 +216,10 @@ async def _make_current(
 
 
 class _Unchanged(Exception):
-    """The file's rows say what the current snapshot says: what was stored of it is rolled back."""
+    """The file says what the current snapshot says (its bytes, known before validating, or its rows,
+    once validated: `valid`): its transaction is rolled back, with whatever was stored of it."""
 
-    def __init__(self, valid: ValidCpl, previous_id: int) -> None:
+    def __init__(self, valid: ValidCpl | None, previous_id: int) -> None:
         self.valid, self.previous_id = valid, previous_id
 
 
@@ -246,9 +247,10 @@ async def validate_and_store(
     anywhere, its last row included, is refused whole: its transaction rolls back and nothing of it is
     seen. Not streamed (the default on SQLite, where the write lock would be held for the whole
     validation, and the database shares the process): validate, then `store_snapshot`."""
-    if streamed is None:
-        streamed = sessions.kw["bind"].dialect.name == "postgresql"
-    if not streamed:
+    on_postgresql = sessions.kw["bind"].dialect.name == "postgresql"
+    if streamed and not on_postgresql:
+        raise ValueError("a CPL is stored while it validates on PostgreSQL only")
+    if not (on_postgresql if streamed is None else streamed):
         valid = await asyncio.to_thread(validation, None)
         stored = await store_snapshot(
             sessions,
@@ -262,9 +264,12 @@ async def validate_and_store(
     try:
         return await _stream(sessions, validation, source, content_sha256, progress, on_created)
     except _Unchanged as unchanged:
+        # Same bytes as the current snapshot's: validated now, outside any transaction, so that a file
+        # the rules refuse is refused whatever is current.
+        again = unchanged.valid if unchanged.valid is not None else await asyncio.to_thread(validation, None)
         async with sessions() as session:
             previous = await session.get_one(CplSnapshot, unchanged.previous_id)
-        return unchanged.valid, Stored(previous, created=False)
+        return again, Stored(previous, created=False)
 
 
 async def _stream(
@@ -278,7 +283,7 @@ async def _stream(
     async with writer_of(sessions).begin() as session:
         previous = await current_snapshot(session)
         if previous is not None and previous.content_sha256 == content_sha256:
-            return await asyncio.to_thread(validation, None), Stored(previous, created=False)
+            raise _Unchanged(None, previous.id)  # nothing written: the transaction ends here
         # Its counts and digest are known once the last row is read; until the commit nobody else sees it.
         # Its id is the next after the last, not drawn from the sequence: a file refused in its last row
         # rolls back and leaves no gap in the snapshots' numbers (`_CLAIM_ID`).
@@ -302,14 +307,14 @@ async def _stream(
         snapshot.rows_sha256 = valid.rows_sha256
         snapshot.row_count = snapshot.added_count = len(valid.firmware)
         snapshot.device_model_count = len(valid.device_models)
-        await session.execute(_CLAIM_ID, {"id": snapshot.id})
         await _make_current(session, snapshot, previous, on_created, analyze=False)
+        await session.execute(_CLAIM_ID, {"id": snapshot.id})
         return valid, Stored(snapshot, created=True)
 
 
 # Syncs are one at a time (`lock.sync_lock`); another writer of a snapshot at once would meet the primary
-# key. The sequence is moved to the id once the file is known good, as `nextval` would have: it is not
-# transactional, so a refused file must not move it.
+# key. The sequence is moved to the id as the snapshot is about to commit, as `nextval` would have: it is
+# not transactional, so a refused file must not move it.
 _NEXT_ID = select(func.coalesce(func.max(CplSnapshot.id), 0) + 1)
 _CLAIM_ID = text("SELECT setval(pg_get_serial_sequence('cpl_snapshots', 'id'), :id)")
 
@@ -325,21 +330,22 @@ class _Stream(ChunkSink):
     def __init__(self, session: AsyncSession, snapshot_id: int, progress: ProgressCallback | None) -> None:
         self.session, self.snapshot_id, self.progress = session, snapshot_id, progress
         self.loop = asyncio.get_running_loop()
-        # Unbounded, and no copy: the rows are the ones validation keeps for its sort and digest anyway.
+        # Unbounded: a message holds lists of the rows validation keeps for its sort and digest anyway.
         self.queue: asyncio.Queue[_Message] = asyncio.Queue()
         self.abandoned = threading.Event()
         self.models_stored = self.rows_stored = 0
 
-    def _post(self, message: _Message) -> None:  # in the validating thread
+    def check(self) -> None:  # in the validating thread, after every chunk
         if self.abandoned.is_set():
-            raise _Abandoned  # its transaction has failed: stop validating at the next chunk
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, message)
+            raise _Abandoned  # the transaction it was feeding has failed, or the sync was cancelled
 
     def chunk(self, models: list[ModelKey], firmware: list[FirmwareRow]) -> None:
-        self._post((models, firmware))
+        self.check()
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, (models, firmware))
 
     def models(self, device_models: list[DeviceModelRow]) -> None:
-        self._post(device_models)
+        self.check()
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, device_models)
 
     async def run(self, validation: Validation) -> ValidCpl:
         validating = asyncio.ensure_future(asyncio.to_thread(validation, self))
@@ -348,25 +354,30 @@ class _Stream(ChunkSink):
         try:
             backlog: deque[_Message] = deque()
             while (message := backlog.popleft() if backlog else await self.queue.get()) is not None:
+                if validating.done() and (validating.cancelled() or validating.exception() is not None):
+                    break  # the file was refused (or validation failed): what is queued is not stored
                 if isinstance(message, tuple):
-                    models, firmware = message
+                    models, firmware = list(message[0]), list(message[1])
                     # Chunks that queued while the last was stored go in together: fewer statements,
                     # round trips, and waits for the interpreter's lock the validating thread holds.
                     while not self.queue.empty():
                         backlog.append(self.queue.get_nowait())
                     while backlog and isinstance(following := backlog[0], tuple):
                         backlog.popleft()
-                        models, firmware = models + following[0], firmware + following[1]
+                        models.extend(following[0])
+                        firmware.extend(following[1])
                     await self._store_chunk(models, firmware)
                 else:
                     await _set_model_facts(self.session, self.snapshot_id, message, self.models_stored)
                     await self.session.execute(_ANALYZE)
-            valid = await validating
+            valid = await asyncio.shield(validating)
         except BaseException:
             self.abandoned.set()
-            with contextlib.suppress(BaseException):
-                await validating
+            await _finished(validating)
             raise
+        if self.rows_stored != len(valid.firmware):
+            validated, stored = len(valid.firmware), self.rows_stored
+            raise RuntimeError(f"snapshot {self.snapshot_id}: {validated} rows validated, {stored} stored")
         if self.progress is not None:
             self.progress("store", self.rows_stored, self.rows_stored)
         return valid
@@ -392,6 +403,15 @@ class _Stream(ChunkSink):
         self.rows_stored += len(firmware)
         if self.progress is not None:
             self.progress("store", self.rows_stored, None)
+
+
+async def _finished(validating: asyncio.Future[ValidCpl]) -> None:
+    """Wait for the validating thread to end (it stops at its next chunk once abandoned, or after the sort
+    and digest if it is past its last), whatever it raised, and however often this task is cancelled
+    meanwhile: no thread outlives the sync that started it. The caller then raises what stopped it."""
+    while not validating.done():
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(validating)
 
 
 # Each firmware row's foreign key is checked by a query PostgreSQL plans when the first is checked and

@@ -29,6 +29,8 @@ from cfl_graph.keys import ModelKey, VersionKey
 MAX_REPORTED_PROBLEMS = 200
 CHUNK_ROWS = 10_000
 
+# (stage, done, total if known). Called from the thread that does the stage: on PostgreSQL "validate"
+# from the validating thread while "store" is called from the event loop, at the same time.
 ProgressCallback = Callable[[str, int, int | None], None]
 
 
@@ -108,7 +110,10 @@ class ValidCpl:
 
 class ChunkSink(Protocol):
     """Where a file is stored while it is validated (`snapshot.validate_and_store`). Called from the
-    validating thread, and only while the file has no error: a file with one is refused whole."""
+    validating thread; handed rows only while the file has no error (a file with one is refused whole)."""
+
+    def check(self) -> None:
+        """After each chunk: raises if what the file is stored into has failed, which stops validation."""
 
     def chunk(self, models: list[ModelKey], firmware: list[FirmwareRow]) -> None:
         """After each chunk: the device models first seen in it (their keys only: their facts are chosen
@@ -151,7 +156,8 @@ When = tuple[dt.date, int]  # (date added, sheet row) of the row a value was rea
 
 def prevails(candidate: When, kept: When | None) -> bool:
     """The one rule for facts that rows of one device model (or manufacturer) give differently: the
-    most recently listed row wins, and of rows listed the same day, the one further down the sheet."""
+    most recently listed row wins, and of rows listed the same day, the one further down the sheet.
+    (`_Facts.note` writes it out for the rows that agree with their model's first.)"""
     return kept is None or candidate > kept
 
 
@@ -351,7 +357,11 @@ def validate(
             )
             facts.note(row, described[index], unreadable)
             firmware.append(row)
-        if sink is not None and not problems.error_count:
+        if sink is None:
+            pass
+        elif problems.error_count:
+            sink.check()
+        else:
             sink.chunk(facts.take_fresh(), firmware[accepted_before:])
 
     if data_rows == 0:
@@ -436,7 +446,7 @@ class _Facts:
             and maker.first == maker_name
         ):
             # The common case, rows that agree with the model's first row: only counts and winners move.
-            # `prevails`, written out: this runs once per row.
+            # `prevails`, written out (a change to the rule is a change here too): this runs per row.
             seen.firmware_count += 1
             if seen.latest is None or when > seen.latest:
                 seen.latest, seen.values = when, (model_name, device_type)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import gc
 import hashlib
 import random
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,9 @@ from cfl_graph.cpl_sync import validate as validate_module
 from cfl_graph.cpl_sync.columns import Column
 from cfl_graph.cpl_sync.parse import read_table
 from cfl_graph.cpl_sync.snapshot import Stored, store_snapshot, validate_and_store
-from cfl_graph.cpl_sync.sync import sync_cpl
+from cfl_graph.cpl_sync.sync import SyncResult, sync_cpl
 from cfl_graph.cpl_sync.validate import ChunkSink, ValidCpl, validate
-from cfl_graph.database import Database
+from cfl_graph.database import Database, bulk_insert
 from cfl_graph.demo.cpl_data import CplRecord, generate
 from cfl_graph.demo.cpl_data import write_csv as write_demo_csv
 from cfl_graph.demo.cpl_data import write_xlsx as write_demo_xlsx
@@ -69,6 +71,11 @@ async def test_the_same_rows_in_a_resaved_file_make_no_new_snapshot(db: Database
     )
     again = await sync_cpl(db, str(resaved), work_dir=tmp_path)
     assert (again.outcome, again.snapshot_id) == ("unchanged", first.snapshot_id)
+    # What was stored of it while it validated is gone, and so is the number it was to have.
+    assert await count(db, CplCertifiedFirmware) == 3
+    changed = await sync_cpl(db, str(write_csv(tmp_path / "c.csv", versions(4))), work_dir=tmp_path)
+    assert first.snapshot_id is not None
+    assert (changed.outcome, changed.snapshot_id) == ("applied", first.snapshot_id + 1)
 
 
 async def test_a_changed_list_becomes_a_new_snapshot_and_history_is_kept(
@@ -331,23 +338,53 @@ async def test_a_snapshot_stored_while_it_validates_is_the_snapshot_stored_after
     assert len({m[0:3] for m in stored_streamed["models"]}) == len(stored_streamed["models"])
 
 
+class _ThirdChunkWaits:
+    """Holds the validating thread at its third chunk until the store has been abandoned, and records what
+    the thread then met."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.chunks: list[int] = []
+        self.waited: list[bool] = []
+        self.stopped: list[BaseException] = []
+        real_chunk = snapshot_module._Stream.chunk
+
+        def chunk(stream: Any, models: list[Any], firmware: list[Any]) -> None:
+            self.chunks.append(len(firmware))
+            if len(self.chunks) == 3:
+                self.waited.append(stream.abandoned.wait(timeout=10))
+                time.sleep(0.3)  # a thread slow to get there: whoever abandoned it must wait for it
+            try:
+                real_chunk(stream, models, firmware)
+            except BaseException as exc:
+                self.stopped.append(exc)
+                raise
+
+        monkeypatch.setattr(snapshot_module._Stream, "chunk", chunk)
+
+    def assert_stopped_at_the_third_chunk(self) -> None:
+        assert self.waited == [True]  # the store was abandoned while the thread waited
+        assert self.chunks == [10, 10, 10]  # and the validation stopped there, not at the end of the file
+        assert [type(e).__name__ for e in self.stopped] == ["_Abandoned"]
+
+
+async def _nothing_more_stored(db: Database, good: SyncResult, tmp_path: Path) -> None:
+    assert await current_id(db) == good.snapshot_id
+    assert await count(db, CplSnapshot) == 1
+    assert await count(db, CplCertifiedFirmware) == 3
+    assert await count(db, CplDeviceModel) == 1
+    # Nor a gap in the snapshots' numbers.
+    after = await sync_cpl(db, str(write_csv(tmp_path / "after.csv", versions(4))), work_dir=tmp_path)
+    assert good.snapshot_id is not None
+    assert (after.outcome, after.snapshot_id) == ("applied", good.snapshot_id + 1)
+
+
 @ON_POSTGRESQL
 async def test_a_failure_while_storing_as_it_validates_stops_the_validation_and_stores_nothing(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     good = await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(3))), work_dir=tmp_path)
     monkeypatch.setattr(validate_module, "CHUNK_ROWS", 10)
-    chunks_validated: list[int] = []
-    real_chunk = snapshot_module._Stream.chunk
-
-    def counted(self: Any, models: list[Any], firmware: list[Any]) -> None:
-        chunks_validated.append(len(firmware))
-        if len(chunks_validated) == 3:
-            # The third chunk is handed on only once the store has failed (at the second).
-            assert self.abandoned.wait(timeout=30)
-        real_chunk(self, models, firmware)
-
-    monkeypatch.setattr(snapshot_module._Stream, "chunk", counted)
+    thread = _ThirdChunkWaits(monkeypatch)
 
     def fail_in_the_second_chunk(stage: str, done: int, total: int | None) -> None:
         if stage == "store" and done >= 20:
@@ -357,8 +394,67 @@ async def test_a_failure_while_storing_as_it_validates_stops_the_validation_and_
         await _validate_and_store(
             db, write_csv(tmp_path / "b.csv", versions(200)), streamed=True, progress=fail_in_the_second_chunk
         )
-    assert chunks_validated == [10, 10, 10]  # the validation stopped there, not at the end of the file
-    assert await current_id(db) == good.snapshot_id
-    assert await count(db, CplSnapshot) == 1
-    assert await count(db, CplCertifiedFirmware) == 3
-    assert await count(db, CplDeviceModel) == 1
+    thread.assert_stopped_at_the_third_chunk()
+    await _nothing_more_stored(db, good, tmp_path)
+
+
+@ON_POSTGRESQL
+async def test_a_sync_cancelled_while_it_stores_stores_nothing_and_waits_for_its_validation(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(3))), work_dir=tmp_path)
+    monkeypatch.setattr(validate_module, "CHUNK_ROWS", 10)
+    thread = _ThirdChunkWaits(monkeypatch)
+    twenty_stored = asyncio.Event()
+
+    def note_twenty(stage: str, done: int, total: int | None) -> None:
+        if stage == "store" and done >= 20:
+            twenty_stored.set()  # "store" is reported on the event loop
+
+    storing = asyncio.create_task(
+        _validate_and_store(
+            db, write_csv(tmp_path / "b.csv", versions(200)), streamed=True, progress=note_twenty
+        )
+    )
+    await asyncio.wait_for(twenty_stored.wait(), timeout=30)
+    storing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await storing
+    thread.assert_stopped_at_the_third_chunk()  # the task ended only once its thread had
+    await _nothing_more_stored(db, good, tmp_path)
+
+
+@ON_POSTGRESQL
+async def test_model_facts_that_do_not_match_the_models_stored_fail_the_snapshot(
+    db: Database, tmp_path: Path
+) -> None:
+    valid = validate(read_table(write_csv(tmp_path / "a.csv", versions(2) + versions(1, model_id="0002"))))
+    async with db.sessions.begin() as session:
+        session.add(
+            snapshot := CplSnapshot(
+                source="a.csv",
+                content_sha256="0" * 64,
+                rows_sha256="",
+                row_count=0,
+                device_model_count=0,
+                added_count=0,
+                removed_count=0,
+                changed_count=0,
+            )
+        )
+        await session.flush()
+        await bulk_insert(
+            session,
+            CplDeviceModel.__tablename__,
+            snapshot_module.MODEL_COLUMNS,
+            snapshot_module._model_keys(snapshot.id, [valid.device_models[0].key]),
+        )
+        with pytest.raises(RuntimeError, match="1 device models stored, 2 described, 1 given their facts"):
+            await snapshot_module._set_model_facts(session, snapshot.id, valid.device_models, 1)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_sqlite_is_never_stored_while_it_validates(db: Database, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="PostgreSQL only"):
+        await _validate_and_store(db, write_csv(tmp_path / "a.csv", versions(1)), streamed=True)
+    assert await count(db, CplSnapshot) == 0
