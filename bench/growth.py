@@ -32,6 +32,7 @@ from bench import peer
 from bench.catalogue import GapsMeasurement, GraphClient, app_pool_size, measure_gaps, open_hand_pool
 from bench.cpl_sync import Measurement as SyncMeasurement
 from bench.cpl_sync import _child, _drop_database, _fresh_database
+from bench.cpl_sync import measurement as sync_measurement
 from bench.records import machine_record, write_record
 from cfl_graph.demo.cpl_data import generate, write_csv, write_xlsx
 
@@ -75,18 +76,7 @@ def measure_sync(
         if kept:
             _drop_database(admin_url, kept)
         kept = url
-    best_bare, best_sync = min(bare), min(syncs)
-    measured = SyncMeasurement(
-        rows,
-        cpl.stat().st_size / 1e6,
-        best_bare[0],
-        max(peak for _, peak, _ in bare),
-        best_sync[0],
-        max(peak for _, peak, _ in syncs),
-        best_bare[2],
-        best_sync[2],
-    )
-    return measured, kept
+    return sync_measurement(rows, cpl, bare, syncs), kept
 
 
 async def _gaps(
