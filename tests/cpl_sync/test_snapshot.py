@@ -378,13 +378,21 @@ async def _nothing_more_stored(db: Database, good: SyncResult, tmp_path: Path) -
     assert (after.outcome, after.snapshot_id) == ("applied", good.snapshot_id + 1)
 
 
-@ON_POSTGRESQL
-async def test_a_failure_while_storing_as_it_validates_stops_the_validation_and_stores_nothing(
+@pytest.fixture
+async def held_at_the_third_chunk(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[SyncResult, _ThirdChunkWaits]:
+    """A current snapshot of three rows, and chunks of ten rows whose third waits for the store to fail."""
     good = await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(3))), work_dir=tmp_path)
     monkeypatch.setattr(validate_module, "CHUNK_ROWS", 10)
-    thread = _ThirdChunkWaits(monkeypatch)
+    return good, _ThirdChunkWaits(monkeypatch)
+
+
+@ON_POSTGRESQL
+async def test_a_failure_while_storing_as_it_validates_stops_the_validation_and_stores_nothing(
+    db: Database, tmp_path: Path, held_at_the_third_chunk: tuple[SyncResult, _ThirdChunkWaits]
+) -> None:
+    good, thread = held_at_the_third_chunk
 
     def fail_in_the_second_chunk(stage: str, done: int, total: int | None) -> None:
         if stage == "store" and done >= 20:
@@ -400,11 +408,9 @@ async def test_a_failure_while_storing_as_it_validates_stops_the_validation_and_
 
 @ON_POSTGRESQL
 async def test_a_sync_cancelled_while_it_stores_stores_nothing_and_waits_for_its_validation(
-    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database, tmp_path: Path, held_at_the_third_chunk: tuple[SyncResult, _ThirdChunkWaits]
 ) -> None:
-    good = await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(3))), work_dir=tmp_path)
-    monkeypatch.setattr(validate_module, "CHUNK_ROWS", 10)
-    thread = _ThirdChunkWaits(monkeypatch)
+    good, thread = held_at_the_third_chunk
     twenty_stored = asyncio.Event()
 
     def note_twenty(stage: str, done: int, total: int | None) -> None:
