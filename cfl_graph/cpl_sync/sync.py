@@ -343,20 +343,26 @@ async def _read_and_store(
     follower: Follower | None,
 ) -> SyncResult:
     done: list[SyncResult] = []
-    warnings: list[Problem] = []
+    warnings: list[Problem] = []  # the file's, once validated (an applied result is made before it returns)
 
-    def applied(snapshot: CplSnapshot) -> SyncResult:
+    def of_snapshot(
+        outcome: SyncOutcome, snapshot: CplSnapshot, message: str, changes: DiffCounts | None = None
+    ) -> SyncResult:
         return SyncResult(
             run_id,
-            SyncOutcome.APPLIED,
+            outcome,
             source,
             snapshot_id=snapshot.id,
             row_count=snapshot.row_count,
             device_model_count=snapshot.device_model_count,
-            changes=DiffCounts(snapshot.added_count, snapshot.removed_count, snapshot.changed_count),
+            changes=changes,
             warnings=warnings,
-            message=f"snapshot {snapshot.id} is now current",
+            message=message,
         )
+
+    def applied(snapshot: CplSnapshot) -> SyncResult:
+        changes = DiffCounts(snapshot.added_count, snapshot.removed_count, snapshot.changed_count)
+        return of_snapshot(SyncOutcome.APPLIED, snapshot, f"snapshot {snapshot.id} is now current", changes)
 
     async def record_applied(session: AsyncSession, snapshot: CplSnapshot) -> None:
         # The library follows the new snapshot, and the run's outcome and its audit event are written,
@@ -373,11 +379,11 @@ async def _read_and_store(
         # Parsing and validating are CPU work, run in a worker thread off the event loop that serves
         # requests; on PostgreSQL the rows are stored meanwhile (`validate_and_store`).
         valid = _read(fetched.path, limits.max_rows, progress, sink)
-        warnings.extend(valid.warnings)
+        warnings[:] = valid.warnings
         return valid
 
     try:
-        valid, stored = await validate_and_store(
+        _, stored = await validate_and_store(
             db.sessions,
             validation,
             source=source,
@@ -397,14 +403,6 @@ async def _read_and_store(
         )
     snapshot = stored.snapshot
     if not stored.created:
-        return SyncResult(
-            run_id,
-            SyncOutcome.UNCHANGED,
-            source,
-            snapshot_id=snapshot.id,
-            row_count=snapshot.row_count,
-            device_model_count=snapshot.device_model_count,
-            warnings=valid.warnings,
-            message=f"same content as current snapshot {snapshot.id}; nothing written",
-        )
+        message = f"same content as current snapshot {snapshot.id}; nothing written"
+        return of_snapshot(SyncOutcome.UNCHANGED, snapshot, message)
     return done[0]
