@@ -12,6 +12,7 @@ import datetime as dt
 import enum
 import json
 import re
+from collections import namedtuple
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,10 @@ from cfl_graph.doors.graph.context import Context
 from cfl_graph.doors.graph.plans import (
     READ,
     STATISTICS,
+    UNREAD,
     PlanMismatch,
     PlanMode,
+    RowFact,
     executor_class,
     without_comparison,
 )
@@ -550,3 +553,114 @@ async def test_leaves_answered_where_they_are_read_answer_as_graphql_core_coerce
         expected.data,
         [e.formatted for e in expected.errors or ()],
     )
+
+
+# --- facts read inline off a row the object holds (`RowFact`) ------------------------------------------
+
+
+class _Unloaded:
+    """The row was not read with the object: the field's resolver reads it (here, a row of its own)."""
+
+
+UNLOADED = _Unloaded()
+FactRow = namedtuple("FactRow", "text colour day extra")
+RESOLVED = FactRow("resolved", "green", dt.date(2020, 2, 29), "x")
+
+
+def _row_fact(column: str, type_: object, **kwargs: Any) -> Any:
+    fact = RowFact("row", column, _Unloaded, **kwargs)
+
+    def resolve(self: Fact) -> Any:
+        held = RESOLVED if isinstance(self.row, _Unloaded) else self.row
+        return None if held is None else fact.pick(held)
+
+    return strawberry.field(resolver=resolve, graphql_type=type_, metadata={READ: fact})
+
+
+@strawberry.interface
+class Named:
+    name: str
+
+
+@strawberry.type
+class Fact(Named):
+    row: strawberry.Private[Any]
+    text = _row_fact("text", str | None)
+    colour = _row_fact("colour", Colour | None, enum=Colour)
+    day = _row_fact("day", dt.date | None)
+    present = _row_fact("extra", bool | None, present=True)
+    shouted = _row_fact("text", str | None, convert=str.upper)
+
+
+class LateFact(Fact):
+    """Of the type, not of its class: checked as graphql-core checks it."""
+
+
+@strawberry.type
+class OtherFact(Named):
+    """What an object of Fact's class may be cast to (`strawberry.cast`): then not a Fact."""
+
+
+FACT_CASES: dict[str, list[Any]] = {
+    "rows at hand": [FactRow("a", "red", dt.date(2026, 1, 31), None), FactRow(None, "green", None, 0)],
+    "the same day twice": [FactRow("a", "red", dt.date(2026, 1, 31), None)] * 3,
+    "no row": [None, FactRow("b", "green", dt.date(1999, 12, 31), "")],
+    "rows not read": [UNLOADED, FactRow("c", "green", None, None), UNLOADED],
+    "a value the enum lacks": [FactRow("a", "blue", None, None)],
+    "a null the enum lacks": [FactRow("a", None, None, None)],
+    "another class of the type": ["late", FactRow("a", "red", None, None)],
+    "cast to its own type": ["cast", FactRow("a", "red", None, None)],
+    "cast to another type": ["cast elsewhere", FactRow("a", "red", None, None)],
+}
+
+
+@strawberry.type
+class FactsQuery:
+    @strawberry.field
+    def facts(self, case: str) -> list[Fact]:
+        made: list[Fact] = []
+        for row in FACT_CASES[case]:
+            if isinstance(row, FactRow | None | _Unloaded):
+                made.append(Fact(name="fact", row=row))
+            elif row == "late":
+                made.append(LateFact(name="late", row=FactRow("late", "green", None, None)))
+            elif row.startswith("cast"):
+                cast = Fact(name="cast", row=FactRow("cast", "red", None, None))
+                made.append(strawberry.cast(OtherFact if row == "cast elsewhere" else Fact, cast))
+        return made
+
+
+@pytest.mark.parametrize("case", FACT_CASES)
+async def test_facts_read_inline_off_a_row_answer_as_their_resolvers_do(case: str) -> None:
+    """A `RowFact` (a column of a row the object holds: as it is, an enum's member, converted, or whether
+    it is there) is read by the walker where the row is at hand, and by its resolver where it is not (no
+    row read, or null); a list's items of the type's own class skip the checks any other item takes. The
+    plan's answer is graphql-core's, errors included."""
+    reference = Schema(query=FactsQuery, types=[Fact, OtherFact])
+    reference.execution_context_class = executor_class(PlanMode.OFF)
+    checked = Schema(query=FactsQuery, types=[Fact, OtherFact])
+    checked.execution_context_class = executor_class(PlanMode.CHECK)
+    document = f'{{ facts(case: "{case}") {{ name text colour day present shouted }} }}'
+    answered = STATISTICS.answered
+    expected = await reference.execute(document)
+    result = await checked.execute(document)  # fails with PlanMismatch if the plan answers otherwise
+    assert (result.data, [e.formatted for e in result.errors or ()]) == (
+        expected.data,
+        [e.formatted for e in expected.errors or ()],
+    )
+    assert bool(result.errors) is case.endswith(("the enum lacks", "another type"))
+    if not result.errors:
+        assert STATISTICS.answered == answered + 1  # the plan's own answer, not the reference's
+
+
+def test_a_row_fact_is_one_reading_of_its_column() -> None:
+    with pytest.raises(ValueError, match="not two"):
+        RowFact("row", "text", _Unloaded, enum=Colour, present=True)
+    with pytest.raises(ValueError, match="not one"):
+        RowFact("row", "class", _Unloaded)
+    fact = RowFact("row", "colour", _Unloaded, enum=Colour)
+    assert fact.pick(FactRow("a", "red", None, None)) is Colour.RED
+    with pytest.raises(ValueError, match="blue"):
+        fact.pick(FactRow("a", "blue", None, None))
+    assert fact(Fact(name="x", row=UNLOADED)) is UNREAD
+    assert fact(Fact(name="x", row=None)) is None

@@ -17,7 +17,6 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from operator import attrgetter
 from typing import Annotated, Any, Generic, Protocol, Self, TypeVar
 
 import strawberry
@@ -49,7 +48,7 @@ from cfl_graph.doors.graph.node import (
     global_id,
     parse_global_id,
 )
-from cfl_graph.doors.graph.plans import READ, UNREAD
+from cfl_graph.doors.graph.plans import READ, UNREAD, RowFact
 from cfl_graph.errors import InvalidInput
 from cfl_graph.images.errors import ImageNotFound
 from cfl_graph.keys import ModelKey, VersionKey
@@ -161,38 +160,37 @@ class _HasCplRow(Protocol):
     def _fact(self, info: Info, pick: Callable[[Any], Any]) -> Any: ...
 
 
-def _member_of(enum: type[E], column: str) -> Callable[[Any], E]:
-    """A row's column as a member of the enum, looked up by value (calling the enum searches for it),
-    the enum's own error for a value it does not hold."""
-    members = {member.value: member for member in enum}
-    get = attrgetter(column)
-
-    def pick(row: Any) -> E:
-        value = get(row)
-        member = members.get(value)
-        return enum(value) if member is None else member
-
-    return pick
-
-
 def _cpl_fact(
-    pick: Callable[[Any], Any],
+    fact: str | Callable[[Any], Any],
     type_: object,
     description: str | None = None,
     deprecation_reason: str | None = None,
+    *,
+    enum: type[Enum] | None = None,
 ) -> Any:
-    """A CPL fact of a device model or a certified version. Its resolver reads the object's row at hand,
-    or asks the loader for it; a compiled plan reads the row at hand itself (`plans.READ`) and calls the
-    resolver only when the row was not loaded with the object. Both read it with `pick`."""
+    """A CPL fact of a device model or a certified version: a column of its CPL row (as a member of
+    `enum`, looked up by value, where one is named), or a function of the row. Its resolver reads the
+    object's row at hand, or asks the loader for it; a compiled plan reads the row at hand itself
+    (`plans.READ`, inline for a column: `plans.RowFact`) and calls the resolver only when the row was not
+    loaded with the object. Both read it with the same pick."""
+    read: Callable[[Any], Any]
+    pick: Callable[[Any], Any]
+    if isinstance(fact, str):
+        column = RowFact("cpl_row", fact, _NotLoaded, enum=enum)
+        pick, read = column.pick, column
+    else:
+        if enum is not None:
+            raise TypeError("an enum names the members of a column; a function of the row picks its own")
+        pick = fact
+
+        def read(entity: _HasCplRow) -> Any:
+            row = entity.cpl_row
+            if isinstance(row, _NotLoaded):
+                return UNREAD
+            return None if row is None else pick(row)
 
     def resolve(self: _HasCplRow, info: Info) -> Any:
         return self._fact(info, pick)
-
-    def read(entity: _HasCplRow) -> Any:
-        row = entity.cpl_row
-        if isinstance(row, _NotLoaded):
-            return UNREAD
-        return None if row is None else pick(row)
 
     return strawberry.field(
         resolver=resolve,
@@ -270,12 +268,13 @@ class DeviceModel(Node):
     async def _load_listed(self, info: Info) -> bool:
         return await self._load_fact(info, lambda row: True) is not None
 
-    manufacturer_name = _cpl_fact(attrgetter("manufacturer_name"), str | None)
-    model_name = _cpl_fact(attrgetter("model_name"), str | None)
-    device_type = _cpl_fact(_member_of(DeviceType, "device_type"), DeviceType | None)
+    manufacturer_name = _cpl_fact("manufacturer_name", str | None)
+    model_name = _cpl_fact("model_name", str | None)
+    device_type = _cpl_fact("device_type", DeviceType | None, enum=DeviceType)
     smets_version = _cpl_fact(
-        _member_of(SmetsVersion, "smets_version"),
+        "smets_version",
         SmetsVersion | None,
+        enum=SmetsVersion,
         deprecation_reason="The CPL certifies each firmware version against a SMETS generation of its own: "
         "use smetsVersions, or CertifiedFirmware.smetsVersion. This is the generation of the most recently "
         "listed version.",
@@ -346,19 +345,22 @@ def _certified_versions(versions: list[VersionFacts]) -> list[CertifiedFirmware]
 
 
 def _library_field(
-    pick: Callable[[_LibraryFacts], Any], type_: object, description: str | None = None
+    column: str,
+    type_: object,
+    description: str | None = None,
+    *,
+    convert: Callable[[Any], Any] | None = None,
+    present: bool = False,
 ) -> Any:
-    """What the library holds for a certified version, read as `_version_fact` reads a CPL fact."""
+    """What the library holds for a certified version (a column of its `_LibraryFacts`, made into the
+    field's object by `convert`, or whether it is there at all), read as `_cpl_fact` reads a column."""
+    fact = RowFact("library", column, _NotLoaded, convert=convert, present=present)
 
     def resolve(self: CertifiedFirmware, info: Info) -> Any:
-        return self._library_fact(info, pick)
-
-    def read(version: CertifiedFirmware) -> Any:
-        facts = version.library
-        return UNREAD if isinstance(facts, _NotLoaded) else pick(facts)
+        return self._library_fact(info, fact.pick)
 
     return strawberry.field(
-        resolver=resolve, graphql_type=type_, description=description, metadata={**CFL, READ: read}
+        resolver=resolve, graphql_type=type_, description=description, metadata={**CFL, READ: fact}
     )
 
 
@@ -430,7 +432,7 @@ class CertifiedFirmware(Node):
 
     def _library_fact(self, info: Info, pick: Callable[[_LibraryFacts], T]) -> T:
         if not isinstance(self.library, _NotLoaded):
-            return pick(self.library)
+            return None if self.library is None else pick(self.library)
         return self._load_library_fact(info, pick)  # type: ignore[return-value]
 
     async def _load_library_fact(self, info: Info, pick: Callable[[_LibraryFacts], T]) -> T:
@@ -453,47 +455,48 @@ class CertifiedFirmware(Node):
         return await self._load_fact(info, lambda row: True) is not None
 
     image_hash = _cpl_fact(
-        attrgetter("image_hash"), str | None, "SHA-256 of the Manufacturer Image, as the CPL lists it."
+        "image_hash", str | None, "SHA-256 of the Manufacturer Image, as the CPL lists it."
     )
-    status = _cpl_fact(_member_of(CplStatus, "status"), CplStatus | None)
+    status = _cpl_fact("status", CplStatus | None, enum=CplStatus)
     smets_version = _cpl_fact(
-        _member_of(SmetsVersion, "smets_version"),
+        "smets_version",
         SmetsVersion | None,
         "The SMETS generation this version was certified against (a firmware upgrade can move a meter to "
         "another).",
+        enum=SmetsVersion,
     )
     technical_specification = _cpl_fact(
-        _member_of(TechnicalSpecification, "technical_specification"),
+        "technical_specification",
         TechnicalSpecification | None,
         "The technical specification this version was certified against.",
+        enum=TechnicalSpecification,
     )
     specification_version = _cpl_fact(
-        attrgetter("specification_version"),
+        "specification_version",
         str | None,
         "That specification's version as the CPL lists it (`4.1` of `SMETS2 v4.1`); null where the CPL "
         "names the specification alone.",
     )
-    gbcs_version = _cpl_fact(attrgetter("gbcs_version"), str | None)
-    listed_on = _cpl_fact(
-        attrgetter("date_added"), dt.date | None, "The date the CPL lists the version as added."
-    )
-    cpa_reference = _cpl_fact(attrgetter("cpa_reference"), str | None)
-    cpa_expiry = _cpl_fact(attrgetter("cpa_expiry"), dt.date | None)
+    gbcs_version = _cpl_fact("gbcs_version", str | None)
+    listed_on = _cpl_fact("date_added", dt.date | None, "The date the CPL lists the version as added.")
+    cpa_reference = _cpl_fact("cpa_reference", str | None)
+    cpa_expiry = _cpl_fact("cpa_expiry", dt.date | None)
     commercial = _library_field(
-        lambda facts: facts.declaration is not None,
+        "declaration",
         bool,
         "Declared commercial by its manufacturer: listed, never distributed (R2).",
+        present=True,
     )
     commercial_declaration = _library_field(
-        lambda facts: (
-            None if facts.declaration is None else CommercialDeclaration.from_row(facts.declaration)
-        ),
+        "declaration",
         CommercialDeclaration | None,
+        convert=CommercialDeclaration.from_row,
     )
     library_image = _library_field(
-        lambda facts: None if facts.image is None else LibraryImage.from_row(facts.image),
+        "image",
         LibraryImage | None,
         "The library's image of this version, if any (drafts only to their manufacturer).",
+        convert=LibraryImage.from_row,
     )
 
     @strawberry.field(

@@ -79,7 +79,9 @@ from graphql.type.scalars import (
     serialize_string,
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.schema.types.base_scalars import isoformat as strawberry_isoformat
+from strawberry.types.cast import TYPE_CAST_ATTRIBUTE as _TYPE_CAST
 from strawberry.types.field import StrawberryField
 from strawberry.types.info import Info
 
@@ -90,6 +92,7 @@ log = logging.getLogger(__name__)
 CHECK_ATTEMPTS = 3  # in CHECK mode, executions of both before a difference counts (data may move between)
 PLAN_CACHE_ENTRIES = 500  # compiled plans kept per process (an LRU), keyed by document and operation
 STRAWBERRY_FIELD = "strawberry-definition"  # where strawberry keeps its field on a GraphQLField
+STRAWBERRY_TYPE = GraphQLCoreConverter.DEFINITION_BACKREF  # and its type on a GraphQLObjectType
 
 
 class PlanMode(StrEnum):
@@ -142,6 +145,51 @@ class _Unread:
 UNREAD: Any = _Unread()
 
 
+@dataclass(frozen=True)
+class RowFact:
+    """A `READ` that is one attribute of a row the object holds (`holder`), which a plan's walker reads
+    inline instead of calling a reader and its pick for every object (a page reads thousands). As a
+    function of the object it is the field's reader: UNREAD where the holder is `unloaded` (the row was
+    not read with the object), null where it is None, else `pick` of the row. `pick` is the column's
+    value; with `enum`, its member looked up by value (the enum's own error for a value it lacks); with
+    `convert`, the value made into the field's object (null stays null); with `present`, whether the
+    value is there at all. The field's resolver uses the same `pick`."""
+
+    holder: str
+    column: str
+    unloaded: type
+    enum: type[Enum] | None = None
+    convert: Callable[[Any], Any] | None = None
+    present: bool = False
+    members: Mapping[Any, Enum] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if sum((self.enum is not None, self.convert is not None, self.present)) > 1:
+            raise ValueError("a row fact is a column, a member, a conversion or a presence, not two")
+        for name in (self.holder, self.column):
+            if not name.isidentifier() or iskeyword(name):
+                raise ValueError(f"a row fact reads attributes by name: {name!r} is not one")
+        members = {} if self.enum is None else {member.value: member for member in self.enum}
+        object.__setattr__(self, "members", members)
+
+    def pick(self, row: Any) -> Any:
+        value = getattr(row, self.column)
+        if self.present:
+            return value is not None
+        if self.enum is not None:
+            member = self.members.get(value)
+            return self.enum(value) if member is None else member
+        if self.convert is not None and value is not None:
+            return self.convert(value)
+        return value
+
+    def __call__(self, entity: Any) -> Any:
+        held = getattr(entity, self.holder)
+        if isinstance(held, self.unloaded):
+            return UNREAD
+        return None if held is None else self.pick(held)
+
+
 # --- compiling -------------------------------------------------------------------------------------
 
 Complete = Callable[["_Run", Any, "_Site"], Any]
@@ -170,12 +218,15 @@ class FieldPlan:
     # A field read straight off the object (`_read_inline`): how it is read, whether it may be null, and
     # for a leaf how its value is coerced.
     reader: Callable[[Any], Any] | None = None
+    row_fact: RowFact | None = None  # a reader that is a column of a row the object holds: read inline
     nullable: bool = True
     coerce: Callable[[Any], Any] | None = None
 
 
-# One object's fields read and completed (`_walker`): their dict, or its awaitable.
-Walk = Callable[["_Run", Any, Path | None], Any]
+# One object's fields read and completed (`_walker`): their dict, or its awaitable. The object's path is
+# its parent's path and, for a list's item, its index: the path itself is built only where a field needs
+# it (an error's, a resolver's), not for every item of a list.
+Walk = Callable[["_Run", Any, Path | None, int | None], Any]
 
 
 @dataclass(eq=False)
@@ -250,6 +301,7 @@ class _Compiler:
             read = dict(strawberry_field.metadata or {}).get(READ)
             plan.kind = Kind.DIRECT if read is None else Kind.READ
             plan.read = read
+            plan.row_fact = read if isinstance(read, RowFact) else None
             plan.call = resolver  # its __call__, exactly as strawberry calls it
             plan.passes_self = resolver.self_parameter is not None
             plan.info_name = None if resolver.info_parameter is None else resolver.info_parameter.name
@@ -455,9 +507,12 @@ async def _settle_list(completed: list[Any], pending: list[int]) -> list[Any]:
 
 def _object_list(object_type: GraphQLObjectType, fields: list[FieldPlan], *, item_nullable: bool) -> Complete:
     """A list of objects of one type (a page's edges, a model's versions): each item completed as
-    `_object` completes it, in the list's own loop, without a site or a wrapper call per item."""
+    `_object` completes it, in the list's own loop, without a site or a wrapper call per item. An item of
+    the type's own class (`_plain_class`) needs none of the checks: it is there, not awaitable, and of
+    the type."""
     check_type = _type_check(object_type)
     walk = _walker(object_type, fields)
+    plain = _plain_class(object_type)
 
     def complete(run: _Run, value: Any, site: _Site) -> Any:
         if run.is_async_iterable(value) or not is_iterable(value):
@@ -467,6 +522,16 @@ def _object_list(object_type: GraphQLObjectType, fields: list[FieldPlan], *, ite
         completed: list[Any] = []
         pending: list[int] = []
         for index, entry in enumerate(value):
+            if (
+                entry.__class__ is plain
+                and _TYPE_CAST not in (attributes := entry.__dict__)
+                and "__await__" not in attributes
+            ):
+                done = walk(run, entry, path, index)
+                if done.__class__ is not dict and is_awaitable(done):
+                    pending.append(index)
+                completed.append(done)
+                continue
             if is_awaitable(entry):
                 raise _Bail("an awaitable list item")
             if not _present(entry, nullable=item_nullable):
@@ -474,7 +539,7 @@ def _object_list(object_type: GraphQLObjectType, fields: list[FieldPlan], *, ite
                 continue
             if check_type is not None:
                 check_type(run, entry, site)
-            done = walk(run, entry, Path(path, index, None))
+            done = walk(run, entry, path, index)
             if is_awaitable(done):  # an object's fields, never null: nothing for a non-null item to check
                 pending.append(index)
             completed.append(done)
@@ -485,6 +550,30 @@ def _object_list(object_type: GraphQLObjectType, fields: list[FieldPlan], *, ite
     return complete
 
 
+class _NoClass:
+    """No value is of this class: the type has no plain class (`_plain_class`)."""
+
+
+def _plain_class(object_type: GraphQLObjectType) -> type:
+    """The class whose instances the type's checks all pass, so that a list's item of it needs none: the
+    strawberry type's own class, when its `is_type_of` is strawberry's (an isinstance check, here of an
+    exact class, unless the instance carries a strawberry cast) and its instances are neither awaitable
+    nor errors (`_present`). An item's own `__await__` attribute or cast is looked for in the loop."""
+    definition = (object_type.extensions or {}).get(STRAWBERRY_TYPE)
+    origin = getattr(definition, "origin", None)
+    is_type_of = object_type.is_type_of
+    if (
+        not isinstance(origin, type)
+        or (is_type_of is not None and not _ignores_info(is_type_of))
+        or issubclass(origin, BaseException)
+        or hasattr(origin, "__await__")
+        or hasattr(origin, _TYPE_CAST)
+        or not origin.__dictoffset__  # no instance dict: the item's own attributes cannot be looked at
+    ):
+        return _NoClass
+    return origin
+
+
 def _object(object_type: GraphQLObjectType, fields: list[FieldPlan]) -> Complete:
     check_type = _type_check(object_type)
     walk = _walker(object_type, fields)
@@ -492,7 +581,7 @@ def _object(object_type: GraphQLObjectType, fields: list[FieldPlan]) -> Complete
     def complete(run: _Run, value: Any, site: _Site) -> Any:
         if check_type is not None:
             check_type(run, value, site)
-        return walk(run, value, site.path())
+        return walk(run, value, site.path(), None)
 
     return complete
 
@@ -558,8 +647,22 @@ _AS_IS: dict[Callable[[Any], Any], tuple[str, str]] = {
     serialize_boolean: ("value.__class__ is bool", "value"),
     serialize_int: (f"value.__class__ is int and {GRAPHQL_MIN_INT} <= value <= {GRAPHQL_MAX_INT}", "value"),
     # strawberry's Date (and DateTime, whose values are not of the class `date`: they are coerced)
-    strawberry_isoformat: ("value.__class__ is date", "value.isoformat()"),
+    strawberry_isoformat: ("value.__class__ is date", "(DATES.get(value) or _iso_date(value))"),
 }
+
+
+# Dates as strawberry's Date writes them (`isoformat`), kept: `date.isoformat` formats with printf, a few
+# thousand instructions a call, and a page's versions share a few hundred dates. Emptied when full.
+_ISO_DATES: dict[dt.date, str] = {}
+ISO_DATES_KEPT = 20_000
+
+
+def _iso_date(value: dt.date) -> str:
+    text = value.isoformat()
+    if len(_ISO_DATES) >= ISO_DATES_KEPT:
+        _ISO_DATES.clear()
+    _ISO_DATES[value] = text
+    return text
 
 
 def _walker(parent_type: GraphQLObjectType, fields: Sequence[FieldPlan]) -> Walk:
@@ -571,6 +674,9 @@ def _walker(parent_type: GraphQLObjectType, fields: Sequence[FieldPlan]) -> Walk
         "_settle_fields": _settle_fields,
         "_settle_in_background": _settle_in_background,
         "date": dt.date,
+        "DATES": _ISO_DATES,
+        "_iso_date": _iso_date,
+        "Path": Path,
     }
     body: list[str] = []
     for index, plan in enumerate(fields):
@@ -578,7 +684,7 @@ def _walker(parent_type: GraphQLObjectType, fields: Sequence[FieldPlan]) -> Walk
         body += _field_source(plan, index, namespace)
     source = "\n".join(
         [
-            "def walk(run, source, path):",
+            "def walk(run, source, parent, index):",
             "    results = {}",
             "    pending = []",
             "    is_awaitable = run.is_awaitable",
@@ -597,17 +703,21 @@ def _walker(parent_type: GraphQLObjectType, fields: Sequence[FieldPlan]) -> Walk
     return walk
 
 
+# The object's path, where a field needs it (see `Walk`).
+_PATH = "(parent if index is None else Path(parent, index, None))"
+
+
 def _field_source(plan: FieldPlan, index: int, namespace: dict[str, Any]) -> list[str]:
     key = repr(plan.key)
     store = [f"results[{key}] = completed", "if is_awaitable(completed):", f"    pending.append({key})"]
     if plan.reader is None:
-        return [f"completed = run.execute_field(P{index}, source, path)", *store]
+        return [f"completed = run.execute_field(P{index}, source, {_PATH})", *store]
     if plan.kind is Kind.BASIC and plan.python_name.isidentifier() and not iskeyword(plan.python_name):
         read = f"source.{plan.python_name}"  # its reader is `attrgetter(python_name)`
     else:
         namespace[f"R{index}"] = plan.reader
         read = f"R{index}(source)"
-    lines = [f"value = {read}"]
+    lines = []
     as_is = _answered_as_is(plan, index, namespace)
     if as_is is not None:
         test, answer = as_is
@@ -617,8 +727,56 @@ def _field_source(plan: FieldPlan, index: int, namespace: dict[str, Any]) -> lis
     lines += [
         f"    results[{key}] = None" if plan.nullable else '    raise _Bail("null in a non-null field")'
     ]
-    lines += ["else:", f"    completed = _finish_read(run, P{index}, source, path, value)"]
-    return lines + [f"    {line}" for line in store]
+    lines += ["else:", f"    completed = _finish_read(run, P{index}, source, {_PATH}, value)"]
+    lines += [f"    {line}" for line in store]
+    if plan.row_fact is None:
+        return [f"value = {read}", *lines]
+    return _row_fact_source(plan, plan.row_fact, index, namespace, read, lines)
+
+
+def _row_fact_source(
+    plan: FieldPlan, fact: RowFact, index: int, namespace: dict[str, Any], read: str, answer: list[str]
+) -> list[str]:
+    """A `RowFact` read inline where its row is at hand (as `RowFact.__call__` reads it), its reader
+    called where it is not; `answer` completes the value either way. An enum's member is answered by its
+    name, looked up from the column's value at once."""
+    namespace[f"U{index}"] = fact.unloaded
+    held = f"source.{fact.holder}"
+    at_hand = f"(held := {held}) is not None and not isinstance(held, U{index})"
+    column = f"held.{fact.column}"
+    if fact.enum is not None:
+        names = _enum_names_by_value(plan, fact)
+        if names is not None:
+            namespace[f"V{index}"] = names
+            return [
+                f"if {at_hand} and (value := V{index}.get({column})) is not None:",
+                f"    results[{plan.key!r}] = value",
+                "else:",
+                f"    value = {read}",
+                *(f"    {line}" for line in answer),
+            ]
+        namespace[f"M{index}"] = fact.members
+        inline = [f"value = M{index}.get({column})", "if value is None:", f"    value = {read}"]
+    elif fact.convert is not None:
+        namespace[f"C{index}"] = fact.convert
+        inline = [f"value = {column}", "if value is not None:", f"    value = C{index}(value)"]
+    elif fact.present:
+        inline = [f"value = {column} is not None"]
+    else:
+        inline = [f"value = {column}"]
+    return [f"if {at_hand}:", *(f"    {line}" for line in inline), "else:", f"    value = {read}", *answer]
+
+
+def _enum_names_by_value(plan: FieldPlan, fact: RowFact) -> dict[Any, Any] | None:
+    """For a fact of an enum that is the field's own type: each column value's answer, the name its
+    member's coercion gives (None where the field's type is another, so the value is coerced as read)."""
+    type_ = plan.field_def.type
+    leaf = type_.of_type if is_non_null_type(type_) else type_
+    members = _enum_members(leaf) if isinstance(leaf, GraphQLEnumType) else None
+    if members is None or members[0] is not fact.enum:
+        return None
+    names = members[1]
+    return {value: names[member] for value, member in fact.members.items()}
 
 
 def _answered_as_is(plan: FieldPlan, index: int, namespace: dict[str, Any]) -> tuple[str, str] | None:
@@ -946,7 +1104,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
 
     async def _run_plan(self) -> dict[str, Any]:
         plan = self._plan()
-        data = plan.walk(_Run(self), self.root_value, None)
+        data = plan.walk(_Run(self), self.root_value, None, None)
         if self.is_awaitable(data):
             data = await data
         return data  # type: ignore[no-any-return]
