@@ -3,17 +3,21 @@ instance of the same table carries, on both databases."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import null, select
+from sqlalchemy import Select, func, null, select
 
 from cfl_graph.database import Database
+from cfl_graph.images import lifecycle
 from cfl_graph.keys import ModelKey, VersionKey
 from cfl_graph.loaders import Loaders
+from cfl_graph.loaders import catalogue as catalogue_loaders
 from cfl_graph.tables import CommercialDeclaration, CplCertifiedFirmware, CplDeviceModel, LibraryImage
-from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow, plain_rows
+from cfl_graph.tables.images import ImageState
+from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow, plain_rows, read_rows
 from tests.fixtures.library import OWN_A1, OWN_A2, World, make_world
 from tests.fixtures.sql import counting
 
@@ -141,3 +145,74 @@ async def test_plain_rows_are_sqlalchemys_rows_as_named_tuples(world: World) -> 
     ]
     assert all(row.absent is None for row in plain)
     assert type(again[0]) is type(plain[0])
+
+
+async def test_rows_read_from_the_driver_equal_sqlalchemys_for_every_read_of_the_catalogue(
+    world: World,
+) -> None:
+    """`read_rows` (the driver's rows, each column's processor applied) against `plain_rows` of
+    SQLAlchemy's own `Row`s, the reference: every statement the loaders and the page of models run, with
+    images in several states (their JSON, their timestamps, their state's enum), a declaration and a
+    version without either, on both databases. On SQLite dates, timestamps, JSON and enums all go
+    through processors; on asyncpg only the image's state does."""
+    draft = await world.upload(world.image(OWN_A2))
+    published = await world.upload(world.image(OWN_A1))
+    await world.publish(published.id)
+    manufacturer = await world.principal(world.tokens.manufacturer)
+    supplier = await world.principal(world.tokens.supplier)
+    key = VersionKey(
+        OWN_A2.manufacturer_id, OWN_A2.model_id, OWN_A2.hardware_version, OWN_A2.firmware_version
+    )
+    await world.library.declare_commercial(manufacturer, key, "built for one supplier under contract")
+    async with world.db.sessions() as session:
+        connection = await session.connection()
+        dialect = connection.dialect.name
+        snapshot = (await connection.execute(select(func.max(CplDeviceModel.snapshot_id)))).scalar_one()
+        models = [
+            ModelKey(*row)
+            for row in await connection.execute(
+                select(
+                    CplDeviceModel.manufacturer_id, CplDeviceModel.model_id, CplDeviceModel.hardware_version
+                )
+            )
+        ]
+        reads = catalogue_loaders._reads(dialect)
+        keys = catalogue_loaders._model_keys(models, dialect)
+        at = {"snapshot_id": snapshot}
+        statements: list[tuple[Select[Any], dict[str, Any]]] = [
+            (reads.models, {**at, **keys}),
+            (reads.certified, {**at, **keys}),
+            (reads.versions, {**at, **keys}),
+            (reads.images.where(lifecycle.visible_to(manufacturer)), keys),
+            (reads.images.where(lifecycle.visible_to(supplier)), keys),
+            (reads.declarations, keys),
+            (
+                select(*CplCertifiedFirmware.__table__.columns, null().label("absent")).order_by(
+                    CplCertifiedFirmware.snapshot_id, *_KEY
+                ),
+                {},
+            ),
+        ]
+        read: list[list[Any]] = []
+        for statement, parameters in statements:
+            reference = plain_rows(await connection.execute(statement, parameters))
+            driver = read_rows(await connection.execute(statement, parameters), statement)
+            assert driver == reference
+            assert [row._fields for row in driver] == [row._fields for row in reference]
+            assert [[type(value) for value in row] for row in driver] == [
+                [type(value) for value in row] for row in reference
+            ]
+            read.append(driver)
+    models_read, certified, versions, own_images, public_images, declarations, _ = read
+    assert len(models_read) == len(models) and len(versions) == len(certified) > 2
+    # The rows hold what the processors make: the image's state as its enum, its timestamps in UTC.
+    assert {(row.id, row.state) for row in own_images} == {
+        (draft.id, ImageState.DRAFT),
+        (published.id, ImageState.PUBLISHED),
+    }
+    assert [row.id for row in public_images] == [published.id]
+    assert all(row.uploaded_at.tzinfo is dt.UTC for row in own_images)
+    assert [row.declaration_reason for row in versions if row.declaration_reason is not None] == [
+        "built for one supplier under contract"
+    ]
+    assert declarations[0].declared_at.tzinfo is dt.UTC

@@ -20,7 +20,7 @@ from cfl_graph.errors import InvalidInput, Problem
 from cfl_graph.images.errors import LibraryProblem
 from cfl_graph.keys import ModelKey
 from cfl_graph.tables import CplCertifiedFirmware, CplDeviceModel
-from cfl_graph.tables.rows import ModelRow, plain_rows
+from cfl_graph.tables.rows import ModelRow, read_rows
 
 T = TypeVar("T")
 MAX_PAGE = 500
@@ -191,7 +191,8 @@ async def device_models(
         if after is not None:
             score, *position = decode_cursor("RankedModel", after, 4)
             query = query.where(or_(rank < score, and_(rank == score, key > tuple_(*position))))
-        rows = plain_rows(await connection.execute(query.order_by(rank.desc(), *order).limit(first + 1)))
+        query = query.order_by(rank.desc(), *order).limit(first + 1)
+        rows = read_rows(await connection.execute(query), query)
         ranked: list[tuple[str, ModelRow]] = [
             (
                 encode_cursor(
@@ -205,7 +206,8 @@ async def device_models(
     plain = select(*columns).where(*conditions)
     if after is not None:
         plain = plain.where(key > tuple_(*decode_cursor("DeviceModel", after, 3)))
-    models: Sequence[ModelRow] = plain_rows(await connection.execute(plain.order_by(*order).limit(first + 1)))
+    plain = plain.order_by(*order).limit(first + 1)
+    models: Sequence[ModelRow] = read_rows(await connection.execute(plain), plain)
     items = [
         (encode_cursor("DeviceModel", [r.manufacturer_id, r.model_id, r.hardware_version]), r)
         for r in models[:first]

@@ -42,7 +42,7 @@ from cfl_graph.tables import (
     UpgradePathway,
 )
 from cfl_graph.tables.base import Base
-from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow, plain_rows
+from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow, read_rows
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -94,7 +94,7 @@ def _model_keys(keys: Sequence[ModelKey], dialect: str) -> dict[str, Any]:
 async def _read(session: AsyncSession, statement: Select[Any], parameters: dict[str, Any]) -> Iterable[Any]:
     """A Core read on the session's connection: no ORM execution around it (the rows are plain)."""
     connection = await session.connection()
-    return plain_rows(await connection.execute(statement, parameters))
+    return read_rows(await connection.execute(statement, parameters), statement)
 
 
 def _dialect(session: AsyncSession) -> str:

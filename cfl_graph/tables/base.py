@@ -40,6 +40,14 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         assert isinstance(value, dt.datetime)
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        """None on asyncpg, which decodes a `timestamptz` as an aware datetime in UTC already (its tzinfo
+        `datetime.timezone.utc`, which is `dt.UTC`): what `process_result_value` would make of it, equal
+        and in the same zone, without two Python calls per value read (a page reads a thousand rows)."""
+        if dialect.driver == "asyncpg":
+            return None
+        return super().result_processor(dialect, coltype)
+
 
 E = TypeVar("E", bound=StrEnum)
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import namedtuple
-from collections.abc import Iterable
+from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import Result
+from sqlalchemy import CursorResult, Result, Select
+from sqlalchemy.engine.cursor import _DEFAULT_FETCH
 
 from cfl_graph.keys import HasModelKey, HasVersionKey
 from cfl_graph.tables.images import ImageState
@@ -161,13 +162,56 @@ class DeclarationRow(HasVersionKey, Protocol):
 _ROW_TYPES: dict[tuple[str, ...], Any] = {}
 
 
+def _row_type(names: tuple[str, ...]) -> Any:
+    row_type = _ROW_TYPES.get(names)
+    if row_type is None:
+        row_type = _ROW_TYPES[names] = namedtuple("PlainRow", names)
+    return row_type
+
+
 def plain_rows(result: Result[Any]) -> list[Any]:
     """A Core result's rows as named tuples of its columns, with the same values, attributes and order.
     A named tuple's attribute is read in about 30 ns, SQLAlchemy's `Row`'s in about 600 (a failed
-    attribute lookup, then its key map); a page of the catalogue reads some ten thousand such facts."""
-    names = tuple(result.keys())
-    row_type: Any = _ROW_TYPES.get(names)
-    if row_type is None:
-        row_type = _ROW_TYPES[names] = namedtuple("PlainRow", names)
-    rows: Iterable[Any] = result
-    return list(map(row_type._make, rows))
+    attribute lookup, then its key map); a page of the catalogue reads some ten thousand such facts. The
+    rows are fetched at once (iterating fetches them one by one, three calls a row) and each is made a
+    named tuple by `tuple.__new__` (`_make` is a Python function that checks a length the result's own
+    keys already fix). The reference for `read_rows`."""
+    return list(map(partial(tuple.__new__, _row_type(tuple(result.keys()))), result.fetchall()))
+
+
+def read_rows(result: CursorResult[Any], statement: Select[Any]) -> list[Any]:
+    """`plain_rows` of the result of executing `statement`, made from the driver's own rows: the values
+    SQLAlchemy's `Row`s would hold, each column's result processor applied as SQLAlchemy applies it (on
+    asyncpg a page's statements have none), without building a `Row` per row and a tuple from it (about
+    half of a page's reading, after the driver's decoding). Where SQLAlchemy has read ahead of the
+    driver's cursor (a buffered or streamed fetch), the rows are `plain_rows`' own.
+
+    It reads the cursor SQLAlchemy's result holds (`CursorResult.cursor`, public) and the processors
+    SQLAlchemy computes for each column (`TypeEngine._cached_result_processor`, given the column's type
+    code from the cursor's description, as `CursorResultMetaData` calls it): `tests/test_rows.py` holds
+    both ways to the same rows on both databases, so a SQLAlchemy that changes either fails there."""
+    if result.cursor_strategy is not _DEFAULT_FETCH or result.cursor is None:
+        return plain_rows(result)
+    cursor = result.cursor
+    dialect = result.context.dialect
+    columns = statement.selected_columns
+    description = cursor.description
+    if len(columns) != len(description):
+        raise ValueError(f"{len(description)} columns read for a statement of {len(columns)}")
+    processors = [
+        (index, processor)
+        for index, (column, entry) in enumerate(zip(columns, description, strict=True))
+        if (processor := column.type._cached_result_processor(dialect, entry[1])) is not None
+    ]
+    records = cursor.fetchall()
+    result.fetchall()  # nothing is left: SQLAlchemy closes its cursor as after its own last row
+    make = partial(tuple.__new__, _row_type(tuple(result.keys())))
+    if not processors:
+        return list(map(make, records))
+    rows = []
+    for record in records:
+        values = list(record)
+        for index, processor in processors:
+            values[index] = processor(values[index])
+        rows.append(make(values))
+    return rows
