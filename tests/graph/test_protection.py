@@ -18,6 +18,7 @@ from graphql import get_introspection_query, parse
 from strawberry.asgi import GraphQL
 from strawberry.schema import schema as strawberry_schema_module
 
+from cfl_graph.doors.graph import protection as protection_module
 from cfl_graph.doors.graph.protection import (
     PARSED_BYTES_PER_CHARACTER,
     ArgumentChecks,
@@ -319,6 +320,37 @@ async def test_a_document_seen_valid_is_not_parsed_again(
     assert again.body == first.body and "errors" not in again.body
     assert parsed == ["{ manufacturers(first: 1) { name } }"]  # only the text not seen before
     assert "errors" not in other.body
+
+
+async def test_a_request_seen_passing_the_request_s_rules_is_not_walked_through_them_again(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same text with the same variables (a dashboard asking the same page again) passed the rules
+    that read the variables last time and passes them now without their walk; other variables, or the
+    same number of another type, are walked through them as any new request, and a refusal is never
+    remembered."""
+    query = "query ($n: Int) { manufacturers(first: 1) { models(first: $n) { name } } }"
+    first = await client.post(query, {"n": 1})
+    sent: list[Mapping[str, Any]] = []
+    walked: list[Mapping[str, Any]] = []
+    real_validate = protection_module.validate
+
+    def counted(schema: Any, document: Any, rules: Any) -> Any:
+        walked.append(sent[-1])
+        return real_validate(schema, document, rules)
+
+    monkeypatch.setattr(protection_module, "validate", counted)
+    answers = []
+    for variables in ({"n": 1}, {"n": 2}, {"n": 2}, {"n": 2.0}):
+        sent.append(variables)
+        answers.append(await client.post(query, variables))
+    assert all("errors" not in answer.body for answer in answers)
+    assert answers[0].body == first.body
+    client.endpoint.served.resolved = 0
+    for _ in range(2):
+        sent.append({"n": 1_000_000})
+        assert (await client.refused(query, {"n": 1_000_000})).codes == {"PAGE_TOO_LARGE"}
+    assert walked == [{"n": 2}, {"n": 2.0}, {"n": 1_000_000}, {"n": 1_000_000}]
 
 
 def test_the_parsed_documents_kept_are_bounded_by_their_size() -> None:

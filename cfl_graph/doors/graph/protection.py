@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import re
 import uuid
@@ -191,6 +192,7 @@ def protection_extensions(
 VALIDATED_DOCUMENTS = 2_000  # document texts remembered as valid, per schema
 PARSED_DOCUMENTS_BYTES = 16 * 1024 * 1024  # their parsed documents kept, per schema, by estimated size
 PARSED_BYTES_PER_CHARACTER = 100  # a parsed document's size, about 90 bytes a character of its text
+PASSED_REQUESTS = 20_000  # (document, operation named, variables) remembered as passing the request's rules
 
 
 class ValidatedDocuments:
@@ -199,13 +201,27 @@ class ValidatedDocuments:
     give the same answer for the same text every time, so a document seen valid is checked again only
     by the rules that read the request's variables: the limits, the arguments, the operation's name.
     The most recent ones are kept parsed too (graphql-core never changes a parsed document), so that a
-    text seen valid is not parsed again."""
+    text seen valid is not parsed again. The request's rules answer the same for the same text, variables
+    and whether an operation was named (the limits and the checks are the schema's, and each check is a
+    function of the value alone): a request seen passing them is remembered too, by a digest of the three,
+    so that a dashboard asking the same page again is not walked through them again (a visit of the whole
+    document with its types, a few percent of a page's CPU)."""
 
     def __init__(
-        self, entries: int = VALIDATED_DOCUMENTS, parsed_bytes: int = PARSED_DOCUMENTS_BYTES
+        self,
+        entries: int = VALIDATED_DOCUMENTS,
+        parsed_bytes: int = PARSED_DOCUMENTS_BYTES,
+        requests: int = PASSED_REQUESTS,
     ) -> None:
         self._known = Bounded[str, bool](entries)
         self._parsed = Bounded[str, tuple[DocumentNode, int]](parsed_bytes, lambda entry: entry[1])
+        self._requests = Bounded[str, bool](requests)
+
+    def request_passed(self, key: str) -> bool:
+        return self._requests.get(key) is not None
+
+    def add_request(self, key: str) -> None:
+        self._requests.put(key, True)
 
     def passed(self, key: str) -> bool:
         return self._known.get(key) is not None
@@ -478,6 +494,7 @@ class _QueryLimitsExtension(SchemaExtension):
         self.validated = validated
         self.request_rules: tuple[type[ValidationRule], ...] = ()
         self.digest: str | None = None  # of the request's text, once read
+        self.request: tuple[bool, Mapping[str, Any]] = (False, {})  # an operation named; the variables
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
@@ -492,6 +509,7 @@ class _QueryLimitsExtension(SchemaExtension):
             request_rules.append(_argument_rule(self.checks, context.variables or {}))
         request_rules.append(_query_limits_rule(self.limits, context.variables or {}))
         self.request_rules = tuple(request_rules)
+        self.request = (named, context.variables or {})
         context.validation_rules = (*rules, *request_rules)
         yield
 
@@ -512,12 +530,30 @@ class _QueryLimitsExtension(SchemaExtension):
             key = self.digest or hashlib.sha256(query.encode()).hexdigest()
             schema = context.schema._schema
             if self.validated.passed(key):
-                context.pre_execution_errors = validate(schema, document, self.request_rules)
+                request = self._request_key(key)
+                if request is not None and self.validated.request_passed(request):
+                    context.pre_execution_errors = []
+                else:
+                    context.pre_execution_errors = validate(schema, document, self.request_rules)
+                    if request is not None and not context.pre_execution_errors:
+                        self.validated.add_request(request)
             else:
                 context.pre_execution_errors = validate_document(schema, document, context.validation_rules)
                 if not context.pre_execution_errors:
                     self.validated.add(key, document, len(query))
+                    if (request := self._request_key(key)) is not None:  # the request's rules ran too
+                        self.validated.add_request(request)
         yield
+
+    def _request_key(self, digest: str) -> str | None:
+        """The digest of the text with the request's variables (as JSON, keys sorted: 1, 1.0, "1" and
+        true stay apart) and whether it named its operation; None for variables JSON cannot hold."""
+        named, variables = self.request
+        try:
+            encoded = json.dumps([digest, named, variables], sort_keys=True, allow_nan=True)
+        except (TypeError, ValueError):
+            return None
+        return hashlib.sha256(encoded.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _query_limits_rule(limits: QueryLimits, variables: Mapping[str, Any]) -> type[ValidationRule]:
