@@ -34,6 +34,7 @@ from strawberry.dataloader import DataLoader
 from cfl_graph.access.principal import Principal
 from cfl_graph.images import lifecycle
 from cfl_graph.keys import ModelKey, VersionKey
+from cfl_graph.loaders.weak import weak_loader
 from cfl_graph.tables import (
     CommercialDeclaration,
     CplCertifiedFirmware,
@@ -177,13 +178,17 @@ class CatalogueLoaders:
         self._principal = principal
         # The request's current snapshot id, read once and shared with the CPL loaders.
         self.snapshot_id = snapshot_id
-        self.device_model = DataLoader[ModelKey, ModelRow | None](self._load_models)
-        self.certified_by_model = DataLoader[ModelKey, list[CertifiedRow]](self._load_certified)
-        self.certified = DataLoader[VersionKey, CertifiedRow | None](self._load_certified_versions)
-        self.images_by_model = DataLoader[ModelKey, list[ImageRow]](self._load_images)
-        self.declarations_by_model = DataLoader[ModelKey, list[DeclarationRow]](self._load_declarations)
-        self.versions_by_model = DataLoader[ModelKey, list[VersionFacts]](self._load_versions)
-        self.pathways_by_model = DataLoader[ModelKey, list[UpgradePathway]](self._load_pathways)
+        self.device_model: DataLoader[ModelKey, ModelRow | None] = weak_loader(self._load_models)
+        self.certified_by_model: DataLoader[ModelKey, list[CertifiedRow]] = weak_loader(self._load_certified)
+        self.certified: DataLoader[VersionKey, CertifiedRow | None] = weak_loader(
+            self._load_certified_versions
+        )
+        self.images_by_model: DataLoader[ModelKey, list[ImageRow]] = weak_loader(self._load_images)
+        self.declarations_by_model: DataLoader[ModelKey, list[DeclarationRow]] = weak_loader(
+            self._load_declarations
+        )
+        self.versions_by_model: DataLoader[ModelKey, list[VersionFacts]] = weak_loader(self._load_versions)
+        self.pathways_by_model: DataLoader[ModelKey, list[UpgradePathway]] = weak_loader(self._load_pathways)
         # The models' certified versions and images, as far as a page read them with their facts.
         self._read_certified: dict[tuple[str, str, str], list[CertifiedRow]] = {}
         self._read_images: dict[tuple[str, str, str], list[ImageRow]] = {}

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
 from cfl_graph.catalogue.snapshots import current_snapshot_id
+from cfl_graph.loaders.weak import weak_loader
 from cfl_graph.tables import CplSnapshot
 
 
@@ -18,7 +19,7 @@ class CplLoaders:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        self.snapshot = DataLoader[int, CplSnapshot | None](self._load_snapshots)
+        self.snapshot: DataLoader[int, CplSnapshot | None] = weak_loader(self._load_snapshots)
         self._current: asyncio.Future[int | None] | None = None
 
     def afresh(self) -> CplLoaders:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gc
+import weakref
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +20,7 @@ from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.doors.graph.graph import CertifiedFirmware
 from cfl_graph.keys import VersionKey
+from cfl_graph.loaders.catalogue import CatalogueLoaders
 from cfl_graph.tables import AuditEvent
 from tests.fixtures.cpl_files import row, write_csv
 from tests.fixtures.library import CPL, OWN_A1, OWN_A2, OWN_A3, OWN_B_HW1, Version, World, make_world
@@ -640,3 +643,35 @@ def test_a_version_made_from_its_row_has_every_field_the_dataclass_would_give_it
     )
     assert vars(made) == vars(by_keyword)
     assert set(vars(made)) == {field.name for field in dataclasses.fields(CertifiedFirmware) if field.init}
+
+
+async def test_a_request_s_reads_are_freed_when_it_is_answered_without_the_cyclic_collector(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every row a page read goes with the request: nothing it read is left for the cyclic collector,
+    which would otherwise walk a page's worth of rows for every request in flight (issue 17). The
+    request's loaders are freed by their reference counts alone."""
+    made: list[weakref.ref[CatalogueLoaders]] = []
+    init = CatalogueLoaders.__init__
+
+    def recorded(self: CatalogueLoaders, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    monkeypatch.setattr(CatalogueLoaders, "__init__", recorded)
+    await publish(world, OWN_A1)
+    query = (
+        "{ deviceModels(first: 10) { edges { node { modelId certifiedFirmware { firmwareVersion "
+        "libraryImage { state } } libraryImages { imageId } } } } }"
+    )
+    gc.collect()
+    gc.disable()
+    try:
+        answered = data(await ask(world, query))
+        assert answered["deviceModels"]["edges"]
+        # Alive still (held by graphql-core's executor, itself a cycle) are only loaders that read nothing.
+        alive = [loaders for reference in made if (loaders := reference()) is not None]
+        assert len(alive) < len(made)
+        assert all(not loaders._read_certified and not loaders._read_images for loaders in alive)
+    finally:
+        gc.enable()

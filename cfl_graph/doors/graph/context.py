@@ -30,5 +30,12 @@ class Context:
         that have read nothing but the current snapshot."""
         self.loaders = self.loaders.afresh()
 
+    def release(self) -> None:
+        """Once the answer is made: the request's reads are let go at once. graphql-core's executor, which
+        holds this context, is a reference cycle of its own (its resolve-info helpers are its bound
+        methods), so without this every row a page read would live on until the cyclic collector's next
+        pass, and that pass would walk them all (`cfl_graph/loaders/weak.py`)."""
+        self.loaders = self.loaders.afresh()
+
 
 Info = StrawberryInfo[Context, None]

@@ -408,15 +408,17 @@ class GraphQLView(GraphQL[Context, None]):
         self, request: Request, data: GraphQLRequestData, current_snapshot: int | Unknown | None
     ) -> _Answer:
         sub_response = await self.get_sub_response(request)
+        context = self._context(request, current_snapshot)
         async with self._admission:
             result = await self.execute_operation(
                 request=request,
                 request_adapter=self.request_adapter_class(request),
                 request_data=data,
-                context=self._context(request, current_snapshot),
+                context=context,
                 root_value=None,
                 sub_response=sub_response,
             )
+        context.release()
         if not isinstance(result, ExecutionResult):
             raise HTTPException(400, "streamed and incremental answers are not served here")
         response_data = await self.process_result(request=request, result=result)
