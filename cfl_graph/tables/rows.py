@@ -182,9 +182,9 @@ def plain_rows(result: Result[Any]) -> list[Any]:
 def read_rows(result: CursorResult[Any], statement: Select[Any]) -> list[Any]:
     """`plain_rows` of the result of executing `statement`, made from the driver's own rows: the values
     SQLAlchemy's `Row`s would hold, each column's result processor applied as SQLAlchemy applies it (on
-    asyncpg a page's statements have none), without building a `Row` per row and a tuple from it (about
-    half of a page's reading, after the driver's decoding). Where SQLAlchemy has read ahead of the
-    driver's cursor (a buffered or streamed fetch), the rows are `plain_rows`' own.
+    asyncpg only an image's state has one among a page's columns), without building a `Row` per row and
+    a tuple from it (about half of a page's reading, after the driver's decoding). Where SQLAlchemy has
+    read ahead of the driver's cursor (a buffered or streamed fetch), the rows are `plain_rows`' own.
 
     It reads the cursor SQLAlchemy's result holds (`CursorResult.cursor`, public) and the processors
     SQLAlchemy computes for each column (`TypeEngine._cached_result_processor`, given the column's type

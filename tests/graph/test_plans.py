@@ -453,6 +453,22 @@ class ListQuery:
         return ["a", None]
 
 
+async def answered_both_ways(query: type, document: str, types: tuple[type, ...] = ()) -> Any:
+    """The document run by graphql-core alone and by a plan in check mode (which fails with
+    PlanMismatch if the plan answers otherwise): the two answers, errors included, must be the same."""
+    reference = Schema(query=query, types=list(types))
+    reference.execution_context_class = executor_class(PlanMode.OFF)
+    checked = Schema(query=query, types=list(types))
+    checked.execution_context_class = executor_class(PlanMode.CHECK)
+    expected = await reference.execute(document)
+    result = await checked.execute(document)
+    assert (result.data, [e.formatted for e in result.errors or ()]) == (
+        expected.data,
+        [e.formatted for e in expected.errors or ()],
+    )
+    return result
+
+
 @pytest.mark.parametrize(
     ("document", "refused"),
     [
@@ -467,20 +483,11 @@ async def test_a_null_item_of_a_list_answers_as_graphql_core_answers_it(document
     """A null item of a list of non-null items is an error that nulls the list's field (graphql-core's
     rule): the plan leaves that request to the reference; a null item of a list of nullable items is
     answered as null by the plan itself."""
-    reference = Schema(query=ListQuery)
-    reference.execution_context_class = executor_class(PlanMode.OFF)
-    checked = Schema(query=ListQuery)
-    checked.execution_context_class = executor_class(PlanMode.CHECK)
     answered = STATISTICS.answered
-    expected = await reference.execute(document)
-    result = await checked.execute(document)  # fails with PlanMismatch if the plan answers otherwise
-    assert (result.data, [e.formatted for e in result.errors or ()]) == (
-        expected.data,
-        [e.formatted for e in expected.errors or ()],
-    )
+    result = await answered_both_ways(ListQuery, document)
     assert bool(result.errors) is refused
     if refused:
-        assert "Cannot return null for non-nullable field" in result.errors[0].message  # type: ignore[index]
+        assert "Cannot return null for non-nullable field" in result.errors[0].message
     else:
         assert STATISTICS.answered == answered + 1  # the plan's own answer
 
@@ -542,17 +549,8 @@ async def test_leaves_answered_where_they_are_read_answer_as_graphql_core_coerce
     """A walker answers a `str` for a String or an ID, a `bool`, an `int` in range, an enum's member and a
     `date` for a Date as they are read; anything else (another class, a number past 32 bits, an enum's value) is coerced, or
     refused, as graphql-core does it."""
-    reference = Schema(query=LeavesQuery)
-    reference.execution_context_class = executor_class(PlanMode.OFF)
-    checked = Schema(query=LeavesQuery)
-    checked.execution_context_class = executor_class(PlanMode.CHECK)
     document = f'{{ leaves(case: "{case}") {{ text number flag ident colour day moment plain }} }}'
-    expected = await reference.execute(document)
-    result = await checked.execute(document)  # fails with PlanMismatch if the plan answers otherwise
-    assert (result.data, [e.formatted for e in result.errors or ()]) == (
-        expected.data,
-        [e.formatted for e in expected.errors or ()],
-    )
+    await answered_both_ways(LeavesQuery, document)
 
 
 # --- facts read inline off a row the object holds (`RowFact`) ------------------------------------------
@@ -636,18 +634,9 @@ async def test_facts_read_inline_off_a_row_answer_as_their_resolvers_do(case: st
     it is there) is read by the walker where the row is at hand, and by its resolver where it is not (no
     row read, or null); a list's items of the type's own class skip the checks any other item takes. The
     plan's answer is graphql-core's, errors included."""
-    reference = Schema(query=FactsQuery, types=[Fact, OtherFact])
-    reference.execution_context_class = executor_class(PlanMode.OFF)
-    checked = Schema(query=FactsQuery, types=[Fact, OtherFact])
-    checked.execution_context_class = executor_class(PlanMode.CHECK)
     document = f'{{ facts(case: "{case}") {{ name text colour day present shouted }} }}'
     answered = STATISTICS.answered
-    expected = await reference.execute(document)
-    result = await checked.execute(document)  # fails with PlanMismatch if the plan answers otherwise
-    assert (result.data, [e.formatted for e in result.errors or ()]) == (
-        expected.data,
-        [e.formatted for e in expected.errors or ()],
-    )
+    result = await answered_both_ways(FactsQuery, document, (Fact, OtherFact))
     assert bool(result.errors) is case.endswith(("the enum lacks", "another type"))
     if not result.errors:
         assert STATISTICS.answered == answered + 1  # the plan's own answer, not the reference's
