@@ -9,12 +9,13 @@ import functools
 import hashlib
 import socket
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, Dialect, Select, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import greenlet_spawn
 
 from cfl_graph.observability import count_statement
+from cfl_graph.tables.rows import plain_rows, row_type
 
 
 def sqlite_path(database_url: str) -> Path | None:
@@ -112,6 +114,78 @@ async def lock_key(session: AsyncSession, *key: str) -> None:
 
 _SELECT_ONE = text("SELECT 1")
 
+T = TypeVar("T")
+AnySelect = Select[*tuple[Any, ...]]  # a `Select` of any columns
+
+
+def _select_one(driver: Any) -> Awaitable[int]:
+    answer: Awaitable[int] = driver.fetchval("SELECT 1")
+    return answer
+
+
+_UNANSWERED: Any = object()
+
+
+@dataclass(frozen=True)
+class DriverStatement:
+    """A SQLAlchemy `Select` compiled once for asyncpg: its SQL with `$n` placeholders, what goes in each,
+    and how each column read is made the value SQLAlchemy would give (its type's result processor, as
+    `tables.rows.read_rows` applies them). Run on the driver's connection it spares SQLAlchemy's per-
+    execution work (a connection and its execution context, the compiled cache's key, a result and its
+    `Row`s), which costs several times the round trip's CPU for a one-row read; `Database.read_one` runs
+    it, and falls back on SQLAlchemy executing the same statement, the reference."""
+
+    sql: str
+    # Per placeholder: the caller's parameter's name, or the statement's own value; its bind processor.
+    arguments: tuple[tuple[str | None, Any, Callable[[Any], Any] | None], ...]
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
+    make: Callable[[Any], Any]
+
+    @classmethod
+    def compile(cls, statement: AnySelect, dialect: Dialect) -> DriverStatement:
+        """`statement` for `dialect` (asyncpg's), as SQLAlchemy would execute it; an error for a statement
+        whose SQL would depend on the caller's values (an expanding `IN` list, a value rendered inline)."""
+        if dialect.paramstyle != "numeric_dollar":
+            raise ValueError(f"{dialect.driver} does not number its placeholders as asyncpg does")
+        compiled = statement.compile(dialect=dialect)
+        callers = {bind.key: bind for bind in compiled.binds.values() if bind.required}
+        for name, bind in callers.items():
+            if bind.expanding or bind.literal_execute:
+                raise ValueError(f"the SQL would change with the value of {name!r}")
+        # The SQL as executed: the statement's own late-rendered values (a string_agg's separator) inline.
+        expanded = compiled.construct_expanded_state({name: None for name in callers})
+        arguments = tuple(
+            (
+                name if name in callers else None,
+                None if name in callers else expanded.parameters[name],
+                compiled.binds[name].type._cached_bind_processor(dialect),  # as `compiled` would apply it
+            )
+            for name in expanded.positiontup or ()
+        )
+        columns = statement.selected_columns
+        processors = tuple(
+            (index, processor)
+            for index, column in enumerate(columns)
+            if (processor := column.type._cached_result_processor(dialect, None)) is not None
+        )
+        names = tuple(columns.keys())
+        return cls(expanded.statement, arguments, processors, partial(tuple.__new__, row_type(names)))
+
+    def values(self, params: Mapping[str, Any]) -> list[Any]:
+        values = []
+        for name, own, process in self.arguments:
+            value = own if name is None else params[name]
+            values.append(value if process is None else process(value))
+        return values
+
+    def row(self, record: Sequence[Any]) -> Any:
+        if not self.processors:
+            return self.make(record)
+        values = list(record)
+        for index, processor in self.processors:
+            values[index] = processor(values[index])
+        return self.make(values)
+
 
 @dataclass(frozen=True)
 class Database:
@@ -135,36 +209,77 @@ class Database:
     @functools.cached_property
     def lone_reads(self) -> AsyncEngine:
         """The engine for a read of one statement, which is atomic by itself: on PostgreSQL in autocommit,
-        sparing the BEGIN and ROLLBACK round trips a transaction adds (each request's token check)."""
+        sparing the BEGIN and ROLLBACK round trips a transaction adds."""
         if self.engine.dialect.name == "postgresql":
             return self.engine.execution_options(isolation_level="AUTOCOMMIT")
         return self.engine
 
+    @functools.cached_property
+    def _driver_statements(self) -> dict[AnySelect, DriverStatement]:
+        return {}
+
+    async def _driver_answer(self, question: Callable[[Any], Awaitable[T]]) -> T:
+        """`question` asked of asyncpg on a pooled PostgreSQL connection, outside any transaction; or
+        `_UNANSWERED` if it failed there, the connection then thrown away (dropped by the database, or its
+        question cancelled: its state is unknown), for the caller to ask again through SQLAlchemy, whose
+        error handling drops the pool's other stale connections and answers for an outage."""
+        pooled = await self.engine.raw_connection()
+        try:
+            driver = pooled.driver_connection
+            assert driver is not None  # a checked-out connection has its driver's
+            answer = await question(driver)
+            count_statement()  # past the engine, whose listener counts every other statement
+            return answer
+        except BaseException as exc:
+            pooled.invalidate(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return _UNANSWERED  # type: ignore[no-any-return]
+        finally:
+            # Given back to a full pool, the connection is closed, which awaits the driver.
+            await greenlet_spawn(pooled.close)
+
     async def ping(self) -> None:
         """One round trip that proves the database answers, or the error that says it does not.
 
-        On PostgreSQL a pooled connection asks asyncpg directly: no transaction and none of SQLAlchemy's
-        statement machinery, which cost three times the round trip's CPU (the health check runs on every
-        probe). A failure there (a connection the database dropped) is asked again through SQLAlchemy,
-        whose error handling throws away the pool's stale connections and answers for an outage."""
-        if self.engine.dialect.name == "postgresql":
-            pooled = await self.engine.raw_connection()
-            try:
-                asyncpg_connection = pooled.driver_connection
-                assert asyncpg_connection is not None  # a checked-out connection has its driver's
-                await asyncpg_connection.fetchval("SELECT 1")
-                count_statement()  # past the engine, whose listener counts every other statement
-                return
-            except BaseException as exc:
-                # Its state is unknown (dropped by the database, or its question cancelled): never lent again.
-                pooled.invalidate(exc)
-                if not isinstance(exc, Exception):
-                    raise
-            finally:
-                # Given back to a full pool, the connection is closed, which awaits the driver.
-                await greenlet_spawn(pooled.close)
+        On PostgreSQL a pooled connection asks asyncpg directly (`_driver_answer`): no transaction and
+        none of SQLAlchemy's statement machinery, which cost three times the round trip's CPU (the health
+        check runs on every probe)."""
+        postgresql = self.engine.dialect.name == "postgresql"
+        if postgresql and await self._driver_answer(_select_one) is not _UNANSWERED:
+            return
         async with self.engine.connect() as conn:
             await conn.execute(_SELECT_ONE)
+
+    async def read_one(self, statement: AnySelect, params: Mapping[str, Any]) -> Any | None:
+        """The one row `statement` reads with `params` (as `tables.rows.plain_rows` makes it), or None; an
+        error if it reads more. A read of one statement, atomic by itself, in no transaction: on
+        PostgreSQL the statement compiled once for asyncpg and run on a pooled connection
+        (`DriverStatement`), every other time through SQLAlchemy (`read_one_through_sqlalchemy`, the
+        reference). It serves the token's check on every request with a token."""
+        if self.engine.dialect.name == "postgresql":
+            compiled = self._driver_statements.get(statement)
+            if compiled is None:
+                compiled = self._driver_statements[statement] = DriverStatement.compile(
+                    statement, self.engine.dialect
+                )
+            records = await self._driver_answer(
+                lambda driver: driver.fetch(compiled.sql, *compiled.values(params))
+            )
+            if records is not _UNANSWERED:
+                if len(records) > 1:
+                    raise ValueError(f"{len(records)} rows read where one at most was expected")
+                return compiled.row(records[0]) if records else None
+        return await self.read_one_through_sqlalchemy(statement, params)
+
+    async def read_one_through_sqlalchemy(
+        self, statement: AnySelect, params: Mapping[str, Any]
+    ) -> Any | None:
+        async with self.lone_reads.connect() as connection:
+            rows = plain_rows(await connection.execute(statement, params))
+        if len(rows) > 1:
+            raise ValueError(f"{len(rows)} rows read where one at most was expected")
+        return rows[0] if rows else None
 
     async def dispose(self) -> None:
         await self.engine.dispose()

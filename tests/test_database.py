@@ -1,14 +1,22 @@
-"""The database's own checks: a ping proves the database answers, without leaving anything behind."""
+"""The database's own checks: a ping proves the database answers, without leaving anything behind; a read
+of one row on the driver's connection answers what SQLAlchemy would."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
+from sqlalchemy import String, TypeDecorator, bindparam, func, select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from cfl_graph.database import Database
+from cfl_graph.access.tokens import _TOKEN_WITH_PARTY, TOKEN_PATTERN
+from cfl_graph.database import Database, DriverStatement
 from cfl_graph.observability import CURRENT, RequestFacts, count_statements
+from cfl_graph.tables import Party, PartyManufacturer, Role
+from tests.fixtures.parties import OWN_MANUFACTURER_ID, make_tokens
 
 
 async def test_many_pings_at_once_give_every_connection_back_cleanly(
@@ -26,6 +34,16 @@ async def test_many_pings_at_once_give_every_connection_back_cleanly(
         await database.dispose()
 
 
+async def _drop_the_pooled_connection(database: Database, postgres_url: str) -> None:
+    async with database.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        pid = await raw.driver_connection.fetchval("SELECT pg_backend_pid()")  # type: ignore[union-attr]
+    admin = Database.connect(postgres_url)
+    async with admin.engine.connect() as other:
+        await other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+    await admin.dispose()
+
+
 async def test_a_ping_through_a_connection_the_database_dropped_still_answers(
     postgres_url: str | None,
 ) -> None:
@@ -34,15 +52,26 @@ async def test_a_ping_through_a_connection_the_database_dropped_still_answers(
     database = Database.connect(postgres_url, pool_size=1, max_overflow=0)
     try:
         await database.ping()
-        async with database.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            pid = await raw.driver_connection.fetchval("SELECT pg_backend_pid()")  # type: ignore[union-attr]
-        admin = Database.connect(postgres_url)
-        async with admin.engine.connect() as other:
-            await other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
-        await admin.dispose()
+        await _drop_the_pooled_connection(database, postgres_url)
         await database.ping()  # the pooled connection is dead: thrown away, and the database asked anew
         await database.ping()
+    finally:
+        await database.dispose()
+
+
+async def test_a_read_of_one_row_through_a_connection_the_database_dropped_still_answers(
+    postgres_url: str | None,
+) -> None:
+    if postgres_url is None:
+        pytest.skip("no PostgreSQL server")
+    database = Database.connect(postgres_url, pool_size=1, max_overflow=0)
+    statement = select(func.upper(bindparam("word", type_=String)).label("loud"))
+    try:
+        assert await database.read_one(statement, {"word": "one"}) == ("ONE",)
+        await _drop_the_pooled_connection(database, postgres_url)
+        assert await database.read_one(statement, {"word": "two"}) == ("TWO",)
+        assert await database.read_one(statement, {"word": "three"}) == ("THREE",)
+        assert database.engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         await database.dispose()
 
@@ -64,3 +93,93 @@ async def test_a_ping_counts_the_statements_it_sends_into_the_request(database_u
         await database.dispose()
     assert one_ping == (1 if database.engine.dialect.name == "postgresql" else 2)
     assert facts.sql_statements == 2 * one_ping
+
+
+# --- a read of one row (`Database.read_one`), on PostgreSQL past SQLAlchemy's execution ------------------
+
+
+class _Lowered(TypeDecorator[str]):
+    """A parameter SQLAlchemy lowers before it is sent: a read that skipped bind processors finds nothing."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else value.lower()
+
+
+def _as_read(row: Any) -> Any:
+    """A row with its names and the type of every value, so that `Role.SUPPLIER` is not `"supplier"`."""
+    return None if row is None else (row._fields, [(type(value), value) for value in row])
+
+
+async def _both_ways(db: Database, statement: Any, params: dict[str, Any]) -> Any:
+    reference = await db.read_one_through_sqlalchemy(statement, params)
+    assert _as_read(await db.read_one(statement, params)) == _as_read(reference)
+    return reference
+
+
+async def test_a_token_read_on_the_driver_is_the_row_sqlalchemy_reads(db: Database) -> None:
+    # Every kind of token (expired, revoked, a disabled party's, read-only; a party of two manufacturer
+    # ids, which the statement joins with its own separator) and an unknown id, both ways, on both
+    # databases: the same names, values and types (the role an enum member, the times UTC-aware).
+    tokens = await make_tokens(db)
+    async with db.sessions() as session, session.begin():
+        party_id = (
+            await session.execute(select(Party.id).where(Party.name == "Harrow Instruments plc"))
+        ).scalar()
+        session.add(PartyManufacturer(party_id=party_id, manufacturer_id="00FE"))
+    read = []
+    for text in tokens.as_dict().values():
+        match = TOKEN_PATTERN.fullmatch(text)
+        assert match is not None
+        read.append(await _both_ways(db, _TOKEN_WITH_PARTY, {"public_id": match.group(1)}))
+    assert await _both_ways(db, _TOKEN_WITH_PARTY, {"public_id": "0" * 16}) is None
+    assert {type(row.role) for row in read} == {Role}
+    assert {row.revoked_at is None for row in read} == {True, False}
+    assert all(row.expires_at.tzinfo is not None for row in read)
+    assert any(row.manufacturer_ids and "," in row.manufacturer_ids for row in read)
+    assert any(row.manufacturer_ids == OWN_MANUFACTURER_ID for row in read)
+
+
+async def test_a_read_of_one_row_applies_its_parameters_conversions(db: Database) -> None:
+    await make_tokens(db)
+    statement = select(Party.name, Party.role).where(
+        func.lower(Party.name) == bindparam("name", type_=_Lowered()), Party.role == bindparam("role")
+    )
+    found = await _both_ways(db, statement, {"name": "CALDER SUPPLY LTD", "role": Role.SUPPLIER})
+    assert found == ("Calder Supply Ltd", Role.SUPPLIER)
+    assert await _both_ways(db, statement, {"name": "Calder Supply Ltd", "role": "manufacturer"}) is None
+
+
+async def test_a_read_of_one_row_that_finds_more_is_an_error(db: Database) -> None:
+    await make_tokens(db)
+    with pytest.raises(ValueError, match="rows read where one at most was expected"):
+        await db.read_one(select(Party.id), {})
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        select(Party.id).where(Party.id.in_(bindparam("ids", expanding=True))),
+        select(Party.id).where(Party.name == bindparam("name", literal_execute=True)),
+    ],
+    ids=["an expanding IN list", "a value rendered inline"],
+)
+def test_a_statement_whose_sql_changes_with_its_values_is_not_compiled_once(statement: Any) -> None:
+    with pytest.raises(ValueError, match="the SQL would change with the value of"):
+        DriverStatement.compile(statement, create_async_engine("postgresql+asyncpg://").dialect)
+
+
+async def test_a_read_of_one_row_counts_its_statement_into_the_request(database_url: str) -> None:
+    database = Database.connect(database_url)
+    count_statements(database.engine)
+    facts = RequestFacts("read")
+    token = CURRENT.set(facts)
+    try:
+        await database.read_one(select(func.count().label("n")), {})
+    finally:
+        CURRENT.reset(token)
+        await database.dispose()
+    # As a ping: on PostgreSQL one statement past the engine; on SQLite the engine's BEGIN and the read.
+    assert facts.sql_statements == (1 if database.engine.dialect.name == "postgresql" else 2)

@@ -12,9 +12,11 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from sqlalchemy import ScalarSelect, bindparam, func, select
+from sqlalchemy import ScalarSelect, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from cfl_graph.access.principal import Principal
@@ -151,16 +153,29 @@ _TOKEN_WITH_PARTY = (
 )
 
 
+class OneRowReader(Protocol):
+    """What reads one statement's one row on its own (`database.Database`, which this module cannot import:
+    the database's statement counting redacts tokens with this module)."""
+
+    async def read_one(
+        self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]
+    ) -> Any | None: ...
+
+
 async def authenticate(
-    reader: AsyncSession | AsyncConnection, presented: str, *, now: dt.datetime | None = None
+    reader: AsyncSession | AsyncConnection | OneRowReader, presented: str, *, now: dt.datetime | None = None
 ) -> Principal:
-    """The principal behind a presented token (one statement, read in `reader`: a session, or a connection
-    of its own), or a `TokenError` saying why not."""
+    """The principal behind a presented token, or a `TokenError` saying why not. One statement, read in
+    `reader`: a session's transaction, or the database's own read of one row (`Database.read_one`: no
+    transaction, on asyncpg's connection directly), which every request with a token asks."""
     match = TOKEN_PATTERN.fullmatch(presented.strip())
     if match is None:
         raise MalformedToken()
     public_id, secret = match.groups()
-    row = (await reader.execute(_TOKEN_WITH_PARTY, {"public_id": public_id})).one_or_none()
+    if isinstance(reader, AsyncSession | AsyncConnection):
+        row = (await reader.execute(_TOKEN_WITH_PARTY, {"public_id": public_id})).one_or_none()
+    else:
+        row = await reader.read_one(_TOKEN_WITH_PARTY, {"public_id": public_id})
     # Compare even when the id is unknown, so timing does not tell which ids exist.
     stored = row.secret_sha256 if row is not None else "0" * 64
     if not hmac.compare_digest(stored, secret_digest(secret)) or row is None:

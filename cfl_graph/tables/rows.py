@@ -162,11 +162,11 @@ class DeclarationRow(HasVersionKey, Protocol):
 _ROW_TYPES: dict[tuple[str, ...], Any] = {}
 
 
-def _row_type(names: tuple[str, ...]) -> Any:
-    row_type = _ROW_TYPES.get(names)
-    if row_type is None:
-        row_type = _ROW_TYPES[names] = namedtuple("PlainRow", names)
-    return row_type
+def row_type(names: tuple[str, ...]) -> Any:
+    made = _ROW_TYPES.get(names)
+    if made is None:
+        made = _ROW_TYPES[names] = namedtuple("PlainRow", names)
+    return made
 
 
 def plain_rows(result: Result[Any]) -> list[Any]:
@@ -176,7 +176,7 @@ def plain_rows(result: Result[Any]) -> list[Any]:
     rows are fetched at once (iterating fetches them one by one, three calls a row) and each is made a
     named tuple by `tuple.__new__` (`_make` is a Python function that checks a length the result's own
     keys already fix). The reference for `read_rows`."""
-    return list(map(partial(tuple.__new__, _row_type(tuple(result.keys()))), result.fetchall()))
+    return list(map(partial(tuple.__new__, row_type(tuple(result.keys()))), result.fetchall()))
 
 
 def read_rows(result: CursorResult[Any], statement: Select[Any]) -> list[Any]:
@@ -205,7 +205,7 @@ def read_rows(result: CursorResult[Any], statement: Select[Any]) -> list[Any]:
     ]
     records = cursor.fetchall()
     result.fetchall()  # nothing is left: SQLAlchemy closes its cursor as after its own last row
-    make = partial(tuple.__new__, _row_type(tuple(result.keys())))
+    make = partial(tuple.__new__, row_type(tuple(result.keys())))
     if not processors:
         return list(map(make, records))
     rows = []

@@ -207,7 +207,7 @@ def create_app(
                 ("POST", "/upload"): settings.max_image_bytes + UPLOAD_ENVELOPE_BYTES,  # the web form
             },
         ),
-        Middleware(AuthenticationMiddleware, sessions=database.sessions, lone_reads=database.lone_reads),
+        Middleware(AuthenticationMiddleware, sessions=database.sessions, database=database),
         Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute, shared=redis),
     ]
     app = Starlette(

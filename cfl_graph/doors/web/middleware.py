@@ -14,7 +14,7 @@ import hmac
 from collections.abc import Iterable
 from urllib.parse import parse_qs, urlencode
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cfl_graph.access.principal import Principal
 from cfl_graph.access.sessions import SESSION_COOKIE, resume_session
 from cfl_graph.access.tokens import TokenError, authenticate
+from cfl_graph.database import Database
 from cfl_graph.doors.web.graphql_http import refusal
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/login"})
@@ -147,13 +148,13 @@ class AuthenticationMiddleware:
         self,
         app: ASGIApp,
         sessions: async_sessionmaker[AsyncSession],
-        lone_reads: AsyncEngine,
+        database: Database,
         public_paths: Iterable[str] = PUBLIC_PATHS,
     ) -> None:
         self.app = app
         self.sessions = sessions
-        # A token's check is one statement: no session, no transaction (`Database.lone_reads`).
-        self.lone_reads = lone_reads
+        # A token's check is one statement: no session, no transaction (`Database.read_one`).
+        self.database = database
         self.public_paths = frozenset(public_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -171,8 +172,7 @@ class AuthenticationMiddleware:
                 )
                 return
             try:
-                async with self.lone_reads.connect() as connection:
-                    state["principal"] = await authenticate(connection, presented)
+                state["principal"] = await authenticate(self.database, presented)
             except TokenError as exc:
                 await _refuse(send, scope, 401, str(exc), 'Bearer error="invalid_token"')
                 return
