@@ -820,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         choices=PAGES,
         default=list(PAGES),
-        help=f"the first page, and a deep one ({DEEP_PAGE:.0%} down the list, by each side's cursors)",
+        help=f"the first page, and a deep one ({DEEP_PAGE:.0%}% down the list, by each side's cursors)",
     )
     parser.add_argument(
         "--ours",
