@@ -121,14 +121,26 @@ def may_see(principal: Principal | None, image: LibraryImage) -> bool:
     return is_own(principal, image.manufacturer_id)
 
 
+def sight(principal: Principal | None) -> tuple[str, ...] | None:
+    """All that decides which images the principal sees: None if it may not read the catalogue, else the
+    manufacturer ids whose drafts it sees besides every listed image (sorted; most readers have none)."""
+    if not allowed(principal, Action.READ_CATALOGUE):
+        return None
+    assert principal is not None
+    return tuple(sorted(m for m in principal.manufacturer_ids if is_own(principal, m)))
+
+
 def visible_to(principal: Principal | None) -> ColumnElement[bool]:
     """`may_see` as SQL over `library_images`, for list reads."""
-    if not allowed(principal, Action.READ_CATALOGUE):
+    return visible_in(sight(principal))
+
+
+def visible_in(sight: tuple[str, ...] | None) -> ColumnElement[bool]:
+    """`visible_to` by the principal's `sight`: the same for every principal of the same sight."""
+    if sight is None:
         return false()
     listed = LibraryImage.state.in_(sorted(LISTED))
-    assert principal is not None
-    own = sorted(m for m in principal.manufacturer_ids if is_own(principal, m))
-    return or_(listed, LibraryImage.manufacturer_id.in_(own)) if own else listed
+    return or_(listed, LibraryImage.manufacturer_id.in_(sight)) if sight else listed
 
 
 def own_drafts(principal: Principal) -> ColumnElement[bool]:

@@ -167,6 +167,13 @@ def _reads(dialect: str) -> _Reads:
     return _Reads(dialect)
 
 
+@functools.lru_cache(maxsize=1024)
+def _images_in_sight(dialect: str, sight: tuple[str, ...] | None) -> Select[Any]:
+    """The images' statement for readers of one `lifecycle.sight`, built once: composing it, and
+    SQLAlchemy's cache key of it (kept on the statement), cost a page more than the statement's run."""
+    return _reads(dialect).images.where(lifecycle.visible_in(sight))
+
+
 class CatalogueLoaders:
     def __init__(
         self,
@@ -252,7 +259,7 @@ class CatalogueLoaders:
         """The models' images the caller may see (`lifecycle.visible_to`: drafts only of its own
         manufacturer ids)."""
         dialect = _dialect(session)
-        statement = _reads(dialect).images.where(lifecycle.visible_to(self._principal))
+        statement = _images_in_sight(dialect, lifecycle.sight(self._principal))
         rows: Iterable[ImageRow] = await _read(session, statement, _model_keys(keys, dialect))
         return _grouped(rows)
 

@@ -17,6 +17,7 @@ from cfl_graph.audit import SYSTEM, verify_chain
 from cfl_graph.database import Database
 from cfl_graph.errors import InvalidInput
 from cfl_graph.identifiers import Sha256Hex
+from cfl_graph.images import lifecycle
 from cfl_graph.images.errors import ImageGone, ImageNotFound, LibraryError, UploadRefused
 from cfl_graph.keys import VersionKey
 from cfl_graph.tables import AuditEvent, CatalogueRevision, LibraryImage, Party
@@ -334,6 +335,39 @@ async def test_drafts_are_seen_by_their_manufacturer_only(world: World) -> None:
             await world.library.get(await world.principal(getattr(world.tokens, name)), image.id)
     with pytest.raises(AccessDenied):
         await world.library.get(None, image.id)
+
+
+async def test_the_sql_every_list_reads_sees_what_may_see_sees(world: World) -> None:
+    # A list (the catalogue's page, the feeds) filters images in SQL by the reader's sight
+    # (`lifecycle.visible_to`, its statement kept per sight); one image at a time, `may_see` decides in
+    # Python. Both, for every kind of reader, over drafts, published and withdrawn images of two
+    # manufacturers: the same images.
+    own, other = world.tokens.manufacturer, world.tokens.other_manufacturer
+    await world.upload(world.image(OWN_A1), token=own)
+    await world.publish((await world.upload(world.image(OWN_A2), token=own)).id, own)
+    withdrawn = await world.publish((await world.upload(world.image(OWN_A3), token=own)).id, own)
+    await world.library.withdraw(await world.principal(own), withdrawn.id, "bricks meters on cold start")
+    await world.upload(world.image(OTHER_C1), token=other)
+    async with world.db.sessions() as session:
+        images = list((await session.execute(select(LibraryImage))).scalars())
+    assert {image.state for image in images} == {"draft", "published", "withdrawn"}
+    readers = [
+        None,
+        *[
+            await world.principal(token)
+            for token in world.tokens.as_dict().values()
+            if token not in (world.tokens.expired, world.tokens.revoked, world.tokens.disabled_party)
+        ],
+    ]
+    sights = set()
+    for reader in readers:
+        sights.add(lifecycle.sight(reader))
+        async with world.db.sessions() as session:
+            listed = set(
+                (await session.execute(select(LibraryImage.id).where(lifecycle.visible_to(reader)))).scalars()
+            )
+        assert listed == {image.id for image in images if lifecycle.may_see(reader, image)}, reader
+    assert len(sights) >= 4  # no reader, a reader of listed images, and each manufacturer's own drafts
 
 
 async def test_another_manufacturer_cannot_change_an_image(world: World) -> None:

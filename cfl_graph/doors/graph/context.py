@@ -34,8 +34,9 @@ class Context:
         """Once the answer is made: the request's reads are let go at once. graphql-core's executor, which
         holds this context, is a reference cycle of its own (its resolve-info helpers are its bound
         methods), so without this every row a page read would live on until the cyclic collector's next
-        pass, and that pass would walk them all (`cfl_graph/loaders/weak.py`)."""
-        self.loaders = self.loaders.afresh()
+        pass, and that pass would walk them all (`cfl_graph/loaders/weak.py`). Loaders afresh hold nothing
+        the request read."""
+        self.afresh()
 
 
 Info = StrawberryInfo[Context, None]
