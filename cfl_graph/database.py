@@ -136,32 +136,39 @@ class DriverStatement:
     it, and falls back on SQLAlchemy executing the same statement, the reference."""
 
     sql: str
-    # Per placeholder: the caller's parameter's name, or the statement's own value; its bind processor.
-    arguments: tuple[tuple[str | None, Any, Callable[[Any], Any] | None], ...]
+    # Per placeholder: the caller's parameter's name (None for a value of the statement's own), whether
+    # the caller must give it, the value otherwise, and its bind processor.
+    arguments: tuple[tuple[str | None, bool, Any, Callable[[Any], Any] | None], ...]
     processors: tuple[tuple[int, Callable[[Any], Any]], ...]
     make: Callable[[Any], Any]
 
     @classmethod
     def compile(cls, statement: AnySelect, dialect: Dialect) -> DriverStatement:
         """`statement` for `dialect` (asyncpg's), as SQLAlchemy would execute it; an error for a statement
-        whose SQL would depend on the caller's values (an expanding `IN` list, a value rendered inline)."""
+        whose SQL would change with a caller's value (an expanding `IN` list, a value rendered inline) or
+        whose value is computed at each execution (a callable)."""
         if dialect.paramstyle != "numeric_dollar":
             raise ValueError(f"{dialect.driver} does not number its placeholders as asyncpg does")
         compiled = statement.compile(dialect=dialect)
-        callers = {bind.key: bind for bind in compiled.binds.values() if bind.required}
-        for name, bind in callers.items():
-            if bind.expanding or bind.literal_execute:
-                raise ValueError(f"the SQL would change with the value of {name!r}")
+        for bind in compiled.binds.values():
+            if bind.callable is not None:
+                raise ValueError(f"the value of {bind.key!r} is computed at each execution")
+            if not bind.unique and (bind.expanding or bind.literal_execute):  # a name the caller may give
+                raise ValueError(f"the SQL would change with the value of {bind.key!r}")
         # The SQL as executed: the statement's own late-rendered values (a string_agg's separator) inline.
-        expanded = compiled.construct_expanded_state({name: None for name in callers})
-        arguments = tuple(
-            (
-                name if name in callers else None,
-                None if name in callers else expanded.parameters[name],
-                compiled.binds[name].type._cached_bind_processor(dialect),  # as `compiled` would apply it
+        required = {bind.key: None for bind in compiled.binds.values() if bind.required}
+        expanded = compiled.construct_expanded_state(required)
+        arguments = []
+        for name in expanded.positiontup or ():
+            bind = compiled.binds[name]
+            arguments.append(
+                (
+                    None if bind.unique else bind.key,  # an anonymous bind is the statement's own
+                    bind.required,
+                    expanded.parameters[name],
+                    bind.type._cached_bind_processor(dialect),  # as `compiled` would apply it
+                )
             )
-            for name in expanded.positiontup or ()
-        )
         columns = statement.selected_columns
         processors = tuple(
             (index, processor)
@@ -169,12 +176,17 @@ class DriverStatement:
             if (processor := column.type._cached_result_processor(dialect, None)) is not None
         )
         names = tuple(columns.keys())
-        return cls(expanded.statement, arguments, processors, partial(tuple.__new__, row_type(names)))
+        return cls(expanded.statement, tuple(arguments), processors, partial(tuple.__new__, row_type(names)))
 
     def values(self, params: Mapping[str, Any]) -> list[Any]:
         values = []
-        for name, own, process in self.arguments:
-            value = own if name is None else params[name]
+        for name, required, own, process in self.arguments:
+            if name is not None and name in params:
+                value = params[name]
+            elif required:
+                raise ValueError(f"a value is required for {name!r}")
+            else:
+                value = own
             values.append(value if process is None else process(value))
         return values
 
@@ -263,9 +275,8 @@ class Database:
                 compiled = self._driver_statements[statement] = DriverStatement.compile(
                     statement, self.engine.dialect
                 )
-            records = await self._driver_answer(
-                lambda driver: driver.fetch(compiled.sql, *compiled.values(params))
-            )
+            values = compiled.values(params)
+            records = await self._driver_answer(lambda driver: driver.fetch(compiled.sql, *values))
             if records is not _UNANSWERED:
                 if len(records) > 1:
                     raise ValueError(f"{len(records)} rows read where one at most was expected")

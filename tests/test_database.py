@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import String, TypeDecorator, bindparam, func, select
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from cfl_graph.access.tokens import _TOKEN_WITH_PARTY, TOKEN_PATTERN
@@ -152,6 +153,18 @@ async def test_a_read_of_one_row_applies_its_parameters_conversions(db: Database
     assert await _both_ways(db, statement, {"name": "Calder Supply Ltd", "role": "manufacturer"}) is None
 
 
+async def test_a_read_of_one_row_takes_a_parameter_s_default_unless_given(db: Database) -> None:
+    statement = select(func.upper(bindparam("word", "quiet", type_=String)).label("loud"))
+    assert await _both_ways(db, statement, {}) == ("QUIET",)
+    assert await _both_ways(db, statement, {"word": "given"}) == ("GIVEN",)
+
+
+async def test_a_read_of_one_row_without_a_required_value_is_an_error(db: Database) -> None:
+    statement = select(func.upper(bindparam("word", type_=String)).label("loud"))
+    with pytest.raises((ValueError, SQLAlchemyError), match=r"required for .*word"):
+        await db.read_one(statement, {})
+
+
 async def test_a_read_of_one_row_that_finds_more_is_an_error(db: Database) -> None:
     await make_tokens(db)
     with pytest.raises(ValueError, match="rows read where one at most was expected"):
@@ -163,11 +176,14 @@ async def test_a_read_of_one_row_that_finds_more_is_an_error(db: Database) -> No
     [
         select(Party.id).where(Party.id.in_(bindparam("ids", expanding=True))),
         select(Party.id).where(Party.name == bindparam("name", literal_execute=True)),
+        select(Party.id).where(Party.name == bindparam("name", callable_=lambda: "Calder Supply Ltd")),
     ],
-    ids=["an expanding IN list", "a value rendered inline"],
+    ids=["an expanding IN list", "a value rendered inline", "a value computed at each execution"],
 )
 def test_a_statement_whose_sql_changes_with_its_values_is_not_compiled_once(statement: Any) -> None:
-    with pytest.raises(ValueError, match="the SQL would change with the value of"):
+    with pytest.raises(
+        ValueError, match=r"the SQL would change with the value of|computed at each execution"
+    ):
         DriverStatement.compile(statement, create_async_engine("postgresql+asyncpg://").dialect)
 
 
