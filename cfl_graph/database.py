@@ -228,6 +228,7 @@ class Database:
 
     @functools.cached_property
     def _driver_statements(self) -> dict[AnySelect, DriverStatement]:
+        # By the statement object: the code's own module-level statements, a fixed set.
         return {}
 
     async def _driver_answer(self, question: Callable[[Any], Awaitable[T]]) -> T:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -20,21 +21,6 @@ from cfl_graph.tables import Party, PartyManufacturer, Role
 from tests.fixtures.parties import OWN_MANUFACTURER_ID, make_tokens
 
 
-async def test_many_pings_at_once_give_every_connection_back_cleanly(
-    database_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    # One pooled connection and a few more for a moment: those past the pool are closed on return, which
-    # awaits the driver (a close outside SQLAlchemy's greenlet failed, logged, and leaked the connection).
-    database = Database.connect(database_url, pool_size=1, max_overflow=8)
-    try:
-        with caplog.at_level(logging.WARNING, logger="sqlalchemy"):
-            await asyncio.gather(*(database.ping() for _ in range(30)))
-        assert [r.getMessage() for r in caplog.records if r.name.startswith("sqlalchemy")] == []
-        assert database.engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-    finally:
-        await database.dispose()
-
-
 async def _drop_the_pooled_connection(database: Database, postgres_url: str) -> None:
     async with database.engine.connect() as conn:
         raw = await conn.get_raw_connection()
@@ -45,55 +31,48 @@ async def _drop_the_pooled_connection(database: Database, postgres_url: str) -> 
     await admin.dispose()
 
 
-async def test_a_ping_through_a_connection_the_database_dropped_still_answers(
-    postgres_url: str | None,
-) -> None:
-    if postgres_url is None:
-        pytest.skip("no PostgreSQL server")
-    database = Database.connect(postgres_url, pool_size=1, max_overflow=0)
-    try:
-        await database.ping()
-        await _drop_the_pooled_connection(database, postgres_url)
-        await database.ping()  # the pooled connection is dead: thrown away, and the database asked anew
-        await database.ping()
-    finally:
-        await database.dispose()
+_WORD = select(func.upper(bindparam("word", type_=String)).label("loud"))
 
 
-async def test_a_read_of_one_row_through_a_connection_the_database_dropped_still_answers(
-    postgres_url: str | None,
+async def _ping(database: Database, word: str) -> None:
+    await database.ping()
+
+
+async def _read_one(database: Database, word: str) -> None:
+    assert await database.read_one(_WORD, {"word": word}) == (word.upper(),)
+
+
+@pytest.mark.parametrize("ask", [_ping, _read_one], ids=["pings", "reads of one row"])
+async def test_many_questions_at_once_give_every_connection_back_cleanly(
+    database_url: str, caplog: pytest.LogCaptureFixture, ask: Callable[[Database, str], Awaitable[None]]
 ) -> None:
-    if postgres_url is None:
-        pytest.skip("no PostgreSQL server")
-    database = Database.connect(postgres_url, pool_size=1, max_overflow=0)
-    statement = select(func.upper(bindparam("word", type_=String)).label("loud"))
+    # One pooled connection and a few more for a moment: those past the pool are closed on return, which
+    # awaits the driver (a close outside SQLAlchemy's greenlet failed, logged, and leaked the connection).
+    database = Database.connect(database_url, pool_size=1, max_overflow=8)
     try:
-        assert await database.read_one(statement, {"word": "one"}) == ("ONE",)
-        await _drop_the_pooled_connection(database, postgres_url)
-        assert await database.read_one(statement, {"word": "two"}) == ("TWO",)
-        assert await database.read_one(statement, {"word": "three"}) == ("THREE",)
+        with caplog.at_level(logging.WARNING, logger="sqlalchemy"):
+            await asyncio.gather(*(ask(database, f"word {n}") for n in range(30)))
+        assert [r.getMessage() for r in caplog.records if r.name.startswith("sqlalchemy")] == []
         assert database.engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         await database.dispose()
 
 
-async def test_a_ping_counts_the_statements_it_sends_into_the_request(database_url: str) -> None:
-    # On PostgreSQL one statement past the engine, whose listener counts every other; on SQLite the
-    # engine's own (its transaction's BEGIN, then the question): as the request's log line and metrics
-    # report them, each counted once.
-    database = Database.connect(database_url)
-    count_statements(database.engine)
-    facts = RequestFacts("ping")
-    token = CURRENT.set(facts)
+@pytest.mark.parametrize("ask", [_ping, _read_one], ids=["a ping", "a read of one row"])
+async def test_a_question_through_a_connection_the_database_dropped_still_answers(
+    postgres_url: str | None, ask: Callable[[Database, str], Awaitable[None]]
+) -> None:
+    if postgres_url is None:
+        pytest.skip("no PostgreSQL server")
+    database = Database.connect(postgres_url, pool_size=1, max_overflow=0)
     try:
-        await database.ping()
-        one_ping = facts.sql_statements
-        await database.ping()
+        await ask(database, "one")
+        await _drop_the_pooled_connection(database, postgres_url)
+        await ask(database, "two")  # the pooled connection is dead: thrown away, and the database asked anew
+        await ask(database, "three")
+        assert database.engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
-        CURRENT.reset(token)
         await database.dispose()
-    assert one_ping == (1 if database.engine.dialect.name == "postgresql" else 2)
-    assert facts.sql_statements == 2 * one_ping
 
 
 # --- a read of one row (`Database.read_one`), on PostgreSQL past SQLAlchemy's execution ------------------
@@ -187,15 +166,23 @@ def test_a_statement_whose_sql_changes_with_its_values_is_not_compiled_once(stat
         DriverStatement.compile(statement, create_async_engine("postgresql+asyncpg://").dialect)
 
 
-async def test_a_read_of_one_row_counts_its_statement_into_the_request(database_url: str) -> None:
+@pytest.mark.parametrize("ask", [_ping, _read_one], ids=["a ping", "a read of one row"])
+async def test_a_question_counts_the_statements_it_sends_into_the_request(
+    database_url: str, ask: Callable[[Database, str], Awaitable[None]]
+) -> None:
+    # On PostgreSQL one statement past the engine, whose listener counts every other; on SQLite the
+    # engine's own (its transaction's BEGIN, then the question): as the request's log line and metrics
+    # report them, each counted once.
     database = Database.connect(database_url)
     count_statements(database.engine)
-    facts = RequestFacts("read")
+    facts = RequestFacts("question")
     token = CURRENT.set(facts)
     try:
-        await database.read_one(select(func.count().label("n")), {})
+        await ask(database, "one")
+        one_question = facts.sql_statements
+        await ask(database, "two")
     finally:
         CURRENT.reset(token)
         await database.dispose()
-    # As a ping: on PostgreSQL one statement past the engine; on SQLite the engine's BEGIN and the read.
-    assert facts.sql_statements == (1 if database.engine.dialect.name == "postgresql" else 2)
+    assert one_question == (1 if database.engine.dialect.name == "postgresql" else 2)
+    assert facts.sql_statements == 2 * one_question
