@@ -231,11 +231,22 @@ class Database:
         # By the statement object: the code's own module-level statements, a fixed set.
         return {}
 
-    async def _driver_answer(self, question: Callable[[Any], Awaitable[T]]) -> T:
-        """`question` asked of asyncpg on a pooled PostgreSQL connection, outside any transaction; or
-        `_UNANSWERED` if it failed there, the connection then thrown away (dropped by the database, or its
-        question cancelled: its state is unknown), for the caller to ask again through SQLAlchemy, whose
-        error handling drops the pool's other stale connections and answers for an outage."""
+    @functools.cached_property
+    def statement_watchers(self) -> list[Callable[[str], None]]:
+        """Called with the SQL of each statement sent past the engine (`_driver_answer`), whose own
+        statements `before_cursor_execute` listeners see: so that one who watches the engine's (a test's
+        count of a request's statements) can watch these too. The request's own count is kept apart
+        (`observability.count_statement`)."""
+        return []
+
+    async def _driver_answer(self, sql: str, question: Callable[[Any], Awaitable[T]]) -> T:
+        """`question` (the statement `sql`) asked of asyncpg on a pooled PostgreSQL connection, outside any
+        transaction; or `_UNANSWERED` if it failed there, the connection then thrown away (dropped by the
+        database, or its question cancelled: its state is unknown), for the caller to ask again through
+        SQLAlchemy, whose error handling drops the pool's other stale connections and answers for an
+        outage."""
+        for watcher in self.statement_watchers:
+            watcher(sql)
         pooled = await self.engine.raw_connection()
         try:
             driver = pooled.driver_connection
@@ -259,7 +270,7 @@ class Database:
         none of SQLAlchemy's statement machinery, which cost three times the round trip's CPU (the health
         check runs on every probe)."""
         postgresql = self.engine.dialect.name == "postgresql"
-        if postgresql and await self._driver_answer(_select_one) is not _UNANSWERED:
+        if postgresql and await self._driver_answer("SELECT 1", _select_one) is not _UNANSWERED:
             return
         async with self.engine.connect() as conn:
             await conn.execute(_SELECT_ONE)
@@ -277,7 +288,9 @@ class Database:
                     statement, self.engine.dialect
                 )
             values = compiled.values(params)
-            records = await self._driver_answer(lambda driver: driver.fetch(compiled.sql, *values))
+            records = await self._driver_answer(
+                compiled.sql, lambda driver: driver.fetch(compiled.sql, *values)
+            )
             if records is not _UNANSWERED:
                 if len(records) > 1:
                     raise ValueError(f"{len(records)} rows read where one at most was expected")

@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx2
-from sqlalchemy import event
 
 from cfl_graph.database import Database
 from cfl_graph.doors.web.app import create_app
 from cfl_graph.doors.web.middleware import SECURITY_HEADERS
 from cfl_graph.settings import Settings
 from tests.fixtures.parties import make_tokens
+from tests.fixtures.sql import watching
 
 QUERY = {"query": "{ __typename }"}
 MADE_UP = "cflg_aaaaaaaaaaaa_" + "A" * 43
@@ -34,11 +34,8 @@ def statements(db: Database) -> Iterator[list[str]]:
     def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         sent.append(statement)
 
-    event.listen(db.engine.sync_engine, "before_cursor_execute", note)
-    try:
+    with watching(db, note):
         yield sent
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", note)
 
 
 def assert_security_headers(answer: httpx2.Response) -> None:
