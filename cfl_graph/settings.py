@@ -69,6 +69,8 @@ class Settings:
     # worker keeps its own, in memory, as a single node does.
     redis_url: str | None = None
     redis_prefix: str = "cfl:"
+    # Seconds a worker waits for Redis (to connect, or for one answer) before it goes on without it.
+    redis_timeout: float = 0.5
     # The bearer token Prometheus presents at /metrics; None: /metrics is not served.
     metrics_token: str | None = None
     # Where the workers of one `serve` write their metrics for each other (prometheus-client's
@@ -105,6 +107,13 @@ def _positive_float(name: str, raw: str) -> float:
         raise SettingsError(name, raw, "not a number") from None
     if value <= 0:
         raise SettingsError(name, raw, "must be positive")
+    return value
+
+
+def _redis_timeout(name: str, raw: str) -> float:
+    value = _positive_float(name, raw)
+    if not 0.01 <= value <= 60:
+        raise SettingsError(name, raw, "expected seconds from 0.01 to 60")
     return value
 
 
@@ -314,6 +323,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         values["redis_url"] = _redis_url("CFL_REDIS_URL", raw)
     if (raw := env.get("CFL_REDIS_PREFIX")) is not None:
         values["redis_prefix"] = _redis_prefix("CFL_REDIS_PREFIX", raw)
+    if (raw := env.get("CFL_REDIS_TIMEOUT")) is not None:
+        values["redis_timeout"] = _redis_timeout("CFL_REDIS_TIMEOUT", raw)
     if (raw := env.get("CFL_METRICS_TOKEN")) is not None:
         values["metrics_token"] = _secret("CFL_METRICS_TOKEN", raw)
     if (raw := env.get("PROMETHEUS_MULTIPROC_DIR")) is not None and raw.strip():

@@ -26,7 +26,8 @@ from cfl_graph import metrics
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TIMEOUT_SECONDS = 0.5  # to connect, and for one answer: Redis answers in well under a millisecond
+# To connect, and for one answer (`CFL_REDIS_TIMEOUT`): Redis answers in well under a millisecond.
+TIMEOUT_SECONDS = 0.5
 RETRY_SECONDS = 2.0  # after a failure, calls are not tried again for this long
 LOG_EVERY_SECONDS = 60.0
 
@@ -100,13 +101,13 @@ class SharedState:
         metrics.REDIS_UP.labels(use="shared_state").set(1)
 
     @classmethod
-    def connect(cls, url: str, prefix: str) -> SharedState:
+    def connect(cls, url: str, prefix: str, timeout_seconds: float = TIMEOUT_SECONDS) -> SharedState:
         # No retries inside the client: a failure is answered at once, and this class decides when to
         # try again. The URL is never logged (it may hold a password).
         client = Redis.from_url(
             url,
-            socket_connect_timeout=TIMEOUT_SECONDS,
-            socket_timeout=TIMEOUT_SECONDS,
+            socket_connect_timeout=timeout_seconds,
+            socket_timeout=timeout_seconds,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=30,
         )
@@ -202,5 +203,7 @@ class SharedState:
             metrics.REDIS_UP.labels(use="shared_state").set(1)
 
 
-def shared_state_for(url: str | None, prefix: str) -> SharedState | None:
-    return SharedState.connect(url, prefix) if url else None
+def shared_state_for(
+    url: str | None, prefix: str, timeout_seconds: float = TIMEOUT_SECONDS
+) -> SharedState | None:
+    return SharedState.connect(url, prefix, timeout_seconds) if url else None

@@ -117,6 +117,7 @@ def test_the_settings_of_several_machines_are_read() -> None:
         {
             "CFL_REDIS_URL": "redis://:pw@redis.internal:6380/2",
             "CFL_REDIS_PREFIX": "cfl-prod:",
+            "CFL_REDIS_TIMEOUT": "2.5",
             "CFL_METRICS_TOKEN": "scrape-me-0123456789",
             "PROMETHEUS_MULTIPROC_DIR": "/run/cfl-metrics",
             "CFL_LOG_FORMAT": "JSON",
@@ -124,7 +125,7 @@ def test_the_settings_of_several_machines_are_read() -> None:
         }
     )
     assert settings.redis_url == "redis://:pw@redis.internal:6380/2"
-    assert settings.redis_prefix == "cfl-prod:"
+    assert (settings.redis_prefix, settings.redis_timeout) == ("cfl-prod:", 2.5)
     assert settings.metrics_token == "scrape-me-0123456789"
     assert settings.metrics_dir == Path("/run/cfl-metrics")
     assert (settings.log_format, settings.shutdown_timeout) == ("json", 45.0)
@@ -141,6 +142,9 @@ def test_the_settings_of_several_machines_are_read() -> None:
         ("CFL_REDIS_URL", "redis://redis:99999", "not a URL"),
         ("CFL_REDIS_PREFIX", "", "printable ASCII"),
         ("CFL_REDIS_PREFIX", "a b", "printable ASCII"),
+        ("CFL_REDIS_TIMEOUT", "0", "must be positive"),
+        ("CFL_REDIS_TIMEOUT", "soon", "not a number"),
+        ("CFL_REDIS_TIMEOUT", "600", "from 0.01 to 60"),
         ("CFL_METRICS_TOKEN", "short", "at least 16"),
         ("CFL_LOG_FORMAT", "yaml", "expected plain or json"),
         ("CFL_SHUTDOWN_TIMEOUT", "0", "must be positive"),

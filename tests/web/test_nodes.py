@@ -36,7 +36,7 @@ from tests.fixtures.figures import report
 from tests.fixtures.library import CPL, GOOD_NOTES, OWN_A1, OWN_A2, World, make_world
 from tests.fixtures.s3_server import BUCKET, PREFIX, empty_bucket, s3_client
 from tests.fixtures.server import ServerProcess, free_port, server_env
-from tests.fixtures.shared_redis import RedisSpace
+from tests.fixtures.shared_redis import REDIS_TIMEOUT_SECONDS, RedisSpace
 
 pytestmark = pytest.mark.postgres
 
@@ -93,6 +93,7 @@ async def test_two_nodes_share_one_database_one_redis_and_one_s3(
             CFL_BLOB_STORE=f"s3://{BUCKET}/{PREFIX}",
             CFL_S3_ENDPOINT_URL=s3_endpoint,
             CFL_REDIS_URL=redis_space.url,
+            CFL_REDIS_TIMEOUT=str(REDIS_TIMEOUT_SECONDS),
             CFL_REDIS_PREFIX=redis_space.prefix,
             CFL_RATE_LIMIT_PER_MINUTE=str(RATE),
             CFL_CPL_SOURCE=str(source),
@@ -282,6 +283,7 @@ async def test_behind_a_balancer_each_client_address_is_counted_apart(
         tmp_path / "blobs",
         tmp_path / "work",
         CFL_REDIS_URL=redis_space.url,
+        CFL_REDIS_TIMEOUT=str(REDIS_TIMEOUT_SECONDS),
         CFL_REDIS_PREFIX=redis_space.prefix,
         CFL_RATE_LIMIT_PER_MINUTE="10",  # an anonymous request counts by its address at the token rate
     )
@@ -341,6 +343,7 @@ async def test_redis_going_away_and_coming_back_is_never_a_failure(db: Database,
         tmp_path / "blobs",
         tmp_path / "work",
         CFL_REDIS_URL=url,
+        CFL_REDIS_TIMEOUT=str(REDIS_TIMEOUT_SECONDS),
         CFL_METRICS_TOKEN=METRICS_TOKEN,
         CFL_RATE_LIMIT_PER_MINUTE="0",
     )

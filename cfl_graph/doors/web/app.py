@@ -84,7 +84,7 @@ def create_app(
     blobs = store or blob_store_for(settings)
     library = ImageLibrary(database.sessions, blobs, max_image_bytes=settings.max_image_bytes)
     # Several nodes share rate limits, answers and persisted queries through Redis when one is set.
-    redis = shared or shared_state_for(settings.redis_url, settings.redis_prefix)
+    redis = shared or shared_state_for(settings.redis_url, settings.redis_prefix, settings.redis_timeout)
     # One memory of answers and of persisted queries for the three graphs (their keys name the graph).
     cache = (
         ResponseCache(settings.response_cache_mb * MIB, shared=redis) if settings.response_cache_mb else None
