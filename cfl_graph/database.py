@@ -11,7 +11,6 @@ import socket
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import greenlet_spawn
 
 from cfl_graph.observability import count_statement
-from cfl_graph.tables.rows import plain_rows, row_type
+from cfl_graph.tables.rows import plain_rows, row_maker
 
 
 def sqlite_path(database_url: str) -> Path | None:
@@ -139,8 +138,7 @@ class DriverStatement:
     # Per placeholder: the caller's parameter's name (None for a value of the statement's own), whether
     # the caller must give it, the value otherwise, and its bind processor.
     arguments: tuple[tuple[str | None, bool, Any, Callable[[Any], Any] | None], ...]
-    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
-    make: Callable[[Any], Any]
+    row: Callable[[Sequence[Any]], Any]  # a record made the row SQLAlchemy would read (`rows.row_maker`)
 
     @classmethod
     def compile(cls, statement: AnySelect, dialect: Dialect) -> DriverStatement:
@@ -175,8 +173,7 @@ class DriverStatement:
             for index, column in enumerate(columns)
             if (processor := column.type._cached_result_processor(dialect, None)) is not None
         )
-        names = tuple(columns.keys())
-        return cls(expanded.statement, tuple(arguments), processors, partial(tuple.__new__, row_type(names)))
+        return cls(expanded.statement, tuple(arguments), row_maker(tuple(columns.keys()), processors))
 
     def values(self, params: Mapping[str, Any]) -> list[Any]:
         values = []
@@ -189,14 +186,6 @@ class DriverStatement:
                 value = own
             values.append(value if process is None else process(value))
         return values
-
-    def row(self, record: Sequence[Any]) -> Any:
-        if not self.processors:
-            return self.make(record)
-        values = list(record)
-        for index, processor in self.processors:
-            values[index] = processor(values[index])
-        return self.make(values)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import namedtuple
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Protocol
 
@@ -205,13 +206,21 @@ def read_rows(result: CursorResult[Any], statement: Select[Any]) -> list[Any]:
     ]
     records = cursor.fetchall()
     result.fetchall()  # nothing is left: SQLAlchemy closes its cursor as after its own last row
-    make = partial(tuple.__new__, row_type(tuple(result.keys())))
+    return list(map(row_maker(tuple(result.keys()), processors), records))
+
+
+def row_maker(
+    names: tuple[str, ...], processors: Sequence[tuple[int, Callable[[Any], Any]]]
+) -> Callable[[Sequence[Any]], Any]:
+    """What makes a driver's record the named tuple of `names`, each (index, result processor) applied."""
+    make = partial(tuple.__new__, row_type(names))
     if not processors:
-        return list(map(make, records))
-    rows = []
-    for record in records:
+        return make
+
+    def processed(record: Sequence[Any]) -> Any:
         values = list(record)
         for index, processor in processors:
             values[index] = processor(values[index])
-        rows.append(make(values))
-    return rows
+        return make(values)
+
+    return processed
