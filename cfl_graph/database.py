@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import greenlet_spawn
 
 from cfl_graph.observability import count_statement
+from cfl_graph.round_trips import RoundTrips
 from cfl_graph.tables.rows import plain_rows, row_maker
 
 
@@ -115,6 +116,16 @@ _SELECT_ONE = text("SELECT 1")
 
 T = TypeVar("T")
 AnySelect = Select[*tuple[Any, ...]]  # a `Select` of any columns
+
+
+def _at_most_one(rows: Sequence[Any], row: Callable[[Any], Any]) -> Any | None:
+    if len(rows) > 1:
+        raise ValueError(f"{len(rows)} rows read where one at most was expected")
+    return row(rows[0]) if rows else None
+
+
+# The key of the health check's round trip (`Database.ping`).
+_PING = "ping"
 
 
 def _select_one(driver: Any) -> Awaitable[int]:
@@ -228,6 +239,10 @@ class Database:
         (`observability.count_statement`)."""
         return []
 
+    @functools.cached_property
+    def _round_trips(self) -> RoundTrips:
+        return RoundTrips()
+
     async def _driver_answer(self, sql: str, question: Callable[[Any], Awaitable[T]]) -> T:
         """`question` (the statement `sql`) asked of asyncpg on a pooled PostgreSQL connection, outside any
         transaction; or `_UNANSWERED` if it failed there, the connection then thrown away (dropped by the
@@ -253,11 +268,15 @@ class Database:
             await greenlet_spawn(pooled.close)
 
     async def ping(self) -> None:
-        """One round trip that proves the database answers, or the error that says it does not.
+        """One round trip that proves the database answers, or the error that says it does not; shared by
+        the pings asked together (`round_trips`: each still answered by a round trip begun after it).
 
         On PostgreSQL a pooled connection asks asyncpg directly (`_driver_answer`): no transaction and
         none of SQLAlchemy's statement machinery, which cost three times the round trip's CPU (the health
         check runs on every probe)."""
+        await self._round_trips.ask(_PING, self._ping)
+
+    async def _ping(self) -> None:
         postgresql = self.engine.dialect.name == "postgresql"
         if postgresql and await self._driver_answer("SELECT 1", _select_one) is not _UNANSWERED:
             return
@@ -266,10 +285,18 @@ class Database:
 
     async def read_one(self, statement: AnySelect, params: Mapping[str, Any]) -> Any | None:
         """The one row `statement` reads with `params` (as `tables.rows.plain_rows` makes it), or None; an
-        error if it reads more. A read of one statement, atomic by itself, in no transaction: on
-        PostgreSQL the statement compiled once for asyncpg and run on a pooled connection
+        error if it reads more. A read of one statement, atomic by itself, in no transaction, shared by
+        the same reads asked together (`round_trips`: each still answered by a round trip begun after
+        it). On PostgreSQL the statement is compiled once for asyncpg and run on a pooled connection
         (`DriverStatement`), every other time through SQLAlchemy (`read_one_through_sqlalchemy`, the
         reference). It serves the token's check on every request with a token."""
+        try:
+            key = (statement, frozenset(params.items()))
+        except TypeError:  # a value that cannot be a key (a list) is asked alone
+            return await self._read_one(statement, params)
+        return await self._round_trips.ask(key, lambda: self._read_one(statement, params))
+
+    async def _read_one(self, statement: AnySelect, params: Mapping[str, Any]) -> Any | None:
         if self.engine.dialect.name == "postgresql":
             compiled = self._driver_statements.get(statement)
             if compiled is None:
@@ -281,9 +308,7 @@ class Database:
                 compiled.sql, lambda driver: driver.fetch(compiled.sql, *values)
             )
             if records is not _UNANSWERED:
-                if len(records) > 1:
-                    raise ValueError(f"{len(records)} rows read where one at most was expected")
-                return compiled.row(records[0]) if records else None
+                return _at_most_one(records, compiled.row)
         return await self.read_one_through_sqlalchemy(statement, params)
 
     async def read_one_through_sqlalchemy(
@@ -291,9 +316,7 @@ class Database:
     ) -> Any | None:
         async with self.lone_reads.connect() as connection:
             rows = plain_rows(await connection.execute(statement, params))
-        if len(rows) > 1:
-            raise ValueError(f"{len(rows)} rows read where one at most was expected")
-        return rows[0] if rows else None
+        return _at_most_one(rows, lambda row: row)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

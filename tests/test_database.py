@@ -19,6 +19,7 @@ from cfl_graph.database import Database, DriverStatement
 from cfl_graph.observability import CURRENT, RequestFacts, count_statements
 from cfl_graph.tables import Party, PartyManufacturer, Role
 from tests.fixtures.parties import OWN_MANUFACTURER_ID, make_tokens
+from tests.fixtures.sql import counting
 
 
 async def _drop_the_pooled_connection(database: Database, postgres_url: str) -> None:
@@ -54,6 +55,24 @@ async def test_many_questions_at_once_give_every_connection_back_cleanly(
             await asyncio.gather(*(ask(database, f"word {n}") for n in range(30)))
         assert [r.getMessage() for r in caplog.records if r.name.startswith("sqlalchemy")] == []
         assert database.engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.parametrize("ask", [_ping, _read_one], ids=["pings", "reads of one row"])
+async def test_the_same_question_asked_thirty_times_at_once_is_sent_twice(
+    database_url: str, ask: Callable[[Database, str], Awaitable[None]]
+) -> None:
+    # The first is sent at once; the other 29 come while it is on its way and share the next round trip,
+    # begun after all of them asked (`cfl_graph.round_trips`). Different words are different questions.
+    database = Database.connect(database_url)
+    try:
+        with counting(database) as sent:
+            await asyncio.gather(*(ask(database, "same") for _ in range(30)))
+        assert len(sent) == 2
+        with counting(database) as sent:
+            await asyncio.gather(*(ask(database, f"word {n}") for n in range(3)))
+        assert len(sent) == (2 if ask is _ping else 3)  # a ping is the same question whatever the word
     finally:
         await database.dispose()
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from cfl_graph.access.tokens import (
     TOKEN_PATTERN,
@@ -17,6 +20,7 @@ from cfl_graph.access.tokens import (
 )
 from cfl_graph.database import Database
 from cfl_graph.tables import ApiToken, Role
+from cfl_graph.tables.base import utc_now
 from tests.fixtures.parties import OWN_MANUFACTURER_ID, make_tokens
 
 
@@ -70,3 +74,42 @@ async def test_a_wrong_secret_or_unknown_id_is_just_invalid(db: Database) -> Non
         for presented in ("", "Bearer x", "cflg_short_secret", "pypi-AgEIcHlwaS5vcmc"):
             with pytest.raises(MalformedToken):
                 await authenticate(session, presented)
+
+
+async def test_a_token_revoked_while_checks_of_it_are_under_way_is_refused_to_every_check_asked_after(
+    db: Database,
+) -> None:
+    # Checks asked together share a read of the token (`cfl_graph.round_trips`); one asked after the
+    # revocation never shares a read that began before it: revoked means refused on the next request.
+    tokens = await make_tokens(db)
+    match = TOKEN_PATTERN.fullmatch(tokens.supplier)
+    assert match is not None
+    stop, checks = asyncio.Event(), [0]
+
+    async def keep_checking() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(RevokedToken):
+                await authenticate(db, tokens.supplier)
+            checks[0] += 1
+
+    checking = [asyncio.create_task(keep_checking()) for _ in range(10)]
+    try:
+        for _ in range(40):
+            await asyncio.sleep(0.005)  # checks of the token on their way all the while
+            async with db.writes() as session, session.begin():
+                await session.execute(
+                    update(ApiToken).where(ApiToken.public_id == match.group(1)).values(revoked_at=utc_now())
+                )
+            after = await asyncio.gather(
+                *(authenticate(db, tokens.supplier) for _ in range(10)), return_exceptions=True
+            )
+            assert [type(outcome) for outcome in after] == [RevokedToken] * 10
+            async with db.writes() as session, session.begin():
+                await session.execute(
+                    update(ApiToken).where(ApiToken.public_id == match.group(1)).values(revoked_at=None)
+                )
+            assert (await authenticate(db, tokens.supplier)).party_name
+    finally:
+        stop.set()
+        await asyncio.gather(*checking)
+    assert checks[0] > 100

@@ -1,0 +1,145 @@
+"""Concurrent identical questions share one round trip, begun after each of them was asked
+(`cfl_graph.round_trips`): never an answer older than the question, every error to everyone who shared
+it, and a caller gone does not take the others' answer with it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+
+import pytest
+
+from cfl_graph.round_trips import RoundTrips
+
+
+class Server:
+    """Stands in for the database's side of a round trip: each question sent is counted, and the answer
+    is the count at the moment it was sent; `hold` keeps the next questions on their way until released."""
+
+    def __init__(self) -> None:
+        self.sent: list[Hashable] = []
+        self.hold = asyncio.Event()
+        self.hold.set()
+        self.failing: Exception | None = None
+
+    def question(self, key: Hashable) -> Callable[[], Awaitable[int]]:
+        async def asked() -> int:
+            self.sent.append(key)
+            answer = len(self.sent)  # what the database held when the question arrived
+            await self.hold.wait()
+            if self.failing is not None:
+                raise self.failing
+            return answer
+
+        return asked
+
+
+async def _under_way(trips: RoundTrips, server: Server, key: Hashable = "k") -> asyncio.Task[int]:
+    """A question on its way (held), sent by its own caller."""
+    server.hold.clear()
+    first = asyncio.create_task(trips.ask(key, server.question(key)))
+    await asyncio.sleep(0)
+    assert server.sent == [key]
+    return first
+
+
+async def test_a_question_asked_alone_is_sent_by_its_caller_and_answered() -> None:
+    trips, server = RoundTrips(), Server()
+    assert await trips.ask("k", server.question("k")) == 1
+    assert await trips.ask("k", server.question("k")) == 2
+    assert server.sent == ["k", "k"]
+
+
+async def test_those_who_ask_while_a_round_trip_is_on_its_way_share_the_next_never_that_one() -> None:
+    trips, server = RoundTrips(), Server()
+    first = await _under_way(trips, server)
+    later = [asyncio.create_task(trips.ask("k", server.question("k"))) for _ in range(5)]
+    await asyncio.sleep(0)
+    assert server.sent == ["k"]  # nobody else's question goes while the first is on its way
+    server.hold.set()
+    assert await first == 1
+    # One more round trip, begun after all five asked, answers all five: none gets the first's answer.
+    assert await asyncio.gather(*later) == [2] * 5
+    assert server.sent == ["k", "k"]
+
+
+async def test_different_questions_are_never_shared() -> None:
+    trips, server = RoundTrips(), Server()
+    first = await _under_way(trips, server, "a")
+    other = asyncio.create_task(trips.ask("b", server.question("b")))
+    await asyncio.sleep(0)
+    assert server.sent == ["a", "b"]  # sent at once, beside the first
+    server.hold.set()
+    assert (await first, await other) == (1, 2)
+
+
+async def test_an_error_reaches_everyone_who_shared_the_round_trip_and_the_next_question_is_sent_anew() -> (
+    None
+):
+    trips, server = RoundTrips(), Server()
+    first = await _under_way(trips, server)
+    later = [asyncio.create_task(trips.ask("k", server.question("k"))) for _ in range(3)]
+    await asyncio.sleep(0)
+    server.failing = ConnectionError("the database went away")
+    server.hold.set()
+    for caller in (first, *later):
+        with pytest.raises(ConnectionError, match="went away"):
+            await caller
+    server.failing = None
+    assert await trips.ask("k", server.question("k")) == 3
+
+
+async def test_a_caller_gone_while_it_waits_leaves_the_others_their_answer() -> None:
+    trips, server = RoundTrips(), Server()
+    first = await _under_way(trips, server)
+    gone, staying = (asyncio.create_task(trips.ask("k", server.question("k"))) for _ in range(2))
+    await asyncio.sleep(0)
+    gone.cancel()
+    server.hold.set()
+    assert (await first, await staying) == (1, 2)
+    assert gone.cancelled()
+
+
+async def test_the_sender_gone_while_its_question_is_on_its_way_leaves_those_waiting_answered() -> None:
+    trips, server = RoundTrips(), Server()
+    first = await _under_way(trips, server)
+    waiting = [asyncio.create_task(trips.ask("k", server.question("k"))) for _ in range(2)]
+    await asyncio.sleep(0)
+    first.cancel()  # its client went away mid-question
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    server.hold.set()
+    assert await asyncio.gather(*waiting) == [2, 2]
+    # Nothing is left under way: the next question is sent by its own caller.
+    assert await trips.ask("k", server.question("k")) == 3
+
+
+async def test_a_caller_handed_the_turn_as_it_goes_hands_it_on_to_the_next() -> None:
+    trips, server = RoundTrips(), Server()
+    first = await _under_way(trips, server)
+    handed, next_one = (asyncio.create_task(trips.ask("k", server.question("k"))) for _ in range(2))
+    await asyncio.sleep(0)
+    server.hold.set()
+    await asyncio.sleep(0)  # the first's answer came: the turn is handed to `handed`, not yet running
+    assert first.done() and not handed.done()
+    handed.cancel()
+    assert await next_one == 2  # sent by the next caller waiting, for itself
+    assert handed.cancelled()
+    assert server.sent == ["k", "k"]
+
+
+def test_a_new_event_loop_starts_with_no_round_trip_under_way() -> None:
+    trips, server = RoundTrips(), Server()
+
+    async def abandoned() -> None:  # a loop that ends with a question on its way and another waiting
+        first = await _under_way(trips, server)
+        waiting = asyncio.create_task(trips.ask("k", server.question("k")))
+        await asyncio.sleep(0)
+        assert not (first.done() or waiting.done())
+
+    asyncio.run(abandoned())
+
+    async def afresh() -> int:
+        return await asyncio.wait_for(trips.ask("k", Server().question("k")), 5)
+
+    assert asyncio.run(afresh()) == 1  # sent at once: not left waiting on the old loop's round trip
