@@ -28,7 +28,7 @@ from cfl_graph.doors.web.cors import CorsMiddleware
 from cfl_graph.doors.web.graphql import GraphQLView
 from cfl_graph.doors.web.graphql_http import CLIENT_PATH, subgraph_path
 from cfl_graph.doors.web.limits import BodySizeLimitMiddleware, ClientGoneMiddleware, RateLimitMiddleware
-from cfl_graph.doors.web.middleware import AuthenticationMiddleware, SecurityHeadersMiddleware
+from cfl_graph.doors.web.middleware import AuthenticationMiddleware
 from cfl_graph.doors.web.observation import MetricsEndpoint, ObservationMiddleware
 from cfl_graph.doors.web.pages.render import unknown_path
 from cfl_graph.doors.web.reports import report_routes
@@ -178,15 +178,15 @@ def create_app(
         *pages.routes,
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
-    # Outermost first: headers on every answer; CORS for the origins listed (preflights answered before
-    # sign-in, every answer below them readable by a listed origin); a client gone mid-request ends it
-    # quietly; a database outage anywhere below is a 503; a loose per-address rate before any database
-    # work; the body limit before anything reads a body; who is asking; then how often that token may ask.
+    # Outermost first: the request's id, log line and metrics, and the security headers on every answer;
+    # CORS for the origins listed (preflights answered before sign-in, every answer below them readable by
+    # a listed origin); a client gone mid-request ends it quietly; a database outage anywhere below is a
+    # 503; a loose per-address rate before any database work; the body limit before anything reads a
+    # body; who is asking; then how often that token may ask.
     cors = [Middleware(CorsMiddleware, origins=settings.cors_origins)] if settings.cors_origins else []
     # Every request is observed (its id, its log line, its metrics); /metrics is answered before sign-in.
     middleware = [
-        Middleware(ObservationMiddleware, routes=routes),
-        Middleware(SecurityHeadersMiddleware),
+        Middleware(ObservationMiddleware, routes=routes),  # and the security headers, on every answer
         Middleware(
             MetricsEndpoint, token=settings.metrics_token, database=database, metrics_dir=settings.metrics_dir
         ),

@@ -26,13 +26,16 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, cast
 
 import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError, OperationType, get_operation_ast
 from graphql import parse as parse_document
+from prometheus_client import Counter
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -73,6 +76,12 @@ FACTS_MEMO_ENTRIES = 2_000  # documents whose facts are remembered, per graph
 # ask us again every time (a 304 when nothing changed).
 SHARED_ANSWER_HEADERS = {"Cache-Control": "private, no-cache", "Vary": "Accept, Authorization, Cookie"}
 PARAMETERS = {"query": str, "variables": dict, "operationName": str, "extensions": dict}
+# The Content-Types clients send, as the general parser reads them, read once (it builds an email message).
+_KNOWN_CONTENT_TYPES: dict[str, tuple[str, Mapping[str, str]]] = {
+    sent: (media, MappingProxyType(parameters))
+    for sent in ("application/json", "application/json; charset=utf-8", "application/json;charset=utf-8")
+    for media, parameters in [parse_content_type(sent)]
+}
 # The status of an answer that failed before execution, in application/graphql-response+json.
 REQUEST_ERROR_STATUS = {"INTERNAL_ERROR": 500, "SERVICE_UNAVAILABLE": 503}
 
@@ -153,6 +162,7 @@ class GraphQLView(GraphQL[Context, None]):
         sdl = str(self.schema).encode()
         self._schema_tag = f"{graph.value}:{hashlib.sha256(sdl).hexdigest()[:16]}"
         # Each document's facts (None: it does not parse) by its digest and operation name.
+        self._counters: dict[tuple[str, str], Counter] = {}
         self._facts_memo = Bounded[tuple[str, str | None], tuple[_Facts | None]](FACTS_MEMO_ENTRIES)
 
     # --- strawberry's hooks --------------------------------------------------------------------------
@@ -198,8 +208,11 @@ class GraphQLView(GraphQL[Context, None]):
         register = await self._resolve_persisted(data, principal_of(request.scope))
         if data.query is None:
             raise _bad_request("the request holds no `query`: send the GraphQL document as `query`")
-        self._check_operation(request, data)
-        key = await self._answer_key(request, data)
+        # The document's digest, once: it names the document's facts and its kept answers.
+        digest = hashlib.sha256(data.query.encode()).hexdigest()
+        facts = self._facts(data.query, data.operation_name, digest)
+        self._check_operation(request, data, facts)
+        key = await self._answer_key(request, data, facts, digest)
         if key is None:
             answer = await self._execute(request, data, UNKNOWN)
         else:
@@ -232,7 +245,8 @@ class GraphQLView(GraphQL[Context, None]):
                         _json(value, f"`{name}` is not JSON: send it URL-encoded JSON") if value else None
                     )
         else:
-            media, parameters = parse_content_type(request.headers.get("content-type", ""))
+            sent_type = request.headers.get("content-type", "")
+            media, parameters = _KNOWN_CONTENT_TYPES.get(sent_type) or parse_content_type(sent_type)
             charset = parameters.get("charset", "utf-8").lower()
             if media != JSON or charset not in ("utf-8", "utf8"):
                 sent = request.headers.get("content-type", "")[:100] or "a body of no type"
@@ -262,10 +276,9 @@ class GraphQLView(GraphQL[Context, None]):
             protocol="http",
         )
 
-    def _check_operation(self, request: Request, data: GraphQLRequestData) -> None:
+    def _check_operation(self, request: Request, data: GraphQLRequestData, facts: _Facts | None) -> None:
         """A named operation must be in the document, and a mutation comes by POST (405 otherwise, as
         GraphQL over HTTP says: a GET must be safe to repeat and to prefetch)."""
-        facts = self._facts(data.query or "", data.operation_name)
         if facts is None:
             return  # the document does not parse: execution says why
         if data.operation_name is not None and facts.operation is None:
@@ -284,9 +297,13 @@ class GraphQLView(GraphQL[Context, None]):
             await self._persisted.keep(key, data.query or "")
 
     def _count(self, operation_name: str | None, outcome: str) -> None:
-        metrics.GRAPHQL_OPERATIONS.labels(
-            graph=self._graph.value, operation=metrics.operation_label(operation_name), outcome=outcome
-        ).inc()
+        label = metrics.operation_label(operation_name)
+        counter = self._counters.get((label, outcome))
+        if counter is None:  # as many as the labels, which `operation_label` bounds
+            counter = self._counters[(label, outcome)] = metrics.GRAPHQL_OPERATIONS.labels(
+                graph=self._graph.value, operation=label, outcome=outcome
+            )
+        counter.inc()
 
     # --- persisted queries ---------------------------------------------------------------------------
 
@@ -324,10 +341,10 @@ class GraphQLView(GraphQL[Context, None]):
 
     # --- shared answers ------------------------------------------------------------------------------
 
-    def _facts(self, query: str, operation_name: str | None) -> _Facts | None:
+    def _facts(self, query: str, operation_name: str | None, digest: str) -> _Facts | None:
         """The document's operation and what its answer reads, or None if it does not parse (execution
         says why); remembered per document and operation name."""
-        memo_key = (hashlib.sha256(query.encode()).hexdigest(), operation_name)
+        memo_key = (digest, operation_name)
         if (known := self._facts_memo.get(memo_key)) is not None:
             return known[0]
         try:
@@ -343,33 +360,42 @@ class GraphQLView(GraphQL[Context, None]):
         self._facts_memo.put(memo_key, (facts,))
         return facts
 
-    async def _answer_key(self, request: Request, data: GraphQLRequestData) -> AnswerKey | None:
+    async def _answer_key(
+        self, request: Request, data: GraphQLRequestData, facts: _Facts | None, digest: str
+    ) -> AnswerKey | None:
         principal = principal_of(request.scope)
         if self._cache is None or principal is None or data.query is None:
             return None
-        facts = self._facts(data.query, data.operation_name)
         reads = facts.reads if facts is not None else None
         if reads is None:
             return None
         today = dt.datetime.now(dt.UTC).date()
         if not reads:  # `__typename`, `_service { sdl }`: the schema alone answers
-            return self._key(data, reads, principal, NO_STATE, today)
+            return self._key(data, digest, reads, principal, NO_STATE, today)
         async with self._db.sessions() as session:
             now = await read_revisions(session)
         self._cache.observe(now, today)
-        return self._key(data, reads, principal, now, today)
+        return self._key(data, digest, reads, principal, now, today)
 
     def _key(
-        self, data: GraphQLRequestData, reads: Reads, principal: Principal, now: Revisions, today: dt.date
+        self,
+        data: GraphQLRequestData,
+        digest: str,
+        reads: Reads,
+        principal: Principal,
+        now: Revisions,
+        today: dt.date,
     ) -> AnswerKey:
         """The key of the answer; only the parts of `now` that the document reads go into it."""
         library = Reads.LIBRARY in reads
         sees_drafts = lifecycle.sees_drafts(principal)
         return AnswerKey(
             schema=self._schema_tag,
-            document_sha256=hashlib.sha256((data.query or "").encode()).hexdigest(),
+            document_sha256=digest,
             operation_name=data.operation_name,
-            variables=json.dumps(data.variables or {}, sort_keys=True, separators=(",", ":")),
+            variables=json.dumps(data.variables, sort_keys=True, separators=(",", ":"))
+            if data.variables
+            else "{}",
             view=reader_view(principal),
             snapshot_id=now.snapshot_id if Reads.CPL in reads else None,
             reads_cpl=Reads.CPL in reads,

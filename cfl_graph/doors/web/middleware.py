@@ -226,21 +226,14 @@ class AuthenticationMiddleware:
         return None, receive
 
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = message.get("headers", ())
-                present = {name.lower() for name, _ in headers}
-                # A new list: the response's own may be reused for its next answer.
-                message["headers"] = [*headers, *(h for h in _SECURITY_HEADER_LINES if h[0] not in present)]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def with_security_headers(
+    headers: Iterable[tuple[bytes, bytes]], *extra: tuple[bytes, bytes]
+) -> list[tuple[bytes, bytes]]:
+    """An answer's headers with the security headers it does not set itself, and `extra`: a new list,
+    since the response's own may be reused for its next answer (`ObservationMiddleware` calls this on
+    every answer, refusals and unknown paths included)."""
+    headers = list(headers)
+    present = {name.lower() for name, _ in headers}
+    headers.extend(line for line in _SECURITY_HEADER_LINES if line[0] not in present)
+    headers.extend(extra)
+    return headers

@@ -8,15 +8,18 @@ party, the route (its template, never the path or query, which may hold ids or t
 the duration, the SQL statements it ran and the reference of any error masked in its answer. Answers
 the service meant (2xx-4xx) are INFO, 429 and 503 (refusals under load) WARNING, other 5xx ERROR; an
 exception that escapes is logged at ERROR with its traceback where it is caught.
+
+The same outermost layer puts the security headers (`middleware.SECURITY_HEADERS`) on every answer that
+does not set them itself: one pass over the answer's headers for both, since every answer takes it.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -28,11 +31,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfl_graph import metrics
 from cfl_graph.database import Database
-from cfl_graph.doors.web.middleware import SECURITY_HEADERS, principal_of
+from cfl_graph.doors.web.middleware import SECURITY_HEADERS, principal_of, with_security_headers
 from cfl_graph.observability import CURRENT, RequestFacts
 
 log = logging.getLogger("cfl_graph.requests")
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 DOWNLOAD_ROUTE = "/api/v1/images/{image_id}/file"
 METRICS_PATH = "/metrics"
 EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
@@ -82,8 +85,8 @@ class ObservationMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        sent_id = Headers(scope=scope).get("x-request-id", "")
-        request_id = sent_id if REQUEST_ID.fullmatch(sent_id) else uuid.uuid4().hex
+        sent_id = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"")
+        request_id = sent_id.decode("latin-1") if REQUEST_ID.fullmatch(sent_id) else os.urandom(16).hex()
         facts = RequestFacts(request_id)
         token = CURRENT.set(facts)
         began = time.perf_counter()
@@ -94,8 +97,9 @@ class ObservationMiddleware:
             nonlocal status, body_bytes
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = with_security_headers(
+                    message.get("headers", ()), (b"x-request-id", request_id.encode())
+                )
             elif message["type"] == "http.response.body":
                 body_bytes += len(message.get("body", b""))
             await send(message)
