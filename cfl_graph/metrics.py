@@ -50,6 +50,18 @@ CACHE = Counter(
     "Lookups in the answer cache and the persisted queries, by result",
     ["cache", "result"],
 )
+_cache_lookups: dict[tuple[str, bool], Counter] = {}
+
+
+def count_cache_lookup(cache: str, hit: bool) -> None:
+    """One more lookup in `cache` (`answers`, `persisted_queries`); each series found once, since a
+    lookup is a few microseconds and prometheus-client's `labels()` as many."""
+    series = _cache_lookups.get((cache, hit))
+    if series is None:
+        series = _cache_lookups[(cache, hit)] = CACHE.labels(cache=cache, result="hit" if hit else "miss")
+    series.inc()
+
+
 DOWNLOADS = Counter("cfl_downloads", "Image downloads that sent bytes, by status (200, 206)", ["status"])
 DOWNLOAD_BYTES = Counter("cfl_download_bytes", "Image bytes sent by downloads")
 RATE_LIMITED = Counter(

@@ -27,14 +27,14 @@ from cfl_graph.doors.web.catalogue import SignedCatalogue
 from cfl_graph.doors.web.cors import CorsMiddleware
 from cfl_graph.doors.web.graphql import GraphQLView
 from cfl_graph.doors.web.graphql_http import CLIENT_PATH, subgraph_path
-from cfl_graph.doors.web.limits import BodySizeLimitMiddleware, ClientGoneMiddleware, RateLimitMiddleware
+from cfl_graph.doors.web.limits import BodySizeLimitMiddleware, RateLimitMiddleware
 from cfl_graph.doors.web.middleware import AuthenticationMiddleware
 from cfl_graph.doors.web.observation import MetricsEndpoint, ObservationMiddleware
 from cfl_graph.doors.web.pages.render import unknown_path
 from cfl_graph.doors.web.reports import report_routes
 from cfl_graph.doors.web.response_cache import PersistedQueries, ResponseCache
 from cfl_graph.doors.web.services import Services
-from cfl_graph.doors.web.unavailable import DatabaseUnavailableMiddleware
+from cfl_graph.doors.web.unavailable import FailuresMiddleware
 from cfl_graph.identifiers import Sha256Hex
 from cfl_graph.images.library import ImageLibrary
 from cfl_graph.observability import count_statements
@@ -191,8 +191,7 @@ def create_app(
             MetricsEndpoint, token=settings.metrics_token, database=database, metrics_dir=settings.metrics_dir
         ),
         *cors,
-        Middleware(ClientGoneMiddleware),
-        Middleware(DatabaseUnavailableMiddleware),
+        Middleware(FailuresMiddleware),
         Middleware(
             RateLimitMiddleware,
             per_minute=settings.rate_limit_per_minute * ADDRESS_FACTOR,

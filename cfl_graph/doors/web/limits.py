@@ -104,26 +104,6 @@ class BodySizeLimitMiddleware:
                 raise
 
 
-class ClientGoneMiddleware:
-    """A client that goes away in the middle of its request (or is cut off by the server's body timeout,
-    `cfl_graph.doors.web.serving`) has nobody left to answer: `ClientDisconnect` from any handler that reads
-    a body
-    ends the request quietly, logged at INFO, instead of as an unexpected exception with a traceback."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self.app(scope, receive, send)
-        except ClientDisconnect:
-            if scope["type"] != "http":
-                raise
-            log.info(
-                "%s %s: the client went away before its request body arrived", scope["method"], scope["path"]
-            )
-
-
 @dataclass
 class _Bucket:
     tokens: float

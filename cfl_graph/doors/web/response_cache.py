@@ -124,7 +124,7 @@ class ResponseCache:
             self.misses += 1
         else:
             self.hits += 1
-        metrics.CACHE.labels(cache="answers", result="miss" if body is None else "hit").inc()
+        metrics.count_cache_lookup("answers", body is not None)
         return body
 
     async def keep(self, key: AnswerKey, body: bytes) -> None:
@@ -180,7 +180,7 @@ class PersistedQueries:
         else:
             kept = await self.shared.get("apq", key)
             text = kept.decode() if kept is not None else None
-        metrics.CACHE.labels(cache="persisted_queries", result="miss" if text is None else "hit").inc()
+        metrics.count_cache_lookup("persisted_queries", text is not None)
         return text
 
     async def keep(self, key: str, text: str) -> None:

@@ -1,12 +1,16 @@
-"""When the database cannot be reached: every door answers 503 with a clear message and `Retry-After`,
-instead of a 500, and the service recovers by itself when the database is back (SQLAlchemy throws the
-broken connections away and opens new ones).
+"""How a request that fails below ends. When the database cannot be reached every door answers 503 with
+a clear message and `Retry-After`, instead of a 500, and the service recovers by itself when the
+database is back (SQLAlchemy throws the broken connections away and opens new ones). A client that went
+away in the middle of its request (or was cut off by the server's body timeout,
+`cfl_graph.doors.web.serving`) has nobody left to answer: its `ClientDisconnect`, from any handler that
+reads a body, ends the request quietly, logged at INFO, not as an unexpected error with a traceback.
 """
 
 from __future__ import annotations
 
 import logging
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfl_graph.database import database_unavailable
@@ -41,8 +45,9 @@ async def answer_unavailable(send: Send, scope: Scope) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class DatabaseUnavailableMiddleware:
-    """Turn a database outage anywhere below (authentication, endpoints, pages) into a 503."""
+class FailuresMiddleware:
+    """A client gone ends its request quietly; a database outage anywhere below (authentication,
+    endpoints, pages) is a 503; anything else goes on up."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -61,6 +66,10 @@ class DatabaseUnavailableMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            log.info(
+                "%s %s: the client went away before its request body arrived", scope["method"], scope["path"]
+            )
         except Exception as exc:
             if started or not database_unavailable(exc):
                 raise
