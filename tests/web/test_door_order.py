@@ -9,10 +9,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx2
+import pytest
+from starlette.datastructures import Headers
 
 from cfl_graph.database import Database
 from cfl_graph.doors.web.app import create_app
-from cfl_graph.doors.web.middleware import SECURITY_HEADERS
+from cfl_graph.doors.web.middleware import SECURITY_HEADERS, header_value
 from cfl_graph.settings import Settings
 from tests.fixtures.parties import make_tokens
 from tests.fixtures.sql import watching
@@ -87,3 +89,19 @@ async def test_refusals_and_unknown_paths_carry_the_security_headers(db: Databas
     assert [a.status_code for a in answers] == [401, 401, 401, 404]
     for answer in answers:
         assert_security_headers(answer)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [],
+        [(b"authorization", b"Bearer one")],
+        [(b"host", b"x"), (b"authorization", b"Bearer one"), (b"authorization", b"Bearer two")],
+        [(b"content-length", b"12"), (b"x-request-id", "caf\u00e9".encode("latin-1"))],
+    ],
+)
+def test_the_door_reads_a_header_as_starlette_does(raw: list[tuple[bytes, bytes]]) -> None:
+    # The layers read the raw headers (`header_value`) instead of building Starlette's mapping each time.
+    scope = {"type": "http", "headers": raw}
+    for name in ("authorization", "content-length", "x-request-id", "cookie"):
+        assert header_value(scope, name.encode()) == Headers(scope=scope).get(name)

@@ -17,13 +17,12 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfl_graph import metrics
 from cfl_graph.doors.web.graphql_http import refusal
-from cfl_graph.doors.web.middleware import SECURITY_HEADERS, principal_of
+from cfl_graph.doors.web.middleware import SECURITY_HEADERS, header_value, principal_of
 from cfl_graph.row_ids import is_ascii_number
 from cfl_graph.shared_state import SharedState
 
@@ -72,7 +71,7 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         max_bytes = self.per_path.get((scope["method"], scope["path"]), self.max_bytes)
-        declared = Headers(scope=scope).get("content-length")
+        declared = header_value(scope, b"content-length")
         if declared is not None and not _within(declared, max_bytes):
             await _answer(send, scope, 413, _too_large(max_bytes), "BAD_REQUEST")
             return

@@ -47,6 +47,15 @@ _SECURITY_HEADER_LINES = tuple(
 )
 
 
+def header_value(scope: Scope, name: bytes) -> str | None:
+    """The first value of the (lower-case) header `name`, as Starlette's `Headers.get` reads it, without
+    building the mapping: the door's layers each read one or two headers of every request."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None
+
+
 def principal_of(scope: Scope) -> Principal | None:
     state = scope.get("state") or {}
     found = state.get("principal")
@@ -162,8 +171,7 @@ class AuthenticationMiddleware:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        headers = Headers(scope=scope)
-        authorization = headers.get("authorization")
+        authorization = header_value(scope, b"authorization")
         if authorization is not None:
             presented = _presented_token(authorization)
             if presented is None:
@@ -179,6 +187,7 @@ class AuthenticationMiddleware:
             await self.app(scope, receive, send)
             return
 
+        headers = Headers(scope=scope)
         cookie = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
         active = None
         if cookie:

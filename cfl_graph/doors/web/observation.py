@@ -31,11 +31,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfl_graph import metrics
 from cfl_graph.database import Database
-from cfl_graph.doors.web.middleware import SECURITY_HEADERS, principal_of, with_security_headers
+from cfl_graph.doors.web.middleware import SECURITY_HEADERS, header_value, principal_of, with_security_headers
 from cfl_graph.observability import CURRENT, RequestFacts
 
 log = logging.getLogger("cfl_graph.requests")
-REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 DOWNLOAD_ROUTE = "/api/v1/images/{image_id}/file"
 METRICS_PATH = "/metrics"
 EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
@@ -85,8 +85,8 @@ class ObservationMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        sent_id = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"")
-        request_id = sent_id.decode("latin-1") if REQUEST_ID.fullmatch(sent_id) else os.urandom(16).hex()
+        sent_id = header_value(scope, b"x-request-id") or ""
+        request_id = sent_id if REQUEST_ID.fullmatch(sent_id) else os.urandom(16).hex()
         facts = RequestFacts(request_id)
         token = CURRENT.set(facts)
         began = time.perf_counter()
