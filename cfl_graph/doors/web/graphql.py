@@ -161,8 +161,9 @@ class GraphQLView(GraphQL[Context, None]):
         self._graph = graph
         sdl = str(self.schema).encode()
         self._schema_tag = f"{graph.value}:{hashlib.sha256(sdl).hexdigest()[:16]}"
-        # Each document's facts (None: it does not parse) by its digest and operation name.
+        # The operations' counters by (operation label, outcome), found once each.
         self._counters: dict[tuple[str, str], Counter] = {}
+        # Each document's facts (None: it does not parse) by its digest and operation name.
         self._facts_memo = Bounded[tuple[str, str | None], tuple[_Facts | None]](FACTS_MEMO_ENTRIES)
 
     # --- strawberry's hooks --------------------------------------------------------------------------
