@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cfl_graph.round_trips import RoundTrips
 
@@ -143,3 +146,101 @@ def test_a_new_event_loop_starts_with_no_round_trip_under_way() -> None:
         return await asyncio.wait_for(trips.ask("k", Server().question("k")), 5)
 
     assert asyncio.run(afresh()) == 1  # sent at once: not left waiting on the old loop's round trip
+
+
+# --- any interleaving: a property of every schedule -----------------------------------------------------
+
+# What can happen next: a caller asks under a key; the round trip under way for a key comes back, or fails;
+# a caller goes away (its client gone). Then the event loop turns 0 to 3 times, so that a step can fall
+# between any two of the others' (a turn handed to a caller who goes before it runs, say).
+_STEP = st.tuples(
+    st.one_of(
+        st.tuples(st.just("ask"), st.sampled_from("ab")),
+        st.tuples(st.sampled_from(["answer", "fail"]), st.sampled_from("ab")),
+        st.tuples(st.just("cancel"), st.integers(0, 7)),
+    ),
+    st.integers(0, 3),
+)
+
+
+class _Schedule:
+    """Round trips the test ends by hand: each question waits for its own event, and every moment (an ask,
+    a round trip's start) takes the next number of one clock."""
+
+    def __init__(self) -> None:
+        self.clock = 0
+        self.on_its_way: dict[str, list[tuple[int, asyncio.Future[int]]]] = {"a": [], "b": []}
+
+    def tick(self) -> int:
+        self.clock += 1
+        return self.clock
+
+    def question(self, key: str) -> Callable[[], Awaitable[int]]:
+        async def asked() -> int:
+            began = self.tick()
+            assert not self.on_its_way[key], "two round trips of one key under way at once"
+            answer = asyncio.get_running_loop().create_future()
+            self.on_its_way[key].append((began, answer))
+            try:
+                await answer
+            finally:
+                self.on_its_way[key].remove((began, answer))
+            return began  # the answer names the moment its round trip began
+
+        return asked
+
+    def end(self, key: str, failed: bool) -> None:
+        for began, answer in self.on_its_way[key]:
+            if not answer.done():
+                answer.set_exception(_Failed(began)) if failed else answer.set_result(began)
+
+
+class _Failed(Exception):
+    def __init__(self, began: int) -> None:
+        super().__init__(f"the round trip begun at {began} failed")
+        self.began = began
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_STEP, max_size=30))
+def test_every_answer_and_every_error_comes_from_a_round_trip_begun_after_its_caller_asked(
+    steps: list[tuple[tuple[str, Any], int]],
+) -> None:
+    """Whatever the order of asks, answers, failures and callers going away: one round trip per key at a
+    time; each caller's answer (or error) is from a round trip begun after it asked, under its own key; and
+    once every round trip comes back, nobody is left waiting."""
+
+    async def run() -> None:
+        trips, schedule = RoundTrips(), _Schedule()
+        callers: list[tuple[str, list[int], asyncio.Task[int]]] = []
+
+        async def caller(key: str, asked: list[int]) -> int:
+            asked.append(schedule.tick())  # the moment it asks: nothing runs between this and the ask
+            return await trips.ask(key, schedule.question(key))
+
+        for (step, arg), turns in steps:
+            if step == "ask":
+                asked: list[int] = []
+                callers.append((arg, asked, asyncio.create_task(caller(arg, asked))))
+            elif step in ("answer", "fail"):
+                schedule.end(arg, failed=step == "fail")
+            elif arg < len(callers):
+                callers[arg][2].cancel()
+            for _ in range(turns):
+                await asyncio.sleep(0)
+        for _ in range(len(callers) + 2):  # then every round trip comes back, those handed on too
+            for key in "ab":
+                schedule.end(key, failed=False)
+            for _ in range(3):
+                await asyncio.sleep(0)
+        await asyncio.wait_for(asyncio.gather(*(task for _, _, task in callers), return_exceptions=True), 5)
+        for key, asked, task in callers:
+            if task.cancelled():
+                continue
+            error = task.exception()
+            began = error.began if isinstance(error, _Failed) else task.result()
+            assert error is None or isinstance(error, _Failed), error
+            assert began > asked[0], (key, asked, began)
+            assert schedule.on_its_way[key] == []
+
+    asyncio.run(run())
