@@ -50,16 +50,22 @@ CACHE = Counter(
     "Lookups in the answer cache and the persisted queries, by result",
     ["cache", "result"],
 )
-_cache_lookups: dict[tuple[str, bool], Counter] = {}
+# Each counter's series by its label values, found once: prometheus-client's `labels()` costs as much as
+# a cache lookup or a request's bookkeeping. As many as the label values, which their callers bound.
+_series: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
+
+
+def count(counter: Counter, *values: str) -> None:
+    """One more on `counter`'s series of `values` (its label values, in the order of its label names)."""
+    series = _series.get((counter, values))
+    if series is None:
+        series = _series[(counter, values)] = counter.labels(*values)
+    series.inc()
 
 
 def count_cache_lookup(cache: str, hit: bool) -> None:
-    """One more lookup in `cache` (`answers`, `persisted_queries`); each series found once, since a
-    lookup is a few microseconds and prometheus-client's `labels()` as many."""
-    series = _cache_lookups.get((cache, hit))
-    if series is None:
-        series = _cache_lookups[(cache, hit)] = CACHE.labels(cache=cache, result="hit" if hit else "miss")
-    series.inc()
+    """One more lookup in `cache` (`answers`, `persisted_queries`)."""
+    count(CACHE, cache, "hit" if hit else "miss")
 
 
 DOWNLOADS = Counter("cfl_downloads", "Image downloads that sent bytes, by status (200, 206)", ["status"])

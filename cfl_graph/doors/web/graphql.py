@@ -35,7 +35,6 @@ import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError, OperationType, get_operation_ast
 from graphql import parse as parse_document
-from prometheus_client import Counter
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -161,8 +160,6 @@ class GraphQLView(GraphQL[Context, None]):
         self._graph = graph
         sdl = str(self.schema).encode()
         self._schema_tag = f"{graph.value}:{hashlib.sha256(sdl).hexdigest()[:16]}"
-        # The operations' counters by (operation label, outcome), found once each.
-        self._counters: dict[tuple[str, str], Counter] = {}
         # Each document's facts (None: it does not parse) by its digest and operation name.
         self._facts_memo = Bounded[tuple[str, str | None], tuple[_Facts | None]](FACTS_MEMO_ENTRIES)
 
@@ -298,13 +295,10 @@ class GraphQLView(GraphQL[Context, None]):
             await self._persisted.keep(key, data.query or "")
 
     def _count(self, operation_name: str | None, outcome: str) -> None:
-        label = metrics.operation_label(operation_name)
-        counter = self._counters.get((label, outcome))
-        if counter is None:  # as many as the labels, which `operation_label` bounds
-            counter = self._counters[(label, outcome)] = metrics.GRAPHQL_OPERATIONS.labels(
-                graph=self._graph.value, operation=label, outcome=outcome
-            )
-        counter.inc()
+        # The operation's label is bounded (`operation_label`), and so are the series.
+        metrics.count(
+            metrics.GRAPHQL_OPERATIONS, self._graph.value, metrics.operation_label(operation_name), outcome
+        )
 
     # --- persisted queries ---------------------------------------------------------------------------
 
