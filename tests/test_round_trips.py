@@ -46,6 +46,13 @@ async def _under_way(trips: RoundTrips, server: Server, key: Hashable = "k") -> 
     return first
 
 
+async def _waiting(trips: RoundTrips, server: Server, count: int) -> list[asyncio.Task[int]]:
+    """`count` callers of the same key, come while its question is on its way, now waiting."""
+    callers = [asyncio.create_task(trips.ask("k", server.question("k"))) for _ in range(count)]
+    await asyncio.sleep(0)
+    return callers
+
+
 async def test_a_question_asked_alone_is_sent_by_its_caller_and_answered() -> None:
     trips, server = RoundTrips(), Server()
     assert await trips.ask("k", server.question("k")) == 1
@@ -56,8 +63,7 @@ async def test_a_question_asked_alone_is_sent_by_its_caller_and_answered() -> No
 async def test_those_who_ask_while_a_round_trip_is_on_its_way_share_the_next_never_that_one() -> None:
     trips, server = RoundTrips(), Server()
     first = await _under_way(trips, server)
-    later = [asyncio.create_task(trips.ask("k", server.question("k"))) for _ in range(5)]
-    await asyncio.sleep(0)
+    later = await _waiting(trips, server, 5)
     assert server.sent == ["k"]  # nobody else's question goes while the first is on its way
     server.hold.set()
     assert await first == 1
@@ -81,8 +87,7 @@ async def test_an_error_reaches_everyone_who_shared_the_round_trip_and_the_next_
 ):
     trips, server = RoundTrips(), Server()
     first = await _under_way(trips, server)
-    later = [asyncio.create_task(trips.ask("k", server.question("k"))) for _ in range(3)]
-    await asyncio.sleep(0)
+    later = await _waiting(trips, server, 3)
     server.failing = ConnectionError("the database went away")
     server.hold.set()
     for caller in (first, *later):
@@ -95,8 +100,7 @@ async def test_an_error_reaches_everyone_who_shared_the_round_trip_and_the_next_
 async def test_a_caller_gone_while_it_waits_leaves_the_others_their_answer() -> None:
     trips, server = RoundTrips(), Server()
     first = await _under_way(trips, server)
-    gone, staying = (asyncio.create_task(trips.ask("k", server.question("k"))) for _ in range(2))
-    await asyncio.sleep(0)
+    gone, staying = await _waiting(trips, server, 2)
     gone.cancel()
     server.hold.set()
     assert (await first, await staying) == (1, 2)
@@ -106,8 +110,7 @@ async def test_a_caller_gone_while_it_waits_leaves_the_others_their_answer() -> 
 async def test_the_sender_gone_while_its_question_is_on_its_way_leaves_those_waiting_answered() -> None:
     trips, server = RoundTrips(), Server()
     first = await _under_way(trips, server)
-    waiting = [asyncio.create_task(trips.ask("k", server.question("k"))) for _ in range(2)]
-    await asyncio.sleep(0)
+    waiting = await _waiting(trips, server, 2)
     first.cancel()  # its client went away mid-question
     with pytest.raises(asyncio.CancelledError):
         await first
@@ -120,8 +123,7 @@ async def test_the_sender_gone_while_its_question_is_on_its_way_leaves_those_wai
 async def test_a_caller_handed_the_turn_as_it_goes_hands_it_on_to_the_next() -> None:
     trips, server = RoundTrips(), Server()
     first = await _under_way(trips, server)
-    handed, next_one = (asyncio.create_task(trips.ask("k", server.question("k"))) for _ in range(2))
-    await asyncio.sleep(0)
+    handed, next_one = await _waiting(trips, server, 2)
     server.hold.set()
     await asyncio.sleep(0)  # the first's answer came: the turn is handed to `handed`, not yet running
     assert first.done() and not handed.done()
