@@ -720,7 +720,7 @@ async def measure_gaps(
                         },
                     }
                 }
-                for _, gap in page.items
+                for gap in page.rows
             ],
         }
 

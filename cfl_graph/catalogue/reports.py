@@ -13,7 +13,6 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cached_property
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -150,12 +149,25 @@ async def coverage_gaps(
         values[0] = dt.date.fromisoformat(values[0])
         query = query.where(tuple_(*order) > tuple_(*values))
     rows = (await session.execute(query.order_by(*order).limit(first + 1))).all()
-    items = []
-    for mid, model, hardware, firmware, listed, specification, version in rows[:first]:
-        cursor = encode_cursor("Gap", [listed.isoformat(), mid, model, hardware, firmware])
-        spec = specification_text(specification, version)
-        items.append((cursor, Gap(mid, model, hardware, firmware, listed, (today - listed).days, spec)))
-    return Page(items=items, total=total, has_next=len(rows) > first, has_previous=after is not None)
+    gaps = [
+        Gap(mid, model, hardware, firmware, listed, (today - listed).days, specification_text(spec, version))
+        for mid, model, hardware, firmware, listed, spec, version in rows[:first]
+    ]
+    return Page(gaps, gap_cursor, total, has_next=len(rows) > first, has_previous=after is not None)
+
+
+def gap_cursor(gap: Gap) -> str:
+    """The cursor that asks for the gaps after this one (`coverage_gaps`' `after`)."""
+    return encode_cursor(
+        "Gap",
+        [
+            gap.listed_on.isoformat(),
+            gap.manufacturer_id,
+            gap.model_id,
+            gap.hardware_version,
+            gap.firmware_version,
+        ],
+    )
 
 
 def _group_column(group_by: GroupBy) -> tuple[Any, Any]:
@@ -542,15 +554,10 @@ class FindingsPage:
     has_previous: bool
     counts: dict[FindingKind, int]
 
-    @cached_property
+    @property
     def page(self) -> Page[Finding]:
-        """The page with each finding's cursor (worked out here: a door that shows no cursor skips it)."""
-        return Page(
-            items=[(finding_cursor(f), f) for f in self.findings],
-            total=self.total,
-            has_next=self.has_next,
-            has_previous=self.has_previous,
-        )
+        """The findings as a page of a list, each one's cursor worked out when asked."""
+        return Page(self.findings, finding_cursor, self.total, self.has_next, self.has_previous)
 
 
 def page_findings(

@@ -53,7 +53,7 @@ async def _search(
 ) -> list[str]:
     async with db.sessions() as session:
         page = await device_models(session, snapshot, DeviceModelFilter(search=text), first, after)
-    return [model.model_id for _, model in page.items]
+    return [model.model_id for model in page.rows]
 
 
 @pytest.mark.parametrize(
@@ -88,16 +88,16 @@ async def test_ranked_pages_follow_their_cursors_to_the_end(db: Database, snapsh
     async with db.sessions() as session:
         while True:
             page = await device_models(session, snapshot, DeviceModelFilter(search="phase"), 1, after)
-            seen.extend(model.model_id for _, model in page.items)
+            seen.extend(model.model_id for model in page.rows)
             if not page.has_next:
                 break
-            after = page.items[-1][0]
+            after = page.end_cursor
     assert seen == ["0001", "0004", "0003"]
     with pytest.raises(InvalidInput, match="not a cursor of this list"):
         async with db.sessions() as session:
             # A key-order cursor is not a ranked list's.
             plain = await device_models(session, snapshot, DeviceModelFilter(), 1, None)
-            await device_models(session, snapshot, DeviceModelFilter(search="phase"), 1, plain.items[0][0])
+            await device_models(session, snapshot, DeviceModelFilter(search="phase"), 1, plain.end_cursor)
 
 
 async def test_a_search_of_too_many_words_is_refused_saying_how_many_it_takes(

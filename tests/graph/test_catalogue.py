@@ -15,10 +15,13 @@ import httpx2
 import pytest
 from sqlalchemy import select
 
+from cfl_graph.catalogue import search
+from cfl_graph.catalogue.search import _model_cursor as model_cursor
 from cfl_graph.cpl_sync.columns import Column
 from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.doors.graph.graph import CertifiedFirmware
+from cfl_graph.doors.graph.plans import without_comparison
 from cfl_graph.keys import VersionKey
 from cfl_graph.loaders.catalogue import CatalogueLoaders
 from cfl_graph.tables import AuditEvent
@@ -131,6 +134,32 @@ async def test_pages_follow_cursors_to_the_end(world: World) -> None:
     everything = data(await ask(world, CATALOGUE, first=10))["deviceModels"]["edges"]
     assert seen == [edge["node"]["id"] for edge in everything]
     assert len(seen) == 4
+
+
+async def test_an_edge_s_cursor_is_written_only_when_asked_for(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page whose edges' cursors are not asked for writes none but its own first and last (a page of
+    100 models spent 0.2 ms on cursors nobody read); asked for, each edge's is the one that goes on
+    after it, and the last is the page's end."""
+    written: list[str] = []
+
+    def counted(row: Any) -> str:
+        written.append(cursor := model_cursor(row))
+        return cursor
+
+    monkeypatch.setattr(search, "_model_cursor", counted)
+    lean = "{ deviceModels(first: 10) { pageInfo { endCursor } edges { node { modelId } } } }"
+    with without_comparison():  # one execution, not the plan's and the reference's
+        page = data(await ask(world, lean))["deviceModels"]
+        assert len(page["edges"]) == 4
+        assert len(written) == 2  # the page's start and end
+        written.clear()
+        edges = data(await ask(world, CATALOGUE, first=10))["deviceModels"]["edges"]
+    assert [edge["cursor"] for edge in edges] == written[2:]
+    assert edges[-1]["cursor"] == page["pageInfo"]["endCursor"]
+    after_first = data(await ask(world, CATALOGUE, first=10, after=edges[0]["cursor"]))["deviceModels"]
+    assert [edge["node"]["id"] for edge in after_first["edges"]] == [edge["node"]["id"] for edge in edges[1:]]
 
 
 @pytest.mark.parametrize(

@@ -108,8 +108,12 @@ class PageInfo:
 
 @strawberry.type
 class Edge(Generic[T]):
-    cursor: str
+    """A row of a page and its node. The row's cursor is written only if asked for (`Page.cursor_of`)."""
+
+    cursor: str = strawberry.field(resolver=lambda self: self.page.cursor_of(self.row))
     node: T
+    row: strawberry.Private[Any]
+    page: strawberry.Private[Page[Any]]
 
 
 @strawberry.type
@@ -120,14 +124,14 @@ class Connection(Generic[T]):
 
 
 def connection(page: Page[Any], convert: Any) -> Any:
-    edges = [Edge(cursor=cursor, node=convert(item)) for cursor, item in page.items]
+    rows = page.rows
     return Connection(
-        edges=edges,
+        edges=[Edge(node=convert(row), row=row, page=page) for row in rows],
         page_info=PageInfo(
             has_next_page=page.has_next,
             has_previous_page=page.has_previous,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+            start_cursor=page.cursor_of(rows[0]) if rows else None,
+            end_cursor=page.end_cursor,
         ),
         total_count=page.total,
     )
@@ -753,7 +757,7 @@ class CatalogueQuery:
                 session, snapshot, _spec(filter), first, after, count=_asks_total(info)
             )
         loaders = info.context.loaders.catalogue
-        rows = [row for _, row in page.items]
+        rows = page.rows
         loaders.prime_models(rows)
         if rows and _asks_versions(info):
             # The page's versions, images and declarations read at once, for every model of the page:

@@ -214,7 +214,7 @@ class Reports:
     ) -> AsyncIterator[Sequence[Cell]]:
         written = 0
         while True:
-            for _, gap in page.items[: MAX_ROWS - written]:
+            for gap in page.rows[: MAX_ROWS - written]:
                 yield (
                     gap.manufacturer_id,
                     gap.model_id,
@@ -224,12 +224,12 @@ class Reports:
                     gap.listed_on,
                     gap.days_missing,
                 )
-            written += len(page.items)
-            if not page.has_next or not page.items or written >= MAX_ROWS:
+            written += len(page.rows)
+            if not page.has_next or not page.rows or written >= MAX_ROWS:
                 return
             async with self.sessions() as session:
                 page = await reports.coverage_gaps(
-                    session, snapshot, where, GAP_PAGE, page.items[-1][0], today=today, count=False
+                    session, snapshot, where, GAP_PAGE, page.end_cursor, today=today, count=False
                 )
 
     async def consistency(self, request: Request, principal: Principal, today: dt.date) -> Export:

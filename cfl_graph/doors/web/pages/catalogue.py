@@ -121,7 +121,7 @@ async def models(request: Request) -> Response:
             return render(request, "models.html", 422, page=None, error=str(exc), query=dict(query))
     next_query = None
     if page is not None and page.has_next:
-        next_query = urlencode({**dict(query), "after": page.items[-1][0]})
+        next_query = urlencode({**dict(query), "after": page.end_cursor})
     return render(request, "models.html", page=page, error=None, query=dict(query), next_query=next_query)
 
 
@@ -195,7 +195,7 @@ async def manufacturer(request: Request) -> Response:
             else await device_models(session, snapshot, where, MANUFACTURER_MODELS, None)
         )
         by_model = {} if snapshot is None else await reports.coverage_by_model(session, snapshot, mid)
-    rows = [] if page is None else [item for _, item in page.items]
+    rows = [] if page is None else page.rows
     coverage = [ModelCoverage(m, by_model.get(ModelKey.of(m))) for m in rows]
     return render(
         request,

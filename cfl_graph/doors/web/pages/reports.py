@@ -233,14 +233,14 @@ async def consistency(request: Request) -> Response:
             found = reports.page_findings(findings, kinds, FINDINGS_PER_PAGE, after)
         except InvalidInput as exc:
             return refused(request, exc, 400)
-        shown = [finding for _, finding in found.page.items]
+        shown = found.findings
         names = await model_names(
             session, snapshot, (ModelKey(mid, f.model_id, f.hardware_version) for f in shown)
         )
         manufacturer = next(iter(names.values()), None)
     next_page = None
     if found.page.has_next:
-        next_page = "?" + urlencode([*(("kind", k.value) for k in kinds), ("after", found.page.items[-1][0])])
+        next_page = "?" + urlencode([*(("kind", k.value) for k in kinds), ("after", found.page.end_cursor)])
     return render(
         request,
         "consistency.html",
