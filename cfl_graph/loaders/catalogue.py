@@ -198,6 +198,7 @@ class CatalogueLoaders:
         self.versions_by_model: DataLoader[ModelKey, list[VersionFacts]] = weak_loader(self._load_versions)
         self.pathways_by_model: DataLoader[ModelKey, list[UpgradePathway]] = weak_loader(self._load_pathways)
         # The models' certified versions and images, as far as a page read them with their facts.
+        self._read_versions: dict[tuple[str, str, str], list[VersionFacts]] = {}
         self._read_certified: dict[tuple[str, str, str], list[CertifiedRow]] = {}
         self._read_images: dict[tuple[str, str, str], list[ImageRow]] = {}
 
@@ -234,11 +235,14 @@ class CatalogueLoaders:
         )
         return _grouped(rows)
 
-    async def _version_rows(
-        self, session: AsyncSession, keys: Sequence[ModelKey]
-    ) -> defaultdict[tuple[str, str, str], list[tuple[CertifiedRow, DeclarationRow | None]]]:
-        """The models' certified versions on the current snapshot, oldest first, each with its
-        declaration: one statement."""
+    async def _version_facts(
+        self,
+        session: AsyncSession,
+        keys: Sequence[ModelKey],
+        images: dict[tuple[str, str, str], list[ImageRow]],
+    ) -> defaultdict[tuple[str, str, str], list[VersionFacts]]:
+        """The models' certified versions on the current snapshot, oldest first, each with its image
+        among `images` and its declaration: one statement, the versions' facts made as they are read."""
         snapshot = await self.snapshot_id()
         if snapshot is None:
             return defaultdict(list)
@@ -246,12 +250,20 @@ class CatalogueLoaders:
         rows = await _read(
             session, _reads(dialect).versions, {_SNAPSHOT.key: snapshot, **_model_keys(keys, dialect)}
         )
-        grouped: defaultdict[tuple[str, str, str], list[tuple[CertifiedRow, DeclarationRow | None]]]
-        grouped = defaultdict(list)
+        # A model's versions are matched to its images by their firmware version alone (the rest is the
+        # model's); most models of the CPL have no image.
+        image_of = {
+            model: {image.firmware_version: image for image in model_images}
+            for model, model_images in images.items()
+        }
+        grouped: defaultdict[tuple[str, str, str], list[VersionFacts]] = defaultdict(list)
         for row in rows:
             # The row is the version's (its first columns, by their own names); the declaration's follow.
             declared = None if row.declaration_reason is None else _declaration_of(row[_DECLARATION_AT:])
-            grouped[_model_of(row)].append((row, declared))
+            model = _model_of(row)
+            model_images = image_of.get(model)
+            image = None if model_images is None else model_images.get(row.firmware_version)
+            grouped[model].append((row, image, declared))
         return grouped
 
     async def _image_rows(
@@ -293,6 +305,9 @@ class CatalogueLoaders:
     async def _load_certified(self, keys: Sequence[ModelKey]) -> list[list[CertifiedRow]]:
         # Not primed into `certified`: a single version asked for later is found through this loader's
         # cache (`_load_certified_versions`), without a future made for every row of every page.
+        for key in keys:  # a page's versions, read with their facts
+            if key not in self._read_certified and (facts := self._read_versions.get(key)) is not None:
+                self._read_certified[key] = [row for row, _, _ in facts]
         return await self._batch(keys, self._read_certified, self._certified_rows)
 
     async def _load_certified_versions(self, keys: Sequence[VersionKey]) -> list[CertifiedRow | None]:
@@ -315,21 +330,13 @@ class CatalogueLoaders:
         `certified_by_model` and `images_by_model`, so another field of the same models reads them no
         more."""
         async with self._sessions() as session:
-            versions = await self._version_rows(session, keys)
             images = await self._image_rows(session, keys)
+            versions = await self._version_facts(session, keys, images)
         answers: list[list[VersionFacts]] = []
         for key in keys:
-            model_versions = versions.get(key, [])
-            self._read_certified[key] = [row for row, _ in model_versions]
-            model_images = self._read_images[key] = images.get(key, [])
-            if not model_images:  # most models of the CPL
-                answers.append([(row, None, declared) for row, declared in model_versions])
-                continue
-            # A model's versions are matched by their firmware version alone (the rest is the model's).
-            image_of = {image.firmware_version: image for image in model_images}
-            answers.append(
-                [(row, image_of.get(row.firmware_version), declared) for row, declared in model_versions]
-            )
+            self._read_images[key] = images.get(key, [])
+            facts = self._read_versions[key] = versions.get(key, [])
+            answers.append(facts)
         return answers
 
     async def _load_pathways(self, keys: Sequence[ModelKey]) -> list[list[UpgradePathway]]:

@@ -701,6 +701,6 @@ async def test_a_request_s_reads_are_freed_when_it_is_answered_without_the_cycli
         # Alive still (held by graphql-core's executor, itself a cycle) are only loaders that read nothing.
         alive = [loaders for reference in made if (loaders := reference()) is not None]
         assert len(alive) < len(made)
-        assert all(not loaders._read_certified and not loaders._read_images for loaders in alive)
+        assert all(not loaders._read_versions and not loaders._read_images for loaders in alive)
     finally:
         gc.enable()
