@@ -678,10 +678,22 @@ def _walker(parent_type: GraphQLObjectType, fields: Sequence[FieldPlan]) -> Walk
         "_iso_date": _iso_date,
         "Path": Path,
     }
+    # Each row the object holds for its `RowFact`s is read, and checked as at hand, once per object, not
+    # once per fact (a page's version holds its CPL row for four facts, its library's for two).
+    holders: dict[tuple[str, type], int] = {}
+    for plan in fields:
+        if plan.row_fact is not None:
+            holders.setdefault((plan.row_fact.holder, plan.row_fact.unloaded), len(holders))
     body: list[str] = []
+    for (holder, unloaded), number in holders.items():
+        namespace[f"HU{number}"] = unloaded
+        body += [
+            f"H{number} = source.{holder}",
+            f"A{number} = H{number} is not None and not isinstance(H{number}, HU{number})",
+        ]
     for index, plan in enumerate(fields):
         namespace[f"P{index}"] = plan
-        body += _field_source(plan, index, namespace)
+        body += _field_source(plan, index, namespace, holders)
     source = "\n".join(
         [
             "def walk(run, source, parent, index):",
@@ -707,7 +719,9 @@ def _walker(parent_type: GraphQLObjectType, fields: Sequence[FieldPlan]) -> Walk
 _PATH = "(parent if index is None else Path(parent, index, None))"
 
 
-def _field_source(plan: FieldPlan, index: int, namespace: dict[str, Any]) -> list[str]:
+def _field_source(
+    plan: FieldPlan, index: int, namespace: dict[str, Any], holders: Mapping[tuple[str, type], int]
+) -> list[str]:
     key = repr(plan.key)
     store = [f"results[{key}] = completed", "if is_awaitable(completed):", f"    pending.append({key})"]
     if plan.reader is None:
@@ -731,19 +745,25 @@ def _field_source(plan: FieldPlan, index: int, namespace: dict[str, Any]) -> lis
     lines += [f"    {line}" for line in store]
     if plan.row_fact is None:
         return [f"value = {read}", *lines]
-    return _row_fact_source(plan, plan.row_fact, index, namespace, read, lines)
+    holder = holders[plan.row_fact.holder, plan.row_fact.unloaded]
+    return _row_fact_source(plan, plan.row_fact, index, namespace, holder, read, lines)
 
 
 def _row_fact_source(
-    plan: FieldPlan, fact: RowFact, index: int, namespace: dict[str, Any], read: str, answer: list[str]
+    plan: FieldPlan,
+    fact: RowFact,
+    index: int,
+    namespace: dict[str, Any],
+    holder: int,
+    read: str,
+    answer: list[str],
 ) -> list[str]:
     """A `RowFact` read inline where its row is at hand (as `RowFact.__call__` reads it), its reader
-    called where it is not; `answer` completes the value either way. An enum's member is answered by its
-    name, looked up from the column's value at once."""
-    namespace[f"U{index}"] = fact.unloaded
-    held = f"source.{fact.holder}"
-    at_hand = f"(held := {held}) is not None and not isinstance(held, U{index})"
-    column = f"held.{fact.column}"
+    called where it is not; `answer` completes the value either way. The row is the walk's `H{holder}`,
+    at hand where `A{holder}` is true. An enum's member is answered by its name, looked up from the
+    column's value at once."""
+    at_hand = f"A{holder}"
+    column = f"H{holder}.{fact.column}"
     if fact.enum is not None:
         names = _enum_names_by_value(plan, fact)
         if names is not None:
