@@ -227,6 +227,19 @@ class Database:
         return self.engine
 
     @functools.cached_property
+    def reads(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions for reads alone, each statement of which stands by itself: on PostgreSQL in
+        autocommit, sparing each session's BEGIN and ROLLBACK (two round trips, a tenth of the work a
+        catalogue page asks of PostgreSQL). At READ COMMITTED, the isolation this project runs at,
+        each statement inside a transaction sees the data as of its own start too, so a read session's
+        statements see what they saw in one; what a request must see as one (the current snapshot) it
+        reads once and pins (`loaders.cpl`). On SQLite, where a transaction is one snapshot for all its
+        statements, the plain sessions. Never for a write: `writes`."""
+        if self.engine.dialect.name == "postgresql":
+            return async_sessionmaker(self.lone_reads, expire_on_commit=False)
+        return self.sessions
+
+    @functools.cached_property
     def _driver_statements(self) -> dict[AnySelect, DriverStatement]:
         # By the statement object: the code's own module-level statements, a fixed set.
         return {}

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import asyncpg
 import httpx2
 import pytest
 from sqlalchemy import select
@@ -134,6 +135,34 @@ async def test_pages_follow_cursors_to_the_end(world: World) -> None:
     everything = data(await ask(world, CATALOGUE, first=10))["deviceModels"]["edges"]
     assert seen == [edge["node"]["id"] for edge in everything]
     assert len(seen) == 4
+
+
+async def test_a_catalogue_page_begins_no_transaction_on_postgresql(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page's reads each stand by themselves (`Database.reads`): on PostgreSQL no BEGIN and ROLLBACK
+    around them, two round trips a session. On SQLite, where a transaction is one snapshot for all its
+    statements, the reads keep theirs."""
+    await publish(world, OWN_A1)
+    if world.db.engine.dialect.name != "postgresql":
+        assert world.db.reads is world.db.sessions
+        return
+    data(await ask(world, CATALOGUE, first=10))  # whatever the app does once, done
+    begun: list[asyncpg.Connection] = []
+    transaction = asyncpg.Connection.transaction
+
+    def counted(self: asyncpg.Connection, *args: Any, **kwargs: Any) -> Any:
+        begun.append(self)
+        return transaction(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "transaction", counted)
+    answer = data(await ask(world, CATALOGUE, first=10))["deviceModels"]
+    assert answer["edges"][0]["node"]["certifiedFirmware"][1]["libraryImage"]["state"] == "PUBLISHED"
+    assert begun == []
+    # What the reads would have done in the engine's own sessions, for the test's sake.
+    async with world.db.sessions() as session:
+        await session.execute(select(AuditEvent.id).limit(1))
+    assert len(begun) == 1
 
 
 async def test_an_edge_s_cursor_is_written_only_when_asked_for(

@@ -99,9 +99,10 @@ async def _both(
     for schema in schemas:
         context = Context(
             principal=principal,
-            loaders=Loaders.for_request(world.db.sessions, principal),
+            loaders=Loaders.for_request(world.db.reads, principal),
             library=world.library,
             sessions=world.db.sessions,
+            reads=world.db.reads,
             now=now,
         )
         # Each its own copy: a resolver may change what it is given (`_entities` pops `__typename`).

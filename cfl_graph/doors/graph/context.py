@@ -21,6 +21,8 @@ class Context:
     library: ImageLibrary
     # For the few resolvers that call a service with a session (reports, diffs); reads go through loaders.
     sessions: async_sessionmaker[AsyncSession]
+    # Sessions for reads alone, as the loaders' (`Database.reads`): a page of device models.
+    reads: async_sessionmaker[AsyncSession]
     # When the request is answered: every field that tells the time says this one, however many times
     # (and by however many executors, cfl_graph/doors/graph/plans.py) the request is executed.
     now: dt.datetime = field(default_factory=clock.now)

@@ -751,7 +751,7 @@ class CatalogueQuery:
         snapshot = await _snapshot_id(info)
         if snapshot is None:
             return _empty_connection()  # type: ignore[no-any-return]
-        async with info.context.sessions() as session:
+        async with info.context.reads() as session:
             page = await device_models(
                 session, snapshot, _spec(filter), first, after, count=_asks_total(info)
             )

@@ -172,9 +172,10 @@ class GraphQLView(GraphQL[Context, None]):
         principal = principal_of(request.scope)
         return Context(
             principal=principal,
-            loaders=Loaders.for_request(self._db.sessions, principal, current_snapshot=current_snapshot),
+            loaders=Loaders.for_request(self._db.reads, principal, current_snapshot=current_snapshot),
             library=self._library,
             sessions=self._db.sessions,
+            reads=self._db.reads,
         )
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
@@ -367,7 +368,7 @@ class GraphQLView(GraphQL[Context, None]):
         today = dt.datetime.now(dt.UTC).date()
         if not reads:  # `__typename`, `_service { sdl }`: the schema alone answers
             return self._key(data, digest, reads, principal, NO_STATE, today)
-        async with self._db.sessions() as session:
+        async with self._db.reads() as session:  # one statement
             now = await read_revisions(session)
         self._cache.observe(now, today)
         return self._key(data, digest, reads, principal, now, today)
