@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 
 from sqlalchemy import select
@@ -19,8 +20,11 @@ class CplLoaders:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        self.snapshot: DataLoader[int, CplSnapshot | None] = weak_loader(self._load_snapshots)
         self._current: asyncio.Future[int | None] | None = None
+
+    @functools.cached_property
+    def snapshot(self) -> DataLoader[int, CplSnapshot | None]:
+        return weak_loader(self._load_snapshots)  # made when first asked for, as the catalogue's
 
     def afresh(self) -> CplLoaders:
         """Loaders that have read nothing but this request's current snapshot (read, or being read): the

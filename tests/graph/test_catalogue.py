@@ -24,6 +24,8 @@ from cfl_graph.database import Database
 from cfl_graph.doors.graph.graph import CertifiedFirmware
 from cfl_graph.doors.graph.plans import without_comparison
 from cfl_graph.keys import VersionKey
+from cfl_graph.loaders import catalogue as loaders_catalogue
+from cfl_graph.loaders import cpl as loaders_cpl
 from cfl_graph.loaders.catalogue import CatalogueLoaders
 from cfl_graph.tables import AuditEvent
 from tests.fixtures.cpl_files import row, write_csv
@@ -163,6 +165,31 @@ async def test_a_catalogue_page_begins_no_transaction_on_postgresql(
     async with world.db.sessions() as session:
         await session.execute(select(AuditEvent.id).limit(1))
     assert len(begun) == 1
+
+
+async def test_a_request_makes_only_the_loaders_it_asks_for(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every GraphQL request has its loaders made, and made again once it is answered
+    (`Context.release`): each is made when first asked for, so that `{ __typename }` makes none."""
+    made: list[str] = []
+
+    def counted(module: Any) -> Any:
+        weak_loader = module.weak_loader
+
+        def making(method: Any) -> Any:
+            made.append(method.__name__)
+            return weak_loader(method)
+
+        return making
+
+    monkeypatch.setattr(loaders_catalogue, "weak_loader", counted(loaders_catalogue))
+    monkeypatch.setattr(loaders_cpl, "weak_loader", counted(loaders_cpl))
+    with without_comparison():
+        assert data(await ask(world, "{ __typename }")) == {"__typename": "Query"}
+        assert made == []
+        data(await ask(world, CATALOGUE, first=10))
+    assert sorted(made) == ["_load_images", "_load_models", "_load_versions"]  # of seven
 
 
 async def test_an_edge_s_cursor_is_written_only_when_asked_for(
