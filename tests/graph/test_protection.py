@@ -341,6 +341,14 @@ async def test_a_request_seen_passing_the_request_s_rules_is_not_walked_through_
         return real_validate(schema, document, rules)
 
     monkeypatch.setattr(protection_module, "validate", counted)
+    made: list[Mapping[str, Any]] = []  # the request's rules are classes, made only to be walked through
+    real_rule = protection_module._query_limits_rule
+
+    def making(limits: QueryLimits, variables: Mapping[str, Any]) -> Any:
+        made.append(variables)
+        return real_rule(limits, variables)
+
+    monkeypatch.setattr(protection_module, "_query_limits_rule", making)
     answers = []
     for variables in ({"n": 1}, {"n": 2}, {"n": 2}, {"n": 2.0}):
         sent.append(variables)
@@ -352,6 +360,7 @@ async def test_a_request_seen_passing_the_request_s_rules_is_not_walked_through_
         sent.append({"n": 1_000_000})
         assert (await client.refused(query, {"n": 1_000_000})).codes == {"PAGE_TOO_LARGE"}
     assert walked == [{"n": 2}, {"n": 2.0}, {"n": 1_000_000}, {"n": 1_000_000}]
+    assert made == walked
 
 
 def test_the_parsed_documents_kept_are_bounded_by_their_size() -> None:
