@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -554,7 +555,7 @@ class FindingsPage:
     has_previous: bool
     counts: dict[FindingKind, int]
 
-    @property
+    @cached_property
     def page(self) -> Page[Finding]:
         """The findings as a page of a list, each one's cursor worked out when asked."""
         return Page(self.findings, finding_cursor, self.total, self.has_next, self.has_previous)
