@@ -8,6 +8,7 @@ so a plain SHA-256 of it is as good as a slow password hash and keeps each check
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import re
@@ -237,6 +238,22 @@ def _principal(
         raise ExpiredToken(expires_at)
     if disabled_at is not None:
         raise PartyDisabled()
+    return _principal_of(public_id, read_only, party_id, party_name, role, download_granted, manufacturer_ids)
+
+
+# A token's principal is made once for the values its row holds (the token's and its party's), and found
+# again by them: every request with a token is checked against its row as read now, so a change to any of
+# them makes another principal. Principals are immutable; requests may share one.
+@functools.lru_cache(maxsize=1024)
+def _principal_of(
+    public_id: str,
+    read_only: bool,
+    party_id: int,
+    party_name: str,
+    role: Role,
+    download_granted: bool,
+    manufacturer_ids: str | None,
+) -> Principal:
     return Principal(
         party_id=party_id,
         party_name=party_name,

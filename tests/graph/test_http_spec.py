@@ -8,6 +8,7 @@ their JSON shape (the CSRF refusal's, FORBIDDEN: tests/access/test_sessions.py).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +226,58 @@ async def test_the_view_s_refusals_are_graphql_responses_with_their_codes(world:
         assert want_words in message, (name, message)
     assert answers["mutation over GET"].headers["allow"] == "POST"
     assert answers["PUT"].headers["allow"] == "GET, POST"
+
+
+async def test_a_body_sent_in_pieces_is_read_whole_and_a_client_gone_first_is_not_answered(
+    world: World,
+) -> None:
+    """The view reads the ASGI messages of a body itself: every piece, in order; a client that goes away
+    before its body arrives gets the quiet 400 nobody reads, not an error logged as ours."""
+    app = world.app()
+    body = b'{"query": "{ __typename }", "variables": {"unused": "\xc3\xa9"}}'
+
+    async def ask(messages: list[dict[str, Any]]) -> tuple[int, bytes]:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/graphql",
+            "raw_path": b"/graphql",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"t"),
+                (b"authorization", f"Bearer {world.tokens.supplier}".encode()),
+                (b"content-type", b"application/json"),
+            ],
+            "client": ("127.0.0.1", 5000),
+            "server": ("t", 80),
+        }
+        pending = list(messages)
+        answer: dict[str, Any] = {"body": b""}
+
+        async def receive() -> dict[str, Any]:
+            return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+            else:
+                answer["body"] += message.get("body", b"")
+
+        async with app.router.lifespan_context(app):
+            await app(scope, receive, send)
+        return answer["status"], answer["body"]
+
+    pieces = [body[:7], body[7:30], body[30:]]
+    status, answered = await ask(
+        [{"type": "http.request", "body": piece, "more_body": i < 2} for i, piece in enumerate(pieces)]
+    )
+    assert (status, answered) == (200, b'{"data":{"__typename":"Query"}}')
+    status, answered = await ask([{"type": "http.request", "body": body[:10], "more_body": True}])
+    assert (status, answered) == (400, b"")
 
 
 async def test_a_persisted_query_unknown_by_its_hash_is_a_200_in_either_media_type(world: World) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -250,7 +251,7 @@ class GraphQLView(GraphQL[Context, None]):
             if media != JSON or charset not in ("utf-8", "utf8"):
                 sent = request.headers.get("content-type", "")[:100] or "a body of no type"
                 raise GraphQLRefusal(415, f"send the request as {JSON} (UTF-8), not {sent}", "BAD_REQUEST")
-            body = await request.body()
+            body = await _body(request)
             if not body.strip():
                 raise _bad_request('the request body is empty: send {"query": "...", "variables": {...}}')
             parsed = _json(body, "the request body is not valid JSON (UTF-8)")
@@ -384,7 +385,7 @@ class GraphQLView(GraphQL[Context, None]):
     ) -> AnswerKey:
         """The key of the answer; only the parts of `now` that the document reads go into it."""
         library = Reads.LIBRARY in reads
-        sees_drafts = lifecycle.sees_drafts(principal)
+        view, sees_drafts = _reader(principal)
         return AnswerKey(
             schema=self._schema_tag,
             document_sha256=digest,
@@ -392,7 +393,7 @@ class GraphQLView(GraphQL[Context, None]):
             variables=json.dumps(data.variables, sort_keys=True, separators=(",", ":"))
             if data.variables
             else "{}",
-            view=reader_view(principal),
+            view=view,
             snapshot_id=now.snapshot_id if Reads.CPL in reads else None,
             reads_cpl=Reads.CPL in reads,
             served=now.served if library and not sees_drafts else None,
@@ -480,6 +481,13 @@ class GraphQLView(GraphQL[Context, None]):
         return response
 
 
+@functools.lru_cache(maxsize=1024)
+def _reader(principal: Principal) -> tuple[tuple[str, ...], bool]:
+    """What the principal's answers depend on (`reader_view`), and whether it sees drafts: the same for
+    a principal each time, and asked by every request that may be answered from the cache."""
+    return reader_view(principal), lifecycle.sees_drafts(principal)
+
+
 def _request_error_status(result: ExecutionResult) -> int | None:
     """The status of a result that failed before execution (no data, no error at a field's path): 400,
     or the 5xx of a failure of ours; None for an executed result."""
@@ -487,6 +495,20 @@ def _request_error_status(result: ExecutionResult) -> int | None:
         return None
     codes = [str((error.extensions or {}).get("code")) for error in result.errors]
     return max(REQUEST_ERROR_STATUS.get(code, 400) for code in codes)
+
+
+async def _body(request: Request) -> bytes:
+    """The request's body, read as Starlette's `Request.body` reads it (a client gone first raises
+    `ClientDisconnect`), without its stream's async generator, which cost more than the read: a GraphQL
+    request's body is one message."""
+    chunks: list[bytes] = []
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _json(text: str | bytes, problem: str) -> object:
