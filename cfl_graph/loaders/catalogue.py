@@ -190,6 +190,9 @@ class CatalogueLoaders:
         self._read_versions: dict[tuple[str, str, str], list[VersionFacts]] = {}
         self._read_certified: dict[tuple[str, str, str], list[CertifiedRow]] = {}
         self._read_images: dict[tuple[str, str, str], list[ImageRow]] = {}
+        # Device models read by pages (`prime_models`), and by their keys once `device_model` is asked.
+        self._primed_models: list[Sequence[ModelRow]] = []
+        self._known_models: dict[tuple[str, str, str], ModelRow] = {}
 
     # Each loader is made when first asked for: a request asks for few of them, and every GraphQL
     # request makes a request's loaders twice (`Context.release`), which cost 15 µs with all seven.
@@ -227,20 +230,28 @@ class CatalogueLoaders:
         return CatalogueLoaders(self._sessions, self._principal, snapshot_id)
 
     def prime_models(self, rows: Sequence[ModelRow]) -> None:
-        for row in rows:
-            self.device_model.prime(ModelKey.of(row), row)
+        """Models a page has read: `device_model` answers for them without reading them again. Kept as
+        the page's rows and looked through only if the loader is asked (a page's models seldom ask it
+        for themselves: priming each cost a future per model)."""
+        self._primed_models.append(rows)
 
     async def _load_models(self, keys: Sequence[ModelKey]) -> list[ModelRow | None]:
-        snapshot = await self.snapshot_id()
-        if snapshot is None:
-            return [None for _ in keys]
-        async with self._sessions() as session:
-            dialect = _dialect(session)
-            rows: Iterable[ModelRow] = await _read(
-                session, _reads(dialect).models, {_SNAPSHOT.key: snapshot, **_model_keys(keys, dialect)}
-            )
-            found = {ModelKey.of(row): row for row in rows}
-        return [found.get(key) for key in keys]
+        known = self._known_models
+        for page in self._primed_models:
+            known.update((_model_of(row), row) for row in page)
+        self._primed_models.clear()
+        missing = [key for key in keys if key not in known]
+        snapshot = await self.snapshot_id() if missing else None
+        if snapshot is not None:
+            async with self._sessions() as session:
+                dialect = _dialect(session)
+                rows: Iterable[ModelRow] = await _read(
+                    session,
+                    _reads(dialect).models,
+                    {_SNAPSHOT.key: snapshot, **_model_keys(missing, dialect)},
+                )
+                known.update((_model_of(row), row) for row in rows)
+        return [known.get(key) for key in keys]
 
     async def _certified_rows(
         self, session: AsyncSession, keys: Sequence[ModelKey]

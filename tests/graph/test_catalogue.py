@@ -23,7 +23,8 @@ from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.doors.graph.graph import CertifiedFirmware
 from cfl_graph.doors.graph.plans import without_comparison
-from cfl_graph.keys import VersionKey
+from cfl_graph.keys import ModelKey, VersionKey
+from cfl_graph.loaders import Loaders
 from cfl_graph.loaders import catalogue as loaders_catalogue
 from cfl_graph.loaders import cpl as loaders_cpl
 from cfl_graph.loaders.catalogue import CatalogueLoaders
@@ -189,7 +190,34 @@ async def test_a_request_makes_only_the_loaders_it_asks_for(
         assert data(await ask(world, "{ __typename }")) == {"__typename": "Query"}
         assert made == []
         data(await ask(world, CATALOGUE, first=10))
-    assert sorted(made) == ["_load_images", "_load_models", "_load_versions"]  # of seven
+    assert sorted(made) == ["_load_images", "_load_versions"]  # of seven
+
+
+async def test_a_page_s_device_models_are_found_again_by_key_without_a_statement(world: World) -> None:
+    """`device_model` answers for a model a page read from the page's own row; a model no page read is
+    read, one statement for all those asked at once, and then known too."""
+    loaders = Loaders.for_request(world.db.reads, None).catalogue
+    snapshot = await loaders.snapshot_id()
+    assert snapshot is not None
+    async with world.db.reads() as session:
+        page = await search.device_models(session, snapshot, search.DeviceModelFilter(), 1, None)
+    loaders.prime_models(page.rows)
+    on_page = [ModelKey.of(row) for row in page.rows]
+    other = ModelKey(*OWN_B_HW1.key[:3])
+    elsewhere = [other, ModelKey("FFFF", "FFFF", "FFFF")]
+    assert not set(elsewhere) & set(on_page)
+    with counting(world.db) as statements:
+        assert await loaders.device_model.load_many(on_page) == list(page.rows)
+    assert statements == []
+    with counting(world.db) as statements:
+        found = await loaders.device_model.load_many([on_page[0], *elsewhere])
+    assert len(statements) == 1
+    assert found[0] is page.rows[0] and found[1] is not None and found[2] is None
+    assert ModelKey.of(found[1]) == other
+    with counting(world.db) as statements:
+        again = loaders.afresh(loaders.snapshot_id)
+        assert await again.device_model.load(other) == found[1]
+    assert len(statements) == 1  # loaders afresh have read nothing
 
 
 async def test_an_edge_s_cursor_is_written_only_when_asked_for(
