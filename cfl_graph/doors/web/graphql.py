@@ -62,7 +62,7 @@ from cfl_graph.doors.web.graphql_http import (
     errors_body,
     response_media_type,
 )
-from cfl_graph.doors.web.middleware import principal_of
+from cfl_graph.doors.web.middleware import header_value, principal_of
 from cfl_graph.doors.web.response_cache import AnswerKey, PersistedQueries, ResponseCache
 from cfl_graph.images import lifecycle
 from cfl_graph.images.library import ImageLibrary
@@ -182,7 +182,7 @@ class GraphQLView(GraphQL[Context, None]):
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         if not isinstance(request, Request):  # no WebSocket route leads here; strawberry's, if one did
             return await super().run(request, context, root_value)
-        media_type = response_media_type(request.headers.get("accept"))
+        media_type = response_media_type(header_value(request.scope, b"accept"))
         try:
             if media_type is None:
                 raise GraphQLRefusal(
@@ -245,11 +245,11 @@ class GraphQLView(GraphQL[Context, None]):
                         _json(value, f"`{name}` is not JSON: send it URL-encoded JSON") if value else None
                     )
         else:
-            sent_type = request.headers.get("content-type", "")
+            sent_type = header_value(request.scope, b"content-type") or ""
             media, parameters = _KNOWN_CONTENT_TYPES.get(sent_type) or parse_content_type(sent_type)
             charset = parameters.get("charset", "utf-8").lower()
             if media != JSON or charset not in ("utf-8", "utf8"):
-                sent = request.headers.get("content-type", "")[:100] or "a body of no type"
+                sent = sent_type[:100] or "a body of no type"
                 raise GraphQLRefusal(415, f"send the request as {JSON} (UTF-8), not {sent}", "BAD_REQUEST")
             body = await _body(request)
             if not body.strip():
