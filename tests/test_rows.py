@@ -182,7 +182,8 @@ async def test_rows_read_from_the_driver_equal_sqlalchemys_for_every_read_of_the
         statements: list[tuple[Select[Any], dict[str, Any]]] = [
             (reads.models, {**at, **keys}),
             (reads.certified, {**at, **keys}),
-            (reads.versions, {**at, **keys}),
+            (catalogue_loaders._versions_reading(dialect, None)[0], {**at, **keys}),
+            (catalogue_loaders._versions_reading(dialect, frozenset({"status"}))[0], {**at, **keys}),
             (reads.images.where(lifecycle.visible_to(manufacturer)), keys),
             (reads.images.where(lifecycle.visible_to(supplier)), keys),
             (reads.declarations, keys),
@@ -203,8 +204,15 @@ async def test_rows_read_from_the_driver_equal_sqlalchemys_for_every_read_of_the
                 [type(value) for value in row] for row in reference
             ]
             read.append(driver)
-    models_read, certified, versions, own_images, public_images, declarations, _ = read
+    models_read, certified, versions, narrow, own_images, public_images, declarations, _ = read
     assert len(models_read) == len(models) and len(versions) == len(certified) > 2
+    # A narrow read holds each version's key and the columns asked for, then its declaration's.
+    assert narrow[0]._fields[:5] == (*catalogue_loaders.VERSION_KEY_COLUMNS, "status")
+    assert [row[:5] for row in narrow] == [
+        (row.manufacturer_id, row.model_id, row.hardware_version, row.firmware_version, row.status)
+        for row in versions
+    ]
+    assert [row[5:] for row in narrow] == [row[len(certified[0]) :] for row in versions]
     # The rows hold what the processors make: the image's state as its enum, its timestamps in UTC.
     assert {(row.id, row.state) for row in own_images} == {
         (draft.id, ImageState.DRAFT),

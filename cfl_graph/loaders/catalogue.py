@@ -114,14 +114,26 @@ def _same_version(table: FromClause) -> ColumnElement[bool]:
 
 
 _DECLARATIONS = CommercialDeclaration.__table__
-_DECLARATION_AT = len(CplCertifiedFirmware.__table__.columns)
-# Certified versions, each with its declaration (its columns after the version's, under a prefix, null
-# where there is none). Not its image: an image's many columns, null for most versions, cost more to read
-# beside every version than a statement of their own costs.
-_VERSIONS_WITH_DECLARATIONS: Select[Any] = select(
-    *CplCertifiedFirmware.__table__.columns,
-    *(column.label(f"declaration_{column.key}") for column in _DECLARATIONS.columns),
-).select_from(CplCertifiedFirmware.__table__.outerjoin(_DECLARATIONS, _same_version(_DECLARATIONS)))
+# What names a certified version, and so is always read with it.
+VERSION_KEY_COLUMNS = ("manufacturer_id", "model_id", "hardware_version", "firmware_version")
+
+
+def _versions_with_declarations(columns: frozenset[str] | None) -> tuple[Select[Any], int]:
+    """Certified versions, each with its declaration (its columns after the version's, under a prefix, null
+    where there is none), and where the declaration's columns begin. Each version's key and `columns` (all
+    its columns with None), in the table's order. Not its image: an image's many columns, null for most
+    versions, cost more to read beside every version than a statement of their own costs."""
+    chosen = [
+        column
+        for column in CplCertifiedFirmware.__table__.columns
+        if columns is None or column.key in VERSION_KEY_COLUMNS or column.key in columns
+    ]
+    statement = select(
+        *chosen, *(column.label(f"declaration_{column.key}") for column in _DECLARATIONS.columns)
+    ).select_from(CplCertifiedFirmware.__table__.outerjoin(_DECLARATIONS, _same_version(_DECLARATIONS)))
+    return statement, len(chosen)
+
+
 # A declaration's columns as a plain row with its table's names (cfl_graph/tables/rows.py).
 _DeclarationColumns: Any = namedtuple("_DeclarationColumns", _DECLARATIONS.columns.keys())  # type: ignore[misc]
 _declaration_of = cast(Callable[[tuple[Any, ...]], DeclarationRow], _DeclarationColumns._make)
@@ -150,11 +162,6 @@ class _Reads:
             CplCertifiedFirmware,
             dialect,
         ).order_by(CplCertifiedFirmware.firmware_version)
-        self.versions = _of_models(
-            _VERSIONS_WITH_DECLARATIONS.where(CplCertifiedFirmware.snapshot_id == _SNAPSHOT),
-            CplCertifiedFirmware,
-            dialect,
-        ).order_by(CplCertifiedFirmware.firmware_version)
         # Which images the caller may see is added per request (`lifecycle.visible_to`).
         self.images = _of_models(_columns(LibraryImage), LibraryImage, dialect).order_by(
             LibraryImage.firmware_version
@@ -165,6 +172,17 @@ class _Reads:
 @functools.cache
 def _reads(dialect: str) -> _Reads:
     return _Reads(dialect)
+
+
+@functools.lru_cache(maxsize=64)
+def _versions_reading(dialect: str, columns: frozenset[str] | None) -> tuple[Select[Any], int]:
+    """The statement of `_version_facts` reading `columns` of each version (all with None), built once per
+    set: a few sets, as many as the kinds of pages clients ask for; and where its declarations begin."""
+    statement, declaration_at = _versions_with_declarations(columns)
+    versions = _of_models(
+        statement.where(CplCertifiedFirmware.snapshot_id == _SNAPSHOT), CplCertifiedFirmware, dialect
+    ).order_by(CplCertifiedFirmware.firmware_version)
+    return versions, declaration_at
 
 
 @functools.lru_cache(maxsize=1024)
@@ -271,16 +289,17 @@ class CatalogueLoaders:
         session: AsyncSession,
         keys: Sequence[ModelKey],
         images: dict[tuple[str, str, str], list[ImageRow]],
+        columns: frozenset[str] | None = None,
     ) -> defaultdict[tuple[str, str, str], list[VersionFacts]]:
         """The models' certified versions on the current snapshot, oldest first, each with its image
-        among `images` and its declaration: one statement, the versions' facts made as they are read."""
+        among `images` and its declaration: one statement, the versions' facts made as they are read.
+        Each version's row holds its key and `columns` (every column with None)."""
         snapshot = await self.snapshot_id()
         if snapshot is None:
             return defaultdict(list)
         dialect = _dialect(session)
-        rows = await _read(
-            session, _reads(dialect).versions, {_SNAPSHOT.key: snapshot, **_model_keys(keys, dialect)}
-        )
+        statement, declaration_at = _versions_reading(dialect, columns)
+        rows = await _read(session, statement, {_SNAPSHOT.key: snapshot, **_model_keys(keys, dialect)})
         # A model's versions are matched to its images by their firmware version alone (the rest is the
         # model's); most models of the CPL have no image.
         image_of = {
@@ -290,7 +309,7 @@ class CatalogueLoaders:
         grouped: defaultdict[tuple[str, str, str], list[VersionFacts]] = defaultdict(list)
         for row in rows:
             # The row is the version's (its first columns, by their own names); the declaration's follow.
-            declared = None if row.declaration_reason is None else _declaration_of(row[_DECLARATION_AT:])
+            declared = None if row.declaration_reason is None else _declaration_of(row[declaration_at:])
             model = _model_of(row)
             model_images = image_of.get(model)
             image = None if model_images is None else model_images.get(row.firmware_version)
@@ -369,6 +388,20 @@ class CatalogueLoaders:
             facts = self._read_versions[key] = versions.get(key, [])
             answers.append(facts)
         return answers
+
+    async def page_versions(
+        self, keys: Sequence[ModelKey], columns: frozenset[str]
+    ) -> list[list[VersionFacts]]:
+        """As `versions_by_model` answers, each version's row holding only its key and `columns`: for a
+        page whose fields read no others (a version's row is two dozen columns, and decoding them was a
+        sixth of a page). Two statements, as there. The images read are kept for `images_by_model`; the
+        versions are not kept for any loader, which answer with whole rows."""
+        async with self._sessions() as session:
+            images = await self._image_rows(session, keys)
+            versions = await self._version_facts(session, keys, images, columns)
+        for key in keys:
+            self._read_images.setdefault(key, images.get(key, []))
+        return [versions.get(key, []) for key in keys]
 
     async def _load_pathways(self, keys: Sequence[ModelKey]) -> list[list[UpgradePathway]]:
         grouped: dict[ModelKey, list[UpgradePathway]] = defaultdict(list)

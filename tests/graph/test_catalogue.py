@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gc
+import json
 import weakref
 from pathlib import Path
 from types import SimpleNamespace
@@ -190,7 +191,8 @@ async def test_a_request_makes_only_the_loaders_it_asks_for(
         assert data(await ask(world, "{ __typename }")) == {"__typename": "Query"}
         assert made == []
         data(await ask(world, CATALOGUE, first=10))
-    assert sorted(made) == ["_load_images", "_load_versions"]  # of seven
+    # of seven; the page's versions are read with the columns it asks for, outside the loaders
+    assert sorted(made) == ["_load_images"]
 
 
 async def test_a_page_s_device_models_are_found_again_by_key_without_a_statement(world: World) -> None:
@@ -218,6 +220,108 @@ async def test_a_page_s_device_models_are_found_again_by_key_without_a_statement
         again = loaders.afresh(loaders.snapshot_id)
         assert await again.device_model.load(other) == found[1]
     assert len(statements) == 1  # loaders afresh have read nothing
+
+
+# Each field of a certified version, with what it needs below it.
+VERSION_FIELD_SELECTIONS = {
+    "commercialDeclaration": "commercialDeclaration { reason declaredAt declaredBy firmwareVersion }",
+    "libraryImage": "libraryImage { imageId state fileSha256 size header { headerVersion } }",
+    "upgradesFrom": "upgradesFrom { firmwareVersion imageHash listedOn }",
+    "upgradesTo": "upgradesTo { firmwareVersion status cpaExpiry }",
+}
+
+
+def versions_page(selection: str, head: str = "", tail: str = "") -> str:
+    return (
+        f"query{head} {{ deviceModels(first: 10) {{ edges {{ node {{ modelId certifiedFirmware "
+        f"{{ {selection} }} }} }} }} {tail} }}"
+    )
+
+
+def narrow_cases() -> dict[str, tuple[str, dict[str, Any]]]:
+    from cfl_graph.doors.graph.graph import version_field_columns
+
+    fields = [VERSION_FIELD_SELECTIONS.get(name, name) for name in sorted(version_field_columns())]
+    gbcs = "fragment G on CertifiedFirmware { gbcsVersion cpaReference }"
+    a1 = f'deviceModel(manufacturerId: "{OWN_A1.manufacturer_id}", modelId: "{OWN_A1.model_id}", '
+    a1 += f'hardwareVersion: "{OWN_A1.hardware_version}")'
+    cases: dict[str, tuple[str, dict[str, Any]]] = {
+        f"{field.split()[0]} alone": (versions_page(field), {}) for field in fields
+    }
+    cases |= {
+        "every field": (versions_page(" ".join(fields)), {}),
+        "the benchmark's page": (
+            versions_page("firmwareVersion imageHash status listedOn commercial libraryImage { imageId }"),
+            {},
+        ),
+        "aliases": (versions_page("a: gbcsVersion b: status c: listedOn"), {}),
+        "inline fragment": (versions_page("... on CertifiedFirmware { smetsVersion cpaExpiry }"), {}),
+        "fragment on an interface": (versions_page("status ... on Node { id }"), {}),
+        "named fragment": (versions_page("status ...G") + " " + gbcs, {}),
+        "included": (
+            versions_page("status gbcsVersion @include(if: $yes)", "($yes: Boolean!)"),
+            {"yes": True},
+        ),
+        "not included": (
+            versions_page("status gbcsVersion @include(if: $yes)", "($yes: Boolean!)"),
+            {"yes": False},
+        ),
+        "skipped": (versions_page("status technicalSpecification @skip(if: true)"), {}),
+        "a model asked beside the page": (
+            versions_page("status", tail=f"{a1} {{ certifiedFirmware {{ gbcsVersion cpaExpiry status }} }}"),
+            {},
+        ),
+        "two pages, two selections": (
+            "{ a: deviceModels(first: 10) { edges { node { certifiedFirmware { status } } } } "
+            "b: deviceModels(first: 10) { edges { node { certifiedFirmware { gbcsVersion "
+            "specificationVersion } } } } }",
+            {},
+        ),
+    }
+    return cases
+
+
+def test_every_field_of_a_certified_version_says_which_columns_of_its_row_it_reads() -> None:
+    """A field added to `CertifiedFirmware` is classified (a `RowFact`, a library fact, or a field that
+    reads no column); unclassified, every page that asks it would read whole rows."""
+    from cfl_graph.doors.graph import Graph, build_schema
+    from cfl_graph.doors.graph.graph import version_field_columns
+    from cfl_graph.doors.graph.protection import QueryLimits
+
+    schema = build_schema(QueryLimits(introspection=True), Graph.COMBINED)
+    fields = set(schema._schema.get_type("CertifiedFirmware").fields)  # type: ignore[union-attr]
+    assert fields | {"__typename"} == set(version_field_columns())
+
+
+@pytest.mark.parametrize("case", sorted(narrow_cases()))
+async def test_a_page_reads_only_the_version_columns_its_fields_ask_for_and_answers_as_whole_rows_do(
+    world: World, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """Issue 17: a page of models reads of its versions' CPL rows only the columns the fields asked read
+    (a row is two dozen columns; the catalogue page reads five). Whatever the selection (every field of a
+    certified version alone and together, aliases, fragments, directives, a model asked beside the page),
+    the answer is the one read from whole rows, byte for byte."""
+    from cfl_graph.doors.graph import graph as graph_module
+
+    image_id = await publish(world, OWN_A1)
+    await declare(world, OWN_A2)
+    query, variables = narrow_cases()[case]
+    with counting(world.db) as narrow_statements:
+        narrow = await ask(world, query, **variables)
+    monkeypatch.setattr(graph_module, "NARROW_VERSION_READS", False)
+    with counting(world.db) as whole_statements:
+        whole = await ask(world, query, **variables)
+    assert json.dumps(narrow, sort_keys=False) == json.dumps(whole, sort_keys=False)
+    assert "errors" not in narrow, narrow
+    # Narrow rows are not kept for the loaders: versions of the same models asked again, as whole rows
+    # or for other columns, are read again (their images too): two statements, however long the page.
+    again = case in ("a model asked beside the page", "two pages, two selections")
+    assert len(narrow_statements) == len(whole_statements) + (2 if again else 0)
+    if case == "the benchmark's page":
+        versions = [s for s in narrow_statements if "declaration_reason" in s]
+        assert len(versions) == 1 and "gbcs_version" not in versions[0] and "date_added" in versions[0]
+        assert [s for s in whole_statements if "declaration_reason" in s and "gbcs_version" in s]
+        assert str(image_id) in json.dumps(narrow)
 
 
 async def test_an_edge_s_cursor_is_written_only_when_asked_for(

@@ -51,6 +51,22 @@ def selects_path(selections: Sequence[Selection], path: Sequence[str]) -> bool:
     return False
 
 
+def selected_at(selections: Sequence[Selection], path: Sequence[str]) -> set[str]:
+    """The names of the fields selected at the end of this path of fields, looking into fragments of any
+    type condition and whatever their directives say: every field the request may read there, if not
+    fewer."""
+    found: set[str] = set()
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            if not path:
+                found.add(selection.name)
+            elif selection.name == path[0]:
+                found |= selected_at(selection.selections, path[1:])
+        else:
+            found |= selected_at(selection.selections, path)
+    return found
+
+
 @strawberry.type(description="A CPL row as a snapshot holds it (used in diffs).")
 class CplListing:
     manufacturer_id: str

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Generic, Protocol, Self, TypeVar
 
 import strawberry
+from strawberry.types.base import get_object_definition
+from strawberry.utils.str_converters import to_camel_case
 
 from cfl_graph import identifiers as ids
 from cfl_graph.access.policy import Action, authorise
@@ -27,7 +30,7 @@ from cfl_graph.catalogue import reports, upgrades
 from cfl_graph.catalogue.search import DeviceModelFilter as FilterSpec
 from cfl_graph.catalogue.search import Page, device_models
 from cfl_graph.doors.graph.context import Info
-from cfl_graph.doors.graph.cpl import CplSnapshot, selects_any, selects_path, snapshot_by_id
+from cfl_graph.doors.graph.cpl import CplSnapshot, selected_at, selects_any, selects_path, snapshot_by_id
 from cfl_graph.doors.graph.enums import (
     CplStatus,
     DeviceType,
@@ -52,7 +55,7 @@ from cfl_graph.doors.graph.plans import READ, UNREAD, RowFact
 from cfl_graph.errors import InvalidInput
 from cfl_graph.images.errors import ImageNotFound
 from cfl_graph.keys import ModelKey, VersionKey
-from cfl_graph.loaders.catalogue import VersionFacts
+from cfl_graph.loaders.catalogue import VERSION_KEY_COLUMNS, VersionFacts
 from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow
 
 MODEL_KEY = "manufacturerId modelId hardwareVersion"
@@ -727,6 +730,59 @@ def _asks_versions(info: Info) -> bool:
     )
 
 
+# Whether a page whose versions' fields read few of their row's columns reads only those
+# (`_version_columns`); off, every page reads whole rows, the reference the narrow reads are tested against.
+NARROW_VERSION_READS = True
+_VERSIONS_PATH = ("edges", "node", "certifiedFirmware")
+# Fields of a certified version that read no column of its CPL row: its key (set on the object), its
+# presence on the CPL, its pathways (their own loader), its type's name.
+_READ_NO_VERSION_COLUMN = frozenset(
+    {
+        "id",
+        "manufacturerId",
+        "modelId",
+        "hardwareVersion",
+        "firmwareVersion",
+        "listedOnCpl",
+        "upgradesFrom",
+        "upgradesTo",
+        "__typename",
+    }
+)
+
+
+@functools.cache
+def version_field_columns() -> dict[str, frozenset[str]]:
+    """The columns of a version's CPL row each field of `CertifiedFirmware` reads, by the field's GraphQL
+    name: a CPL fact's column (its `RowFact`), nothing for what the library holds (read with the version,
+    as its image and declaration) or for `_READ_NO_VERSION_COLUMN`. A field not named here, a fact read by
+    a function of the whole row among them, is read from whole rows."""
+    columns: dict[str, frozenset[str]] = {name: frozenset() for name in _READ_NO_VERSION_COLUMN}
+    for field in get_object_definition(CertifiedFirmware, strict=True).fields:
+        name = field.graphql_name or to_camel_case(field.python_name)
+        fact = field.metadata.get(READ)
+        if isinstance(fact, RowFact) and fact.holder == "cpl_row":
+            columns[name] = frozenset({fact.column})
+        elif isinstance(fact, RowFact) and fact.holder == "library":
+            columns[name] = frozenset()
+    return columns
+
+
+def _version_columns(info: Info) -> frozenset[str] | None:
+    """The columns of their CPL rows a page's versions are asked for, besides their keys; None where a
+    field asked needs the whole row (or narrow reads are off)."""
+    if not NARROW_VERSION_READS:
+        return None
+    known = version_field_columns()
+    wanted: set[str] = set()
+    for field in info.selected_fields:
+        for name in selected_at(field.selections, _VERSIONS_PATH):
+            if (columns := known.get(name)) is None:
+                return None
+            wanted |= columns
+    return frozenset(wanted - set(VERSION_KEY_COLUMNS))
+
+
 def _empty_connection() -> Any:
     return Connection(
         edges=[],
@@ -761,7 +817,12 @@ class CatalogueQuery:
         if rows and _asks_versions(info):
             # The page's versions, images and declarations read at once, for every model of the page:
             # each model's `certifiedFirmware` then answers without awaiting anything.
-            found = await loaders.versions_by_model.load_many([ModelKey.of(row) for row in rows])
+            keys = [ModelKey.of(row) for row in rows]
+            columns = _version_columns(info)
+            if columns is None:
+                found = await loaders.versions_by_model.load_many(keys)
+            else:  # only the columns asked for: not kept for the loaders, which answer with whole rows
+                found = await loaders.page_versions(keys, columns)
             versions = dict(zip((id(row) for row in rows), found, strict=True))
             return connection(page, lambda row: DeviceModel.of(row, versions[id(row)]))  # type: ignore[no-any-return]
         return connection(page, DeviceModel.of)  # type: ignore[no-any-return]
