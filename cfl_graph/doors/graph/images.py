@@ -209,9 +209,6 @@ class UpgradePathway:
 
 
 @functools.cache
-# An image's header is stored with the names the OTA header's fields have in GraphQL (a dozen, the same for
-# every image): each is turned into its attribute's name once, not for every image a page shows.
-@functools.lru_cache(maxsize=256)
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
