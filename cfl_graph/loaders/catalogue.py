@@ -374,33 +374,34 @@ class CatalogueLoaders:
             grouped = await self._declaration_rows(session, keys)
         return [grouped.get(key, []) for key in keys]
 
-    async def _load_versions(self, keys: Sequence[ModelKey]) -> list[list[VersionFacts]]:
-        """The models' certified versions, each with its image and declaration: two statements for the
-        whole page, one after the other on one connection. The versions and images read are kept for
-        `certified_by_model` and `images_by_model`, so another field of the same models reads them no
-        more."""
+    async def _versions_and_images(
+        self, keys: Sequence[ModelKey], columns: frozenset[str] | None
+    ) -> defaultdict[tuple[str, str, str], list[VersionFacts]]:
+        """The models' certified versions, each with its image and declaration, each version's row holding
+        its key and `columns` (all with None): two statements for the whole page, one after the other on
+        one connection. The images read are kept for `images_by_model`."""
         async with self._sessions() as session:
             images = await self._image_rows(session, keys)
-            versions = await self._version_facts(session, keys, images)
-        answers: list[list[VersionFacts]] = []
+            versions = await self._version_facts(session, keys, images, columns)
         for key in keys:
             self._read_images[key] = images.get(key, [])
-            facts = self._read_versions[key] = versions.get(key, [])
-            answers.append(facts)
-        return answers
+        return versions
+
+    async def _load_versions(self, keys: Sequence[ModelKey]) -> list[list[VersionFacts]]:
+        """`_versions_and_images` of whole rows, the versions kept for `certified_by_model` too, so another
+        field of the same models reads them no more."""
+        versions = await self._versions_and_images(keys, None)
+        for key in keys:
+            self._read_versions[key] = versions.get(key, [])
+        return [self._read_versions[key] for key in keys]
 
     async def page_versions(
         self, keys: Sequence[ModelKey], columns: frozenset[str]
     ) -> list[list[VersionFacts]]:
         """As `versions_by_model` answers, each version's row holding only its key and `columns`: for a
         page whose fields read no others (a version's row is two dozen columns, and decoding them was a
-        sixth of a page). Two statements, as there. The images read are kept for `images_by_model`; the
-        versions are not kept for any loader, which answer with whole rows."""
-        async with self._sessions() as session:
-            images = await self._image_rows(session, keys)
-            versions = await self._version_facts(session, keys, images, columns)
-        for key in keys:
-            self._read_images.setdefault(key, images.get(key, []))
+        sixth of a page). The versions are not kept for any loader, which answer with whole rows."""
+        versions = await self._versions_and_images(keys, columns)
         return [versions.get(key, []) for key in keys]
 
     async def _load_pathways(self, keys: Sequence[ModelKey]) -> list[list[UpgradePathway]]:
