@@ -29,26 +29,13 @@ DIFF_ROW_FIELDS = frozenset({"added", "removed", "changed"})
 
 def selects_any(selections: Sequence[Selection], names: frozenset[str]) -> bool:
     """Whether any of `names` is among these selections, looking into fragments."""
-    for selection in selections:
-        if isinstance(selection, SelectedField):
-            if selection.name in names:
-                return True
-        elif selects_any(selection.selections, names):
-            return True
-    return False
+    return not names.isdisjoint(selected_at(selections, ()))
 
 
 def selects_path(selections: Sequence[Selection], path: Sequence[str]) -> bool:
     """Whether the selections reach down this path of fields (`edges`, `node`, `certifiedFirmware`),
     looking into fragments."""
-    name, rest = path[0], path[1:]
-    for selection in selections:
-        if isinstance(selection, SelectedField):
-            if selection.name == name and (not rest or selects_path(selection.selections, rest)):
-                return True
-        elif selects_path(selection.selections, path):
-            return True
-    return False
+    return path[-1] in selected_at(selections, path[:-1])
 
 
 def selected_at(selections: Sequence[Selection], path: Sequence[str]) -> set[str]:

@@ -722,18 +722,17 @@ def _asks_total(info: Info) -> bool:
     return any(selects_any(field.selections, frozenset({"totalCount"})) for field in info.selected_fields)
 
 
+_VERSIONS_PATH = ("edges", "node", "certifiedFirmware")
+
+
 def _asks_versions(info: Info) -> bool:
     """Whether the request asks a page of device models for their certified versions."""
-    return any(
-        selects_path(field.selections, ("edges", "node", "certifiedFirmware"))
-        for field in info.selected_fields
-    )
+    return any(selects_path(field.selections, _VERSIONS_PATH) for field in info.selected_fields)
 
 
 # Whether a page whose versions' fields read few of their row's columns reads only those
 # (`_version_columns`); off, every page reads whole rows, the reference the narrow reads are tested against.
 NARROW_VERSION_READS = True
-_VERSIONS_PATH = ("edges", "node", "certifiedFirmware")
 # Fields of a certified version that read no column of its CPL row: its key (set on the object), its
 # presence on the CPL, its pathways (their own loader), its type's name.
 _READ_NO_VERSION_COLUMN = frozenset(
