@@ -314,9 +314,13 @@ async def test_a_page_reads_only_the_version_columns_its_fields_ask_for_and_answ
     assert json.dumps(narrow, sort_keys=False) == json.dumps(whole, sort_keys=False)
     assert "errors" not in narrow, narrow
     # Narrow rows are not kept for the loaders: versions of the same models asked again, as whole rows
-    # or for other columns, are read again (their images too): two statements, however long the page.
-    again = case in ("a model asked beside the page", "two pages, two selections")
-    assert len(narrow_statements) == len(whole_statements) + (2 if again else 0)
+    # or for other columns, are read again (their images too): at most two statements more, however long
+    # the page. Not exactly two: read whole, the model beside the page joins the page's batch or is read in
+    # a batch of its own, by which of the two root fields' resolvers the event loop runs first.
+    if case in ("a model asked beside the page", "two pages, two selections"):
+        assert len(narrow_statements) <= len(whole_statements) + 2
+    else:
+        assert len(narrow_statements) == len(whole_statements)
     if case == "the benchmark's page":
         versions = [s for s in narrow_statements if "declaration_reason" in s]
         assert len(versions) == 1 and "gbcs_version" not in versions[0] and "date_added" in versions[0]
