@@ -11,11 +11,13 @@ warning and stays empty. Errors are reported in full up to a cap, and counted ex
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import islice, repeat
 from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple, Protocol
 
@@ -28,6 +30,9 @@ from cfl_graph.keys import ModelKey, VersionKey
 
 MAX_REPORTED_PROBLEMS = 200
 CHUNK_ROWS = 10_000
+# A chunk whose every cell was read and whose keys are all new is accepted column-wise, in C (`validate`);
+# off, every chunk goes through the row-by-row loop, the reference a differential test compares it with.
+COLUMN_WISE_CHUNKS = True
 
 # (stage, done, total if known). Called from the thread that does the stage: on PostgreSQL "validate"
 # from the validating thread while "store" is called from the event loop, at the same time.
@@ -94,6 +99,10 @@ class FirmwareRow(NamedTuple):
             self.date_added,
         )
 
+
+# A `FirmwareRow` from a tuple of its fields, in C: what the named tuple's own `__new__` does, without a
+# call of Python per row.
+_firmware_row = functools.partial(tuple.__new__, FirmwareRow)
 
 # The order of `FirmwareRow.key`, without building one per row.
 version_order = attrgetter("manufacturer_id", "model_id", "hardware_version", "firmware_version")
@@ -190,26 +199,30 @@ class _Problems:
 def _rows_in_chunks(
     table: Table, max_rows: int, problems: _Problems, progress: ProgressCallback | None
 ) -> Iterator[list[tuple[int, list[Cell]]]]:
-    """Non-blank rows in chunks: big enough for column-wise work, small enough for flat memory."""
-    chunk: list[tuple[int, list[Cell]]] = []
+    """Non-blank rows in chunks: big enough for column-wise work, small enough for flat memory. A row
+    with a truthy cell is not blank (`any`, in C, stops at the first); only a row of falsy cells is
+    counted through (a 0 or a False is not blank)."""
+    nonblank = (row for row in table.rows if any(row[1]) or not _blank_row(row[1]))
     count = 0
-    for sheet_row, cells in table.rows:
-        if cells.count("") + cells.count(None) == len(cells):
-            continue
-        count += 1
-        if count > max_rows:
+    while chunk := list(islice(nonblank, CHUNK_ROWS)):
+        if count + len(chunk) > max_rows:
             raise CplFileRejected(
-                [Problem(f"the file has more than {max_rows:,} rows, the most accepted", sheet_row)],
+                [
+                    Problem(
+                        f"the file has more than {max_rows:,} rows, the most accepted",
+                        chunk[max_rows - count][0],
+                    )
+                ],
                 problems.error_count + 1,
             )
-        chunk.append((sheet_row, cells))
-        if len(chunk) == CHUNK_ROWS:
-            yield chunk
-            chunk = []
-            if progress is not None:
-                progress("validate", count, None)
-    if chunk:
+        count += len(chunk)
         yield chunk
+        if progress is not None and len(chunk) == CHUNK_ROWS:
+            progress("validate", count, None)
+
+
+def _blank_row(cells: list[Cell]) -> bool:
+    return cells.count("") + cells.count(None) == len(cells)
 
 
 def _normalise_column(
@@ -217,6 +230,11 @@ def _normalise_column(
 ) -> tuple[list[Any], dict[int, str]]:
     """Normalise one column of a chunk; return the values and {row index: reason} for the bad cells."""
     bad: dict[int, str] = {}
+    if cache is None:
+        # Mostly distinct cells (hashes, versions): normalised in one pass of `map`, and cell by cell
+        # below only if one of them cannot be read.
+        with contextlib.suppress(InvalidValue):
+            return list(map(normalise, cells)), bad
     distinct = set(cells) if cache is not None else None
     # True == 1 and False == 0 share a hash: a column holding booleans is normalised cell by cell.
     if cache is None or distinct is None or True in distinct or False in distinct:
@@ -307,56 +325,96 @@ def validate(
                 strict=True,
             )
         )
-        for index, (sheet_row, _) in enumerate(chunk):
-            unreadable: list[tuple[Column, str]] = []
-            if (cell_errors := bad_cells.get(index)) is not None:
-                if any(c not in OPTIONAL_FACTS and c not in MODEL_FACTS for c, _ in cell_errors):
-                    # The row cannot be trusted: every cell of it that cannot be read is reported.
-                    fatal = [(c, r) for c, r in cell_errors if c not in OPTIONAL_FACTS]
-                    if problems.full:
-                        # Past the cap only the count is kept: building each problem would cost a file
-                        # of a million bad rows a minute.
-                        problems.error_count += len(fatal)
-                    else:
-                        for column, reason in fatal:
-                            problems.error(problem(sheet_row, column, reason))
-                    continue
-                for column, reason in cell_errors:
-                    if column in OPTIONAL_FACTS:
-                        problems.warn(problem(sheet_row, column, f"{reason}; left empty", Severity.WARNING))
-                    else:
-                        unreadable.append((column, reason))
-            # A plain tuple: hashed and compared as the `VersionKey` of the same parts, built faster.
-            key = (manufacturer_ids[index], model_ids[index], hardware[index], versions[index])
-            image_hash = hashes[index]
-            if (earlier := seen.get(key)) is not None:
-                first_row, first_hash = earlier
-                reason = (
-                    f"duplicate of row {first_row} (same manufacturer, model, hardware and firmware version)"
+        keys = list(zip(manufacturer_ids, model_ids, hardware, versions, strict=True))
+        if (
+            COLUMN_WISE_CHUNKS
+            and not bad_cells
+            and len(set(keys)) == len(keys)
+            and seen.keys().isdisjoint(keys)
+        ):
+            # The common chunk, every cell read and no key seen before: its rows are built in C, and only
+            # the model's facts are noted row by row. The loop below is the reference (one row at a time,
+            # for every chunk with a problem), and gives the same rows, facts and warnings.
+            sheet_rows = [sheet_row for sheet_row, _ in chunk]
+            seen.update(zip(keys, zip(sheet_rows, hashes, strict=True), strict=True))
+            accepted = list(
+                map(
+                    _firmware_row,
+                    zip(
+                        manufacturer_ids,
+                        model_ids,
+                        hardware,
+                        versions,
+                        hashes,
+                        statuses,
+                        specifications,
+                        gbcs,
+                        cpa,
+                        expiry,
+                        added,
+                        sheet_rows,
+                        strict=True,
+                    ),
                 )
-                if first_hash != image_hash:
-                    reason += " with a different image hash"
-                    problems.error(problem(sheet_row, Column.IMAGE_HASH, reason))
-                else:
-                    problems.error(problem(sheet_row, Column.FIRMWARE_VERSION, reason))
-                continue
-            seen[key] = (sheet_row, image_hash)
-            row = FirmwareRow(
-                manufacturer_ids[index],
-                model_ids[index],
-                hardware[index],
-                versions[index],
-                image_hash,
-                statuses[index],
-                specifications[index],
-                gbcs[index],
-                cpa[index],
-                expiry[index],
-                added[index],
-                sheet_row,
             )
-            facts.note(row, described[index], unreadable)
-            firmware.append(row)
+            note_facts = facts.note
+            for row, said in zip(accepted, described, strict=True):
+                note_facts(row, said, ())
+            firmware.extend(accepted)
+        else:
+            for index, (sheet_row, _) in enumerate(chunk):
+                unreadable: list[tuple[Column, str]] = []
+                if (cell_errors := bad_cells.get(index)) is not None:
+                    if any(c not in OPTIONAL_FACTS and c not in MODEL_FACTS for c, _ in cell_errors):
+                        # The row cannot be trusted: every cell of it that cannot be read is reported.
+                        fatal = [(c, r) for c, r in cell_errors if c not in OPTIONAL_FACTS]
+                        if problems.full:
+                            # Past the cap only the count is kept: building each problem would cost a file
+                            # of a million bad rows a minute.
+                            problems.error_count += len(fatal)
+                        else:
+                            for column, reason in fatal:
+                                problems.error(problem(sheet_row, column, reason))
+                        continue
+                    for column, reason in cell_errors:
+                        if column in OPTIONAL_FACTS:
+                            problems.warn(
+                                problem(sheet_row, column, f"{reason}; left empty", Severity.WARNING)
+                            )
+                        else:
+                            unreadable.append((column, reason))
+                # A plain tuple: hashed and compared as the `VersionKey` of the same parts, built faster.
+                key = keys[index]
+                image_hash = hashes[index]
+                if (earlier := seen.get(key)) is not None:
+                    first_row, first_hash = earlier
+                    reason = (
+                        f"duplicate of row {first_row} (same manufacturer, model, hardware and firmware "
+                        "version)"
+                    )
+                    if first_hash != image_hash:
+                        reason += " with a different image hash"
+                        problems.error(problem(sheet_row, Column.IMAGE_HASH, reason))
+                    else:
+                        problems.error(problem(sheet_row, Column.FIRMWARE_VERSION, reason))
+                    continue
+                seen[key] = (sheet_row, image_hash)
+                row = FirmwareRow(
+                    manufacturer_ids[index],
+                    model_ids[index],
+                    hardware[index],
+                    versions[index],
+                    image_hash,
+                    statuses[index],
+                    specifications[index],
+                    gbcs[index],
+                    cpa[index],
+                    expiry[index],
+                    added[index],
+                    sheet_row,
+                )
+                facts.note(row, described[index], unreadable)
+                firmware.append(row)
         if sink is None:
             pass
         elif problems.error_count:
@@ -427,7 +485,7 @@ class _Facts:
         self,
         row: FirmwareRow,
         said: tuple[str | None, str | None, ids.DeviceType | None],
-        unreadable: list[tuple[Column, str]],
+        unreadable: Sequence[tuple[Column, str]],
     ) -> None:
         when = (row.date_added, row.sheet_row)
         maker_name, model_name, device_type = said

@@ -322,3 +322,90 @@ def test_the_rows_digest_ignores_order_and_file_format(tmp_path: Path) -> None:
         )
     )
     assert c.rows_sha256 != a.rows_sha256
+
+
+# Cells a CPL row may hold, the readable ones several times over so that most chunks are whole: bad hex,
+# a number where text belongs, True (hashed as 1), blanks, spellings that normalise alike, names and
+# device types that disagree between the rows of one model, and keys that repeat.
+_CELLS: dict[Column, list[Any]] = {
+    Column.MANUFACTURER_NAME: ["Northfield"] * 6 + ["Northfield Ltd", "", None],
+    Column.MANUFACTURER_ID: ["10B2"] * 4 + ["10b2", 2.0, "2", "XYZ", ""],
+    Column.MODEL_NAME: ["NM-1"] * 5 + ["NM-2", "", 7],
+    Column.MODEL_ID: ["0001"] * 4 + ["1", "0002", True, "G"],
+    Column.HARDWARE_VERSION: ["0100"] * 4 + ["0x100", "0200"],
+    Column.FIRMWARE_VERSION: [f"{i:08X}" for i in range(40)] + ["1.2.3.4", "zz", ""],
+    Column.DEVICE_TYPE: ["ESME"] * 6 + ["esme", "GSME", "toaster", ""],
+    Column.SMETS_VERSION: ["SMETS2"] * 4 + ["SMETS1 v1.2", "SMETS2 v4.1", "SMETS9"],
+    Column.GBCS_VERSION: ["v3.2"] * 4 + ["", "bad", None],
+    Column.IMAGE_HASH: [f"{i:064x}" for i in range(40)] + ["AB" * 32, "12", ""],
+    Column.CPA_REFERENCE: ["CPA-1"] * 3 + ["", None],
+    Column.CPA_EXPIRY: ["2029-01-31"] * 3 + ["", "nope", dt.date(2030, 1, 1)],
+    Column.STATUS: ["Active"] * 4 + ["Withdrawn", "maybe"],
+    Column.DATE_ADDED: ["2024-01-15"] * 3 + ["2023-05-01", dt.date(2024, 1, 15), "not a date"],
+}
+_BLANK_ROW: list[Any] = [None] * len(Column)
+
+
+def _outcome(cells: list[list[Any]]) -> tuple[str, Any]:
+    from cfl_graph.cpl_sync.parse import Header, Table
+
+    columns = {column: position for position, column in enumerate(Column)}
+    header = Header(None, 1, columns, {column: HEADINGS[column] for column in Column})
+    table = Table(header, iter([(index + 2, list(row)) for index, row in enumerate(cells)]))
+    try:
+        result = validate(table, max_problems=1_000)
+    except CplFileRejected as rejected:
+        return "rejected", (rejected.problems, rejected.error_count, rejected.warnings)
+    return "valid", result
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_column_wise_chunks_answer_as_the_row_by_row_reference(
+    monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Issue 17 (P1): a chunk whose cells were all read and whose keys are all new is accepted in C; any
+    other goes row by row. Over lists of good rows with bad cells, duplicates, blank rows and disagreeing
+    facts scattered through them, in chunks of five, both ways give the same rows, device models,
+    warnings and digest, or refuse the file with the same problems."""
+    import random
+
+    from cfl_graph.cpl_sync import validate as validate_module
+
+    monkeypatch.setattr(validate_module, "CHUNK_ROWS", 5)
+    built = 0
+    original = validate_module._firmware_row
+
+    def counted(fields: tuple[Any, ...]) -> Any:
+        nonlocal built
+        built += 1
+        return original(fields)
+
+    monkeypatch.setattr(validate_module, "_firmware_row", counted)
+    rng = random.Random(seed)
+    outcomes: list[str] = []
+    for _ in range(60):
+        rows = [
+            list(_BLANK_ROW)
+            if rng.random() < 0.03
+            else [
+                # Mostly the first (readable) cell of a column, so that whole chunks are common.
+                _CELLS[column][0] if rng.random() < 0.9 else rng.choice(_CELLS[column])
+                for column in Column
+            ]
+            for _ in range(rng.randrange(1, 40))
+        ]
+        version, image_hash = (
+            list(Column).index(Column.FIRMWARE_VERSION),
+            list(Column).index(Column.IMAGE_HASH),
+        )
+        for position, line in enumerate(rows):  # distinct versions, but for those drawn from the pool
+            if line[version] == "00000000":
+                line[version], line[image_hash] = f"{position:08X}", f"{position:064x}"
+        monkeypatch.setattr(validate_module, "COLUMN_WISE_CHUNKS", True)
+        column_wise = _outcome(rows)
+        monkeypatch.setattr(validate_module, "COLUMN_WISE_CHUNKS", False)
+        reference = _outcome(rows)
+        assert column_wise == reference
+        outcomes.append(reference[0])
+    assert {"valid", "rejected"} <= set(outcomes), outcomes
+    assert built > 0, "no chunk was accepted column-wise: the comparison compared the reference with itself"
