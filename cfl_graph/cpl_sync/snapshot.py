@@ -93,20 +93,23 @@ FIRMWARE_COLUMNS = (
 )
 
 
+def _model_row(snapshot_id: int, m: DeviceModelRow) -> tuple[Any, ...]:
+    return (
+        snapshot_id,
+        m.manufacturer_id,
+        m.model_id,
+        m.hardware_version,
+        m.manufacturer_name,
+        m.model_name,
+        m.device_type,
+        m.smets_version,
+        m.smets_versions,
+        m.firmware_count,
+    )
+
+
 def _model_rows(snapshot_id: int, models: Iterable[DeviceModelRow]) -> Iterator[tuple[Any, ...]]:
-    for m in models:
-        yield (
-            snapshot_id,
-            m.manufacturer_id,
-            m.model_id,
-            m.hardware_version,
-            m.manufacturer_name,
-            m.model_name,
-            m.device_type,
-            m.smets_version,
-            m.smets_versions,
-            m.firmware_count,
-        )
+    return (_model_row(snapshot_id, m) for m in models)
 
 
 def _firmware_rows(snapshot_id: int, firmware: Iterable[FirmwareRow]) -> Iterator[tuple[Any, ...]]:
@@ -319,7 +322,8 @@ _NEXT_ID = select(func.coalesce(func.max(CplSnapshot.id), 0) + 1)
 _CLAIM_ID = text("SELECT setval(pg_get_serial_sequence('cpl_snapshots', 'id'), :id)")
 
 
-_Message = tuple[list[ModelKey], list[FirmwareRow]] | list[DeviceModelRow] | None
+_FreshModels = list[tuple[ModelKey, DeviceModelRow | None]]
+_Message = tuple[_FreshModels, list[FirmwareRow]] | list[DeviceModelRow] | None
 
 
 class _Stream(ChunkSink):
@@ -333,13 +337,15 @@ class _Stream(ChunkSink):
         # Unbounded: a message holds lists of the rows validation keeps for its sort and digest anyway.
         self.queue: asyncio.Queue[_Message] = asyncio.Queue()
         self.abandoned = threading.Event()
-        self.models_stored = self.rows_stored = 0
+        self.rows_stored = 0
+        # Each device model stored, with the facts it was stored with (None: blanks, a fact not yet given).
+        self.models_stored: dict[ModelKey, DeviceModelRow | None] = {}
 
     def check(self) -> None:  # in the validating thread, after every chunk
         if self.abandoned.is_set():
             raise _Abandoned  # the transaction it was feeding has failed, or the sync was cancelled
 
-    def chunk(self, models: list[ModelKey], firmware: list[FirmwareRow]) -> None:
+    def chunk(self, models: _FreshModels, firmware: list[FirmwareRow]) -> None:
         self.check()
         self.loop.call_soon_threadsafe(self.queue.put_nowait, (models, firmware))
 
@@ -382,17 +388,18 @@ class _Stream(ChunkSink):
             self.progress("store", self.rows_stored, self.rows_stored)
         return valid
 
-    async def _store_chunk(self, models: list[ModelKey], firmware: list[FirmwareRow]) -> None:
+    async def _store_chunk(self, models: _FreshModels, firmware: list[FirmwareRow]) -> None:
         if models:
+            first = not self.models_stored
             await bulk_insert(
                 self.session,
                 CplDeviceModel.__tablename__,
                 MODEL_COLUMNS,
-                _model_keys(self.snapshot_id, models),
+                _models_so_far(self.snapshot_id, models),
             )
-            if not self.models_stored:
+            self.models_stored.update(models)
+            if first:
                 await self.session.execute(_ANALYZE_MODELS)
-            self.models_stored += len(models)
         firmware.sort(key=version_order)  # key order within the chunk, as the rows are read back
         await bulk_insert(
             self.session,
@@ -424,10 +431,11 @@ async def _finished(validating: asyncio.Future[ValidCpl]) -> None:
 _ANALYZE_MODELS = text("ANALYZE cpl_device_models")
 
 
-def _model_keys(snapshot_id: int, keys: list[ModelKey]) -> Iterator[tuple[Any, ...]]:
-    """A device model as first stored, before its facts are chosen: its key, and blanks for the rest."""
-    for key in keys:
-        yield (snapshot_id, *key, "", "", "", "", "", 0)
+def _models_so_far(snapshot_id: int, models: _FreshModels) -> Iterator[tuple[Any, ...]]:
+    """Device models as first stored: with their facts as the rows read so far choose them, or their key
+    and blanks while one of the facts is not given."""
+    for key, row in models:
+        yield (snapshot_id, *key, "", "", "", "", "", 0) if row is None else _model_row(snapshot_id, row)
 
 
 _FACT_COLUMNS = MODEL_COLUMNS[1:]  # the key's three, then the facts
@@ -449,17 +457,26 @@ _SET_MODEL_FACTS = text(
 
 
 async def _set_model_facts(
-    session: AsyncSession, snapshot_id: int, models: list[DeviceModelRow], models_stored: int
+    session: AsyncSession,
+    snapshot_id: int,
+    models: list[DeviceModelRow],
+    stored: dict[ModelKey, DeviceModelRow | None],
 ) -> None:
-    """Give each stored device model the facts chosen over all its rows, in one statement (one column
-    array per fact); every model stored must be one the file describes, and every one it describes
-    stored."""
-    rows = [row[1:] for row in _model_rows(snapshot_id, models)]
+    """Give each device model the facts chosen over all its rows where it was stored with others (a later
+    row changed its count or a fact, or gave one missing), in one statement (one column array per fact).
+    Every model stored must be one the file describes, and every one it describes stored."""
+    if len(models) != len(stored) or not all(model.key in stored for model in models):
+        raise RuntimeError(
+            f"snapshot {snapshot_id}: {len(stored)} device models stored, {len(models)} described, not "
+            "the same ones"
+        )
+    changed = [model for model in models if stored[model.key] != model]
+    if not changed:
+        return
+    rows = [row[1:] for row in _model_rows(snapshot_id, changed)]
     values: dict[str, Any] = {name: [row[i] for row in rows] for i, name in enumerate(_FACT_COLUMNS)}
     result = await session.execute(_SET_MODEL_FACTS, {**values, "snapshot_id": snapshot_id})
-    updated = result.rowcount  # type: ignore[attr-defined]
-    if not updated == models_stored == len(models):
+    if (updated := result.rowcount) != len(changed):  # type: ignore[attr-defined]
         raise RuntimeError(
-            f"snapshot {snapshot_id}: {models_stored} device models stored, {len(models)} described, "
-            f"{updated} given their facts"
+            f"snapshot {snapshot_id}: {len(changed)} device models' facts changed, {updated} given them"
         )

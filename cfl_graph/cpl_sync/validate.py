@@ -124,13 +124,16 @@ class ChunkSink(Protocol):
     def check(self) -> None:
         """After each chunk: raises if what the file is stored into has failed, which stops validation."""
 
-    def chunk(self, models: list[ModelKey], firmware: list[FirmwareRow]) -> None:
-        """After each chunk: the device models first seen in it (their keys only: their facts are chosen
-        over all their rows) and its accepted rows, in file order."""
+    def chunk(
+        self, models: list[tuple[ModelKey, DeviceModelRow | None]], firmware: list[FirmwareRow]
+    ) -> None:
+        """After each chunk: the device models first seen in it, each with its facts as the rows read so far
+        choose them (None while one of them is not given), and its accepted rows, in file order."""
 
     def models(self, device_models: list[DeviceModelRow]) -> None:
-        """Once every row is read and found good: each device model with its facts, before the rows are
-        sorted and digested."""
+        """Once every row is read and found good: each device model with its facts as all its rows choose
+        them, before the rows are sorted and digested. Most are as `chunk` gave them: a model's rows
+        usually come together."""
 
 
 _NORMALISERS: dict[Column, Callable[[Cell], Any]] = {
@@ -577,25 +580,50 @@ class _Facts:
         else:
             seen.partial.append((when, model_name, device_type))
 
-    def take_fresh(self) -> list[ModelKey]:
+    def take_fresh(self) -> list[tuple[ModelKey, DeviceModelRow | None]]:
+        """The models first seen since the last call, each with its facts as the rows so far choose them."""
         fresh, self.fresh = self.fresh, []
-        return fresh
+        return [(key, self._row(key, self.models[key], *self._chosen(self.models[key]))) for key in fresh]
+
+    @staticmethod
+    def _chosen(seen: _ModelSeen) -> tuple[str | None, ids.DeviceType | None]:
+        """The model name and device type `prevails` chooses over the rows seen so far (None if none
+        gives it)."""
+        picks: list[Any] = []
+        for position in (0, 1):
+            best: tuple[When, Any] | None = None
+            if seen.latest is not None and seen.values is not None:
+                best = (seen.latest, seen.values[position])
+            for when, *values in seen.partial:
+                if values[position] is not None and prevails(when, None if best is None else best[0]):
+                    best = (when, values[position])
+            picks.append(None if best is None else best[1])
+        return picks[0], picks[1]
+
+    def _row(
+        self, key: ModelKey, seen: _ModelSeen, model_name: str | None, device_type: ids.DeviceType | None
+    ) -> DeviceModelRow | None:
+        # The key's parts were read from checked cells (its rows are FirmwareRows).
+        manufacturer_id = ids.ManufacturerId(key.manufacturer_id)
+        maker = self.makers.get(manufacturer_id)
+        if maker is None or model_name is None or device_type is None:
+            return None
+        return DeviceModelRow(
+            manufacturer_id,
+            ids.ModelId(key.model_id),
+            ids.HardwareVersion(key.hardware_version),
+            maker.name,
+            model_name,
+            device_type,
+            seen.generation,
+            ",".join(sorted(seen.generations)),
+            seen.firmware_count,
+        )
 
     def device_models(self) -> list[DeviceModelRow]:
         """Each model's facts as `prevails` chooses them; an unreadable fact no row of the model (or,
         for a name, of the manufacturer) gives is an error, else a warning."""
-        chosen: dict[ModelKey, tuple[str | None, ids.DeviceType | None]] = {}
-        for key, seen in self.models.items():
-            picks: list[Any] = []
-            for position in (0, 1):
-                best: tuple[When, Any] | None = None
-                if seen.latest is not None and seen.values is not None:
-                    best = (seen.latest, seen.values[position])
-                for when, *values in seen.partial:
-                    if values[position] is not None and prevails(when, None if best is None else best[0]):
-                        best = (when, values[position])
-                picks.append(None if best is None else best[1])
-            chosen[key] = (picks[0], picks[1])
+        chosen = {key: self._chosen(seen) for key, seen in self.models.items()}
         for row, column, reason in self.unreadable:
             key = ModelKey.of(row)
             if column is Column.MANUFACTURER_NAME:
@@ -615,25 +643,9 @@ class _Facts:
                 )
         result = []
         for key, seen in sorted(self.models.items()):
-            # The key's parts were read from checked cells (its rows are FirmwareRows).
-            manufacturer_id = ids.ManufacturerId(key.manufacturer_id)
-            maker = self.makers.get(manufacturer_id)
-            model_name, device_type = chosen[key]
-            if maker is None or model_name is None or device_type is None:
-                continue  # reported above as an error: the file is rejected
-            result.append(
-                DeviceModelRow(
-                    manufacturer_id,
-                    ids.ModelId(key.model_id),
-                    ids.HardwareVersion(key.hardware_version),
-                    maker.name,
-                    model_name,
-                    device_type,
-                    seen.generation,
-                    ",".join(sorted(seen.generations)),
-                    seen.firmware_count,
-                )
-            )
+            if (model := self._row(key, seen, *chosen[key])) is not None:
+                result.append(model)
+            # else: reported above as an error, and the file is rejected
         return result
 
 

@@ -309,17 +309,31 @@ def _changed(records: list[CplRecord], seed: int) -> list[CplRecord]:
 
 
 @ON_POSTGRESQL
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize(("seed", "together"), [(1, False), (2, False), (1, True)])
 async def test_a_snapshot_stored_while_it_validates_is_the_snapshot_stored_after(
-    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, together: bool
 ) -> None:
     """The same device models with the same facts, the same rows, counts, digest and diff against the
-    previous snapshot, whether the rows went in chunk by chunk as they were validated or all after."""
-    monkeypatch.setattr(validate_module, "CHUNK_ROWS", 37)  # some 15 chunks, each model in several
+    previous snapshot, whether the rows went in chunk by chunk as they were validated or all after. A
+    model goes in with the facts its rows so far give; those a later row changes (or first gives) are
+    set again at the end: most of them where the rows are shuffled, few where each model's rows come
+    together, as the CPL lists them."""
+    monkeypatch.setattr(validate_module, "CHUNK_ROWS", 37)  # some 15 chunks
+    set_again: list[tuple[int, int]] = []  # (models set again, models) of each streamed snapshot
+    real_set_model_facts = snapshot_module._set_model_facts
+
+    async def counted(session: Any, snapshot_id: int, models: list[Any], stored: dict[Any, Any]) -> None:
+        set_again.append((sum(stored[model.key] != model for model in models), len(models)))
+        await real_set_model_facts(session, snapshot_id, models, stored)
+
+    monkeypatch.setattr(snapshot_module, "_set_model_facts", counted)
     earlier = list(generate(400, seed=seed))
     first, later = tmp_path / "first.xlsx", tmp_path / "later.xlsx"
     write_demo_xlsx(first, earlier)
-    write_demo_xlsx(later, _changed(earlier, seed))
+    changed = _changed(earlier, seed)
+    if together:
+        changed.sort(key=lambda r: (r.manufacturer_id, r.model_id, r.hardware_version))
+    write_demo_xlsx(later, changed)
     again = tmp_path / "first-again.csv"  # the first list again, in other bytes: current again
     write_demo_csv(again, earlier)
 
@@ -336,6 +350,11 @@ async def test_a_snapshot_stored_while_it_validates_is_the_snapshot_stored_after
     assert stored_streamed == stored_after
     assert stored_streamed["counts"][2:] != (0, 0, 0)  # versions were added, removed and changed
     assert len({m[0:3] for m in stored_streamed["models"]}) == len(stored_streamed["models"])
+    (changed_facts, described), _ = set_again  # the later list, then the first again
+    if together:  # at most the models whose rows straddle a chunk's end, and the one named two ways
+        assert changed_facts <= 400 // 37 + 2 and changed_facts < described // 4, set_again
+    else:
+        assert changed_facts > described // 2, set_again
 
 
 class _ThirdChunkWaits:
@@ -449,14 +468,21 @@ async def test_model_facts_that_do_not_match_the_models_stored_fail_the_snapshot
             )
         )
         await session.flush()
+        first, second = ((model.key, None) for model in valid.device_models)
         await bulk_insert(
             session,
             CplDeviceModel.__tablename__,
             snapshot_module.MODEL_COLUMNS,
-            snapshot_module._model_keys(snapshot.id, [valid.device_models[0].key]),
+            snapshot_module._models_so_far(snapshot.id, [first]),
         )
-        with pytest.raises(RuntimeError, match="1 device models stored, 2 described, 1 given their facts"):
-            await snapshot_module._set_model_facts(session, snapshot.id, valid.device_models, 1)
+        # A model described and never stored.
+        with pytest.raises(RuntimeError, match="1 device models stored, 2 described, not the same ones"):
+            await snapshot_module._set_model_facts(session, snapshot.id, valid.device_models, dict([first]))
+        # A model taken for stored that is not in the table: its facts cannot be set.
+        with pytest.raises(RuntimeError, match="2 device models' facts changed, 1 given them"):
+            await snapshot_module._set_model_facts(
+                session, snapshot.id, valid.device_models, dict([first, second])
+            )
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
