@@ -245,11 +245,11 @@ async def validate_and_store(
 
     Streamed (the default on PostgreSQL): each chunk's rows are copied into the snapshot's transaction as
     soon as they are validated, and PostgreSQL inserts and checks them on its own core while the next
-    chunk validates. A device model goes in with its first row's chunk, key only, its foreign key checked
-    as before; its facts, chosen over all its rows, are set once the last row is read. A file found bad
-    anywhere, its last row included, is refused whole: its transaction rolls back and nothing of it is
-    seen. Not streamed (the default on SQLite, where the write lock would be held for the whole
-    validation, and the database shares the process): validate, then `store_snapshot`."""
+    chunk validates. A device model goes in with its first row's chunk, with the facts its rows so far
+    give, its foreign key checked as before; those of its facts a later row changes are set once the last
+    row is read. A file found bad anywhere, its last row included, is refused whole: its transaction rolls
+    back and nothing of it is seen. Not streamed (the default on SQLite, where the write lock would be held
+    for the whole validation, and the database shares the process): validate, then `store_snapshot`."""
     on_postgresql = sessions.kw["bind"].dialect.name == "postgresql"
     if streamed and not on_postgresql:
         raise ValueError("a CPL is stored while it validates on PostgreSQL only")

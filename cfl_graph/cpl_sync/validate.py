@@ -253,8 +253,8 @@ def _normalise_column(
         return values, bad
     if len(cache) > _CACHE_LIMIT:
         cache.clear()
-    # The dict itself, not its keys: `set.difference` looks each of the set's cells up in a dict, but walks the
-    # whole of any other iterable (a view of a cache of 100,000 names, for each column of each chunk).
+    # The dict itself, not its keys: `set.difference` looks each of the set's cells up in a dict, but walks
+    # the whole of any other iterable (a view of a cache of 100,000 names, for each column of each chunk).
     for cell in distinct.difference(cache):
         try:
             cache[cell] = normalise(cell)
