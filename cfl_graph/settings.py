@@ -24,6 +24,11 @@ class SettingsError(ValueError):
         self.reason = reason
 
 
+# Redis answers in well under a millisecond; a worker that waits longer goes on without it
+# (`CFL_REDIS_TIMEOUT`, `cfl_graph.shared_state`).
+REDIS_TIMEOUT_SECONDS = 0.5
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite+aiosqlite:///./var/cfl.sqlite3"
@@ -70,7 +75,7 @@ class Settings:
     redis_url: str | None = None
     redis_prefix: str = "cfl:"
     # Seconds a worker waits for Redis (to connect, or for one answer) before it goes on without it.
-    redis_timeout: float = 0.5
+    redis_timeout: float = REDIS_TIMEOUT_SECONDS
     # The bearer token Prometheus presents at /metrics; None: /metrics is not served.
     metrics_token: str | None = None
     # Where the workers of one `serve` write their metrics for each other (prometheus-client's

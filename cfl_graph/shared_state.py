@@ -22,12 +22,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from cfl_graph import metrics
+from cfl_graph.settings import REDIS_TIMEOUT_SECONDS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# To connect, and for one answer (`CFL_REDIS_TIMEOUT`): Redis answers in well under a millisecond.
-TIMEOUT_SECONDS = 0.5
+# To connect, and for one answer (`CFL_REDIS_TIMEOUT`), unless the settings say otherwise.
+TIMEOUT_SECONDS = REDIS_TIMEOUT_SECONDS
 RETRY_SECONDS = 2.0  # after a failure, calls are not tried again for this long
 LOG_EVERY_SECONDS = 60.0
 
