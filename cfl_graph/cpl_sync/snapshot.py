@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -355,6 +356,10 @@ class _Stream(ChunkSink):
         self.loop.call_soon_threadsafe(self.queue.put_nowait, device_models)
 
     async def run(self, validation: Validation) -> ValidCpl:
+        with _LOCK_HANDED_OVER_OFTEN:
+            return await self._run(validation)
+
+    async def _run(self, validation: Validation) -> ValidCpl:
         validating = asyncio.ensure_future(asyncio.to_thread(validation, self))
         # Runs after every message the thread posted: each was queued to the loop before the thread ended.
         validating.add_done_callback(lambda _: self.queue.put_nowait(None))
@@ -411,6 +416,39 @@ class _Stream(ChunkSink):
         self.rows_stored += len(firmware)
         if self.progress is not None:
             self.progress("store", self.rows_stored, None)
+
+
+class _SwitchInterval:
+    """How soon Python hands its lock from the thread that holds it to one that asks for it
+    (`sys.setswitchinterval`): shortened while any stream lasts, and put back when the last ends.
+
+    The event loop feeds PostgreSQL the rows (and, in a server, answers requests) while the validating
+    thread holds the lock for most of the time; each time the loop wakes for its socket it waited up to
+    the default 5 ms, and PostgreSQL, which has a core of its own, waited with it. Handed over within
+    0.5 ms: a million rows synced in 22.9 s instead of 25.1, 100,000 in 2.60 s instead of 2.71 (means of
+    three). The validating thread pays a few more switches, microseconds each."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.lock = threading.Lock()
+        self.streams = 0
+        self.before = 0.0
+
+    def __enter__(self) -> None:
+        with self.lock:
+            if self.streams == 0:
+                self.before = sys.getswitchinterval()
+                sys.setswitchinterval(self.seconds)
+            self.streams += 1
+
+    def __exit__(self, *_: object) -> None:
+        with self.lock:
+            self.streams -= 1
+            if self.streams == 0:
+                sys.setswitchinterval(self.before)
+
+
+_LOCK_HANDED_OVER_OFTEN = _SwitchInterval(0.0005)
 
 
 async def _finished(validating: asyncio.Future[ValidCpl]) -> None:
