@@ -118,22 +118,6 @@ _DECLARATIONS = CommercialDeclaration.__table__
 VERSION_KEY_COLUMNS = ("manufacturer_id", "model_id", "hardware_version", "firmware_version")
 
 
-def _versions_with_declarations(columns: frozenset[str] | None) -> tuple[Select[Any], int]:
-    """Certified versions, each with its declaration (its columns after the version's, under a prefix, null
-    where there is none), and where the declaration's columns begin. Each version's key and `columns` (all
-    its columns with None), in the table's order. Not its image: an image's many columns, null for most
-    versions, cost more to read beside every version than a statement of their own costs."""
-    chosen = [
-        column
-        for column in CplCertifiedFirmware.__table__.columns
-        if columns is None or column.key in VERSION_KEY_COLUMNS or column.key in columns
-    ]
-    statement = select(
-        *chosen, *(column.label(f"declaration_{column.key}") for column in _DECLARATIONS.columns)
-    ).select_from(CplCertifiedFirmware.__table__.outerjoin(_DECLARATIONS, _same_version(_DECLARATIONS)))
-    return statement, len(chosen)
-
-
 # A declaration's columns as a plain row with its table's names (cfl_graph/tables/rows.py).
 _DeclarationColumns: Any = namedtuple("_DeclarationColumns", _DECLARATIONS.columns.keys())  # type: ignore[misc]
 _declaration_of = cast(Callable[[tuple[Any, ...]], DeclarationRow], _DeclarationColumns._make)
@@ -176,13 +160,23 @@ def _reads(dialect: str) -> _Reads:
 
 @functools.lru_cache(maxsize=64)
 def _versions_reading(dialect: str, columns: frozenset[str] | None) -> tuple[Select[Any], int]:
-    """The statement of `_version_facts` reading `columns` of each version (all with None), built once per
-    set: a few sets, as many as the kinds of pages clients ask for; and where its declarations begin."""
-    statement, declaration_at = _versions_with_declarations(columns)
+    """The statement of `_version_facts`, built once per set of columns (a few sets, as many as the kinds
+    of pages clients ask for), and where its declarations' columns begin. Certified versions, each with its
+    key and `columns` (all its columns with None) in the table's order, then its declaration (under a
+    prefix, null where there is none). Not its image: an image's many columns, null for most versions,
+    cost more to read beside every version than a statement of their own costs."""
+    chosen = [
+        column
+        for column in CplCertifiedFirmware.__table__.columns
+        if columns is None or column.key in VERSION_KEY_COLUMNS or column.key in columns
+    ]
+    statement = select(
+        *chosen, *(column.label(f"declaration_{column.key}") for column in _DECLARATIONS.columns)
+    ).select_from(CplCertifiedFirmware.__table__.outerjoin(_DECLARATIONS, _same_version(_DECLARATIONS)))
     versions = _of_models(
         statement.where(CplCertifiedFirmware.snapshot_id == _SNAPSHOT), CplCertifiedFirmware, dialect
     ).order_by(CplCertifiedFirmware.firmware_version)
-    return versions, declaration_at
+    return versions, len(chosen)
 
 
 @functools.lru_cache(maxsize=1024)
