@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import sys
 import threading
 from collections import deque
@@ -96,19 +95,13 @@ FIRMWARE_COLUMNS = (
 )
 
 
+# A device model's fields in the order of its columns, in C; `MODEL_COLUMNS` names them in that order.
+_model_fields = attrgetter(*MODEL_COLUMNS[1:])
+_model_key = attrgetter("manufacturer_id", "model_id", "hardware_version")
+
+
 def _model_row(snapshot_id: int, m: DeviceModelRow) -> tuple[Any, ...]:
-    return (
-        snapshot_id,
-        m.manufacturer_id,
-        m.model_id,
-        m.hardware_version,
-        m.manufacturer_name,
-        m.model_name,
-        m.device_type,
-        m.smets_version,
-        m.smets_versions,
-        m.firmware_count,
-    )
+    return (snapshot_id, *_model_fields(m))
 
 
 def _model_rows(snapshot_id: int, models: Iterable[DeviceModelRow]) -> Iterator[tuple[Any, ...]]:
@@ -482,8 +475,6 @@ def _models_so_far(snapshot_id: int, models: _FreshModels) -> Iterator[tuple[Any
 
 
 _FACT_COLUMNS = MODEL_COLUMNS[1:]  # the key's three, then the facts
-_model_key = attrgetter("manufacturer_id", "model_id", "hardware_version")
-_model_fields = attrgetter(*(field.name for field in dataclasses.fields(DeviceModelRow)))
 _SET_MODEL_FACTS = text(
     """
     UPDATE cpl_device_models AS m
