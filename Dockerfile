@@ -13,6 +13,8 @@ RUN useradd --system --create-home --uid 10001 cfl \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY cfl_graph ./cfl_graph
+COPY loaders ./loaders
+COPY cpl_sync ./cpl_sync
 RUN pip install . && rm -rf /root/.cache
 
 USER cfl

@@ -356,10 +356,10 @@ async def _build_library(
     from cfl_graph.access.tokens import issue_token
     from cfl_graph.audit import SYSTEM
     from cfl_graph.blobs.local import LocalBlobStore
-    from cfl_graph.cpl_sync.sync import sync_cpl
     from cfl_graph.database import Database
     from cfl_graph.demo import library as demo_library
     from cfl_graph.tables import Role
+    from cpl_sync.sync import sync_cpl
 
     db = Database.connect(database_url)
     try:

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bench.records import machine_record, write_record
-from cfl_graph.cpl_sync.fetch import FetchLimits
-from cfl_graph.cpl_sync.sync import SyncLimits
 from cfl_graph.demo.cpl_data import SHEET_NAME, generate, write_xlsx
+from cpl_sync.fetch import FetchLimits
+from cpl_sync.sync import SyncLimits
 
 # The benchmarks' CPLs: a million generated rows as CSV pass the 200 MiB a real CPL file is allowed (the
 # real list has a few thousand rows).

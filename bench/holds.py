@@ -133,9 +133,9 @@ async def _publish(database_url: str, records: list[CplRecord], published: list[
 
 async def _sync(database_url: str, path: Path, work: Path, *, follow: bool) -> tuple[float, float, Any]:
     """Seconds for the sync, seconds inside the follower, and the result."""
-    from cfl_graph.cpl_sync.sync import sync_cpl
     from cfl_graph.database import Database
     from cfl_graph.images.lifecycle import Followed, follow_snapshot
+    from cpl_sync.sync import sync_cpl
 
     spent = [0.0]
 
@@ -162,8 +162,8 @@ async def _prepared(
     database_url: str, first: Path, work: Path, records: list[CplRecord], published: list[int]
 ) -> None:
     from cfl_graph import migrate
-    from cfl_graph.cpl_sync.sync import sync_cpl
     from cfl_graph.database import Database
+    from cpl_sync.sync import sync_cpl
 
     db = Database.connect(database_url)
     await migrate.upgrade(db.engine)

@@ -195,9 +195,9 @@ async def _prepare_library(database_url: str, cpl: Path, work_dir: Path, public_
     from cfl_graph.access.parties import add_party
     from cfl_graph.access.tokens import issue_token
     from cfl_graph.audit import SYSTEM
-    from cfl_graph.cpl_sync.sync import sync_cpl
     from cfl_graph.database import Database
     from cfl_graph.tables import Role
+    from cpl_sync.sync import sync_cpl
 
     db = Database.connect(database_url)
     try:

@@ -8,13 +8,13 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from cfl_graph.cpl_sync.fetch import FetchLimits
-from cfl_graph.cpl_sync.lock import SyncLockBusy
-from cfl_graph.cpl_sync.sync import SyncLimits, SyncNotDue, SyncResult, sync_cpl
-from cfl_graph.cpl_sync.validate import ProgressCallback
 from cfl_graph.database import Database
 from cfl_graph.images.lifecycle import follow_snapshot
 from cfl_graph.settings import Settings
+from cpl_sync.fetch import FetchLimits
+from cpl_sync.lock import SyncLockBusy
+from cpl_sync.sync import SyncLimits, SyncNotDue, SyncResult, sync_cpl
+from cpl_sync.validate import ProgressCallback
 
 log = logging.getLogger(__name__)
 

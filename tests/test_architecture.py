@@ -1,7 +1,8 @@
 """Rules that are written once stay written once (issue 14): who may see a draft is decided by the image
 lifecycle alone, and every door that syncs the CPL syncs it as the library does (published images
 following each snapshot). The layers stay apart (issue 16): the doors (`cfl_graph/doors/`) hold no SQL
-and the core never imports a door. These read the source, so a second copy of a rule fails the suite."""
+and the core never imports a door. The top level is the brief's (`../shared/DESIGN.md`). These read the
+source, so a second copy of a rule fails the suite."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICE = ("cfl_graph",)
+SERVICE = ("cfl_graph", "loaders", "cpl_sync")
 
 
 def _sources() -> dict[str, str]:
@@ -41,7 +42,7 @@ def test_no_door_compares_an_image_with_the_draft_state_but_the_lifecycle() -> N
 
 
 def test_every_door_syncs_the_cpl_with_the_library_following() -> None:
-    callers = _using(r"\bsync_cpl\(") - {"cfl_graph/cpl_sync/sync.py"}
+    callers = _using(r"\bsync_cpl\(") - {"cpl_sync/sync.py"}
     assert callers == {"cfl_graph/scheduler.py"}, "call cfl_graph.scheduler.sync_library instead"
 
 
@@ -66,13 +67,19 @@ def test_the_doors_hold_no_sql() -> None:
 
 def test_the_core_never_imports_a_door() -> None:
     """The domain core beneath (tables, access, audit, the CPL pipeline, the catalogue, the library, the
-    loaders) is reached by the doors above it, never the other way round."""
+    loaders) is reached by the doors above it, never the other way round: the CPL pipeline never imports
+    the graph, and the loaders are asked by it."""
     door_import = re.compile(r"^\s*(from|import) cfl_graph\.doors\b", re.MULTILINE)
     core = {name for name in _sources() if not name.startswith(DOORS)} - ENTRY_POINTS
     assert {name for name in core if door_import.search(_sources()[name])} == set()
 
 
-def test_the_service_is_one_package() -> None:
-    """No second top-level package beside cfl_graph: what the service imports, it ships."""
+def test_the_top_level_is_the_brief_s() -> None:
+    """The brief's packages and no others: the service (`cfl_graph`), its DataLoaders (`loaders`) and the
+    CPL pipeline (`cpl_sync`), each shipped in the distribution, beside the benchmarks, the tests and the
+    examples. The GraphQL schema is a door of the service (`cfl_graph/doors/graph/`), its printed SDL in
+    `schema/sdl/` (docs/decisions.md)."""
     packages = {path.parent.name for path in ROOT.glob("*/__init__.py")}
-    assert packages == {"cfl_graph", "bench", "tests", "examples"}
+    assert packages == {"cfl_graph", "loaders", "cpl_sync", "bench", "tests", "examples"}
+    shipped = re.search(r"^include = \[(.*)\]$", (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+    assert shipped is not None and shipped.group(1) == '"cfl_graph*", "loaders*", "cpl_sync*"'

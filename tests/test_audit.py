@@ -15,11 +15,11 @@ from sqlalchemy import select, text
 from cfl_graph.access.parties import add_party
 from cfl_graph.access.tokens import revoke_token
 from cfl_graph.audit import SYSTEM, Actor, export_range, record, verify_chain, verify_export
-from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.doors.web.app import create_app
 from cfl_graph.settings import Settings
 from cfl_graph.tables import AuditEvent, Role
+from cpl_sync.sync import sync_cpl
 from tests.fixtures.cli import run_cli
 from tests.fixtures.cpl_files import versions, write_csv
 from tests.fixtures.parties import Tokens, make_tokens

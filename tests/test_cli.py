@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cfl_graph.cpl_sync.lock import sync_lock
 from cfl_graph.database import Database
+from cpl_sync.lock import sync_lock
 from tests.fixtures.cli import run_cli
 from tests.fixtures.cpl_files import row, versions, write_csv
 

@@ -13,11 +13,11 @@ from sqlalchemy import Select, func, null, select
 from cfl_graph.database import Database
 from cfl_graph.images import lifecycle
 from cfl_graph.keys import ModelKey, VersionKey
-from cfl_graph.loaders import Loaders
-from cfl_graph.loaders import catalogue as catalogue_loaders
 from cfl_graph.tables import CommercialDeclaration, CplCertifiedFirmware, CplDeviceModel, LibraryImage
 from cfl_graph.tables.images import ImageState
 from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow, plain_rows, read_rows
+from loaders import Loaders
+from loaders import catalogue as catalogue_loaders
 from tests.fixtures.library import OWN_A1, OWN_A2, World, make_world
 from tests.fixtures.sql import counting
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import xlsxwriter
 
-from cfl_graph.cpl_sync.columns import HEADINGS, Column
+from cpl_sync.columns import HEADINGS, Column
 
 DEVICE_TYPES: tuple[str, ...] = ("ESME", "GSME", "PPMID", "HCALCS", "CHF", "GPF")
 IN_SCOPE_DEVICE_TYPES: frozenset[str] = frozenset({"ESME", "GSME", "PPMID", "HCALCS"})
@@ -37,7 +37,7 @@ IMAGE_SIZE = 1024
 @dataclass(frozen=True, slots=True)
 class CplRecord:
     """One CPL row, values as the CPL shows them; fields are named after
-    `cfl_graph.cpl_sync.columns.Column`."""
+    `cpl_sync.columns.Column`."""
 
     manufacturer_name: str
     manufacturer_id: str

@@ -20,9 +20,9 @@ from sqlalchemy import select
 
 from cfl_graph.access.tokens import issue_token
 from cfl_graph.audit import SYSTEM
-from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.tables import AuditEvent, CommercialDeclaration, LibraryImage, Party
+from cpl_sync.sync import sync_cpl
 from tests.fixtures.cpl_files import write_csv
 from tests.fixtures.library import CPL, GOOD_NOTES, Version, World, client, make_world, serving
 from tests.fixtures.parties import OWN_MANUFACTURER_ID

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
-from cfl_graph.cpl_sync.sync import sync_cpl
+from cpl_sync.sync import sync_cpl
 from tests.browser.conftest import LOOP, OpenTab, declare_commercial
 from tests.fixtures.cpl_files import row, write_csv
 from tests.fixtures.library import CPL, OTHER_C1, OWN_A1, OWN_A2, World

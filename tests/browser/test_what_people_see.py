@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Error, Page, expect
 
-from cfl_graph.cpl_sync.columns import Column
 from cfl_graph.scheduler import sync_library
+from cpl_sync.columns import Column
 from tests.browser.conftest import LOOP, new_tab
 from tests.fixtures.cpl_files import row, write_csv
 from tests.fixtures.library import CPL, OWN_A1, OWN_A2, OWN_A3, World

@@ -10,9 +10,9 @@ import pytest
 
 from cfl_graph.catalogue.search import MAX_SEARCH_WORDS, DeviceModelFilter, device_models
 from cfl_graph.catalogue.snapshots import current_snapshot_id
-from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.errors import InvalidInput
+from cpl_sync.sync import sync_cpl
 from tests.fixtures.cpl_files import row, write_csv
 
 pytestmark = pytest.mark.postgres

@@ -21,8 +21,8 @@ from xml.sax.saxutils import escape
 
 import xlsxwriter
 
-from cfl_graph.cpl_sync.columns import HEADINGS, Column
-from cfl_graph.cpl_sync.problems import column_letter
+from cpl_sync.columns import HEADINGS, Column
+from cpl_sync.problems import column_letter
 from tests.fixtures.cpl_files import HEADER, Formula, Merge, row, write_csv, write_xlsx
 
 # Values no cell of that column may hold, with (lower-case) words the refusal's reason must contain.

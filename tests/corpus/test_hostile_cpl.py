@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from cfl_graph.cpl_sync.sync import SyncLimits, sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.tables import (
     CplCertifiedFirmware,
@@ -22,6 +21,7 @@ from cfl_graph.tables import (
     CplSyncRun,
     SyncOutcome,
 )
+from cpl_sync.sync import SyncLimits, sync_cpl
 from tests.corpus.hostile_cpl import Case, cases, write
 from tests.fixtures.cpl_files import row, write_csv
 

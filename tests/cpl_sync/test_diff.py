@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cfl_graph.cpl_sync.columns import Column
-from cfl_graph.cpl_sync.diff import diff_snapshots
-from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
+from cpl_sync.columns import Column
+from cpl_sync.diff import diff_snapshots
+from cpl_sync.sync import sync_cpl
 from tests.fixtures.cpl_files import versions, write_csv
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
-from cfl_graph.cpl_sync.fetch import (
+from cpl_sync.fetch import (
     ChangedWhileDownloading,
     Fetched,
     FetchError,
@@ -182,7 +182,7 @@ async def test_server_errors_are_retried_with_a_logged_warning_until_one_succeed
     site: CplSite, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = site.serve(in_turn(status(500), status(500), publish()))
-    caplog.set_level(logging.WARNING, logger="cfl_graph.cpl_sync.fetch")
+    caplog.set_level(logging.WARNING, logger="cpl_sync.fetch")
 
     fetched = await fetch_cpl(url, tmp_path, limits=QUICK)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cfl_graph.cpl_sync.columns import Column
-from cfl_graph.cpl_sync.parse import read_table
-from cfl_graph.cpl_sync.problems import CplFileRejected, Severity
-from cfl_graph.cpl_sync.validate import validate
+from cpl_sync.columns import Column
+from cpl_sync.parse import read_table
+from cpl_sync.problems import CplFileRejected, Severity
+from cpl_sync.validate import validate
 from tests.fixtures.cpl_files import HEADER, row, write_csv, write_xlsx
 
 

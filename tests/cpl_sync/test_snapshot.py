@@ -18,19 +18,19 @@ import pytest
 from sqlalchemy import func, select
 
 from cfl_graph.catalogue.snapshots import current_snapshot
-from cfl_graph.cpl_sync import snapshot as snapshot_module
-from cfl_graph.cpl_sync import validate as validate_module
-from cfl_graph.cpl_sync.columns import Column
-from cfl_graph.cpl_sync.parse import read_table
-from cfl_graph.cpl_sync.problems import CplFileRejected
-from cfl_graph.cpl_sync.snapshot import Stored, store_snapshot, validate_and_store
-from cfl_graph.cpl_sync.sync import SyncResult, sync_cpl
-from cfl_graph.cpl_sync.validate import ChunkSink, ValidCpl, validate
 from cfl_graph.database import Database, bulk_insert
 from cfl_graph.demo.cpl_data import CplRecord, generate
 from cfl_graph.demo.cpl_data import write_csv as write_demo_csv
 from cfl_graph.demo.cpl_data import write_xlsx as write_demo_xlsx
 from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot, CplSyncRun
+from cpl_sync import snapshot as snapshot_module
+from cpl_sync import validate as validate_module
+from cpl_sync.columns import Column
+from cpl_sync.parse import read_table
+from cpl_sync.problems import CplFileRejected
+from cpl_sync.snapshot import Stored, store_snapshot, validate_and_store
+from cpl_sync.sync import SyncResult, sync_cpl
+from cpl_sync.validate import ChunkSink, ValidCpl, validate
 from tests.fixtures.cpl_files import row, versions, write_csv, write_xlsx
 
 
@@ -175,7 +175,7 @@ async def test_a_failed_sync_is_recorded_as_failed(
     async def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("database went away (injected)")
 
-    monkeypatch.setattr("cfl_graph.cpl_sync.sync.validate_and_store", broken)
+    monkeypatch.setattr("cpl_sync.sync.validate_and_store", broken)
     with pytest.raises(RuntimeError):
         await sync_cpl(db, str(write_csv(tmp_path / "a.csv", versions(2))), work_dir=tmp_path)
     async with db.sessions() as session:
@@ -226,7 +226,7 @@ async def test_the_garbage_collector_is_back_on_after_every_outcome(
     async def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("database went away (injected)")
 
-    monkeypatch.setattr("cfl_graph.cpl_sync.sync.validate_and_store", broken)
+    monkeypatch.setattr("cpl_sync.sync.validate_and_store", broken)
     with pytest.raises(RuntimeError):
         await sync_cpl(db, str(write_csv(tmp_path / "c.csv", versions(4))), work_dir=tmp_path)
     assert gc.isenabled()

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import func, select
 
 from cfl_graph.catalogue.snapshots import current_snapshot
-from cfl_graph.cpl_sync.fetch import FetchLimits
-from cfl_graph.cpl_sync.lock import SyncLockBusy
-from cfl_graph.cpl_sync.sync import SyncLimits, SyncNotDue, sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.tables import CplSnapshot, CplSyncRun
+from cpl_sync.fetch import FetchLimits
+from cpl_sync.lock import SyncLockBusy
+from cpl_sync.sync import SyncLimits, SyncNotDue, sync_cpl
 from tests.fixtures.cpl_files import versions, write_csv
 from tests.fixtures.cpl_server import Publisher, serve_cpl
 
@@ -136,7 +136,7 @@ def _lock_holder(database_url: str) -> subprocess.Popen[str]:
 HOLD_LOCK = """
 import asyncio, sys
 from cfl_graph.database import Database
-from cfl_graph.cpl_sync.lock import sync_lock
+from cpl_sync.lock import sync_lock
 
 async def main():
     db = Database.connect(sys.argv[1])

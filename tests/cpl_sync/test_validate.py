@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from cfl_graph.cpl_sync.columns import HEADINGS, Column
-from cfl_graph.cpl_sync.parse import read_table
-from cfl_graph.cpl_sync.problems import CplFileRejected
-from cfl_graph.cpl_sync.validate import ValidCpl, rows_digest, validate
 from cfl_graph.demo.cpl_data import generate
 from cfl_graph.demo.cpl_data import write_csv as write_demo_csv
 from cfl_graph.identifiers import CplStatus, DeviceType
+from cpl_sync.columns import HEADINGS, Column
+from cpl_sync.parse import read_table
+from cpl_sync.problems import CplFileRejected
+from cpl_sync.validate import ValidCpl, rows_digest, validate
 from tests.fixtures.cpl_files import row, versions, write_csv, write_xlsx
 
 
@@ -347,7 +347,7 @@ _BLANK_ROW: list[Any] = [None] * len(Column)
 
 
 def _outcome(cells: list[list[Any]]) -> tuple[str, Any]:
-    from cfl_graph.cpl_sync.parse import Header, Table
+    from cpl_sync.parse import Header, Table
 
     columns = {column: position for position, column in enumerate(Column)}
     header = Header(None, 1, columns, {column: HEADINGS[column] for column in Column})
@@ -369,7 +369,7 @@ def test_column_wise_chunks_answer_as_the_row_by_row_reference(
     warnings and digest, or refuse the file with the same problems."""
     import random
 
-    from cfl_graph.cpl_sync import validate as validate_module
+    from cpl_sync import validate as validate_module
 
     monkeypatch.setattr(validate_module, "CHUNK_ROWS", 5)
     built = 0

@@ -15,7 +15,6 @@ import pytest
 from python_calamine import CalamineWorkbook
 
 from cfl_graph import identifiers as ids
-from cfl_graph.cpl_sync.columns import HEADINGS, Column
 from cfl_graph.demo.cpl_data import (
     DEVICE_TYPES,
     IN_SCOPE_DEVICE_TYPES,
@@ -29,6 +28,7 @@ from cfl_graph.demo.cpl_data import (
     write_csv,
     write_xlsx,
 )
+from cpl_sync.columns import HEADINGS, Column
 
 DeviceModelKey = tuple[str, str, str]
 

@@ -18,10 +18,10 @@ import pytest
 from cfl_graph.access.parties import add_party
 from cfl_graph.access.tokens import issue_token
 from cfl_graph.audit import SYSTEM
-from cfl_graph.cpl_sync.columns import Column
-from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.tables import Role
+from cpl_sync.columns import Column
+from cpl_sync.sync import sync_cpl
 from tests.fixtures.cpl_files import write_csv
 from tests.fixtures.library import CPL, OWN_A1, OWN_A2, OWN_A3, Version, World, make_world
 from tests.fixtures.sql import counting

@@ -19,17 +19,17 @@ from sqlalchemy import select
 
 from cfl_graph.catalogue import search
 from cfl_graph.catalogue.search import _model_cursor as model_cursor
-from cfl_graph.cpl_sync.columns import Column
-from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.doors.graph.graph import CertifiedFirmware
 from cfl_graph.doors.graph.plans import without_comparison
 from cfl_graph.keys import ModelKey, VersionKey
-from cfl_graph.loaders import Loaders
-from cfl_graph.loaders import catalogue as loaders_catalogue
-from cfl_graph.loaders import cpl as loaders_cpl
-from cfl_graph.loaders.catalogue import CatalogueLoaders
 from cfl_graph.tables import AuditEvent
+from cpl_sync.columns import Column
+from cpl_sync.sync import sync_cpl
+from loaders import Loaders
+from loaders import catalogue as loaders_catalogue
+from loaders import cpl as loaders_cpl
+from loaders.catalogue import CatalogueLoaders
 from tests.fixtures.cpl_files import row, write_csv
 from tests.fixtures.library import CPL, OWN_A1, OWN_A2, OWN_A3, OWN_B_HW1, Version, World, make_world
 from tests.fixtures.sql import counting

@@ -22,10 +22,10 @@ import openpyxl
 import pytest
 from markupsafe import escape
 
-from cfl_graph.cpl_sync.columns import Column
 from cfl_graph.database import Database
 from cfl_graph.doors.web.reports import neutralised
 from cfl_graph.scheduler import sync_library
+from cpl_sync.columns import Column
 from tests.fixtures.cli import run_cli
 from tests.fixtures.cpl_files import row, write_csv, write_xlsx
 from tests.fixtures.library import CPL, OWN_A1, OWN_A2, OWN_A3, World, make_world

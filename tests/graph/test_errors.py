@@ -12,8 +12,8 @@ import pytest
 from cfl_graph.access.policy import Action, Forbidden
 from cfl_graph.database import Database, database_unavailable
 from cfl_graph.doors.web.app import create_app
-from cfl_graph.loaders.cpl import CplLoaders
 from cfl_graph.settings import Settings
+from loaders.cpl import CplLoaders
 from tests.fixtures.parties import make_tokens
 
 QUERY = {"query": "{ cplSnapshot { id rowCount } }"}

@@ -46,7 +46,7 @@ from cfl_graph.doors.graph.plans import (
     without_comparison,
 )
 from cfl_graph.keys import VersionKey
-from cfl_graph.loaders import Loaders
+from loaders import Loaders
 from tests.fixtures import figures
 from tests.fixtures.library import OTHER_C1, OWN_A1, OWN_A2, OWN_B_HW1, World, make_world
 

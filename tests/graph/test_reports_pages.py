@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from cfl_graph.catalogue import reports
 from cfl_graph.catalogue.snapshots import current_snapshot_id
-from cfl_graph.cpl_sync.columns import Column
 from cfl_graph.database import Database
 from cfl_graph.keys import VersionKey
 from cfl_graph.scheduler import sync_library
 from cfl_graph.tables import LibraryImage
+from cpl_sync.columns import Column
 from tests.fixtures.cpl_files import write_csv
 from tests.fixtures.library import CPL, OTHER_C1, OWN_A1, OWN_A2, OWN_A3, World, make_world
 from tests.fixtures.sql import counting

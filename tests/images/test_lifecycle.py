@@ -17,12 +17,12 @@ from sqlalchemy import select
 
 from cfl_graph.audit import SYSTEM
 from cfl_graph.catalogue.snapshots import current_snapshot_id
-from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.images import lifecycle
 from cfl_graph.images.errors import LibraryError
 from cfl_graph.keys import VersionKey
 from cfl_graph.tables import AuditEvent, CplSyncRun, ImageState, LibraryImage
+from cpl_sync.sync import sync_cpl
 from tests.fixtures.cli import run_cli
 from tests.fixtures.cpl_files import write_csv
 from tests.fixtures.library import (

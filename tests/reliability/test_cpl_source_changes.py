@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from cfl_graph.cpl_sync.fetch import FetchLimits
-from cfl_graph.cpl_sync.parse import read_table
-from cfl_graph.cpl_sync.sync import SyncLimits, sync_cpl
-from cfl_graph.cpl_sync.validate import validate
 from cfl_graph.database import Database
 from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplSnapshot, CplSyncRun, SyncOutcome
+from cpl_sync.fetch import FetchLimits
+from cpl_sync.parse import read_table
+from cpl_sync.sync import SyncLimits, sync_cpl
+from cpl_sync.validate import validate
 from tests.fixtures.cpl_files import versions, write_csv
 from tests.fixtures.cpl_server import Publisher, serve_cpl
 
@@ -90,7 +90,7 @@ async def test_a_file_overwritten_while_it_is_sent_is_fetched_again_whole(
     mixed, hashes_a, hashes_b = (hashes_of(body, tmp_path) for body in (mixture, version_a, version_b))
     assert mixed & hashes_a and mixed & hashes_b and mixed not in (hashes_a, hashes_b)
     publisher = Publisher(body=version_a, overwrites=[version_b])
-    caplog.set_level(logging.WARNING, logger="cfl_graph.cpl_sync.fetch")
+    caplog.set_level(logging.WARNING, logger="cpl_sync.fetch")
     async with serve_cpl(publisher) as url:
         result = await sync_cpl(db, url, work_dir=tmp_path / "work", limits=LIMITS)
     assert result.outcome is SyncOutcome.APPLIED, result.message

@@ -28,7 +28,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from cfl_graph.cpl_sync.lock import sync_lock
 from cfl_graph.database import Database, sqlite_path
 from cfl_graph.demo.cpl_data import generate, write_csv
 from cfl_graph.tables import (
@@ -40,6 +39,7 @@ from cfl_graph.tables import (
     CplSyncRun,
     SyncOutcome,
 )
+from cpl_sync.lock import sync_lock
 from tests.fixtures.cli import run_cli
 
 # A few thousand rows: the sync's own work (after about a second of start-up) lasts a few tenths.

@@ -20,11 +20,11 @@ from starlette.testclient import TestClient
 from cfl_graph.access.parties import add_party
 from cfl_graph.access.tokens import issue_token
 from cfl_graph.audit import SYSTEM
-from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.doors.web.app import SchemaNotCurrent, create_app
 from cfl_graph.settings import Settings
 from cfl_graph.tables import Role
+from cpl_sync.sync import sync_cpl
 from tests.fixtures.cli import run_cli
 from tests.fixtures.cpl_files import versions, write_csv
 

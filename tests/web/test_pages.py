@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.tables import LibraryImage
+from cpl_sync.sync import sync_cpl
 from tests.fixtures.cpl_files import row, write_csv
 from tests.fixtures.library import GOOD_NOTES, OWN_A1, OWN_A2, World, make_world
 from tests.fixtures.sql import counting

@@ -15,12 +15,12 @@ import openpyxl
 import pytest
 from sqlalchemy import delete
 
-from cfl_graph.cpl_sync.columns import Column
-from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.doors.web import reports as exports
 from cfl_graph.identifiers import specification_text
 from cfl_graph.tables import CplCurrent
+from cpl_sync.columns import Column
+from cpl_sync.sync import sync_cpl
 from tests.fixtures.cpl_files import row, write_csv
 from tests.fixtures.library import CPL, OWN_A1, OWN_A2, OWN_A3, OWN_B_HW1, World, make_world
 from tests.fixtures.parties import OWN_MANUFACTURER_ID

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from cfl_graph.cpl_sync.columns import Column
 from cfl_graph.database import Database
 from cfl_graph.doors.web.pages.reports import FINDINGS_PER_PAGE
 from cfl_graph.keys import VersionKey
 from cfl_graph.scheduler import sync_library
+from cpl_sync.columns import Column
 from tests.fixtures.cpl_files import write_csv
 from tests.fixtures.library import CPL, OWN_A1, OWN_A2, OWN_A3, World, make_world
 from tests.web.test_pages import get

@@ -22,11 +22,11 @@ import pytest
 from sqlalchemy import select, update
 
 from cfl_graph.access.tokens import TOKEN_PATTERN
-from cfl_graph.cpl_sync.columns import Column
-from cfl_graph.cpl_sync.sync import sync_cpl
 from cfl_graph.database import Database
 from cfl_graph.tables import ApiToken, CplSyncRun
 from cfl_graph.tables.base import utc_now
+from cpl_sync.columns import Column
+from cpl_sync.sync import sync_cpl
 from tests.fixtures.cpl_files import write_csv
 from tests.fixtures.library import CPL, OWN_A1, World, make_world
 

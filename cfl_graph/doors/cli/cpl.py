@@ -8,10 +8,6 @@ from typing import Annotated, Any
 import typer
 
 from cfl_graph.catalogue.snapshots import current_snapshot, recent_runs, recent_snapshots, snapshot, sync_run
-from cfl_graph.cpl_sync.diff import SnapshotDiff, diff_snapshots
-from cfl_graph.cpl_sync.lock import SyncLockBusy
-from cfl_graph.cpl_sync.problems import Problem
-from cfl_graph.cpl_sync.sync import SyncResult
 from cfl_graph.database import Database
 from cfl_graph.doors.cli.common import (
     EXIT_FAILED,
@@ -33,6 +29,10 @@ from cfl_graph.doors.cli.common import (
 )
 from cfl_graph.scheduler import sync_library, sync_limits
 from cfl_graph.tables import CplSnapshot, CplSyncRun, SyncOutcome
+from cpl_sync.diff import SnapshotDiff, diff_snapshots
+from cpl_sync.lock import SyncLockBusy
+from cpl_sync.problems import Problem
+from cpl_sync.sync import SyncResult
 
 cpl_app = typer.Typer(help="The library's copy of the Certified Products List.", no_args_is_help=True)
 

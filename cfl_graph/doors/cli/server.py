@@ -83,7 +83,7 @@ async def _prepare_demo(settings: Settings, db: Database) -> tuple[Path, DemoFig
     from cfl_graph.demo.load import demo_figures
 
     store = blob_store_for(settings)
-    quiet = [logging.getLogger(name) for name in ("cfl_graph", "alembic")]
+    quiet = [logging.getLogger(name) for name in ("cfl_graph", "cpl_sync", "loaders", "alembic")]
     levels = [logger.level for logger in quiet]
     for logger in quiet:
         logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))

@@ -11,7 +11,7 @@ from strawberry.types import Info as StrawberryInfo
 from cfl_graph import clock
 from cfl_graph.access.principal import Principal
 from cfl_graph.images.library import ImageLibrary
-from cfl_graph.loaders import Loaders
+from loaders import Loaders
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Context:
         """Once the answer is made: the request's reads are let go at once. graphql-core's executor, which
         holds this context, is a reference cycle of its own (its resolve-info helpers are its bound
         methods), so without this every row a page read would live on until the cyclic collector's next
-        pass, and that pass would walk them all (`cfl_graph/loaders/weak.py`). Loaders afresh hold nothing
+        pass, and that pass would walk them all (`loaders/weak.py`). Loaders afresh hold nothing
         the request read."""
         self.afresh()
 

@@ -11,8 +11,6 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from cfl_graph.access.policy import Action, authorise
 from cfl_graph.catalogue.snapshots import recent_runs, recent_snapshots
-from cfl_graph.cpl_sync.diff import CplRow, diff_snapshots
-from cfl_graph.cpl_sync.problems import Severity
 from cfl_graph.doors.graph.context import Info
 from cfl_graph.doors.graph.enums import CplStatus, DeviceType, SmetsVersion, TechnicalSpecification
 from cfl_graph.doors.graph.node import BOTH, CPL, CPL_UNCACHED, Node, global_id, parse_global_id
@@ -22,6 +20,8 @@ from cfl_graph.row_ids import is_ascii_number, row_id
 from cfl_graph.tables import CplSnapshot as CplSnapshotRow
 from cfl_graph.tables import CplSyncRun as CplSyncRunRow
 from cfl_graph.tables import SyncOutcome
+from cpl_sync.diff import CplRow, diff_snapshots
+from cpl_sync.problems import Severity
 
 MAX_DIFF_ROWS = 500
 DIFF_ROW_FIELDS = frozenset({"added", "removed", "changed"})

@@ -55,8 +55,8 @@ from cfl_graph.doors.graph.plans import READ, UNREAD, RowFact
 from cfl_graph.errors import InvalidInput
 from cfl_graph.images.errors import ImageNotFound
 from cfl_graph.keys import ModelKey, VersionKey
-from cfl_graph.loaders.catalogue import VERSION_KEY_COLUMNS, VersionFacts
 from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow
+from loaders.catalogue import VERSION_KEY_COLUMNS, VersionFacts
 
 MODEL_KEY = "manufacturerId modelId hardwareVersion"
 VERSION_KEY = "manufacturerId modelId hardwareVersion firmwareVersion"

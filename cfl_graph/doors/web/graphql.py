@@ -66,8 +66,8 @@ from cfl_graph.doors.web.middleware import header_value, principal_of
 from cfl_graph.doors.web.response_cache import AnswerKey, PersistedQueries, ResponseCache
 from cfl_graph.images import lifecycle
 from cfl_graph.images.library import ImageLibrary
-from cfl_graph.loaders import UNKNOWN, Loaders, Unknown
 from cfl_graph.revisions import Revisions, read_revisions
+from loaders import UNKNOWN, Loaders, Unknown
 
 NO_STATE = Revisions(snapshot_id=None, served=0, records=0)  # stands in where nothing is read
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")

@@ -1,6 +1,6 @@
 """The catalogue's pages (R5): the device models with search and paging, one device model with its
 certified versions beside the library, and one manufacturer's models with their coverage. They read the
-same services as the graph (`cfl_graph.catalogue`, `cfl_graph.loaders.catalogue`), so no rule is
+same services as the graph (`cfl_graph.catalogue`, `loaders.catalogue`), so no rule is
 written twice."""
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from cfl_graph.doors.web.pages.render import done_message, not_found, refused, r
 from cfl_graph.doors.web.services import services
 from cfl_graph.errors import InvalidInput
 from cfl_graph.keys import ModelKey, VersionKey
-from cfl_graph.loaders import Loaders
-from cfl_graph.loaders.catalogue import CatalogueLoaders
 from cfl_graph.tables import UpgradePathway
 from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow
+from loaders import Loaders
+from loaders.catalogue import CatalogueLoaders
 
 PAGE_SIZE = 50
 # A manufacturer's page lists its models on one page; past this it links to the searchable list.

@@ -8,12 +8,12 @@ from starlette.routing import Route
 
 from cfl_graph.access.policy import AccessDenied, Action, authorise
 from cfl_graph.catalogue.snapshots import current_snapshot_id, recent_runs, recent_snapshots
-from cfl_graph.cpl_sync.diff import diff_snapshots
 from cfl_graph.doors.web.middleware import principal_of
 from cfl_graph.doors.web.pages.render import refused, render
 from cfl_graph.doors.web.services import services
 from cfl_graph.identifiers import InvalidValue
 from cfl_graph.row_ids import row_id
+from cpl_sync.diff import diff_snapshots
 
 SHOWN = 50  # snapshots and runs listed
 DIFF_ROWS = 200  # changes shown of a diff; the CLI and the graph page through the rest

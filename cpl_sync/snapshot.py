@@ -21,8 +21,13 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cfl_graph.catalogue.snapshots import current_snapshot
-from cfl_graph.cpl_sync.diff import diff_counts
-from cfl_graph.cpl_sync.validate import (
+from cfl_graph.database import bulk_insert, writer_of
+from cfl_graph.identifiers import TechnicalSpecification
+from cfl_graph.keys import ModelKey
+from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot
+from cfl_graph.tables.base import utc_now
+from cpl_sync.diff import diff_counts
+from cpl_sync.validate import (
     ChunkSink,
     DeviceModelRow,
     FirmwareRow,
@@ -30,11 +35,6 @@ from cfl_graph.cpl_sync.validate import (
     ValidCpl,
     version_order,
 )
-from cfl_graph.database import bulk_insert, writer_of
-from cfl_graph.identifiers import TechnicalSpecification
-from cfl_graph.keys import ModelKey
-from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot
-from cfl_graph.tables.base import utc_now
 
 BATCH_ROWS = 20_000
 T = TypeVar("T")

@@ -22,11 +22,11 @@ from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from cfl_graph import identifiers as ids
-from cfl_graph.cpl_sync.columns import Column
-from cfl_graph.cpl_sync.parse import Header, Table
-from cfl_graph.cpl_sync.problems import CplFileRejected, Problem, Severity
 from cfl_graph.identifiers import Cell, InvalidValue
 from cfl_graph.keys import ModelKey, VersionKey
+from cpl_sync.columns import Column
+from cpl_sync.parse import Header, Table
+from cpl_sync.problems import CplFileRejected, Problem, Severity
 
 MAX_REPORTED_PROBLEMS = 200
 # Rows validated (and, on PostgreSQL, handed on to be stored) at a time. Small enough that a chunk's cells

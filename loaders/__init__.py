@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cfl_graph.access.principal import Principal
-from cfl_graph.loaders.catalogue import CatalogueLoaders
-from cfl_graph.loaders.cpl import CplLoaders
+from loaders.catalogue import CatalogueLoaders
+from loaders.cpl import CplLoaders
 
 
 class Unknown(enum.Enum):

@@ -20,8 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cfl_graph.audit import Actor, record
 from cfl_graph.catalogue.snapshots import current_snapshot_id
-from cfl_graph.cpl_sync.diff import DiffCounts
-from cfl_graph.cpl_sync.fetch import (
+from cfl_graph.database import Database
+from cfl_graph.tables import CplSnapshot, CplSyncRun, SyncOutcome
+from cfl_graph.tables.base import utc_now
+from cpl_sync.diff import DiffCounts
+from cpl_sync.fetch import (
     Fetched,
     FetchError,
     FetchLimits,
@@ -31,20 +34,17 @@ from cfl_graph.cpl_sync.fetch import (
     remove_abandoned_downloads,
     shown_source,
 )
-from cfl_graph.cpl_sync.lock import sync_lock
-from cfl_graph.cpl_sync.parse import read_table
-from cfl_graph.cpl_sync.problems import CplFileRejected, Problem
-from cfl_graph.cpl_sync.snapshot import validate_and_store
-from cfl_graph.cpl_sync.validate import (
+from cpl_sync.lock import sync_lock
+from cpl_sync.parse import read_table
+from cpl_sync.problems import CplFileRejected, Problem
+from cpl_sync.snapshot import validate_and_store
+from cpl_sync.validate import (
     MAX_REPORTED_PROBLEMS,
     ChunkSink,
     ProgressCallback,
     ValidCpl,
     validate,
 )
-from cfl_graph.database import Database
-from cfl_graph.tables import CplSnapshot, CplSyncRun, SyncOutcome
-from cfl_graph.tables.base import utc_now
 
 log = logging.getLogger(__name__)
 

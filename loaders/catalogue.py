@@ -34,7 +34,6 @@ from strawberry.dataloader import DataLoader
 from cfl_graph.access.principal import Principal
 from cfl_graph.images import lifecycle
 from cfl_graph.keys import ModelKey, VersionKey
-from cfl_graph.loaders.weak import weak_loader
 from cfl_graph.tables import (
     CommercialDeclaration,
     CplCertifiedFirmware,
@@ -44,6 +43,7 @@ from cfl_graph.tables import (
 )
 from cfl_graph.tables.base import Base
 from cfl_graph.tables.rows import CertifiedRow, DeclarationRow, ImageRow, ModelRow, read_rows
+from loaders.weak import weak_loader
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
 from cfl_graph.catalogue.snapshots import current_snapshot_id
-from cfl_graph.loaders.weak import weak_loader
 from cfl_graph.tables import CplSnapshot
+from loaders.weak import weak_loader
 
 
 class CplLoaders:

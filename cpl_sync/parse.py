@@ -17,9 +17,9 @@ from typing import Any
 
 from python_calamine import CalamineWorkbook
 
-from cfl_graph.cpl_sync.columns import HEADINGS, REQUIRED, Column, column_for_heading
-from cfl_graph.cpl_sync.problems import CplFileRejected, Problem, Severity, column_letter, file_problem
 from cfl_graph.identifiers import Cell
+from cpl_sync.columns import HEADINGS, REQUIRED, Column, column_for_heading
+from cpl_sync.problems import CplFileRejected, Problem, Severity, column_letter, file_problem
 
 HEADER_SEARCH_ROWS = 50
 # Zip bombs: refuse an XLSX whose parts expand past this, or by more than this ratio.
