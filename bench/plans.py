@@ -37,7 +37,6 @@ from sqlalchemy import event, select, text
 from bench.cpl_sync import LARGE_CPL_LIMITS, _drop_database, _fresh_database
 from bench.records import machine_record, write_record
 from cfl_graph.demo.cpl_data import generate, write_csv
-from cfl_graph.tables.cpl import partitioned_table
 
 CPL_TABLES = frozenset({"cpl_device_models", "cpl_certified_firmware"})
 HISTORY_STEP_DAYS = 90
@@ -109,9 +108,8 @@ class AskResult:
 
 def _scans(node: dict[str, Any]) -> Iterator[Scan]:
     relation = node.get("Relation Name")
-    # A snapshot's versions are read from its partition, which the plan names: counted as the table's.
-    if relation is not None and (table := partitioned_table(relation)) in CPL_TABLES:
-        yield Scan(node["Node Type"], table, node.get("Index Name"), int(node.get("Actual Rows", 0)))
+    if relation in CPL_TABLES:
+        yield Scan(node["Node Type"], relation, node.get("Index Name"), int(node.get("Actual Rows", 0)))
     for child in node.get("Plans", ()):
         yield from _scans(child)
 

@@ -26,7 +26,6 @@ from cfl_graph.identifiers import TechnicalSpecification
 from cfl_graph.keys import ModelKey
 from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot
 from cfl_graph.tables.base import utc_now
-from cfl_graph.tables.cpl import firmware_partition
 from cpl_sync.diff import diff_counts
 from cpl_sync.validate import (
     ChunkSink,
@@ -168,76 +167,22 @@ async def store_snapshot(
         session.add(snapshot)
         await session.flush()
 
-        versions = await _VersionsTable.open(session, snapshot.id)
         models = _model_rows(snapshot.id, valid.device_models)
         await bulk_insert(session, CplDeviceModel.__tablename__, MODEL_COLUMNS, models)
         await bulk_insert(
             session,
-            versions.name,
+            CplCertifiedFirmware.__tablename__,
             FIRMWARE_COLUMNS,
             _reported(_firmware_rows(snapshot.id, valid.firmware), len(valid.firmware), progress),
         )
-        await versions.attach(session)
         await _make_current(session, snapshot, previous, on_created)
         return Stored(snapshot, created=True)
 
 
-class _VersionsTable:
-    """Where one snapshot's certified versions are written.
-
-    On PostgreSQL, a table of their own (`firmware_partition`), made in the snapshot's transaction with
-    the columns and primary key of `cpl_certified_firmware` but not its foreign key, and attached to it as
-    the snapshot's partition once every row is in (`attach`). Attaching checks the rows' foreign key in
-    one join, where rows copied into the partitioned table had each its device model looked up by a
-    trigger: about half of PostgreSQL's work in a sync, which made the store end after the validation
-    rather than with it (docs/performance.md, "fifth round"). The primary key is kept as the rows come:
-    PostgreSQL has the time then, and built at the attach it took 0.25 s more of the sync's end. Until the
-    commit nobody else sees the table, and a refused file rolls it back with the rest. Attaching locks the
-    partitioned table in a mode readers do not wait for. On SQLite, `cpl_certified_firmware` itself."""
-
-    def __init__(self, snapshot_id: int, name: str, *, detached: bool) -> None:
-        self.snapshot_id, self.name, self.detached = snapshot_id, name, detached
-
-    @classmethod
-    async def open(cls, session: AsyncSession, snapshot_id: int) -> _VersionsTable:
-        if session.get_bind().dialect.name != "postgresql":
-            return cls(snapshot_id, _VERSIONS, detached=False)
-        name = firmware_partition(snapshot_id)  # from an int: a name of ours, not input
-        if await session.scalar(_IS_PARTITION, {"name": name}):
-            # Left by a snapshot of this id that was deleted (tests, or by hand): empty, as its rows needed
-            # that snapshot's models. Written into as it stands, each row checked as it goes in.
-            return cls(snapshot_id, name, detached=False)
-        key = f"CONSTRAINT pk_{name} PRIMARY KEY ({_VERSION_KEY})"
-        await session.execute(text(f"CREATE TABLE {name} (LIKE {_VERSIONS}, {key})"))
-        return cls(snapshot_id, name, detached=True)
-
-    async def attach(self, session: AsyncSession) -> None:
-        """Take the statistics of the versions and of the device models, then attach the versions as
-        their snapshot's partition (on PostgreSQL)."""
-        if self.name == _VERSIONS:
-            return
-        # Statistics for the new rows, committed with them: without them the planner takes the new
-        # snapshot for one row, and the diff and the reports' joins run as nested loops (a 100,000-row
-        # diff took 208 s instead of 13). ANALYZE samples this transaction's own rows. Only the new
-        # partition: analysing the partitioned table would sample, and then analyse, every snapshot's.
-        # Taken first, they plan the foreign key's check as one join (50 ms for 100,000 rows), not as
-        # a lookup of the model for each row (170 ms).
-        await session.execute(text(f"ANALYZE {CplDeviceModel.__tablename__}, {self.name}"))
-        if self.detached:
-            await session.execute(
-                text(
-                    f"ALTER TABLE {_VERSIONS} ATTACH PARTITION {self.name} FOR VALUES IN ({self.snapshot_id})"
-                )
-            )
-            self.detached = False
-
-
-_VERSIONS = CplCertifiedFirmware.__tablename__
-_VERSION_KEY = ", ".join(column.name for column in CplCertifiedFirmware.__table__.primary_key)
-_IS_PARTITION = text(
-    "SELECT EXISTS (SELECT FROM pg_inherits WHERE inhrelid = to_regclass(:name) "
-    f"AND inhparent = '{_VERSIONS}'::regclass)"
-)
+# Statistics for the new rows, committed with them: without them the planner takes the new snapshot for
+# one row, and the diff and the reports' joins run as nested loops (a 100,000-row diff took 208 s instead
+# of 13). ANALYZE samples this transaction's own rows.
+_ANALYZE = text("ANALYZE cpl_device_models, cpl_certified_firmware")
 
 
 async def _make_current(
@@ -245,9 +190,13 @@ async def _make_current(
     snapshot: CplSnapshot,
     previous: CplSnapshot | None,
     on_created: OnCreated | None,
+    *,
+    analyze: bool = True,
 ) -> None:
-    """The end of either way of storing, once the versions are attached: the diff against the previous
+    """The end of either way of storing: statistics (unless taken already), the diff against the previous
     snapshot, `current`."""
+    if analyze and session.get_bind().dialect.name == "postgresql":
+        await session.execute(_ANALYZE)
     if previous is not None:
         counts = await diff_counts(session, previous.id, snapshot.id)
         snapshot.added_count, snapshot.removed_count, snapshot.changed_count = (
@@ -291,14 +240,12 @@ async def validate_and_store(
     unless it says what the current one says.
 
     Streamed (the default on PostgreSQL): each chunk's rows are copied into the snapshot's transaction as
-    soon as they are validated, into the table that becomes the snapshot's partition (`_VersionsTable`),
-    and PostgreSQL writes them on its own core while the next chunk validates. A device model goes in with
-    its first row's chunk, with the facts its rows so far give; those of its facts a later row changes are
-    set once the last row is read, and the statistics taken and the partition attached (its foreign key
-    checked), while the thread sorts and digests the rows. A file found bad anywhere, its last row
-    included, is refused whole: its transaction rolls back and nothing of it is seen. Not streamed (the
-    default on SQLite, where the write lock would be held for the whole validation, and the database
-    shares the process): validate, then `store_snapshot`."""
+    soon as they are validated, and PostgreSQL inserts and checks them on its own core while the next
+    chunk validates. A device model goes in with its first row's chunk, with the facts its rows so far
+    give, its foreign key checked as before; those of its facts a later row changes are set once the last
+    row is read. A file found bad anywhere, its last row included, is refused whole: its transaction rolls
+    back and nothing of it is seen. Not streamed (the default on SQLite, where the write lock would be held
+    for the whole validation, and the database shares the process): validate, then `store_snapshot`."""
     on_postgresql = sessions.kw["bind"].dialect.name == "postgresql"
     if streamed and not on_postgresql:
         raise ValueError("a CPL is stored while it validates on PostgreSQL only")
@@ -353,14 +300,13 @@ async def _stream(
         )
         session.add(snapshot)
         await session.flush()
-        versions = await _VersionsTable.open(session, snapshot.id)
-        valid = await _Stream(session, versions, progress).run(validation)
+        valid = await _Stream(session, snapshot.id, progress).run(validation)
         if previous is not None and previous.rows_sha256 == valid.rows_sha256:
             raise _Unchanged(valid, previous.id)  # rolls back the transaction
         snapshot.rows_sha256 = valid.rows_sha256
         snapshot.row_count = snapshot.added_count = len(valid.firmware)
         snapshot.device_model_count = len(valid.device_models)
-        await _make_current(session, snapshot, previous, on_created)
+        await _make_current(session, snapshot, previous, on_created, analyze=False)
         await session.execute(_CLAIM_ID, {"id": snapshot.id})
         return valid, Stored(snapshot, created=True)
 
@@ -381,11 +327,8 @@ class _Stream(ChunkSink):
     new device models and rows, then the models' facts and the statistics, while the thread sorts and
     digests the rows."""
 
-    def __init__(
-        self, session: AsyncSession, versions: _VersionsTable, progress: ProgressCallback | None
-    ) -> None:
-        self.session, self.versions, self.progress = session, versions, progress
-        self.snapshot_id = versions.snapshot_id
+    def __init__(self, session: AsyncSession, snapshot_id: int, progress: ProgressCallback | None) -> None:
+        self.session, self.snapshot_id, self.progress = session, snapshot_id, progress
         self.loop = asyncio.get_running_loop()
         # Unbounded: a message holds lists of the rows validation keeps for its sort and digest anyway.
         self.queue: asyncio.Queue[_Message] = asyncio.Queue()
@@ -393,6 +336,7 @@ class _Stream(ChunkSink):
         self.rows_stored = 0
         # Each device model stored, with the facts it was stored with (None: blanks, a fact not yet given).
         self.models_stored: dict[ModelKey, DeviceModelRow | None] = {}
+        self.models_analysed = 0  # how many models the table's statistics last saw (`_ANALYZE_MODELS`)
 
     def check(self) -> None:  # in the validating thread, after every chunk
         if self.abandoned.is_set():
@@ -432,7 +376,7 @@ class _Stream(ChunkSink):
                     await self._store_chunk(models, firmware)
                 else:
                     await _set_model_facts(self.session, self.snapshot_id, message, self.models_stored)
-                    await self.versions.attach(self.session)
+                    await self.session.execute(_ANALYZE)
             valid = await asyncio.shield(validating)
         except BaseException:
             self.abandoned.set()
@@ -454,10 +398,13 @@ class _Stream(ChunkSink):
                 _models_so_far(self.snapshot_id, models),
             )
             self.models_stored.update(models)
+            if len(self.models_stored) >= 2 * self.models_analysed:
+                await self.session.execute(_ANALYZE_MODELS)
+                self.models_analysed = len(self.models_stored)
         firmware.sort(key=version_order)  # key order within the chunk, as the rows are read back
         await bulk_insert(
             self.session,
-            self.versions.name,
+            CplCertifiedFirmware.__tablename__,
             FIRMWARE_COLUMNS,
             _firmware_rows(self.snapshot_id, firmware),
         )
@@ -506,6 +453,18 @@ async def _finished(validating: asyncio.Future[ValidCpl]) -> None:
     while not validating.done():
         with contextlib.suppress(BaseException):
             await asyncio.shield(validating)
+
+
+# Each firmware row's foreign key is checked by a query PostgreSQL plans when the first is checked and
+# keeps for the connection. Planned with no statistics for the new snapshot's id (a fresh database, or an
+# id its statistics have not seen), it estimates one row either way and takes the smaller index,
+# (snapshot_id, device_type, smets_version), reading every model of the snapshot stored so far for each
+# row checked: 100,000 rows took 42 s instead of 0.8. Planned while the table is a page or two (a first
+# chunk of few models), it reads the whole table for each row: a 100,000-row file in chunks of 2,000 took
+# 33 s instead of 2.6. So the models are analysed after the first chunk's, and again each time they have
+# doubled since: the plan is always made for a table at least half its size (ANALYZE also drops the plans
+# kept for the table). A sample of the table, some 10-50 ms each, a handful of times a file.
+_ANALYZE_MODELS = text("ANALYZE cpl_device_models")
 
 
 def _models_so_far(snapshot_id: int, models: _FreshModels) -> Iterator[tuple[Any, ...]]:

@@ -87,19 +87,12 @@ def _emptied() -> str:
     tables hold a few rows, which DELETE clears in about 4 ms where TRUNCATE takes 60 (it rewrites every
     table's files), and about 700 tests start from an empty PostgreSQL database."""
     deletes = [f'DELETE FROM "{t.name}";' for t in reversed(Base.metadata.sorted_tables)]
-    # Each snapshot's versions are a partition named by its id, and ids start again from 1: the next test
-    # writes its snapshots into partitions of their own, as a sync does on a database that never lost one.
-    partitions = (
-        "DO $$ DECLARE p record; BEGIN FOR p IN SELECT inhrelid::regclass AS name FROM pg_inherits "
-        "WHERE inhparent = 'cpl_certified_firmware'::regclass LOOP EXECUTE format('DROP TABLE %s', p.name); "
-        "END LOOP; END $$;"
-    )
     restarts = (
         "DO $$ DECLARE s record; BEGIN FOR s IN SELECT sequencename FROM pg_sequences "
         "WHERE schemaname = 'public' LOOP EXECUTE format('ALTER SEQUENCE %I RESTART', s.sequencename); "
         "END LOOP; END $$;"
     )
-    return " ".join([*deletes, partitions, restarts])
+    return " ".join([*deletes, restarts])
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ compare by key without surrogate ids.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from enum import StrEnum
 from typing import Any
 
@@ -160,21 +159,4 @@ class CplCertifiedFirmware(Base):
             ],
             name="fk_cpl_certified_firmware_device_model",
         ),
-        # On PostgreSQL each snapshot's versions are a partition of their own (`firmware_partition`),
-        # written before it is attached: its primary key is built and its foreign key checked once, over
-        # the whole snapshot, instead of row by row (docs/decisions.md, "Each snapshot's versions a
-        # partition"). SQLite has no partitions and ignores this.
-        {"postgresql_partition_by": "LIST (snapshot_id)"},
     )
-
-
-def firmware_partition(snapshot_id: int) -> str:
-    """The name of the partition of `cpl_certified_firmware` that holds one snapshot's versions."""
-    return f"{CplCertifiedFirmware.__tablename__}_{snapshot_id}"
-
-
-def partitioned_table(name: str) -> str:
-    """The table a relation's name belongs to: `cpl_certified_firmware` for any of its partitions, the
-    name itself otherwise (as plans and statistics name the partition a query read)."""
-    parent = CplCertifiedFirmware.__tablename__
-    return parent if re.fullmatch(rf"{parent}_\d+|{parent}_before_partitions", name) else name
