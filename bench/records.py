@@ -14,15 +14,27 @@ from typing import Any
 RESULTS = Path(__file__).parent / "results"
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], capture_output=True, text=True, check=False, cwd=RESULTS.parent.parent
+    ).stdout
+
+
+def changed_files() -> list[str]:
+    """The tracked files that differ from the commit, records aside: code measured before it was
+    committed is not the commit's."""
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    return [line[3:] for line in status.splitlines()]
+
+
 def machine_record(benchmark: str, **fields: Any) -> dict[str, Any]:
     """The head of a record; `fields` follow it."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    commit = _git("rev-parse", "--short", "HEAD").strip()
     return {
         "benchmark": benchmark,
         "date": time.strftime("%Y-%m-%dT%H%M%S"),
         "commit": commit or "unknown",
+        "uncommitted_changes": changed_files(),
         "machine": platform.node(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
