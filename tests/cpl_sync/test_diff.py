@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
+from typing import Any
 
 from cfl_graph.database import Database
 from cpl_sync.columns import Column
-from cpl_sync.diff import diff_snapshots
+from cpl_sync.diff import compared_counts, diff_counts, diff_snapshots
 from cpl_sync.sync import sync_cpl
-from tests.fixtures.cpl_files import versions, write_csv
+from tests.fixtures.cpl_files import row, versions, write_csv
 
 
 async def test_diff_names_added_removed_and_changed_rows_with_fields(db: Database, tmp_path: Path) -> None:
@@ -55,3 +57,90 @@ async def test_a_snapshot_has_no_difference_from_itself(db: Database, tmp_path: 
     async with db.sessions() as session:
         diff = await diff_snapshots(session, a.snapshot_id, a.snapshot_id)
     assert (diff.counts.added, diff.counts.removed, diff.counts.changed) == (0, 0, 0)
+
+
+def _listing(rnd: random.Random, models: int) -> list[dict[Column, Any]]:
+    """A small CPL of a few device models, each with a few versions; optional cells blank at random."""
+    rows = []
+    for m in range(models):
+        for v in range(rnd.randint(1, 6)):
+            rows.append(
+                row(
+                    model_id=f"{m + 1:04X}",
+                    model_name=f"Model {m}",
+                    firmware_version=f"{v + 1:04X}0000",
+                    image_hash=f"{rnd.getrandbits(256):064x}",
+                    gbcs_version=rnd.choice(["v3.2", "v4.0", ""]),
+                    cpa_reference=rnd.choice(["CPA-1", "CPA-2", ""]),
+                    cpa_expiry=rnd.choice(["2029-01-31", "2030-06-30", ""]),
+                    status=rnd.choice(["Active", "Active", "Withdrawn", "Suspended"]),
+                )
+            )
+    return rows
+
+
+def _moved(rnd: random.Random, before: list[dict[Column, Any]]) -> tuple[list[dict[Column, Any]], bool]:
+    """The next CPL: some versions dropped, some added, some of their cells changed or blanked, and some
+    device models renamed or retyped on every row, so that only their models' facts changed (and whether
+    one was)."""
+    renamed = {f"{m + 1:04X}" for m in range(8) if rnd.random() < 0.25}
+    retyped = {f"{m + 1:04X}" for m in range(8) if rnd.random() < 0.15}
+    after = []
+    for cells in before:
+        if rnd.random() < 0.15:
+            continue
+        cells = dict(cells)
+        if cells[Column.MODEL_ID] in renamed:
+            cells[Column.MODEL_NAME] += " (rev B)"
+        if cells[Column.MODEL_ID] in retyped:
+            cells[Column.DEVICE_TYPE] = "GSME"
+        if rnd.random() < 0.3:
+            column = rnd.choice(
+                [
+                    Column.STATUS,
+                    Column.IMAGE_HASH,
+                    Column.GBCS_VERSION,
+                    Column.CPA_REFERENCE,
+                    Column.CPA_EXPIRY,
+                    Column.SMETS_VERSION,
+                    Column.DATE_ADDED,
+                ]
+            )
+            cells[column] = {
+                Column.STATUS: rnd.choice(["Active", "Withdrawn", "Expired"]),
+                Column.IMAGE_HASH: f"{rnd.getrandbits(256):064x}",
+                Column.GBCS_VERSION: rnd.choice(["v3.2", ""]),
+                Column.CPA_REFERENCE: rnd.choice(["CPA-3", ""]),
+                Column.CPA_EXPIRY: rnd.choice(["2031-01-01", ""]),
+                Column.SMETS_VERSION: rnd.choice(["SMETS2", "SMETS1"]),
+                Column.DATE_ADDED: "2025-02-03",
+            }[column]
+        after.append(cells)
+    for extra in range(rnd.randint(0, 4)):
+        after.append(
+            row(model_id="00FF", firmware_version=f"{extra + 1:04X}0000", image_hash=f"{extra:064x}")
+        )
+    return after, any(c[Column.MODEL_ID] in renamed | retyped for c in after)
+
+
+async def test_the_counts_in_one_pass_answer_as_the_three_comparisons(db: Database, tmp_path: Path) -> None:
+    """`diff_counts` (one statement, each model's facts compared once) against `compared_counts` (the
+    comparisons the diff lists its rows with), both ways round, over generated pairs of snapshots."""
+    compared, models_changed = [], 0
+    for seed in range(12):
+        rnd = random.Random(seed)
+        before = _listing(rnd, rnd.randint(1, 8))
+        after, model_changed = _moved(rnd, before)
+        models_changed += model_changed
+        a = await sync_cpl(db, str(write_csv(tmp_path / f"{seed}a.csv", before)), work_dir=tmp_path)
+        b = await sync_cpl(db, str(write_csv(tmp_path / f"{seed}b.csv", after)), work_dir=tmp_path)
+        assert a.snapshot_id is not None and b.outcome in ("applied", "unchanged"), b
+        assert b.snapshot_id is not None
+        async with db.sessions() as session:
+            for old, new in ((a.snapshot_id, b.snapshot_id), (b.snapshot_id, a.snapshot_id)):
+                one_pass = await diff_counts(session, old, new)
+                assert one_pass == await compared_counts(session, old, new), (seed, old, new)
+                compared.append(one_pass)
+    # The pairs did differ, in each way a diff counts.
+    assert all(any(getattr(c, kind) for c in compared) for kind in ("added", "removed", "changed"))
+    assert models_changed >= 3, models_changed
