@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import CTE, ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -195,31 +195,47 @@ async def compared_counts(session: AsyncSession, old_id: int, new_id: int) -> Di
     )
 
 
+def _changed_models(old_id: int, new_id: int) -> CTE:
+    """The key of each device model in both snapshots whose facts differ: compared once per model."""
+    before, after = aliased(CplDeviceModel), aliased(CplDeviceModel)
+    return (
+        select(*(getattr(before, f) for f in MODEL_KEY_FIELDS))
+        .join(
+            after,
+            and_(
+                after.snapshot_id == new_id,
+                *(getattr(before, f) == getattr(after, f) for f in MODEL_KEY_FIELDS),
+            ),
+        )
+        .where(
+            before.snapshot_id == old_id,
+            or_(*(getattr(before, f).is_distinct_from(getattr(after, f)) for f in MODEL_FIELDS)),
+        )
+        .cte("changed_models")
+        # Found once and kept: inlined, PostgreSQL looked each version's two models up again.
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+
+
+def _differs(old: _Side, new: _Side, changed_models: CTE) -> ColumnElement[bool]:
+    """A version in both snapshots differs: one of its own fields, or its device model's facts."""
+    return or_(
+        *(getattr(old.fw, f).is_distinct_from(getattr(new.fw, f)) for f in FIRMWARE_FIELDS),
+        changed_models.c.manufacturer_id.is_not(None),
+    )
+
+
+def _of_changed_model(old: _Side, changed_models: CTE) -> ColumnElement[bool]:
+    return and_(*(getattr(old.fw, f) == changed_models.c[f] for f in MODEL_KEY_FIELDS))
+
+
 def _counts_in_one_pass(old_id: int, new_id: int) -> Select[Any]:
     """(removed, changed, matched, the new snapshot's rows): the old snapshot's versions, each with its key's
     version in the new snapshot if any, and whether its device model's facts changed. Added is the new
     snapshot's rows less those matched."""
     old, new = _Side(old_id), _Side(new_id)
-    changed_models = (
-        select(*(getattr(old.dm, f) for f in MODEL_KEY_FIELDS))
-        .join(
-            new.dm,
-            and_(
-                new.dm.snapshot_id == new_id,
-                *(getattr(old.dm, f) == getattr(new.dm, f) for f in MODEL_KEY_FIELDS),
-            ),
-        )
-        .where(
-            old.dm.snapshot_id == old_id,
-            or_(*(getattr(old.dm, f).is_distinct_from(getattr(new.dm, f)) for f in MODEL_FIELDS)),
-        )
-        .cte("changed_models")
-    )
+    changed_models = _changed_models(old_id, new_id)
     matched = new.fw.snapshot_id.is_not(None)
-    differs = or_(
-        *(getattr(old.fw, f).is_distinct_from(getattr(new.fw, f)) for f in FIRMWARE_FIELDS),
-        changed_models.c.manufacturer_id.is_not(None),
-    )
     new_total = (
         select(func.count())
         .select_from(CplCertifiedFirmware)
@@ -228,17 +244,46 @@ def _counts_in_one_pass(old_id: int, new_id: int) -> Select[Any]:
     return (
         select(
             func.count().filter(~matched),
-            func.count().filter(and_(matched, differs)),
+            func.count().filter(and_(matched, _differs(old, new, changed_models))),
             func.count(new.fw.snapshot_id),
             new_total.scalar_subquery(),
         )
         .select_from(old.fw)
         .outerjoin(new.fw, and_(new.fw.snapshot_id == new_id, old.same_key(new)))
-        .outerjoin(
-            changed_models,
-            and_(*(getattr(old.fw, f) == changed_models.c[f] for f in MODEL_KEY_FIELDS)),
-        )
+        .outerjoin(changed_models, _of_changed_model(old, changed_models))
         .where(old.fw.snapshot_id == old_id)
+    )
+
+
+def _changed_listed(old: _Side, new: _Side, limit: int) -> Select[Any]:
+    """The first `limit` rows of `_changed` in key order, found as `diff_counts` finds them (versions by key,
+    device models' facts once per model), and only then joined to their device models for the columns: a
+    join of every version to its model on both sides, before the filter, took 0.29 s at 100,000 rows."""
+    this, that = _Side(old.snapshot_id), _Side(new.snapshot_id)
+    changed_models = _changed_models(old.snapshot_id, new.snapshot_id)
+    found = (
+        select(*(getattr(this.fw, f) for f in KEY_FIELDS))
+        .select_from(this.fw)
+        .join(that.fw, and_(that.fw.snapshot_id == that.snapshot_id, this.same_key(that)))
+        .outerjoin(changed_models, _of_changed_model(this, changed_models))
+        .where(this.fw.snapshot_id == this.snapshot_id, _differs(this, that, changed_models))
+        .order_by(*this.order())
+        .limit(limit)
+        .subquery("found")
+    )
+    return (
+        select(*old.columns(), *new.columns())
+        .select_from(found)
+        .join(
+            old.fw,
+            and_(
+                old.fw.snapshot_id == old.snapshot_id, *(getattr(old.fw, f) == found.c[f] for f in KEY_FIELDS)
+            ),
+        )
+        .join(old.dm, old.join_condition())
+        .join(new.fw, and_(new.fw.snapshot_id == new.snapshot_id, old.same_key(new)))
+        .join(new.dm, new.join_condition())
+        .order_by(*old.order())
     )
 
 
@@ -268,7 +313,7 @@ async def diff_snapshots(
     ]
     width = len(old.columns())
     changed: list[RowChange] = []
-    for row in await session.execute(_changed(old, new).order_by(*old.order()).limit(limit)):
+    for row in await session.execute(_changed_listed(old, new, limit)):
         before, after = CplRow(*row[:width]), CplRow(*row[width:])
         changed.append(RowChange(before, after, _field_changes(before, after)))
     return SnapshotDiff(old_id, new_id, counts, added, removed, changed)

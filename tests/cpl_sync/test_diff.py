@@ -8,7 +8,7 @@ from typing import Any
 
 from cfl_graph.database import Database
 from cpl_sync.columns import Column
-from cpl_sync.diff import compared_counts, diff_counts, diff_snapshots
+from cpl_sync.diff import _changed, _changed_listed, _Side, compared_counts, diff_counts, diff_snapshots
 from cpl_sync.sync import sync_cpl
 from tests.fixtures.cpl_files import row, versions, write_csv
 
@@ -123,9 +123,12 @@ def _moved(rnd: random.Random, before: list[dict[Column, Any]]) -> tuple[list[di
     return after, any(c[Column.MODEL_ID] in renamed | retyped for c in after)
 
 
-async def test_the_counts_in_one_pass_answer_as_the_three_comparisons(db: Database, tmp_path: Path) -> None:
-    """`diff_counts` (one statement, each model's facts compared once) against `compared_counts` (the
-    comparisons the diff lists its rows with), both ways round, over generated pairs of snapshots."""
+async def test_the_counts_and_changes_found_first_answer_as_the_comparisons(
+    db: Database, tmp_path: Path
+) -> None:
+    """`diff_counts` (one statement, each model's facts compared once) against `compared_counts` (three
+    comparisons), and the changed rows `diff_snapshots` lists (found first, then joined to their models)
+    against `_changed`, both ways round, over generated pairs of snapshots."""
     compared, models_changed = [], 0
     for seed in range(12):
         rnd = random.Random(seed)
@@ -141,6 +144,11 @@ async def test_the_counts_in_one_pass_answer_as_the_three_comparisons(db: Databa
                 one_pass = await diff_counts(session, old, new)
                 assert one_pass == await compared_counts(session, old, new), (seed, old, new)
                 compared.append(one_pass)
+                for limit in (2, 1000):  # the first few, and all
+                    this, that = _Side(old), _Side(new)
+                    reference = _changed(this, that).order_by(*this.order()).limit(limit)
+                    listed = (await session.execute(_changed_listed(this, that, limit))).all()
+                    assert listed == (await session.execute(reference)).all(), (seed, old, new, limit)
     # The pairs did differ, in each way a diff counts.
     assert all(any(getattr(c, kind) for c in compared) for kind in ("added", "removed", "changed"))
     assert models_changed >= 3, models_changed
