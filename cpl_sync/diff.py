@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from cfl_graph.identifiers import specification_text
-from cfl_graph.keys import VersionKey
+from cfl_graph.keys import ModelKey, VersionKey
 from cfl_graph.tables import CplCertifiedFirmware, CplDeviceModel, CplSnapshot
 
-KEY_FIELDS = ("manufacturer_id", "model_id", "hardware_version", "firmware_version")
+KEY_FIELDS = VersionKey._fields
 # What a row says, as opposed to where it sat in the file (sheet_row is not compared).
 FIRMWARE_FIELDS = (
     "image_hash",
@@ -28,7 +28,7 @@ FIRMWARE_FIELDS = (
     "date_added",
 )
 MODEL_FIELDS = ("manufacturer_name", "model_name", "device_type")
-MODEL_KEY_FIELDS = KEY_FIELDS[:3]
+MODEL_KEY_FIELDS = ModelKey._fields
 
 
 @dataclass(frozen=True)

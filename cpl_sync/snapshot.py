@@ -26,7 +26,7 @@ from cfl_graph.identifiers import TechnicalSpecification
 from cfl_graph.keys import ModelKey
 from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot
 from cfl_graph.tables.base import utc_now
-from cpl_sync.diff import diff_counts
+from cpl_sync.diff import FIRMWARE_FIELDS, KEY_FIELDS, diff_counts
 from cpl_sync.validate import (
     ChunkSink,
     DeviceModelRow,
@@ -76,28 +76,14 @@ MODEL_COLUMNS = (
     "smets_versions",
     "firmware_count",
 )
-FIRMWARE_COLUMNS = (
-    "snapshot_id",
-    "manufacturer_id",
-    "model_id",
-    "hardware_version",
-    "firmware_version",
-    "image_hash",
-    "status",
-    "smets_version",
-    "technical_specification",
-    "specification_version",
-    "gbcs_version",
-    "cpa_reference",
-    "cpa_expiry",
-    "date_added",
-    "sheet_row",
-)
+# A certified version's columns: its key, what it says (the fields a diff compares), and where it sat in the
+# sheet; `_firmware_rows` yields its values in this order.
+FIRMWARE_COLUMNS = ("snapshot_id", *KEY_FIELDS, *FIRMWARE_FIELDS, "sheet_row")
 
 
 # A device model's fields in the order of its columns, in C; `MODEL_COLUMNS` names them in that order.
 _model_fields = attrgetter(*MODEL_COLUMNS[1:])
-_model_key = attrgetter("manufacturer_id", "model_id", "hardware_version")
+_model_key = attrgetter(*ModelKey._fields)
 
 
 def _model_row(snapshot_id: int, m: DeviceModelRow) -> tuple[Any, ...]:
