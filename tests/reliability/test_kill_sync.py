@@ -285,6 +285,8 @@ async def timed_sync(db: Database, source: Path, env: dict[str, str], work: Path
                 await watch.look(now)
                 await asyncio.sleep(0.002)
             exited = time.monotonic() - began
+            # A commit and the exit after it can both fall between two looks: one more, now it has ended.
+            await watch.look(exited)
     finally:
         probe.close()
     assert child.returncode == 0, f"the uninterrupted sync failed with exit code {child.returncode}"
