@@ -7,15 +7,17 @@ import datetime as dt
 import gc
 import hashlib
 import random
+import secrets
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from cfl_graph.catalogue.snapshots import current_snapshot
 from cfl_graph.database import Database, bulk_insert
@@ -312,15 +314,21 @@ def _changed(records: list[CplRecord], seed: int) -> list[CplRecord]:
 
 
 @ON_POSTGRESQL
+@pytest.mark.parametrize("keys_set_wise", [True, False], ids=["keys set-wise", "keys row by row"])
 @pytest.mark.parametrize(("seed", "together"), [(1, False), (2, False), (1, True)])
 async def test_a_snapshot_stored_while_it_validates_is_the_snapshot_stored_after(
-    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, together: bool
+    db: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    seed: int,
+    together: bool,
+    keys_set_wise: bool,
 ) -> None:
     """The same device models with the same facts, the same rows, counts, digest and diff against the
-    previous snapshot, whether the rows went in chunk by chunk as they were validated or all after. A
-    model goes in with the facts its rows so far give; those a later row changes (or first gives) are
-    set again at the end: most of them where the rows are shuffled, few where each model's rows come
-    together, as the CPL lists them."""
+    previous snapshot, whether the rows went in chunk by chunk as they were validated or all after, and
+    whether the versions' keys were checked set-wise or row by row. A model goes in with the facts its rows
+    so far give; those a later row changes (or first gives) are set again at the end: most of them where
+    the rows are shuffled, few where each model's rows come together, as the CPL lists them."""
     monkeypatch.setattr(validate_module, "CHUNK_ROWS", 37)  # some 15 chunks
     set_again: list[tuple[int, int]] = []  # (models set again, models) of each streamed snapshot
     real_set_model_facts = snapshot_module._set_model_facts
@@ -341,8 +349,8 @@ async def test_a_snapshot_stored_while_it_validates_is_the_snapshot_stored_after
     write_demo_csv(again, earlier)
 
     assert (await _validate_and_store(db, first, streamed=False)).created
-    streamed = (await _validate_and_store(db, later, streamed=True)).snapshot
-    assert (await _validate_and_store(db, again, streamed=True)).created
+    streamed = (await _validate_and_store(db, later, streamed=True, keys_set_wise=keys_set_wise)).snapshot
+    assert (await _validate_and_store(db, again, streamed=True, keys_set_wise=keys_set_wise)).created
     after = (await _validate_and_store(db, later, streamed=False)).snapshot
 
     assert streamed.previous_id != after.previous_id  # each against its own copy of the first list
@@ -361,14 +369,16 @@ async def test_a_snapshot_stored_while_it_validates_is_the_snapshot_stored_after
 
 
 @ON_POSTGRESQL
+@pytest.mark.parametrize("keys_set_wise", [False, True], ids=["keys row by row", "keys set-wise"])
 async def test_the_models_are_analysed_again_each_time_they_double_so_their_key_s_check_fits_the_table(
-    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keys_set_wise: bool
 ) -> None:
-    """Each version's foreign key is checked by a query PostgreSQL plans once for the connection, from the
-    models' statistics. Planned while the table was one model (a first chunk of one model's many versions),
-    it would read the whole table for every row checked: a 100,000-row file in chunks of 2,000 took 33 s
-    instead of 2.6. The models are analysed after the first chunk's and again each time they have doubled,
-    so the plan is never made for a table less than half its size."""
+    """Each version's foreign key, checked row by row, is checked by a query PostgreSQL plans once for the
+    connection, from the models' statistics. Planned while the table was one model (a first chunk of one
+    model's many versions), it would read the whole table for every row checked: a 100,000-row file in
+    chunks of 2,000 took 33 s instead of 2.6. The models are analysed after the first chunk's and again
+    each time they have doubled, so the plan is never made for a table less than half its size. Checked
+    set-wise, no such plan is made: the models are analysed after the first chunk only."""
     monkeypatch.setattr(validate_module, "CHUNK_ROWS", 20)
     after_each: list[tuple[int, int]] = []  # (models stored, models the statistics saw) after each store
     real_chunk, real_store_chunk = snapshot_module._Stream.chunk, snapshot_module._Stream._store_chunk
@@ -390,10 +400,13 @@ async def test_the_models_are_analysed_again_each_time_they_double_so_their_key_
         row(model_id=f"{i:04X}", firmware_version="01000000", image_hash=f"{i:064x}") for i in range(2, 302)
     ]
     stored = await _validate_and_store(
-        db, write_csv(tmp_path / "a.csv", one_model + then_many), streamed=True
+        db, write_csv(tmp_path / "a.csv", one_model + then_many), streamed=True, keys_set_wise=keys_set_wise
     )
     assert stored.snapshot.device_model_count == 301
     assert after_each[0] == (1, 1)
+    if keys_set_wise:
+        assert {analysed for _, analysed in after_each} == {1}, after_each
+        return
     assert all(models < 2 * analysed for models, analysed in after_each), after_each
     # Twenty new models a chunk from the third: analysed at 1, then 21, 61, 141 and 301 models.
     assert sorted({analysed for _, analysed in after_each}) == [1, 21, 61, 141, 301]
@@ -518,25 +531,31 @@ async def test_a_sync_cancelled_while_it_stores_stores_nothing_and_waits_for_its
     await _nothing_more_stored(db, good, tmp_path)
 
 
+async def _a_snapshot_row(session: Any) -> CplSnapshot:
+    """An empty snapshot's row, flushed for its id, as a sync begins one."""
+    session.add(
+        snapshot := CplSnapshot(
+            source="a.csv",
+            content_sha256="0" * 64,
+            rows_sha256="",
+            row_count=0,
+            device_model_count=0,
+            added_count=0,
+            removed_count=0,
+            changed_count=0,
+        )
+    )
+    await session.flush()
+    return snapshot
+
+
 @ON_POSTGRESQL
 async def test_model_facts_that_do_not_match_the_models_stored_fail_the_snapshot(
     db: Database, tmp_path: Path
 ) -> None:
     valid = validate(read_table(write_csv(tmp_path / "a.csv", versions(2) + versions(1, model_id="0002"))))
     async with db.sessions.begin() as session:
-        session.add(
-            snapshot := CplSnapshot(
-                source="a.csv",
-                content_sha256="0" * 64,
-                rows_sha256="",
-                row_count=0,
-                device_model_count=0,
-                added_count=0,
-                removed_count=0,
-                changed_count=0,
-            )
-        )
-        await session.flush()
+        snapshot = await _a_snapshot_row(session)
         first, second = ((model.key, None) for model in valid.device_models)
         await bulk_insert(
             session,
@@ -586,3 +605,105 @@ async def test_a_snapshot_commits_with_statistics_that_know_its_rows(
             )
             ids, freqs = tuple(found.one())
             assert dict(zip(ids, freqs, strict=True)) == pytest.approx(frequencies), table
+
+
+# --- the versions' foreign key checked set-wise (PostgreSQL, where the role may) -------------------------
+
+
+@ON_POSTGRESQL
+async def test_a_version_stored_without_its_device_model_fails_the_set_wise_check(
+    db: Database, tmp_path: Path
+) -> None:
+    """With row triggers off, PostgreSQL lets a version in without its device model; the one check over the
+    whole snapshot then finds it, by its sheet row, and the snapshot fails. Outside the copy the key is
+    checked row by row again, and once the transaction ends nothing of it is left."""
+    valid = validate(read_table(write_csv(tmp_path / "a.csv", versions(2) + versions(1, model_id="0002"))))
+    with pytest.raises(RuntimeError, match="the version of sheet row 4 was stored without its device model"):
+        async with db.sessions.begin() as session:
+            snapshot = await _a_snapshot_row(session)
+            await bulk_insert(
+                session,
+                CplDeviceModel.__tablename__,
+                snapshot_module.MODEL_COLUMNS,
+                snapshot_module._model_rows(snapshot.id, valid.device_models[:1]),
+            )
+            keys = snapshot_module._SetWiseKeys(session, snapshot.id)
+            async with keys.unchecked():
+                assert await session.scalar(text("SHOW session_replication_role")) == "replica"
+                await bulk_insert(  # the third row's model, 0002, is not stored
+                    session,
+                    CplCertifiedFirmware.__tablename__,
+                    snapshot_module.FIRMWARE_COLUMNS,
+                    snapshot_module._firmware_rows(snapshot.id, valid.firmware),
+                )
+            assert await session.scalar(text("SHOW session_replication_role")) == "origin"
+            await keys.check()
+    assert await count(db, CplCertifiedFirmware) == 0
+    assert await count(db, CplSnapshot) == 0
+    # And row by row, the same copy is refused by PostgreSQL itself.
+    with pytest.raises(Exception, match="fk_cpl_certified_firmware_device_model"):
+        async with db.sessions.begin() as session:
+            snapshot = await _a_snapshot_row(session)
+            await bulk_insert(
+                session,
+                CplCertifiedFirmware.__tablename__,
+                snapshot_module.FIRMWARE_COLUMNS,
+                snapshot_module._firmware_rows(snapshot.id, valid.firmware),
+            )
+
+
+@pytest.fixture
+async def plain_role(db: Database) -> AsyncIterator[tuple[str, Database]]:
+    """A login role that owns nothing and may read and write the tables, and a database connected as it;
+    dropped afterwards with whatever was granted to it."""
+    role = f"cfl_plain_{secrets.token_hex(4)}"
+    async with db.engine.begin() as conn:
+        await conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD 'plain'")
+        await conn.exec_driver_sql(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+        await conn.exec_driver_sql(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    as_role = Database.connect(
+        db.engine.url.set(username=role, password="plain").render_as_string(hide_password=False)
+    )
+    try:
+        yield role, as_role
+    finally:
+        await as_role.dispose()
+        async with db.engine.begin() as conn:
+            await conn.exec_driver_sql(f"DROP OWNED BY {role}")
+            await conn.exec_driver_sql(f"DROP ROLE {role}")
+
+
+@ON_POSTGRESQL
+async def test_a_role_that_may_not_turn_row_triggers_off_checks_keys_row_by_row_and_a_granted_one_set_wise(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plain_role: tuple[str, Database]
+) -> None:
+    """Switching row triggers off is a superuser's right, or a role's granted `SET ON PARAMETER
+    session_replication_role`. Without it the sync checks the keys row by row and stores the same snapshot;
+    asked to check them set-wise all the same, it refuses before storing anything."""
+    role, as_role = plain_role
+    monkeypatch.setattr(validate_module, "CHUNK_ROWS", 10)
+    ways: list[bool] = []
+    real_stream_init = snapshot_module._Stream.__init__
+
+    def noted(stream: Any, *args: Any) -> None:
+        real_stream_init(stream, *args)
+        ways.append(stream.keys is not None)
+
+    monkeypatch.setattr(snapshot_module._Stream, "__init__", noted)
+    a, b, c = (
+        write_csv(tmp_path / "a.csv", versions(25)),
+        write_csv(tmp_path / "b.csv", versions(30) + versions(5, model_id="0002")),
+        write_csv(tmp_path / "c.csv", versions(31) + versions(5, model_id="0002")),
+    )
+    first = await _validate_and_store(as_role, a, streamed=True)
+    with pytest.raises(PermissionError, match="may not set session_replication_role"):
+        await _validate_and_store(as_role, b, streamed=True, keys_set_wise=True)
+    assert await count(db, CplSnapshot) == 1
+    async with db.engine.begin() as conn:
+        await conn.exec_driver_sql(f"GRANT SET ON PARAMETER session_replication_role TO {role}")
+    second = await _validate_and_store(as_role, b, streamed=True)
+    third = await _validate_and_store(db, c, streamed=True)  # a superuser's
+    assert ways == [False, True, True]
+    assert [s.snapshot.row_count for s in (first, second, third)] == [25, 35, 36]
+    assert await count(db, CplCertifiedFirmware) == 25 + 35 + 36
+    assert (await _what_is_stored(db, second.snapshot.id))["counts"] == (35, 2, 10, 0, 0)
