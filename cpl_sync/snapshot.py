@@ -165,10 +165,55 @@ async def store_snapshot(
         return Stored(snapshot, created=True)
 
 
-# Statistics for the new rows, committed with them: without them the planner takes the new snapshot for
-# one row, and the diff and the reports' joins run as nested loops (a 100,000-row diff took 208 s instead
-# of 13). ANALYZE samples this transaction's own rows.
+async def _analyze(session: AsyncSession, rows: int, previous_rows: int) -> None:
+    """Statistics for the new rows, committed with them: without them the planner takes the new snapshot
+    for one row, and the diff and the reports' joins run as nested loops (a 100,000-row diff took 208 s
+    instead of 13). ANALYZE samples this transaction's own rows.
+
+    Every column's where the tables have none yet (a first sync, a restored database) or where the
+    versions will be more than twice what was last analysed whole (`whole_statistics_due`); otherwise the
+    snapshot id's alone, the one column whose distribution a new snapshot moves: a snapshot is the list
+    again, some 1.5 % of its rows moved, so the other columns' shares of values hardly move, and their
+    counts of distinct values are off by at most the factor of two the rule allows. 0.07 s instead of
+    0.38-0.52 at 100,000 rows (`docs/decisions.md`)."""
+    columns, rows_analysed, changed = (await session.execute(_STATISTICS_KEPT)).one()
+    whole = columns != _COLUMNS_BESIDE_THE_SNAPSHOT_ID or whole_statistics_due(
+        rows_analysed, changed, previous_rows, rows
+    )
+    await session.execute(_ANALYZE if whole else _ANALYZE_SNAPSHOT_IDS)
+
+
+def whole_statistics_due(rows_analysed: float, changed_since: int, previous_rows: int, rows: int) -> bool:
+    """Whether the versions, with a new snapshot of `rows`, are more than twice what their statistics last
+    saw whole. PostgreSQL knows the rows its last ANALYZE counted (`rows_analysed`, negative if none) and
+    those inserted, changed or deleted since the last whole one (`changed_since`, which an ANALYZE of some
+    columns leaves alone). A sync's ANALYZE runs before its commit counts its rows, so the rows seen whole
+    are those counted less those changed since, plus the previous snapshot's, if that sync analysed them
+    whole; if it did not, the guess is high, and the next whole statistics come a sync or so later."""
+    if rows_analysed < 0:
+        return True
+    seen_whole = rows_analysed - changed_since + previous_rows
+    return rows_analysed + rows > 2 * seen_whole
+
+
 _ANALYZE = text("ANALYZE cpl_device_models, cpl_certified_firmware")
+_ANALYZE_SNAPSHOT_IDS = text("ANALYZE cpl_device_models (snapshot_id), cpl_certified_firmware (snapshot_id)")
+_STATISTICS_OF = (CplDeviceModel.__table__, CplCertifiedFirmware.__table__)
+_COLUMNS_BESIDE_THE_SNAPSHOT_ID = sum(len(table.columns) - 1 for table in _STATISTICS_OF)
+# The two tables' columns with statistics but the snapshot ids; the versions' rows the last ANALYZE counted,
+# and their rows inserted, changed or deleted since the last whole one.
+_STATISTICS_KEPT = text(
+    """
+    SELECT
+        (SELECT count(*) FROM pg_stats
+         WHERE schemaname = current_schema()
+           AND tablename IN ('cpl_device_models', 'cpl_certified_firmware') AND attname <> 'snapshot_id'),
+        c.reltuples,
+        coalesce(s.n_mod_since_analyze, 0)
+    FROM pg_class AS c LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid
+    WHERE c.oid = 'cpl_certified_firmware'::regclass
+    """
+)
 
 
 async def _make_current(
@@ -182,7 +227,7 @@ async def _make_current(
     """The end of either way of storing: statistics (unless taken already), the diff against the previous
     snapshot, `current`."""
     if analyze and session.get_bind().dialect.name == "postgresql":
-        await session.execute(_ANALYZE)
+        await _analyze(session, snapshot.row_count, previous.row_count if previous else 0)
     if previous is not None:
         counts = await diff_counts(session, previous.id, snapshot.id)
         snapshot.added_count, snapshot.removed_count, snapshot.changed_count = (
@@ -303,7 +348,8 @@ async def _stream(
                 "session_replication_role"
             )
         keys = _SetWiseKeys(session, snapshot.id) if set_wise else None
-        valid = await _Stream(session, snapshot.id, progress, keys).run(validation)
+        previous_rows = previous.row_count if previous else 0
+        valid = await _Stream(session, snapshot.id, progress, keys, previous_rows).run(validation)
         if previous is not None and previous.rows_sha256 == valid.rows_sha256:
             raise _Unchanged(valid, previous.id)  # rolls back the transaction
         snapshot.rows_sha256 = valid.rows_sha256
@@ -336,8 +382,10 @@ class _Stream(ChunkSink):
         snapshot_id: int,
         progress: ProgressCallback | None,
         keys: _SetWiseKeys | None,
+        previous_rows: int,
     ) -> None:
         self.session, self.snapshot_id, self.progress = session, snapshot_id, progress
+        self.previous_rows = previous_rows  # the current snapshot's, 0 if none (`_analyze`)
         self.keys = keys  # None: each version's key is checked as it goes in
         self.loop = asyncio.get_running_loop()
         # Unbounded: a message holds lists of the rows validation keeps for its sort and digest anyway.
@@ -386,7 +434,7 @@ class _Stream(ChunkSink):
                     await self._store_chunk(models, firmware)
                 else:
                     await _set_model_facts(self.session, self.snapshot_id, message, self.models_stored)
-                    await self.session.execute(_ANALYZE)
+                    await _analyze(self.session, self.rows_stored, self.previous_rows)
                     if self.keys is not None:
                         await self.keys.check()
             valid = await asyncio.shield(validating)
@@ -518,17 +566,17 @@ _ROW_TRIGGERS_OFF = text("SET LOCAL session_replication_role = replica")
 _ROW_TRIGGERS_ON = text("SET LOCAL session_replication_role = origin")
 _MAY_SET_REPLICA = text("SELECT has_parameter_privilege('session_replication_role', 'SET')")
 _IS_SUPERUSER = text("SELECT current_setting('is_superuser') = 'on'")
-# The snapshot's id on both sides: with it on the versions' side only, PostgreSQL sorted them and probed the
-# models' index once per version (0.27 s at 100,000 rows) instead of one hash anti-join (0.03 s).
+# The first such row, by an aggregate: a `LIMIT 1` invited a plan that starts fast, a probe of the models'
+# index for each version (0.27-0.43 s at 100,000 rows), where one hash anti-join takes 0.03-0.05 s. And the
+# snapshot's id on both sides: with it on the versions' side only, PostgreSQL sorted them and probed too.
 _VERSION_WITHOUT_ITS_MODEL = text(
     """
-    SELECT f.sheet_row FROM cpl_certified_firmware AS f
+    SELECT min(f.sheet_row) FROM cpl_certified_firmware AS f
     WHERE f.snapshot_id = :snapshot_id AND NOT EXISTS (
         SELECT FROM cpl_device_models AS m
         WHERE m.snapshot_id = :snapshot_id AND m.manufacturer_id = f.manufacturer_id
           AND m.model_id = f.model_id AND m.hardware_version = f.hardware_version
     )
-    LIMIT 1
     """
 )
 

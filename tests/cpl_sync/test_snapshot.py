@@ -707,3 +707,82 @@ async def test_a_role_that_may_not_turn_row_triggers_off_checks_keys_row_by_row_
     assert [s.snapshot.row_count for s in (first, second, third)] == [25, 35, 36]
     assert await count(db, CplCertifiedFirmware) == 25 + 35 + 36
     assert (await _what_is_stored(db, second.snapshot.id))["counts"] == (35, 2, 10, 0, 0)
+
+
+@ON_POSTGRESQL
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "stored after"])
+async def test_every_column_is_analysed_without_statistics_or_when_due_and_else_the_snapshot_id(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool
+) -> None:
+    """A sync takes every column's statistics where the tables have none (a first sync, a restored
+    database) or where the versions have outgrown them (`whole_statistics_due`), and otherwise only the
+    snapshot id's, which a new snapshot moves: the others, a list's share of statuses say, hardly move
+    from one snapshot to the next."""
+    status = (
+        "SELECT most_common_vals::text FROM pg_stats "
+        "WHERE tablename = 'cpl_certified_firmware' AND attname = 'status'"
+    )
+    asked: list[tuple[float, int, int]] = []
+    due = False
+
+    def whole_statistics_due(rows_analysed: float, changed: int, previous_rows: int, rows: int) -> bool:
+        asked.append((rows_analysed, previous_rows, rows))
+        return due
+
+    monkeypatch.setattr(snapshot_module, "whole_statistics_due", whole_statistics_due)
+    async with db.engine.begin() as conn:
+        for table in ("cpl_device_models", "cpl_certified_firmware"):
+            # Statistics gone, as from a restored database (a superuser's right, the test's).
+            await conn.exec_driver_sql(f"DELETE FROM pg_statistic WHERE starelid = '{table}'::regclass")
+    a = write_csv(tmp_path / "a.csv", versions(30))
+    active = await _validate_and_store(db, a, streamed=streamed)
+    async with db.engine.connect() as conn:
+        assert (await conn.exec_driver_sql(status)).scalar_one() == "{active}"
+        columns = await conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stats WHERE tablename IN ('cpl_device_models', 'cpl_certified_firmware')"
+        )
+        assert columns.scalar_one() == snapshot_module._COLUMNS_BESIDE_THE_SNAPSHOT_ID + 2
+    assert asked == []  # no statistics: nothing to weigh
+
+    withdrawn = [row(firmware_version=f"{i:08X}", status="Withdrawn") for i in range(40)]
+    later = await _validate_and_store(db, write_csv(tmp_path / "b.csv", withdrawn), streamed=streamed)
+    assert asked == [(30, 30, 40)]  # the rows counted, the previous snapshot's, the new one's
+    async with db.engine.connect() as conn:
+        assert (await conn.exec_driver_sql(status)).scalar_one() == "{active}"  # as the first left it
+        found = await conn.exec_driver_sql(
+            "SELECT most_common_vals::text::int[], most_common_freqs FROM pg_stats "
+            "WHERE tablename = 'cpl_certified_firmware' AND attname = 'snapshot_id'"
+        )
+        ids, freqs = tuple(found.one())
+    assert dict(zip(ids, freqs, strict=True)) == pytest.approx(
+        {active.snapshot.id: 30 / 70, later.snapshot.id: 40 / 70}
+    )
+
+    due = True
+    await _validate_and_store(db, write_csv(tmp_path / "c.csv", versions(30) + withdrawn), streamed=streamed)
+    async with db.engine.connect() as conn:
+        assert "withdrawn" in (await conn.exec_driver_sql(status)).scalar_one()
+
+
+def test_whole_statistics_come_each_time_the_versions_have_more_than_doubled() -> None:
+    """Syncs of a list of 100,000 versions, with PostgreSQL's counts as its ANALYZE and commits leave them:
+    every column's statistics at the 1st, 3rd, 7th, 15th and 31st, the versions never more than twice
+    what they were last analysed whole. Counts lost once (a server's crash after the 15th) put the next
+    whole statistics two syncs later, not never."""
+
+    def whole_at(syncs: int, counts_lost_after: int | None = None) -> list[int]:
+        size, found = 100_000, []
+        rows_analysed, changed = -1.0, 0
+        for sync in range(1, syncs + 1):
+            previous = size if sync > 1 else 0
+            if snapshot_module.whole_statistics_due(rows_analysed, changed, previous, size):
+                found.append(sync)
+                changed = 0  # reset by the ANALYZE, in the sync's transaction
+            changed += size  # counted at its commit
+            rows_analysed = float(sync * size)  # what either ANALYZE counts: the table's rows
+            if sync == counts_lost_after:
+                changed = 0
+        return found
+
+    assert whole_at(40) == [1, 3, 7, 15, 31]
+    assert whole_at(40, counts_lost_after=15) == [1, 3, 7, 15, 33]
