@@ -659,9 +659,9 @@ _DIGESTED_AS_THEY_ARE = tuple(
     for name in ("manufacturer_id", "model_id", "hardware_version", "firmware_version", "image_hash")
 )
 _STATUS, _SPECIFICATION = _FIELD["status"], _FIELD["specification"]
-_DIGESTED_AS_TEXT = tuple(
-    _FIELD[name] for name in ("gbcs_version", "cpa_reference", "cpa_expiry", "date_added")
-)
+_DIGESTED_AS_TEXT = tuple(_FIELD[name] for name in ("gbcs_version", "cpa_reference"))
+# Columns of few distinct values whose text costs a call each (`date.__str__`): written once per value.
+_DIGESTED_AS_TEXT_OF_EACH_VALUE = tuple(_FIELD[name] for name in ("cpa_expiry", "date_added"))
 
 
 def rows_digest(device_models: list[DeviceModelRow], firmware: list[FirmwareRow]) -> str:
@@ -682,19 +682,25 @@ def rows_digest(device_models: list[DeviceModelRow], firmware: list[FirmwareRow]
             + b"\n"
         )
     # Each line is joined in C from the rows' columns, ten thousand rows at a time: `str(value)` is what a
-    # line has always held for every type a row holds (str, StrEnum, date, None), and the specification's
-    # three parts are worked out once per distinct specification.
+    # line has always held for every type a row holds (str, StrEnum, date, None); the specification's
+    # three parts, and a date's text, are worked out once per distinct value (a date's `str` is a call:
+    # 0.13 s of a 100,000-row file, and the digest ends the validation's critical path).
     spec_text: dict[ids.TechnicalSpecification, str] = {}
+    value_text: dict[dt.date | None, str] = {}
     for start in range(0, len(firmware), 10_000):
         columns = list(zip(*firmware[start : start + 10_000], strict=True))
         specifications = columns[_SPECIFICATION]
         for spec in set(specifications).difference(spec_text):
             spec_text[spec] = f"{spec.generation}\x1f{spec.specification}\x1f{spec.version}"
+        for i in _DIGESTED_AS_TEXT_OF_EACH_VALUE:
+            for value in set(columns[i]).difference(value_text):
+                value_text[value] = str(value)
         fields = [
             *(columns[i] for i in _DIGESTED_AS_THEY_ARE),
             map(str, columns[_STATUS]),
             map(spec_text.__getitem__, specifications),
             *(map(str, columns[i]) for i in _DIGESTED_AS_TEXT),
+            *(map(value_text.__getitem__, columns[i]) for i in _DIGESTED_AS_TEXT_OF_EACH_VALUE),
         ]
         lines = map("\x1f".join, zip(repeat("F"), *fields))
         digest.update(("\n".join(lines) + "\n").encode())
