@@ -26,7 +26,7 @@ from cfl_graph.identifiers import TechnicalSpecification
 from cfl_graph.keys import ModelKey
 from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, CplSnapshot
 from cfl_graph.tables.base import utc_now
-from cpl_sync.diff import FIRMWARE_FIELDS, KEY_FIELDS, diff_counts
+from cpl_sync.diff import FIRMWARE_FIELDS, KEY_FIELDS, DiffCounts, diff_counts
 from cpl_sync.validate import (
     ChunkSink,
     DeviceModelRow,
@@ -161,7 +161,8 @@ async def store_snapshot(
             FIRMWARE_COLUMNS,
             _reported(_firmware_rows(snapshot.id, valid.firmware), len(valid.firmware), progress),
         )
-        await _make_current(session, snapshot, previous, on_created)
+        counts = await _analysed_and_diffed(session, snapshot.id, snapshot.row_count, previous)
+        await _make_current(session, snapshot, counts, on_created)
         return Stored(snapshot, created=True)
 
 
@@ -216,20 +217,21 @@ _STATISTICS_KEPT = text(
 )
 
 
+async def _analysed_and_diffed(
+    session: AsyncSession, snapshot_id: int, rows: int, previous: CplSnapshot | None
+) -> DiffCounts | None:
+    """Once every row of a snapshot is stored: its statistics (PostgreSQL), then its diff's counts against
+    the previous snapshot, if any."""
+    if session.get_bind().dialect.name == "postgresql":
+        await _analyze(session, rows, previous.row_count if previous else 0)
+    return None if previous is None else await diff_counts(session, previous.id, snapshot_id)
+
+
 async def _make_current(
-    session: AsyncSession,
-    snapshot: CplSnapshot,
-    previous: CplSnapshot | None,
-    on_created: OnCreated | None,
-    *,
-    analyze: bool = True,
+    session: AsyncSession, snapshot: CplSnapshot, counts: DiffCounts | None, on_created: OnCreated | None
 ) -> None:
-    """The end of either way of storing: statistics (unless taken already), the diff against the previous
-    snapshot, `current`."""
-    if analyze and session.get_bind().dialect.name == "postgresql":
-        await _analyze(session, snapshot.row_count, previous.row_count if previous else 0)
-    if previous is not None:
-        counts = await diff_counts(session, previous.id, snapshot.id)
+    """The end of either way of storing: the diff's counts (None: no previous snapshot), `current`."""
+    if counts is not None:
         snapshot.added_count, snapshot.removed_count, snapshot.changed_count = (
             counts.added,
             counts.removed,
@@ -348,14 +350,14 @@ async def _stream(
                 "session_replication_role"
             )
         keys = _SetWiseKeys(session, snapshot.id) if set_wise else None
-        previous_rows = previous.row_count if previous else 0
-        valid = await _Stream(session, snapshot.id, progress, keys, previous_rows).run(validation)
+        stream = _Stream(session, snapshot.id, progress, keys, previous)
+        valid = await stream.run(validation)
         if previous is not None and previous.rows_sha256 == valid.rows_sha256:
             raise _Unchanged(valid, previous.id)  # rolls back the transaction
         snapshot.rows_sha256 = valid.rows_sha256
         snapshot.row_count = snapshot.added_count = len(valid.firmware)
         snapshot.device_model_count = len(valid.device_models)
-        await _make_current(session, snapshot, previous, on_created, analyze=False)
+        await _make_current(session, snapshot, stream.counts, on_created)
         await session.execute(_CLAIM_ID, {"id": snapshot.id})
         return valid, Stored(snapshot, created=True)
 
@@ -373,8 +375,8 @@ _Message = tuple[_FreshModels, list[FirmwareRow]] | list[DeviceModelRow] | None
 
 class _Stream(ChunkSink):
     """Stores what the validating thread hands on, in the order it comes, on the event loop: each chunk's
-    new device models and rows, then the models' facts and the statistics, while the thread sorts and
-    digests the rows."""
+    new device models and rows, then the models' facts, the statistics, the diff against the previous
+    snapshot and the keys' check, while the thread sorts and digests the rows."""
 
     def __init__(
         self,
@@ -382,10 +384,11 @@ class _Stream(ChunkSink):
         snapshot_id: int,
         progress: ProgressCallback | None,
         keys: _SetWiseKeys | None,
-        previous_rows: int,
+        previous: CplSnapshot | None,
     ) -> None:
         self.session, self.snapshot_id, self.progress = session, snapshot_id, progress
-        self.previous_rows = previous_rows  # the current snapshot's, 0 if none (`_analyze`)
+        self.previous = previous  # the current snapshot, which the new one is diffed against
+        self.counts: DiffCounts | None = None  # the diff's, once every row is stored
         self.keys = keys  # None: each version's key is checked as it goes in
         self.loop = asyncio.get_running_loop()
         # Unbounded: a message holds lists of the rows validation keeps for its sort and digest anyway.
@@ -434,7 +437,10 @@ class _Stream(ChunkSink):
                     await self._store_chunk(models, firmware)
                 else:
                     await _set_model_facts(self.session, self.snapshot_id, message, self.models_stored)
-                    await _analyze(self.session, self.rows_stored, self.previous_rows)
+                    # Every row is stored: the statistics and the diff, while the thread sorts and digests.
+                    self.counts = await _analysed_and_diffed(
+                        self.session, self.snapshot_id, self.rows_stored, self.previous
+                    )
                     if self.keys is not None:
                         await self.keys.check()
             valid = await asyncio.shield(validating)
