@@ -618,6 +618,11 @@ async def test_a_version_stored_without_its_device_model_fails_the_set_wise_chec
     whole snapshot then finds it, by its sheet row, and the snapshot fails. Outside the copy the key is
     checked row by row again, and once the transaction ends nothing of it is left."""
     valid = validate(read_table(write_csv(tmp_path / "a.csv", versions(2) + versions(1, model_id="0002"))))
+
+    async def copy_versions(session: Any, snapshot_id: int) -> None:
+        rows = snapshot_module._firmware_rows(snapshot_id, valid.firmware)
+        await bulk_insert(session, CplCertifiedFirmware.__tablename__, snapshot_module.FIRMWARE_COLUMNS, rows)
+
     with pytest.raises(RuntimeError, match="the version of sheet row 4 was stored without its device model"):
         async with db.sessions.begin() as session:
             snapshot = await _a_snapshot_row(session)
@@ -630,12 +635,7 @@ async def test_a_version_stored_without_its_device_model_fails_the_set_wise_chec
             keys = snapshot_module._SetWiseKeys(session, snapshot.id)
             async with keys.unchecked():
                 assert await session.scalar(text("SHOW session_replication_role")) == "replica"
-                await bulk_insert(  # the third row's model, 0002, is not stored
-                    session,
-                    CplCertifiedFirmware.__tablename__,
-                    snapshot_module.FIRMWARE_COLUMNS,
-                    snapshot_module._firmware_rows(snapshot.id, valid.firmware),
-                )
+                await copy_versions(session, snapshot.id)  # the third row's model, 0002, is not stored
             assert await session.scalar(text("SHOW session_replication_role")) == "origin"
             await keys.check()
     assert await count(db, CplCertifiedFirmware) == 0
@@ -643,13 +643,7 @@ async def test_a_version_stored_without_its_device_model_fails_the_set_wise_chec
     # And row by row, the same copy is refused by PostgreSQL itself.
     with pytest.raises(Exception, match="fk_cpl_certified_firmware_device_model"):
         async with db.sessions.begin() as session:
-            snapshot = await _a_snapshot_row(session)
-            await bulk_insert(
-                session,
-                CplCertifiedFirmware.__tablename__,
-                snapshot_module.FIRMWARE_COLUMNS,
-                snapshot_module._firmware_rows(snapshot.id, valid.firmware),
-            )
+            await copy_versions(session, (await _a_snapshot_row(session)).id)
 
 
 @pytest.fixture
