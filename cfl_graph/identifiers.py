@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NewType
+from typing import NewType, cast
 
 ManufacturerId = NewType("ManufacturerId", str)
 ModelId = NewType("ModelId", str)
@@ -140,6 +141,28 @@ def sha256_hex(value: Cell, what: str = "image hash") -> Sha256Hex:
     if len(text) != 64:
         raise InvalidValue(f"{what} has {len(text)} hex digits; a SHA-256 has 64")
     return Sha256Hex(text.lower())
+
+
+def _all_canonical(cells: Sequence[Cell], length: int, digits: bytes) -> bool:
+    """Whether every cell is a `str` of `length` of `digits`, checked over the column at once in C: the
+    cells a normaliser's first line returns as they are (`_CANONICAL_SHA256`, `_CANONICAL_FIRMWARE`)."""
+    if set(map(type, cells)) != {str}:
+        return False
+    texts = cast("Sequence[str]", cells)
+    if set(map(len, texts)) != {length}:
+        return False
+    joined = "".join(texts)
+    return joined.isascii() and not joined.encode("ascii").translate(None, digits)
+
+
+def canonical_sha256_column(cells: Sequence[Cell]) -> bool:
+    """Whether `sha256_hex` would return every cell as it is (64 digits 0-9 and a-f)."""
+    return _all_canonical(cells, 64, b"0123456789abcdef")
+
+
+def canonical_firmware_version_column(cells: Sequence[Cell]) -> bool:
+    """Whether `firmware_version` would return every cell as it is (8 digits 0-9 and A-F)."""
+    return _all_canonical(cells, 8, b"0123456789ABCDEF")
 
 
 _DEVICE_TYPE_NAMES: dict[str, DeviceType] = {

@@ -12,8 +12,9 @@ import contextlib
 import sys
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
 from operator import attrgetter
 from typing import Any, TypeVar, cast
 
@@ -33,7 +34,7 @@ from cpl_sync.validate import (
     FirmwareRow,
     ProgressCallback,
     ValidCpl,
-    version_order,
+    sort_by_key,
 )
 
 BATCH_ROWS = 20_000
@@ -94,29 +95,26 @@ def _model_rows(snapshot_id: int, models: Iterable[DeviceModelRow]) -> Iterator[
     return (_model_row(snapshot_id, m) for m in models)
 
 
-def _firmware_rows(snapshot_id: int, firmware: Iterable[FirmwareRow]) -> Iterator[tuple[Any, ...]]:
-    """`(snapshot_id, *fw.content, fw.sheet_row)`, built without the intermediate tuple, and with each
-    distinct specification's three columns worked out once."""
-    specifications: dict[TechnicalSpecification, tuple[str, str, str | None]] = {}
-    for fw in firmware:
-        spec = fw.specification
-        if (columns := specifications.get(spec)) is None:
-            columns = specifications[spec] = (spec.generation, spec.specification, spec.version)
-        yield (
-            snapshot_id,
-            fw.manufacturer_id,
-            fw.model_id,
-            fw.hardware_version,
-            fw.firmware_version,
-            fw.image_hash,
-            fw.status,
-            *columns,
-            fw.gbcs_version,
-            fw.cpa_reference,
-            fw.cpa_expiry,
-            fw.date_added,
-            fw.sheet_row,
-        )
+def _firmware_rows(snapshot_id: int, firmware: Sequence[FirmwareRow]) -> Iterator[tuple[Any, ...]]:
+    """`(snapshot_id, *fw.content, fw.sheet_row)` for each row, built column by column in C, ten thousand
+    rows at a time, with each distinct specification's three columns worked out once. (Row by row in Python
+    it took the event loop 0.25 s of a 100,000-row sync, while the validating thread waited for the lock.)"""
+    parts: dict[TechnicalSpecification, tuple[str, str, str | None]] = {}
+
+    def rows_from(start: int) -> Iterator[tuple[Any, ...]]:
+        columns = list(zip(*firmware[start : start + _ROWS_AT_A_TIME], strict=True))
+        specifications = columns[_SPECIFICATION]
+        for spec in set(specifications).difference(parts):
+            parts[spec] = (spec.generation, spec.specification, spec.version)
+        spec_columns = zip(*map(parts.__getitem__, specifications), strict=True)
+        before, after = columns[:_SPECIFICATION], columns[_SPECIFICATION + 1 :]
+        return zip(repeat(snapshot_id, len(specifications)), *before, *spec_columns, *after, strict=True)
+
+    return chain.from_iterable(map(rows_from, range(0, len(firmware), _ROWS_AT_A_TIME)))
+
+
+_ROWS_AT_A_TIME = 10_000
+_SPECIFICATION = FirmwareRow._fields.index("specification")
 
 
 async def store_snapshot(
@@ -470,7 +468,7 @@ class _Stream(ChunkSink):
             if doubled and (self.keys is None or not self.models_analysed):
                 await self.session.execute(_ANALYZE_MODELS)
                 self.models_analysed = len(self.models_stored)
-        firmware.sort(key=version_order)  # key order within the chunk, as the rows are read back
+        sort_by_key(firmware)  # key order within the chunk, as the rows are read back
         async with contextlib.nullcontext() if self.keys is None else self.keys.unchecked():
             await bulk_insert(
                 self.session,

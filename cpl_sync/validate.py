@@ -18,7 +18,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice, repeat
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from cfl_graph import identifiers as ids
@@ -106,8 +106,12 @@ class FirmwareRow(NamedTuple):
 # call of Python per row.
 _firmware_row = functools.partial(tuple.__new__, FirmwareRow)
 
-# The order of `FirmwareRow.key`, without building one per row.
-version_order = attrgetter("manufacturer_id", "model_id", "hardware_version", "firmware_version")
+
+def sort_by_key(firmware: list[FirmwareRow]) -> None:
+    """Into the order of `FirmwareRow.key`. A row's tuple starts with its key, and a file's keys are unique
+    (a second row with a key refuses the file), so the tuples' own order is the keys': nothing is built per
+    row to sort by (0.15 s -> 0.11 s for 100,000 rows in no order, 0.07 s in sorted runs)."""
+    firmware.sort()
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,12 @@ _NORMALISERS: dict[Column, Callable[[Cell], Any]] = {
 
 
 _MOSTLY_UNIQUE = frozenset({Column.IMAGE_HASH, Column.FIRMWARE_VERSION})
+# For the mostly unique columns: whether every cell of a chunk's column is what its normaliser returns as it
+# is (0.06 s a column of 100,000 cells called one by one, 0.007 s checked at once).
+_CANONICAL_COLUMN: dict[Column, Callable[[Sequence[Cell]], bool]] = {
+    Column.IMAGE_HASH: ids.canonical_sha256_column,
+    Column.FIRMWARE_VERSION: ids.canonical_firmware_version_column,
+}
 _CACHE_LIMIT = 200_000
 # Facts of a device model (or of a manufacturer id) that its other rows can supply: a row whose cell
 # cannot be read is kept, with a warning, when another row of the same model gives a value.
@@ -230,14 +240,30 @@ def _blank_row(cells: list[Cell]) -> bool:
     return cells.count("") + cells.count(None) == len(cells)
 
 
+class _Normalised:
+    """What each distinct cell of a column normalised to so far (or the `InvalidValue` it raised), and the
+    cells that raised, to be found among a chunk's by a set intersection in C."""
+
+    def __init__(self) -> None:
+        self.values: dict[Cell, Any] = {}
+        self.invalid: set[Cell] = set()
+
+    def clear(self) -> None:
+        self.values.clear()
+        self.invalid.clear()
+
+
 def _normalise_column(
-    column: Column, normalise: Callable[[Cell], Any], cache: dict[Cell, Any] | None, cells: Sequence[Cell]
+    column: Column, normalise: Callable[[Cell], Any], cache: _Normalised | None, cells: Sequence[Cell]
 ) -> tuple[list[Any], dict[int, str]]:
     """Normalise one column of a chunk; return the values and {row index: reason} for the bad cells."""
     bad: dict[int, str] = {}
     if cache is None:
-        # Mostly distinct cells (hashes, versions): normalised in one pass of `map`, and cell by cell
-        # below only if one of them cannot be read.
+        # Mostly distinct cells (hashes, versions): a column already in canonical form is taken as it is,
+        # checked at once in C; else normalised in one pass of `map`, and cell by cell below only if one of
+        # them cannot be read.
+        if (canonical := _CANONICAL_COLUMN.get(column)) is not None and canonical(cells):
+            return list(cells), bad
         with contextlib.suppress(InvalidValue):
             return list(map(normalise, cells)), bad
     distinct = set(cells) if cache is not None else None
@@ -251,21 +277,22 @@ def _normalise_column(
                 values.append(None)
                 bad[index] = exc.reason
         return values, bad
-    if len(cache) > _CACHE_LIMIT:
+    if len(cache.values) > _CACHE_LIMIT:
         cache.clear()
+    known = cache.values
     # The dict itself, not its keys: `set.difference` looks each of the set's cells up in a dict, but walks
     # the whole of any other iterable (a view of a cache of 100,000 names, for each column of each chunk).
-    for cell in distinct.difference(cache):
+    for cell in distinct.difference(known):
         try:
-            cache[cell] = normalise(cell)
+            known[cell] = normalise(cell)
         except InvalidValue as exc:
-            cache[cell] = exc
-    values = list(map(cache.__getitem__, cells))
-    invalid = {cell for cell in distinct if isinstance(cache[cell], InvalidValue)}
-    if invalid:
+            known[cell] = exc
+            cache.invalid.add(cell)
+    values = list(map(known.__getitem__, cells))
+    if cache.invalid and (invalid := distinct.intersection(cache.invalid)):
         for index, cell in enumerate(cells):
             if cell in invalid:
-                bad[index] = cache[cell].reason
+                bad[index] = known[cell].reason
                 values[index] = None
     return values, bad
 
@@ -282,8 +309,8 @@ def validate(
     problems = _Problems(max_problems)
     for note in table.notes:
         (problems.warn if note.severity is Severity.WARNING else problems.error)(note)
-    plan: list[tuple[Column, int, Callable[[Cell], Any], dict[Cell, Any] | None]] = [
-        (column, position, _NORMALISERS[column], None if column in _MOSTLY_UNIQUE else {})
+    plan: list[tuple[Column, int, Callable[[Cell], Any], _Normalised | None]] = [
+        (column, position, _NORMALISERS[column], None if column in _MOSTLY_UNIQUE else _Normalised())
         for column, position in header.columns.items()
     ]
     pick = itemgetter(*(position for _, position, _, _ in plan))
@@ -439,7 +466,7 @@ def validate(
     if sink is not None:
         sink.models(device_models)
 
-    firmware.sort(key=version_order)
+    sort_by_key(firmware)
     return ValidCpl(header, device_models, firmware, problems.warnings, rows_digest(device_models, firmware))
 
 

@@ -335,3 +335,41 @@ def test_an_iso_day_is_yyyy_mm_dd_in_the_digits_0_to_9_and_nothing_else(
     text: object, day: dt.date | None
 ) -> None:
     assert ids.iso_day(text) == day
+
+
+def _cells_near(canonical: st.SearchStrategy[str]) -> st.SearchStrategy[list[ids.Cell]]:
+    """Columns of canonical cells with, now and then, one that is nearly so: another case, a digit short,
+    a digit of another script, padding, a number, a blank."""
+    near = st.one_of(
+        canonical.map(str.swapcase),
+        canonical.map(lambda text: text[1:]),
+        canonical.map(lambda text: "٣" + text[1:]),
+        canonical.map(lambda text: f" {text[1:]}"),
+        st.integers(min_value=0, max_value=99_999_999),
+        st.sampled_from(["", None]),
+    )
+    return st.lists(st.one_of(canonical, canonical, canonical, near), min_size=1, max_size=12)
+
+
+_HASHES = st.text("0123456789abcdef", min_size=64, max_size=64)
+_FIRMWARE = st.text("0123456789ABCDEF", min_size=8, max_size=8)
+
+
+@given(_cells_near(_HASHES))
+def test_a_hash_column_is_found_canonical_at_once_exactly_when_each_cell_is(cells: list[ids.Cell]) -> None:
+    """The column-wise check (`validate` takes such a column as it is) against the normaliser's own first
+    line: a column of canonical cells is what `sha256_hex` returns cell by cell."""
+    each = all(type(cell) is str and ids._CANONICAL_SHA256.fullmatch(cell) for cell in cells)
+    assert ids.canonical_sha256_column(cells) == each
+    if each:
+        assert [ids.sha256_hex(cell) for cell in cells] == cells
+
+
+@given(_cells_near(_FIRMWARE))
+def test_a_firmware_version_column_is_found_canonical_at_once_exactly_when_each_cell_is(
+    cells: list[ids.Cell],
+) -> None:
+    each = all(type(cell) is str and ids._CANONICAL_FIRMWARE.fullmatch(cell) for cell in cells)
+    assert ids.canonical_firmware_version_column(cells) == each
+    if each:
+        assert [ids.firmware_version(cell) for cell in cells] == cells
