@@ -18,6 +18,7 @@ from typing import Any
 from python_calamine import CalamineWorkbook
 
 from cfl_graph.identifiers import Cell
+from cpl_sync import sheet_pieces
 from cpl_sync.columns import HEADINGS, REQUIRED, Column, column_for_heading
 from cpl_sync.problems import CplFileRejected, Problem, Severity, column_letter, file_problem
 
@@ -121,7 +122,7 @@ def _check_zip(path: Path) -> None:
         )
 
 
-def _read_xlsx(path: Path) -> Table:
+def _read_xlsx(path: Path, piece_bytes: int | None) -> Table:
     _check_zip(path)
     try:
         workbook = CalamineWorkbook.from_path(str(path))
@@ -129,6 +130,20 @@ def _read_xlsx(path: Path) -> Table:
         raise file_problem(f"not a readable XLSX workbook ({exc})") from None
     best_overall: tuple[str, tuple[int, list[Column]]] | None = None
     for sheet_name in workbook.sheet_names:
+        pieces = None if piece_bytes is None else sheet_pieces.rows(path, sheet_name, piece_bytes)
+        if pieces is not None:
+            # Read on every core; its rows come with their cells by column, as the whole sheet's are padded.
+            first = list(itertools.islice(pieces, HEADER_SEARCH_ROWS))
+            header, clashes, best = _find_header(iter(first), sheet_name, 1, 0)
+            if header is not None and not clashes:
+                rest = itertools.chain(first[header.row :], pieces)
+                return Table(header, zip(itertools.count(header.row + 1), rest))
+            pieces.close()
+            if clashes:
+                raise CplFileRejected(clashes)
+            if best and (best_overall is None or len(best[1]) < len(best_overall[1][1])):
+                best_overall = (sheet_name, best)
+            continue
         try:
             sheet = workbook.get_sheet_by_name(sheet_name)
         except Exception as exc:
@@ -283,6 +298,7 @@ def is_xlsx(path: Path) -> bool:
         return handle.read(4) == b"PK\x03\x04"
 
 
-def read_table(path: Path) -> Table:
-    """Open the file as XLSX (by its zip signature) or CSV, and find its header row."""
-    return _read_xlsx(path) if is_xlsx(path) else _read_csv(path)
+def read_table(path: Path, *, piece_bytes: int | None = sheet_pieces.PIECE_BYTES) -> Table:
+    """Open the file as XLSX (by its zip signature) or CSV, and find its header row. A big worksheet is read
+    in pieces of about `piece_bytes` of XML on every core (`sheet_pieces`); None reads every sheet whole."""
+    return _read_xlsx(path, piece_bytes) if is_xlsx(path) else _read_csv(path)
