@@ -20,16 +20,18 @@ import itertools
 import os
 import posixpath
 import re
+import struct
 import zipfile
 from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from xml.etree.ElementTree import ParseError
 
 from defusedxml import DefusedXmlException, ElementTree
+from isal import isal_zlib
 from python_calamine import CalamineWorkbook
 
 from cfl_graph.identifiers import Cell
@@ -125,12 +127,64 @@ def _holds_markup_with_text(body: bytes) -> bool:
     return False
 
 
+class _Inflated:
+    """A zip member's bytes as they inflate, by ISA-L (`isal`, twice as fast as zlib here: 0.09 s against
+    0.19 s for a 100,000-row sheet, its CRC included), checked against the member's declared size and
+    CRC-32 as `zipfile` checks them. A member neither stored nor deflated, or encrypted, is not cut."""
+
+    _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... file name length, extra field length
+    # Compressed bytes inflated at a time: at most some 66 MB however they were made to expand, before the
+    # size is checked against the declared one.
+    _BLOCK = 1 << 16
+
+    def __init__(self, archive: zipfile.ZipFile, member: str) -> None:
+        info = archive.getinfo(member)
+        if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _NotCut
+        assert archive.filename is not None
+        self.file = Path(archive.filename).open("rb")  # noqa: SIM115 - closed by `close`
+        self.file.seek(info.header_offset)
+        signature, name_length, extra_length = self._LOCAL_HEADER.unpack(self.file.read(30))
+        if signature != b"PK\x03\x04":
+            self.file.close()
+            raise _NotCut
+        self.file.seek(name_length + extra_length, io.SEEK_CUR)
+        self.left, self.size, self.crc, self.expected = info.compress_size, info.file_size, 0, info.CRC
+        self.inflate = None if info.compress_type == zipfile.ZIP_STORED else isal_zlib.decompressobj(-15)
+        self.out = 0
+        self.pending = b""  # inflated past what was last asked for
+
+    def read(self, wanted: int) -> bytes:
+        """`wanted` bytes, or what is left; b"" at the end, once the size and CRC are checked."""
+        parts, have = [self.pending], len(self.pending)
+        while have < wanted and self.left:
+            block = self.file.read(min(self.left, self._BLOCK, wanted))
+            if not block:
+                raise zipfile.BadZipFile("the member ends before its compressed size")
+            self.left -= len(block)
+            data = block if self.inflate is None else self.inflate.decompress(block)
+            self.crc = isal_zlib.crc32(data, self.crc)
+            self.out += len(data)
+            if self.out > self.size:  # as declared: the zip bomb check went by the declared sizes
+                raise zipfile.BadZipFile("the member inflates past its declared size")
+            parts.append(data)
+            have += len(data)
+        if not self.left and (self.out != self.size or self.crc != self.expected):
+            raise zipfile.BadZipFile("the member's size or CRC-32 is not as declared")
+        joined = b"".join(parts)
+        self.pending = joined[wanted:]
+        return joined[:wanted]
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class _Cutter:
     """Cuts the sheet's XML into whole documents, one piece at a time, in one thread (`_Pieces.cutting`)."""
 
     def __init__(self, archive: zipfile.ZipFile, member: str, size: int) -> None:
         self.archive, self.size = archive, size
-        self.stream: IO[bytes] = archive.open(member)
+        self.stream = _Inflated(archive, member)
         self.head = b""
         self.buffer = b""
         self.ended = False

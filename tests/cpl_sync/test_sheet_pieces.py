@@ -255,6 +255,26 @@ def test_a_piece_calamine_cannot_parse_fails_the_file_as_the_whole_sheet_does(tm
     assert in_pieces.value.problems == whole.value.problems
 
 
+@pytest.mark.parametrize("at", [0.3, 0.7, 0.999])
+def test_a_sheet_whose_compressed_bytes_are_damaged_fails_as_the_whole_sheet_does(
+    tmp_path: Path, at: float
+) -> None:
+    """Inflated by ISA-L and checked against the member's CRC-32 and size, as calamine checks them."""
+    path = tmp_path / "cpl.xlsx"
+    write_demo_xlsx(path, generate(600, seed=12))
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("xl/worksheets/sheet1.xml")
+    data = bytearray(path.read_bytes())
+    data[info.header_offset + 30 + len(info.filename) + int(info.compress_size * at)] ^= 0x10
+    path.write_bytes(bytes(data))
+    outcomes = []
+    for piece_bytes in (None, SMALL_PIECES):
+        with pytest.raises(CplFileRejected) as refused:
+            list(read_table(path, piece_bytes=piece_bytes).rows)
+        outcomes.append(refused.value.problems)
+    assert outcomes[0] == outcomes[1]
+
+
 def test_a_small_sheet_or_one_with_a_big_shared_string_table_is_read_whole(tmp_path: Path) -> None:
     """A piece carries the workbook's other parts, shared strings included, and is kept at least four times
     their size: a sheet that would not make two such pieces is read whole."""
