@@ -70,7 +70,7 @@ _CLOSING = b"</sheetData></worksheet>"
 # processing instruction (`<?`). A stretch holding either is never cut. Looked for by the rare second
 # byte: a search for `<` stops every few bytes of a sheet.
 _MARKUP_WITH_TEXT = (b"!", b"?")
-_FIRST_ROW_NUMBERED = re.compile(rb"<row\s[^>]*?\br\s*=\s*[\"']")
+_FIRST_ROW_NUMBERED = re.compile(rb"<row(?:\s[^>]*?)?\sr\s*=\s*[\"']")
 
 
 class _NotCut(Exception):
@@ -183,8 +183,8 @@ class _Cutter:
     """Cuts the sheet's XML into whole documents, one piece at a time, in one thread (`_Pieces.cutting`)."""
 
     def __init__(self, archive: zipfile.ZipFile, member: str, size: int) -> None:
-        self.archive, self.size = archive, size
-        self.stream = _Inflated(archive, member)
+        self.archive, self.member, self.size = archive, member, size
+        self.stream: _Inflated | None = None  # opened by the first cut, in the cutting thread
         self.head = b""
         self.buffer = b""
         self.ended = False
@@ -193,7 +193,8 @@ class _Cutter:
         """The next piece as a worksheet document, or None once the sheet is done."""
         if self.ended:
             return None
-        if not self.head:
+        if self.stream is None:
+            self.stream = _Inflated(self.archive, self.member)
             first = self.stream.read(self.size)
             start = first.find(_SHEET_DATA)
             if start < 0 or b"<worksheet" not in first[:start]:
@@ -225,7 +226,8 @@ class _Cutter:
         return document
 
     def close(self) -> None:
-        self.stream.close()
+        if self.stream is not None:
+            self.stream.close()
         self.archive.close()
 
 

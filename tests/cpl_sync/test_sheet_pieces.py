@@ -152,6 +152,21 @@ def test_shared_strings_offset_columns_and_blank_rows_read_in_pieces_as_the_whol
     assert verdict(path, SMALL_PIECES) == verdict(path, None)
 
 
+def test_a_workbook_stored_without_compression_reads_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "cpl.xlsx"
+    write_demo_xlsx(path, generate(600, seed=6))
+    with zipfile.ZipFile(path) as archive:
+        parts = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in parts:
+            archive.writestr(name, data)
+    pieces = PieceCount(monkeypatch)
+    assert_reads_alike(path)
+    assert pieces.parsed >= 8 and pieces.whole_from == []
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(piece_bytes=st.integers(min_value=1, max_value=48_000))
 def test_wherever_the_pieces_are_cut_the_sheet_reads_alike(tmp_path: Path, piece_bytes: int) -> None:
