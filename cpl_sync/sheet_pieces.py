@@ -64,6 +64,7 @@ _EMPTY_SHEET = (
     b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData/></worksheet>'
 )
 _SHEET_DATA = b"<sheetData>"
+_MAX_HEAD = 1 << 20  # what may come before the rows (the sheet's views, its columns' widths)
 _ROW_END = b"</row>"
 _CLOSING = b"</sheetData></worksheet>"
 # Where a `</row>` may stand as text rather than as a tag: a comment or CDATA section (`<!`), or a
@@ -195,10 +196,14 @@ class _Cutter:
             return None
         if self.stream is None:
             self.stream = _Inflated(self.archive, self.member)
-            first = self.stream.read(self.size)
-            start = first.find(_SHEET_DATA)
-            if start < 0 or b"<worksheet" not in first[:start]:
-                raise _NotCut  # an empty sheet, or tags with a namespace prefix: read whole
+            first = b""
+            while (start := first.find(_SHEET_DATA)) < 0:
+                more = self.stream.read(self.size)
+                if not more or len(first) > _MAX_HEAD:
+                    raise _NotCut  # an empty sheet, or tags with a namespace prefix: read whole
+                first += more
+            if b"<worksheet" not in first[:start]:
+                raise _NotCut
             self.head, self.buffer = first[: start + len(_SHEET_DATA)], first[start + len(_SHEET_DATA) :]
         while True:
             more = self.stream.read(self.size)
