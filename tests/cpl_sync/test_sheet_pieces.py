@@ -78,6 +78,14 @@ def assert_reads_alike(path: Path, piece_bytes: int = SMALL_PIECES) -> None:
     assert rows == whole_rows
 
 
+def assert_read_in_pieces_alike(path: Path, monkeypatch: pytest.MonkeyPatch, at_least: int) -> None:
+    """Read in `at_least` pieces, none of it from the whole sheet, and read and validated as the whole sheet."""
+    pieces = PieceCount(monkeypatch)
+    assert_reads_alike(path)
+    assert pieces.parsed >= at_least and pieces.whole_from == []
+    assert verdict(path, SMALL_PIECES) == verdict(path, None)
+
+
 def verdict(path: Path, piece_bytes: int | None) -> Any:
     try:
         valid = validate(read_table(path, piece_bytes=piece_bytes))
@@ -86,13 +94,16 @@ def verdict(path: Path, piece_bytes: int | None) -> Any:
     return ("valid", valid.device_models, valid.firmware, valid.warnings, valid.rows_sha256)
 
 
-def rewrite_sheet(path: Path, member: str, change: Callable[[bytes], bytes]) -> Path:
-    """The workbook with one part's XML changed, every other part as it was."""
+def rewrite_sheet(
+    path: Path, member: str, change: Callable[[bytes], bytes], compression: int | None = None
+) -> Path:
+    """The workbook with one part's XML changed, every other part as it was; each part compressed as it
+    was, or as `compression` says."""
     with zipfile.ZipFile(path) as archive:
         parts = [(info, archive.read(info)) for info in archive.infolist()]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for info, data in parts:
-            archive.writestr(info, change(data) if info.filename == member else data)
+            archive.writestr(info, change(data) if info.filename == member else data, compression)
     return path
 
 
@@ -119,10 +130,7 @@ def test_the_published_layout_read_in_pieces_reads_as_the_whole_sheet(
     the demo list, written as the bench writes a million rows."""
     path = tmp_path / "cpl.xlsx"
     write_demo_xlsx(path, generate(600, seed=3))
-    pieces = PieceCount(monkeypatch)
-    assert_reads_alike(path)
-    assert pieces.parsed >= 8 and pieces.whole_from == []
-    assert verdict(path, SMALL_PIECES) == verdict(path, None)
+    assert_read_in_pieces_alike(path, monkeypatch, at_least=8)
 
 
 def test_shared_strings_offset_columns_and_blank_rows_read_in_pieces_as_the_whole_sheet(
@@ -146,10 +154,7 @@ def test_shared_strings_offset_columns_and_blank_rows_read_in_pieces_as_the_whol
             sheet.cell(number, 40, f"note {index}")
     path = tmp_path / "cpl.xlsx"
     workbook.save(path)
-    pieces = PieceCount(monkeypatch)
-    assert_reads_alike(path)
-    assert pieces.parsed >= 3 and pieces.whole_from == []
-    assert verdict(path, SMALL_PIECES) == verdict(path, None)
+    assert_read_in_pieces_alike(path, monkeypatch, at_least=3)
 
 
 def test_a_workbook_stored_without_compression_reads_alike(
@@ -157,14 +162,10 @@ def test_a_workbook_stored_without_compression_reads_alike(
 ) -> None:
     path = tmp_path / "cpl.xlsx"
     write_demo_xlsx(path, generate(600, seed=6))
+    rewrite_sheet(path, "xl/worksheets/sheet1.xml", lambda xml: xml, zipfile.ZIP_STORED)
     with zipfile.ZipFile(path) as archive:
-        parts = [(info.filename, archive.read(info)) for info in archive.infolist()]
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-        for name, data in parts:
-            archive.writestr(name, data)
-    pieces = PieceCount(monkeypatch)
-    assert_reads_alike(path)
-    assert pieces.parsed >= 8 and pieces.whole_from == []
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_STORED}
+    assert_read_in_pieces_alike(path, monkeypatch, at_least=8)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
