@@ -29,11 +29,13 @@ from cfl_graph.tables import CplCertifiedFirmware, CplCurrent, CplDeviceModel, C
 from cfl_graph.tables.base import utc_now
 from cpl_sync.diff import FIRMWARE_FIELDS, KEY_FIELDS, DiffCounts, diff_counts
 from cpl_sync.validate import (
+    SPECIFICATION_COLUMN,
     ChunkSink,
     DeviceModelRow,
     FirmwareRow,
     ProgressCallback,
     ValidCpl,
+    firmware_columns,
     sort_by_key,
 )
 
@@ -96,25 +98,21 @@ def _model_rows(snapshot_id: int, models: Iterable[DeviceModelRow]) -> Iterator[
 
 
 def _firmware_rows(snapshot_id: int, firmware: Sequence[FirmwareRow]) -> Iterator[tuple[Any, ...]]:
-    """`(snapshot_id, *fw.content, fw.sheet_row)` for each row, built column by column in C, ten thousand
-    rows at a time, with each distinct specification's three columns worked out once. (Row by row in Python
-    it took the event loop 0.25 s of a 100,000-row sync, while the validating thread waited for the lock.)"""
+    """`(snapshot_id, *fw.content, fw.sheet_row)` for each row, built from the rows' columns in C
+    (`firmware_columns`), with each distinct specification's three columns worked out once. (Row by row in
+    Python it took the event loop 0.25 s of a 100,000-row sync, while the validating thread waited for the
+    lock.)"""
     parts: dict[TechnicalSpecification, tuple[str, str, str | None]] = {}
 
-    def rows_from(start: int) -> Iterator[tuple[Any, ...]]:
-        columns = list(zip(*firmware[start : start + _ROWS_AT_A_TIME], strict=True))
-        specifications = columns[_SPECIFICATION]
+    def rows_of(columns: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+        specifications = columns[SPECIFICATION_COLUMN]
         for spec in set(specifications).difference(parts):
             parts[spec] = (spec.generation, spec.specification, spec.version)
         spec_columns = zip(*map(parts.__getitem__, specifications), strict=True)
-        before, after = columns[:_SPECIFICATION], columns[_SPECIFICATION + 1 :]
+        before, after = columns[:SPECIFICATION_COLUMN], columns[SPECIFICATION_COLUMN + 1 :]
         return zip(repeat(snapshot_id, len(specifications)), *before, *spec_columns, *after, strict=True)
 
-    return chain.from_iterable(map(rows_from, range(0, len(firmware), _ROWS_AT_A_TIME)))
-
-
-_ROWS_AT_A_TIME = 10_000
-_SPECIFICATION = FirmwareRow._fields.index("specification")
+    return chain.from_iterable(map(rows_of, firmware_columns(firmware)))
 
 
 async def store_snapshot(

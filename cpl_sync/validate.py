@@ -681,11 +681,22 @@ class _Facts:
 
 
 _FIELD = {name: index for index, name in enumerate(FirmwareRow._fields)}
+SPECIFICATION_COLUMN = _FIELD["specification"]  # its place among `firmware_columns`'
+_COLUMNS_AT_A_TIME = 10_000
+
+
+def firmware_columns(firmware: Sequence[FirmwareRow]) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows' columns, in `FirmwareRow`'s field order, transposed in C ten thousand rows at a time: for
+    work done a column at a time over any number of rows (the digest, the COPY's rows)."""
+    for start in range(0, len(firmware), _COLUMNS_AT_A_TIME):
+        yield list(zip(*firmware[start : start + _COLUMNS_AT_A_TIME], strict=True))
+
+
 _DIGESTED_AS_THEY_ARE = tuple(
     _FIELD[name]
     for name in ("manufacturer_id", "model_id", "hardware_version", "firmware_version", "image_hash")
 )
-_STATUS, _SPECIFICATION = _FIELD["status"], _FIELD["specification"]
+_STATUS = _FIELD["status"]
 _DIGESTED_AS_TEXT = tuple(_FIELD[name] for name in ("gbcs_version", "cpa_reference"))
 # Columns of few distinct values whose text costs a call each (`date.__str__`): written once per value.
 _DIGESTED_AS_TEXT_OF_EACH_VALUE = tuple(_FIELD[name] for name in ("cpa_expiry", "date_added"))
@@ -708,15 +719,14 @@ def rows_digest(device_models: list[DeviceModelRow], firmware: list[FirmwareRow]
             ).encode()
             + b"\n"
         )
-    # Each line is joined in C from the rows' columns, ten thousand rows at a time: `str(value)` is what a
+    # Each line is joined in C from the rows' columns (`firmware_columns`): `str(value)` is what a
     # line has always held for every type a row holds (str, StrEnum, date, None); the specification's
     # three parts, and a date's text, are worked out once per distinct value (a date's `str` is a call:
     # 0.13 s of a 100,000-row file, and the digest ends the validation's critical path).
     spec_text: dict[ids.TechnicalSpecification, str] = {}
     value_text: dict[dt.date | None, str] = {}
-    for start in range(0, len(firmware), 10_000):
-        columns = list(zip(*firmware[start : start + 10_000], strict=True))
-        specifications = columns[_SPECIFICATION]
+    for columns in firmware_columns(firmware):
+        specifications = columns[SPECIFICATION_COLUMN]
         for spec in set(specifications).difference(spec_text):
             spec_text[spec] = f"{spec.generation}\x1f{spec.specification}\x1f{spec.version}"
         for i in _DIGESTED_AS_TEXT_OF_EACH_VALUE:
