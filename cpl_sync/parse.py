@@ -122,13 +122,23 @@ def _check_zip(path: Path) -> None:
         )
 
 
+_Closest = tuple[str, tuple[int, list[Column]]]  # a sheet, and its row that lacks the fewest headings
+
+
+def _closer(closest: _Closest | None, sheet: str, best: tuple[int, list[Column]] | None) -> _Closest | None:
+    """Of the sheets without a header, the one whose best row lacks the fewest required headings."""
+    if best and (closest is None or len(best[1]) < len(closest[1][1])):
+        return sheet, best
+    return closest
+
+
 def _read_xlsx(path: Path, piece_bytes: int | None) -> Table:
     _check_zip(path)
     try:
         workbook = CalamineWorkbook.from_path(str(path))
     except Exception as exc:  # calamine raises its own error types for corrupt or encrypted files
         raise file_problem(f"not a readable XLSX workbook ({exc})") from None
-    best_overall: tuple[str, tuple[int, list[Column]]] | None = None
+    best_overall: _Closest | None = None
     for sheet_name in workbook.sheet_names:
         pieces = None if piece_bytes is None else sheet_pieces.rows(path, sheet_name, piece_bytes)
         if pieces is not None:
@@ -141,8 +151,7 @@ def _read_xlsx(path: Path, piece_bytes: int | None) -> Table:
             pieces.close()
             if clashes:
                 raise CplFileRejected(clashes)
-            if best and (best_overall is None or len(best[1]) < len(best_overall[1][1])):
-                best_overall = (sheet_name, best)
+            best_overall = _closer(best_overall, sheet_name, best)
             continue
         try:
             sheet = workbook.get_sheet_by_name(sheet_name)
@@ -155,8 +164,7 @@ def _read_xlsx(path: Path, piece_bytes: int | None) -> Table:
         rows = iter(sheet.iter_rows())
         header, clashes, best = _find_header(rows, sheet_name, 1, col_offset)
         if header is None:
-            if best and (best_overall is None or len(best[1]) < len(best_overall[1][1])):
-                best_overall = (sheet_name, best)
+            best_overall = _closer(best_overall, sheet_name, best)
             continue
         if clashes:
             raise CplFileRejected(clashes)

@@ -278,12 +278,12 @@ def rows(path: Path, sheet: str, piece_bytes: int = PIECE_BYTES) -> Generator[li
         return None
     archive = zipfile.ZipFile(path)
     parts = worksheet_parts(archive)
-    member = parts.get(sheet)
-    size = None if member is None else piece_size(archive, member, set(parts.values()), piece_bytes)
+    member, worksheets = parts.get(sheet), set(parts.values())
+    size = None if member is None else piece_size(archive, member, worksheets, piece_bytes)
     if member is None or size is None:
         archive.close()
         return None
-    workbook = _workbook(archive, member, sheet, set(parts.values()))
+    workbook = _workbook(archive, member, sheet, worksheets)
     return _Pieces(path, sheet, workbook, _Cutter(archive, member, size)).rows()
 
 
